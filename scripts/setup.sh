@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Idempotent set-up for building and testing sipguard on Debian 12 (bookworm).
+# Installs only what is missing; safe to run again on a developer's box, in CI
+# or on a router. Versions are explained in docs/TOOLCHAIN.md.
+set -euo pipefail
+
+EBPF_TOOLCHAIN="${SIPGUARD_EBPF_TOOLCHAIN:-nightly}"
+PINNED_NIGHTLY="nightly-2026-05-20"
+BPF_LINKER_VERSION="0.13.0"
+WITH_TEST_TOOLS=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) WITH_TEST_TOOLS=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --tests)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq || { sleep 3; $SUDO apt-get update -qq; }
+  # A concurrent apt run on these images can delete downloaded .debs mid-install: retry once.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || { sleep 5; $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; }
+}
+
+APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 pkg-config)
+if [ "$WITH_TEST_TOOLS" = 1 ]; then
+  APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq)
+fi
+apt_install "${APT_PKGS[@]}"
+
+# The eBPF crate needs a nightly whose LLVM major equals bpf-linker's (22).
+llvm_major() { rustc +"$1" -vV 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p'; }
+if [ "$(llvm_major "$EBPF_TOOLCHAIN")" != "22" ]; then
+  log "toolchain '$EBPF_TOOLCHAIN' is not LLVM 22; installing $PINNED_NIGHTLY"
+  rustup toolchain install "$PINNED_NIGHTLY" --profile minimal --component rust-src
+  EBPF_TOOLCHAIN="$PINNED_NIGHTLY"
+fi
+if ! rustup component list --toolchain "$EBPF_TOOLCHAIN" --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "rustup component add rust-src --toolchain $EBPF_TOOLCHAIN"
+  rustup component add rust-src --toolchain "$EBPF_TOOLCHAIN"
+fi
+
+if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "cargo install bpf-linker@$BPF_LINKER_VERSION (llvm-22)"
+  # Without LLVM_PREFIX its build finds Debian's default llvm-config (LLVM 14).
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install "bpf-linker@$BPF_LINKER_VERSION" --locked \
+    --no-default-features --features llvm-22
+fi
+
+if [ "$WITH_TEST_TOOLS" = 1 ]; then
+  PY_PKGS=(scapy sipvicious)
+  for p in "${PY_PKGS[@]}"; do
+    python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }
+  done
+fi
+
+# bpffs: the daemon pins under /sys/fs/bpf/sipguard; mount it when the box has none.
+if [ -d /sys/fs/bpf ] && ! mountpoint -q /sys/fs/bpf; then
+  log "mounting bpffs on /sys/fs/bpf"
+  $SUDO mount -t bpf bpf /sys/fs/bpf || log "could not mount bpffs (not root?)"
+fi
+
+log "ready: ebpf toolchain $EBPF_TOOLCHAIN ($(rustc +"$EBPF_TOOLCHAIN" -V)), $(bpf-linker --version)"

@@ -1,0 +1,153 @@
+//! The contract between the XDP program and userspace: map names, value
+//! layouts and the pin directory version. `#[repr(C)]` with explicit padding
+//! and size asserts, so both sides agree byte for byte.
+
+use crate::reason::REASON_SLOTS;
+
+/// Bumped whenever a map's key/value layout or meaning changes; pins live in
+/// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
+pub const MAP_ABI_VERSION: u32 = 1;
+
+/// Map names as they appear in the object file and under the pin directory.
+pub mod map_names {
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const TRUSTED_V4: &str = "TRUSTED_V4";
+    pub const TRUSTED_V6: &str = "TRUSTED_V6";
+    pub const BLOCKED_V4: &str = "BLOCKED_V4";
+    pub const BLOCKED_V6: &str = "BLOCKED_V6";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+    pub const ALL: [&str; 7] = [
+        SETTINGS,
+        TRUSTED_V4,
+        TRUSTED_V6,
+        BLOCKED_V4,
+        BLOCKED_V6,
+        COUNTERS,
+        IFACE_SLOTS,
+    ];
+}
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM_NAME: &str = "sipguard";
+
+/// Untrusted sources on a SIP port are dropped (allowlist only).
+pub const POLICY_DROP: u32 = 0;
+/// Untrusted sources on a SIP port are inspected (SIP rules).
+pub const POLICY_INSPECT: u32 = 1;
+
+/// Evaluate and count, but pass everything.
+pub const FLAG_MONITOR: u32 = 1 << 0;
+
+/// Number of 64-bit words in the destination port bitmap (65536 bits).
+pub const PORT_WORDS: usize = 1024;
+
+/// The single value of the `SETTINGS` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `POLICY_DROP` or `POLICY_INSPECT`.
+    pub policy: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Rule enables for the SIP inspector (`RULE_*`).
+    pub rules: u32,
+    pub _pad0: u32,
+    /// Destination ports (UDP and TCP) that carry SIP: bit `p` set for port `p`.
+    pub sip_ports: [u64; PORT_WORDS],
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * PORT_WORDS);
+
+impl Settings {
+    pub const fn empty() -> Self {
+        Settings { policy: POLICY_DROP, flags: 0, rules: 0, _pad0: 0, sip_ports: [0; PORT_WORDS] }
+    }
+
+    #[inline(always)]
+    pub fn is_sip_port(&self, port: u16) -> bool {
+        let word = (port >> 6) as usize & (PORT_WORDS - 1);
+        self.sip_ports[word] & (1u64 << (port & 63)) != 0
+    }
+
+    pub fn set_sip_port(&mut self, port: u16) {
+        self.sip_ports[(port >> 6) as usize] |= 1u64 << (port & 63);
+    }
+
+    #[inline(always)]
+    pub const fn monitor(&self) -> bool {
+        self.flags & FLAG_MONITOR != 0
+    }
+}
+
+/// Per-CPU packet and byte counts of one (interface slot, mode, reason) cell.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+
+/// Interfaces get a small slot number so counters can live in a flat per-CPU
+/// array (inlined lookups) instead of a hash map. Slot 0 collects packets
+/// from interfaces the daemon did not register (and BPF_PROG_TEST_RUN).
+pub const IFACE_SLOTS: u32 = 16;
+/// `IFACE_SLOTS` map size: ifindex -> slot; larger ifindexes use slot 0.
+pub const MAX_IFINDEX: u32 = 4096;
+
+/// Counters are `[slot][monitor][reason]`; `monitor` = 1 for "would drop"
+/// verdicts under monitor mode, so they never mix with real drops.
+pub const COUNTER_ENTRIES: u32 = IFACE_SLOTS * 2 * REASON_SLOTS;
+
+#[inline(always)]
+pub const fn counter_index(slot: u32, monitored: bool, reason: u32) -> u32 {
+    let slot = if slot < IFACE_SLOTS { slot } else { 0 };
+    (slot * 2 + monitored as u32) * REASON_SLOTS + (reason & (REASON_SLOTS - 1))
+}
+
+/// Value in the trusted and blocked LPM tries. Reserved for the origin of an
+/// entry (static config, feed, DNS name) so counters can be attributed later.
+pub type ListValue = u32;
+
+/// Key data of the IPv4 LPM tries (address in network byte order).
+pub type V4Key = [u8; 4];
+/// Key data of the IPv6 LPM tries (address in network byte order).
+pub type V6Key = [u8; 16];
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_bitmap_round_trip() {
+        let mut s = Settings::empty();
+        for p in [0u16, 1, 63, 64, 5060, 5061, 65535] {
+            assert!(!s.is_sip_port(p));
+            s.set_sip_port(p);
+            assert!(s.is_sip_port(p));
+        }
+        assert!(!s.is_sip_port(5062));
+    }
+
+    #[test]
+    fn counter_index_is_in_bounds_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..IFACE_SLOTS {
+            for m in [false, true] {
+                for r in 0..REASON_SLOTS {
+                    let i = counter_index(slot, m, r);
+                    assert!(i < COUNTER_ENTRIES);
+                    assert!(seen.insert(i));
+                }
+            }
+        }
+        assert_eq!(counter_index(IFACE_SLOTS + 3, false, 1), counter_index(0, false, 1));
+    }
+}

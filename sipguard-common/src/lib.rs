@@ -1,0 +1,17 @@
+//! Types and packet/SIP logic shared by the sipguard XDP program and its
+//! userspace daemon.
+//!
+//! Everything that decides a verdict lives here, once, and is generic over how
+//! bytes are read ([`packet::Bytes`]) and how source lists are looked up
+//! ([`verdict::SourceLists`]). The XDP program instantiates it over packet
+//! memory and BPF maps; the host instantiates it over slices and Rust
+//! collections. Tests assert that both give the same verdict for every packet.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+
+pub mod abi;
+pub mod packet;
+pub mod reason;
+pub mod verdict;
+
+pub use abi::*;
+pub use reason::Reason;

@@ -1,0 +1,272 @@
+//! Ethernet / VLAN / IPv4 / IPv6 / UDP / TCP parsing, generic over how bytes
+//! are read. Every read is bounds-checked by the [`Bytes`] implementation; a
+//! frame that cannot be parsed yields a [`Stop`] that the verdict logic maps
+//! to a defined reason.
+
+/// Read access to a frame. The XDP side implements it over packet memory
+/// (with the verifier-visible bounds check), the host over a slice.
+pub trait Bytes {
+    /// Number of bytes in the frame.
+    fn len(&self) -> usize;
+
+    /// `N` bytes at `off`, or `None` when the frame is shorter.
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline(always)]
+    fn u8_at(&self, off: usize) -> Option<u8> {
+        match self.read::<1>(off) {
+            Some(b) => Some(b[0]),
+            None => None,
+        }
+    }
+    #[inline(always)]
+    fn be16(&self, off: usize) -> Option<u16> {
+        match self.read::<2>(off) {
+            Some(b) => Some(u16::from_be_bytes(b)),
+            None => None,
+        }
+    }
+}
+
+impl Bytes for [u8] {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    #[inline(always)]
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let end = off.checked_add(N)?;
+        let s = self.get(off..end)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(s);
+        Some(out)
+    }
+}
+
+pub const ETH_HLEN: usize = 14;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_AH: u8 = 51;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// VLAN tags accepted in front of the IP header (802.1Q and 802.1ad/QinQ).
+pub const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers skipped before giving up (hop-by-hop, routing,
+/// destination options, fragment, AH).
+pub const MAX_IPV6_EXT: usize = 6;
+
+/// Why parsing stopped before reaching a UDP/TCP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Ethertype is not IPv4/IPv6.
+    NotIp,
+    /// IP protocol is neither UDP nor TCP.
+    NotUdpTcp,
+    /// A non-first IP fragment: there is no L4 header in it.
+    LaterFragment,
+    /// The frame ends inside a header, a header field is impossible, or a
+    /// header chain is deeper than the bound: the ports are unknown.
+    Unparsed,
+}
+
+/// What the verdict logic needs to know about a UDP/TCP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub ipv6: bool,
+    /// Source address; IPv4 uses the first 4 bytes.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// Offset of the L4 payload from the start of the frame.
+    pub payload_off: u32,
+    /// Length of the L4 payload as the headers say (UDP length, bounded by
+    /// the IP payload); bytes past the end of the frame read as absent.
+    pub payload_len: u32,
+    /// Header fields lie (UDP length larger than the IP payload or smaller
+    /// than 8, IP total length larger than the frame). The ports were still
+    /// readable, so the packet is judged as SIP-port traffic.
+    pub malformed: bool,
+}
+
+impl Flow {
+    #[inline(always)]
+    pub fn src_v4(&self) -> [u8; 4] {
+        [self.src[0], self.src[1], self.src[2], self.src[3]]
+    }
+}
+
+/// Parses a frame starting at its Ethernet header.
+#[inline(always)]
+pub fn parse<B: Bytes + ?Sized>(pkt: &B) -> Result<Flow, Stop> {
+    let mut ethertype = pkt.be16(12).ok_or(Stop::Unparsed)?;
+    let mut off = ETH_HLEN;
+    let mut tags = 0;
+    while ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        if tags == MAX_VLAN_TAGS {
+            return Err(Stop::Unparsed);
+        }
+        ethertype = pkt.be16(off + 2).ok_or(Stop::Unparsed)?;
+        off += 4;
+        tags += 1;
+    }
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(pkt, off),
+        ETH_P_IPV6 => parse_ipv6(pkt, off),
+        _ => Err(Stop::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
+    let h: [u8; 20] = pkt.read(off).ok_or(Stop::Unparsed)?;
+    if h[0] >> 4 != 4 {
+        return Err(Stop::Unparsed);
+    }
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if ihl < 20 || total < ihl {
+        return Err(Stop::Unparsed);
+    }
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    let first_fragment = frag & 0x2000 != 0;
+    if frag & 0x1fff != 0 {
+        return Err(Stop::LaterFragment);
+    }
+    let proto = h[9];
+    if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
+        return Err(Stop::NotUdpTcp);
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&h[12..16]);
+    dst[..4].copy_from_slice(&h[16..20]);
+    let l4 = off + ihl;
+    // The IP header claims more bytes than arrived: a lying total length.
+    let truncated = pkt.read::<1>(off + total - 1).is_none();
+    parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)
+}
+
+#[inline(always)]
+fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
+    let h: [u8; 40] = pkt.read(off).ok_or(Stop::Unparsed)?;
+    if h[0] >> 4 != 6 {
+        return Err(Stop::Unparsed);
+    }
+    let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+    let mut next = h[6];
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
+    let start = off + 40;
+    let mut l4 = start;
+    let mut first_fragment = false;
+    let mut i = 0;
+    while i < MAX_IPV6_EXT {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let e: [u8; 2] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+                next = e[0];
+                l4 += (e[1] as usize + 1) * 8;
+            }
+            IPPROTO_AH => {
+                let e: [u8; 2] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+                next = e[0];
+                l4 += (e[1] as usize + 2) * 4;
+            }
+            IPPROTO_FRAGMENT => {
+                let e: [u8; 4] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+                let fo = u16::from_be_bytes([e[2], e[3]]);
+                if fo & 0xfff8 != 0 {
+                    return Err(Stop::LaterFragment);
+                }
+                first_fragment = fo & 1 != 0;
+                next = e[0];
+                l4 += 8;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    if next != IPPROTO_UDP && next != IPPROTO_TCP {
+        return Err(match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
+                Stop::Unparsed
+            }
+            _ => Stop::NotUdpTcp,
+        });
+    }
+    let ext = l4 - start;
+    if ext > payload {
+        return Err(Stop::Unparsed);
+    }
+    let truncated = payload > 0 && pkt.read::<1>(start + payload - 1).is_none();
+    parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn parse_l4<B: Bytes + ?Sized>(
+    pkt: &B,
+    ipv6: bool,
+    src: [u8; 16],
+    dst: [u8; 16],
+    proto: u8,
+    l4: usize,
+    // Bytes of IP payload after the extension headers, as the IP header says.
+    claimed: usize,
+    first_fragment: bool,
+    ip_truncated: bool,
+) -> Result<Flow, Stop> {
+    let mut flow = Flow {
+        ipv6,
+        src,
+        dst,
+        proto,
+        sport: 0,
+        dport: 0,
+        payload_off: 0,
+        payload_len: 0,
+        malformed: ip_truncated,
+    };
+    if proto == IPPROTO_UDP {
+        let u: [u8; 8] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+        flow.sport = u16::from_be_bytes([u[0], u[1]]);
+        flow.dport = u16::from_be_bytes([u[2], u[3]]);
+        let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
+        // A first fragment carries less than the UDP length: not a lie.
+        if ulen < 8 || claimed < 8 || (!first_fragment && ulen > claimed) {
+            flow.malformed = true;
+        }
+        let want = ulen.saturating_sub(8);
+        let have = claimed.saturating_sub(8);
+        flow.payload_off = (l4 + 8) as u32;
+        // Reads past the end of the frame fail anyway; this is what the
+        // headers promise, bounded by the IP payload.
+        flow.payload_len = if want < have { want } else { have } as u32;
+    } else {
+        let t: [u8; 20] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+        flow.sport = u16::from_be_bytes([t[0], t[1]]);
+        flow.dport = u16::from_be_bytes([t[2], t[3]]);
+        let doff = ((t[12] >> 4) as usize) * 4;
+        if doff < 20 || doff > claimed {
+            flow.malformed = true;
+        }
+        flow.payload_off = (l4 + doff) as u32;
+        flow.payload_len = claimed.saturating_sub(doff) as u32;
+    }
+    Ok(flow)
+}

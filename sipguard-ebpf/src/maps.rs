@@ -1,0 +1,54 @@
+//! The program's maps. Names and value types come from `sipguard_common::abi`
+//! so userspace opens exactly these.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+};
+use sipguard_common::{
+    packet::Flow, verdict::SourceLists, Counter, ListValue, Settings, V4Key, V6Key,
+    COUNTER_ENTRIES, MAX_IFINDEX,
+};
+
+#[map(name = "SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+// LPM tries are not preallocated: max_entries only caps growth, so large
+// blocklist feeds fit without costing memory when unused.
+#[map(name = "TRUSTED_V4")]
+pub static TRUSTED_V4: LpmTrie<V4Key, ListValue> = LpmTrie::with_max_entries(1 << 16, 0);
+#[map(name = "TRUSTED_V6")]
+pub static TRUSTED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 << 16, 0);
+#[map(name = "BLOCKED_V4")]
+pub static BLOCKED_V4: LpmTrie<V4Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
+#[map(name = "BLOCKED_V6")]
+pub static BLOCKED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
+
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// ifindex -> counter slot, written by the daemon when it attaches.
+#[map(name = "IFACE_SLOTS")]
+pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+pub struct KernelLists;
+
+impl SourceLists for KernelLists {
+    #[inline(always)]
+    fn blocked(&self, flow: &Flow) -> bool {
+        if flow.ipv6 {
+            BLOCKED_V6.get(Key::new(128, flow.src)).is_some()
+        } else {
+            BLOCKED_V4.get(Key::new(32, flow.src_v4())).is_some()
+        }
+    }
+
+    #[inline(always)]
+    fn trusted(&self, flow: &Flow) -> bool {
+        if flow.ipv6 {
+            TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
+        } else {
+            TRUSTED_V4.get(Key::new(32, flow.src_v4())).is_some()
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The YAML configuration: parsed strictly (unknown keys are errors) and
+//! validated so that every error names the field and the line.
+
+use std::{fmt, net::IpAddr, path::Path};
+
+use ipnet::IpNet;
+use serde::{de, Deserialize, Deserializer};
+
+/// Where `sipguard run` and `check` look when no `-c` is given.
+pub const DEFAULT_PATH: &str = "/etc/sipguard/sipguard.yaml";
+
+/// The policy used when there is no config file at all: inspect untrusted
+/// SIP with the scanner rules. Safe on first start, needs no allowlist.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Interfaces to attach to (the WAN side). `--iface` overrides.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub xdp_mode: XdpModeSetting,
+    /// `enforce` drops; `monitor` only counts what would be dropped.
+    #[serde(default)]
+    pub mode: Mode,
+    /// What happens to SIP from sources that are neither trusted nor blocked.
+    #[serde(default)]
+    pub policy: UntrustedPolicy,
+    /// Destination ports (UDP and TCP) that carry SIP.
+    #[serde(default = "default_ports")]
+    pub sip_ports: Vec<PortRange>,
+    /// Sources that may always send SIP (provider proxies, own PBX).
+    #[serde(default)]
+    pub trusted: Vec<Cidr>,
+    /// Sources whose SIP is always dropped.
+    #[serde(default)]
+    pub blocked: Vec<Cidr>,
+}
+
+fn default_ports() -> Vec<PortRange> {
+    vec![PortRange { first: 5060, last: 5061 }]
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    /// Native (driver) mode where the driver supports it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UntrustedPolicy {
+    /// Allowlist only: untrusted SIP is dropped (the providers' advice).
+    #[default]
+    Drop,
+    /// Look at the SIP message and drop what matches a rule.
+    Inspect,
+}
+
+/// An inclusive port range; a single port is a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+fn port_number<E: de::Error>(v: u64) -> Result<u16, E> {
+    if (1..=65535).contains(&v) {
+        Ok(v as u16)
+    } else {
+        Err(E::custom(format_args!("port {v} is out of range 1-65535")))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port (5060) or an inclusive range (\"5060-5080\")")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortRange, E> {
+                let p = port_number(v)?;
+                Ok(PortRange { first: p, last: p })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRange, E> {
+                Err(E::custom(format_args!("port {v} is out of range 1-65535")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PortRange, E> {
+                let num = |t: &str| -> Result<u16, E> {
+                    let t = t.trim();
+                    let n: u64 = t
+                        .parse()
+                        .map_err(|_| E::custom(format_args!("'{t}' is not a port number")))?;
+                    port_number(n)
+                };
+                match s.split_once('-') {
+                    None => {
+                        let p = num(s)?;
+                        Ok(PortRange { first: p, last: p })
+                    }
+                    Some((a, b)) => {
+                        let (first, last) = (num(a)?, num(b)?);
+                        if first > last {
+                            return Err(E::custom(format_args!(
+                                "port range \"{s}\" is reversed (did you mean \"{last}-{first}\"?)"
+                            )));
+                        }
+                        Ok(PortRange { first, last })
+                    }
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An address or CIDR; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(pub IpNet);
+
+impl fmt::Display for Cidr {
+    /// A single host prints as a bare address, as users write it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.prefix_len() == self.0.max_prefix_len() {
+            write!(f, "{}", self.0.addr())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<IpAddr>() {
+            return Ok(Cidr(IpNet::from(addr)));
+        }
+        let net: IpNet = s
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IPv4/IPv6 address or CIDR"))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "'{s}' has host bits set (did you mean {}?)",
+                net.trunc()
+            ));
+        }
+        Ok(Cidr(net))
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Cidr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an IPv4/IPv6 address or CIDR as a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Cidr, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A config error: what is wrong, where, in which field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}: line {}: {}", self.source_name, l, self.message),
+            None => write!(f, "{}: {}", self.source_name, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            line: None,
+            message: format!("cannot read config file: {e}"),
+        })?;
+        Config::parse(&text, &name)
+    }
+
+    /// Parses and validates YAML text; `source_name` is used in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            source_name: source_name.to_string(),
+            line,
+            message,
+        };
+        let blank = text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        if blank {
+            return Err(err(None, "config file is empty (an empty policy would filter nothing)".into()));
+        }
+        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            // serde_yaml appends "at line L column C"; the line is reported
+            // separately, so keep the message itself.
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            err(line, msg)
+        })?;
+        cfg.validate(text, source_name)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str, source_name: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, needle: &str, message: String| ConfigError {
+            source_name: source_name.to_string(),
+            line: find_line(text, field, needle),
+            message: format!("{field}: {message}"),
+        };
+        for (i, name) in self.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
+                return Err(err("interfaces", name, format!("'{name}' is not a valid interface name")));
+            }
+            if self.interfaces[..i].contains(name) {
+                return Err(err("interfaces", name, format!("interface '{name}' is listed twice")));
+            }
+        }
+        if self.interfaces.len() as u32 >= sipguard_common::IFACE_SLOTS {
+            return Err(err(
+                "interfaces",
+                "interfaces",
+                format!("at most {} interfaces are supported", sipguard_common::IFACE_SLOTS - 1),
+            ));
+        }
+        if self.sip_ports.is_empty() {
+            return Err(err("sip_ports", "sip_ports", "must list at least one port".into()));
+        }
+        for t in &self.trusted {
+            if let Some(b) = self.blocked.iter().find(|b| b.0.contains(&t.0) || t.0.contains(&b.0)) {
+                return Err(err(
+                    "blocked",
+                    &b.to_string(),
+                    format!("{b} overlaps trusted {t}: a source cannot be both trusted and blocked"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The embedded default policy.
+    pub fn embedded_default() -> Config {
+        // The embedded file is tested to parse; failing here is a build bug.
+        match Config::parse(EMBEDDED_DEFAULT, "<embedded default>") {
+            Ok(c) => c,
+            Err(e) => panic!("embedded default config is invalid: {e}"),
+        }
+    }
+}
+
+/// First line (1-based) inside the block of `field` that mentions `needle`;
+/// falls back to the line of the field itself.
+fn find_line(text: &str, field: &str, needle: &str) -> Option<usize> {
+    let key = format!("{field}:");
+    let mut in_field = false;
+    let mut field_line = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let top_level = !line.starts_with(' ') && !line.starts_with('\t') && !line.starts_with('-');
+        if top_level && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_field = trimmed.starts_with(&key);
+            if in_field {
+                field_line = Some(i + 1);
+            }
+        }
+        if in_field && line.contains(needle) && (field_line != Some(i + 1) || trimmed.len() > key.len()) {
+            return Some(i + 1);
+        }
+    }
+    field_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, "t.yaml")
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            "interfaces: [eth0, wan1]\nxdp_mode: skb\nmode: monitor\npolicy: inspect\n\
+             sip_ports: [5060, \"5070-5080\"]\ntrusted:\n  - 203.0.113.10\n  - 2001:db8::/32\nblocked: [198.51.100.0/24]\n",
+        )
+        .unwrap();
+        assert_eq!(c.interfaces, vec!["eth0", "wan1"]);
+        assert_eq!(c.xdp_mode, XdpModeSetting::Skb);
+        assert_eq!(c.mode, Mode::Monitor);
+        assert_eq!(c.policy, UntrustedPolicy::Inspect);
+        assert_eq!(c.sip_ports, vec![PortRange { first: 5060, last: 5060 }, PortRange { first: 5070, last: 5080 }]);
+        assert_eq!(c.trusted.len(), 2);
+        assert_eq!(c.blocked[0].to_string(), "198.51.100.0/24");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse("trusted: [192.0.2.1]\n").unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.policy, UntrustedPolicy::Drop);
+        assert_eq!(c.xdp_mode, XdpModeSetting::Auto);
+        assert_eq!(c.sip_ports, default_ports());
+    }
+
+    #[test]
+    fn embedded_default_is_valid_inspect() {
+        let c = Config::embedded_default();
+        assert_eq!(c.policy, UntrustedPolicy::Inspect);
+        assert_eq!(c.mode, Mode::Enforce);
+    }
+
+    fn expect_err(s: &str, line: Option<usize>, needle: &str) {
+        let e = parse(s).unwrap_err();
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.to_string().contains(needle), "'{e}' does not mention '{needle}'");
+    }
+
+    #[test]
+    fn errors_name_field_and_line() {
+        expect_err("trusted: [192.0.2.1]\ntrustd: [1.2.3.4]\n", Some(2), "unknown field `trustd`");
+        expect_err("trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n", Some(3), "trusted[1]");
+        expect_err("trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n", Some(3), "'300.1.2.3' is not an IPv4/IPv6 address or CIDR");
+        expect_err("trusted: [10.0.0.1/24]\n", Some(1), "host bits set");
+        expect_err("sip_ports: [70000]\n", Some(1), "out of range");
+        expect_err("sip_ports: [0]\n", Some(1), "out of range");
+        expect_err("sip_ports: [-5]\n", Some(1), "out of range");
+        expect_err("sip_ports:\n  - \"5080-5060\"\n", Some(2), "reversed");
+        expect_err("sip_ports: []\n", Some(1), "at least one port");
+        expect_err("mode: loud\n", Some(1), "unknown variant `loud`");
+        expect_err("trusted: 5\n", Some(1), "trusted");
+        expect_err("interfaces: [eth0, eth1, eth0]\n", Some(1), "listed twice");
+        expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
+        expect_err("", None, "empty");
+        expect_err("   \n# only a comment\n", None, "empty");
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let e = Config::load(Path::new("/nonexistent/sipguard.yaml")).unwrap_err();
+        assert!(e.to_string().contains("cannot read config file"), "{e}");
+    }
+}

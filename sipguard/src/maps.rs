@@ -1,0 +1,132 @@
+//! Typed access to the program's maps, loaded or pinned, and applying a
+//! policy to them without a moment where a still-wanted entry is missing.
+
+use std::{collections::BTreeSet, path::Path};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray},
+    Ebpf,
+};
+use ipnet::IpNet;
+use sipguard_common::{map_names as names, Counter, ListValue, Settings, V4Key, V6Key};
+
+use crate::policy::Policy;
+
+pub struct PolicyMaps {
+    pub settings: Array<MapData, Settings>,
+    pub trusted_v4: LpmTrie<MapData, V4Key, ListValue>,
+    pub trusted_v6: LpmTrie<MapData, V6Key, ListValue>,
+    pub blocked_v4: LpmTrie<MapData, V4Key, ListValue>,
+    pub blocked_v6: LpmTrie<MapData, V6Key, ListValue>,
+    pub iface_slots: Array<MapData, u32>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+}
+
+fn pinned(dir: &Path, name: &str) -> Result<Map> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!("cannot open pinned map {} (is `sipguard run` running?)", path.display())
+    })?;
+    Ok(match name {
+        names::SETTINGS | names::IFACE_SLOTS => Map::Array(data),
+        names::COUNTERS => Map::PerCpuArray(data),
+        _ => Map::LpmTrie(data),
+    })
+}
+
+impl PolicyMaps {
+    pub fn from_maps(mut get: impl FnMut(&str) -> Result<Map>) -> Result<Self> {
+        Ok(PolicyMaps {
+            settings: get(names::SETTINGS)?.try_into()?,
+            trusted_v4: get(names::TRUSTED_V4)?.try_into()?,
+            trusted_v6: get(names::TRUSTED_V6)?.try_into()?,
+            blocked_v4: get(names::BLOCKED_V4)?.try_into()?,
+            blocked_v6: get(names::BLOCKED_V6)?.try_into()?,
+            iface_slots: get(names::IFACE_SLOTS)?.try_into()?,
+        })
+    }
+
+    /// Takes the maps out of a loaded object (pin them before taking).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Self::from_maps(|n| take(ebpf, n))
+    }
+
+    pub fn open_pinned(dir: &Path) -> Result<Self> {
+        Self::from_maps(|n| pinned(dir, n))
+    }
+
+    /// Writes `policy`: new list entries first, then settings, then removal
+    /// of entries no longer wanted, so a source trusted before and after a
+    /// reload is never untrusted in between.
+    pub fn apply(&mut self, policy: &Policy) -> Result<()> {
+        let (t4, t6) = split(&policy.trusted);
+        let (b4, b6) = split(&policy.blocked);
+        let stale_t4 = sync_add(&mut self.trusted_v4, &t4).context("updating TRUSTED_V4")?;
+        let stale_t6 = sync_add(&mut self.trusted_v6, &t6).context("updating TRUSTED_V6")?;
+        let stale_b4 = sync_add(&mut self.blocked_v4, &b4).context("updating BLOCKED_V4")?;
+        let stale_b6 = sync_add(&mut self.blocked_v6, &b6).context("updating BLOCKED_V6")?;
+        self.settings.set(0, policy.settings, 0).context("updating SETTINGS")?;
+        remove(&mut self.blocked_v4, stale_b4)?;
+        remove(&mut self.blocked_v6, stale_b6)?;
+        remove(&mut self.trusted_v4, stale_t4)?;
+        remove(&mut self.trusted_v6, stale_t6)?;
+        Ok(())
+    }
+
+    pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
+        if ifindex < sipguard_common::MAX_IFINDEX {
+            self.iface_slots.set(ifindex, slot, 0).context("updating IFACE_SLOTS")?;
+        }
+        Ok(())
+    }
+}
+
+type Entry<K> = (u32, K);
+
+fn split(nets: &[IpNet]) -> (BTreeSet<Entry<V4Key>>, BTreeSet<Entry<V6Key>>) {
+    let mut v4 = BTreeSet::new();
+    let mut v6 = BTreeSet::new();
+    for n in nets {
+        match n {
+            IpNet::V4(n) => {
+                v4.insert((n.prefix_len() as u32, n.network().octets()));
+            }
+            IpNet::V6(n) => {
+                v6.insert((n.prefix_len() as u32, n.network().octets()));
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// Inserts what is missing; returns the entries present but not wanted.
+fn sync_add<K>(trie: &mut LpmTrie<MapData, K, ListValue>, want: &BTreeSet<Entry<K>>) -> Result<Vec<Entry<K>>>
+where
+    K: aya::Pod + Ord + Copy,
+{
+    let mut have = BTreeSet::new();
+    for key in trie.keys() {
+        let key = key?;
+        have.insert((key.prefix_len(), key.data()));
+    }
+    for (len, data) in want.difference(&have) {
+        trie.insert(&Key::new(*len, *data), 1, 0)?;
+    }
+    Ok(have.difference(want).copied().collect())
+}
+
+fn remove<K: aya::Pod>(trie: &mut LpmTrie<MapData, K, ListValue>, stale: Vec<Entry<K>>) -> Result<()> {
+    for (len, data) in stale {
+        trie.remove(&Key::new(len, data))?;
+    }
+    Ok(())
+}
+
+/// The counters map, from a loaded object or from its pin.
+pub fn counters_pinned(dir: &Path) -> Result<PerCpuArray<MapData, Counter>> {
+    Ok(pinned(dir, names::COUNTERS)?.try_into()?)
+}

@@ -1,0 +1,114 @@
+//! A private instance of the real program, run on frames with
+//! BPF_PROG_TEST_RUN: used by `sipguard replay`, the fixture tests and the
+//! benchmarks. It creates its own maps and never touches pinned ones.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{MapData, PerCpuArray},
+    programs::{TestRun, TestRunOptions},
+    Ebpf,
+};
+use sipguard_common::{counter_index, map_names, Counter, Reason, PROGRAM_NAME};
+
+use crate::{
+    maps::PolicyMaps,
+    policy::Policy,
+    program::{self, LoadOptions, EMPTY_PROGRAM_NAME},
+};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// What the kernel program decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelVerdict {
+    /// XDP action (`XDP_PASS` / `XDP_DROP`).
+    pub action: u32,
+    pub reason: Reason,
+    pub monitored: bool,
+}
+
+pub struct Sandbox {
+    ebpf: Ebpf,
+    maps: PolicyMaps,
+    counters: PerCpuArray<MapData, Counter>,
+    report_reason: bool,
+}
+
+impl Sandbox {
+    /// Loads the embedded object with the reason reported in the return
+    /// value (the attached program never does this).
+    pub fn new(policy: &Policy) -> Result<Self> {
+        Self::with_options(policy, true)
+    }
+
+    /// Loads the object exactly as the daemon does (for timing and for
+    /// checking the production return path).
+    pub fn production(policy: &Policy) -> Result<Self> {
+        Self::with_options(policy, false)
+    }
+
+    fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
+        let mut ebpf = program::load(LoadOptions { report_reason, verbose: false })?;
+        let counters = ebpf
+            .take_map(map_names::COUNTERS)
+            .ok_or_else(|| anyhow!("COUNTERS map missing"))?
+            .try_into()?;
+        let mut maps = PolicyMaps::take(&mut ebpf)?;
+        maps.apply(policy)?;
+        Ok(Sandbox { ebpf, maps, counters, report_reason })
+    }
+
+    pub fn apply(&mut self, policy: &Policy) -> Result<()> {
+        self.maps.apply(policy)
+    }
+
+    fn test_run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
+        let prog = program::xdp_program(&mut self.ebpf, name)?;
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() })
+            .with_context(|| format!("BPF_PROG_TEST_RUN of {name} on a {}-byte frame", frame.len()))?;
+        Ok((r.return_value, r.duration))
+    }
+
+    /// Runs one frame through the program.
+    pub fn run(&mut self, frame: &[u8]) -> Result<KernelVerdict> {
+        anyhow::ensure!(self.report_reason, "Sandbox::production() cannot report reasons; use run_action");
+        let (rv, _) = self.test_run(PROGRAM_NAME, frame, 1)?;
+        let reason = Reason::from_u32((rv >> 8) & 0xff).ok_or_else(|| anyhow!("kernel returned unknown reason in {rv:#x}"))?;
+        Ok(KernelVerdict { action: rv & 0xff, reason, monitored: rv & (1 << 16) != 0 })
+    }
+
+    /// Runs one frame and returns the bare XDP action.
+    pub fn run_action(&mut self, frame: &[u8]) -> Result<u32> {
+        let (rv, _) = self.test_run(PROGRAM_NAME, frame, 1)?;
+        Ok(if self.report_reason { rv & 0xff } else { rv })
+    }
+
+    /// Kernel-measured average time per run over `repeat` runs.
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
+        Ok(self.test_run(PROGRAM_NAME, frame, repeat)?.1)
+    }
+
+    /// The same for the empty XDP program in the same object: the baseline.
+    pub fn time_empty(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
+        if self.ebpf.program(EMPTY_PROGRAM_NAME).is_some_and(|p| p.fd().is_err()) {
+            program::load_program(&mut self.ebpf, EMPTY_PROGRAM_NAME, false)?;
+        }
+        Ok(self.test_run(EMPTY_PROGRAM_NAME, frame, repeat)?.1)
+    }
+
+    /// The verifier's instruction count for the filter program.
+    pub fn verified_instructions(&self) -> Result<Option<u32>> {
+        let prog = self.ebpf.program(PROGRAM_NAME).ok_or_else(|| anyhow!("program missing"))?;
+        Ok(prog.info()?.verified_instruction_count())
+    }
+
+    /// Counter of (slot 0, mode, reason): BPF_PROG_TEST_RUN's ifindex has
+    /// no slot.
+    pub fn counter(&self, reason: Reason, monitored: bool) -> Result<Counter> {
+        crate::metrics::read_cell(&self.counters, counter_index(0, monitored, reason as u32))
+    }
+}

@@ -1,0 +1,70 @@
+//! Running fixture rows through the real program and checking each against
+//! the expected action, the expected counter change and the host verdict.
+
+use sipguard::{
+    policy::Policy,
+    testrun::{Sandbox, XDP_DROP, XDP_PASS},
+};
+use sipguard_common::Reason;
+
+/// One row: a frame, what the kernel must do with it, and which counter
+/// must move by one packet of the frame's length.
+pub struct Row {
+    pub name: String,
+    pub frame: Vec<u8>,
+    pub reason: Reason,
+}
+
+pub fn row(name: impl Into<String>, frame: Vec<u8>, reason: Reason) -> Row {
+    Row { name: name.into(), frame, reason }
+}
+
+/// Runs every row; returns the failures (all rows run, so one report shows
+/// every mismatch).
+pub fn run_rows(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row]) -> Vec<String> {
+    let monitored_mode = policy.settings.monitor();
+    let mut failures = Vec::new();
+    for r in rows {
+        let monitored = monitored_mode && r.reason.is_drop();
+        let want_action = if r.reason.is_drop() && !monitored { XDP_DROP } else { XDP_PASS };
+        let before: Vec<_> = all_cells(sandbox);
+        let got = match sandbox.run(&r.frame) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: test run failed: {e:#}", r.name));
+                continue;
+            }
+        };
+        let after: Vec<_> = all_cells(sandbox);
+        if got.action != want_action || got.reason != r.reason || got.monitored != monitored {
+            failures.push(format!(
+                "{}: kernel gave action {} reason {:?} monitored {}, expected action {} reason {:?} monitored {}",
+                r.name, got.action, got.reason, got.monitored, want_action, r.reason, monitored
+            ));
+        }
+        // Exactly one counter moved, by one packet of this frame's size.
+        for ((reason, m, b), (_, _, a)) in before.iter().zip(after.iter()) {
+            let expect = if *reason == r.reason && *m == monitored { (1, r.frame.len() as u64) } else { (0, 0) };
+            let delta = (a.packets - b.packets, a.bytes - b.bytes);
+            if delta != expect {
+                failures.push(format!("{}: counter {:?}/monitored={} moved by {:?}, expected {:?}", r.name, reason, m, delta, expect));
+            }
+        }
+        // The host's verdict, from the same shared code, must agree.
+        let host = policy.evaluate(&r.frame);
+        if host.reason != got.reason || host.drop != (got.action == XDP_DROP) || host.monitored != got.monitored {
+            failures.push(format!("{}: host verdict {:?} differs from kernel {:?}", r.name, host, got));
+        }
+    }
+    failures
+}
+
+fn all_cells(sb: &Sandbox) -> Vec<(Reason, bool, sipguard_common::Counter)> {
+    let mut v = Vec::new();
+    for m in [false, true] {
+        for r in Reason::ALL {
+            v.push((r, m, sb.counter(r, m).expect("reading counters")));
+        }
+    }
+    v
+}

@@ -1,0 +1,37 @@
+//! SIP messages for tests, shaped like what real clients send.
+
+/// An INVITE like a desk phone or SIPp sends, with SDP.
+pub fn invite(from_user: &str, to_user: &str, host: &str, user_agent: &str) -> Vec<u8> {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:{to_user}@{host} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{from_user}@{host}>;tag=4a5b6c\r\n\
+         To: <sip:{to_user}@{host}>\r\n\
+         Call-ID: 1-2-3@192.0.2.10\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:{from_user}@192.0.2.10:5060>\r\n\
+         User-Agent: {user_agent}\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+/// The OPTIONS probe SIPVicious' svmap sends.
+pub fn svmap_options() -> Vec<u8> {
+    b"OPTIONS sip:100@198.51.100.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK-1234;rport\r\n\
+Max-Forwards: 70\r\n\
+To: \"sipvicious\"<sip:100@1.1.1.1>\r\n\
+From: \"sipvicious\"<sip:100@1.1.1.1>;tag=6331323334\r\n\
+User-Agent: friendly-scanner\r\n\
+Call-ID: 123456789\r\n\
+Contact: sip:100@203.0.113.66:5060\r\n\
+CSeq: 1 OPTIONS\r\n\
+Accept: application/sdp\r\n\
+Content-Length: 0\r\n\r\n"
+        .to_vec()
+}

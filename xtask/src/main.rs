@@ -1,0 +1,51 @@
+//! `cargo xtask <command>`: developer tasks.
+//!
+//! - `build-ebpf [--out DIR]`: build the XDP object on its own (same
+//!   definition as the daemon's build script) and print its path.
+
+use std::{env, path::PathBuf, process::ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build-ebpf") => build_ebpf(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let out = match args {
+        [] => root.join("target").join("ebpf"),
+        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        _ => anyhow::bail!("unexpected arguments {args:?} (usage: build-ebpf [--out DIR])"),
+    };
+    std::fs::create_dir_all(&out)?;
+    // aya-build speaks the build-script protocol: give it the environment a
+    // build script would have for this host.
+    // SAFETY: single-threaded at this point.
+    unsafe {
+        env::set_var("OUT_DIR", &out);
+        env::set_var("CARGO_CFG_TARGET_ENDIAN", if cfg!(target_endian = "big") { "big" } else { "little" });
+        env::set_var("CARGO_CFG_TARGET_ARCH", env::consts::ARCH);
+    }
+    xtask::build_ebpf(&root)?;
+    let obj = out.join(xtask::EBPF_OBJECT);
+    anyhow::ensure!(obj.is_file(), "build finished but {} is missing", obj.display());
+    println!("{}", obj.display());
+    Ok(())
+}
