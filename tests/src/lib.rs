@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod frames;
+pub mod hostile;
 pub mod netns;
 pub mod sip;
 
