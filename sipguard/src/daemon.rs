@@ -29,7 +29,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
         match self {
             ConfigSource::File(p) => Config::load(p),
-            ConfigSource::Embedded => Ok(Config::embedded_default()),
+            ConfigSource::Embedded => Config::embedded_default(),
         }
     }
 }
