@@ -283,6 +283,15 @@ impl Config {
 
     /// Parses and validates YAML text; `source_name` is used in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        // YAML also breaks lines at CR, NEL, LS and PS; str::lines() does
+        // not, and the line numbers in messages must match the parser's.
+        let unified;
+        let text = if text.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']) {
+            unified = text.replace("\r\n", "\n").replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
+            unified.as_str()
+        } else {
+            text
+        };
         let err = |line: Option<usize>, message: String| ConfigError {
             source_name: source_name.to_string(),
             line,
@@ -525,6 +534,12 @@ mod tests {
         expect_err("trusted: [192.0.2.1\n", Some(2), "trusted: did not find expected");
         expect_err("policy: drop\ntrusted:\n\t- 192.0.2.1\n", Some(3), "trusted: found character that cannot start any token");
         expect_err("---\n", None, "empty");
+        // Old Mac line ends (found by the config fuzz target): lines count
+        // as YAML counts them.
+        expect_err("policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r", Some(4), "trusted[1]");
+        expect_err("policy: drop\r\nsip_ports: [0]\r\n", Some(2), "sip_ports[0]");
+        expect_err("trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r", Some(3), "both trusted and blocked");
+        expect_err("policy: drop\rpolicy: drop\r", Some(2), "policy: is set twice");
         expect_err("~\n", None, "empty");
         expect_err("- a\n", Some(1), "expected settings as `key: value` lines");
         expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
