@@ -156,6 +156,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    crate::preflight::check(&opts.pin_root)?;
     let mut daemon = match Daemon::start(&opts, &cfg) {
         Ok(d) => d,
         Err(e) => {

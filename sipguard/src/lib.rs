@@ -13,5 +13,6 @@ pub mod maps;
 pub mod metrics;
 pub mod pins;
 pub mod policy;
+pub mod preflight;
 pub mod program;
 pub mod testrun;
