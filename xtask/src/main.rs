@@ -2,6 +2,8 @@
 //!
 //! - `build-ebpf [--out DIR]`: build the XDP object on its own (same
 //!   definition as the daemon's build script) and print its path.
+//! - `bench [ARGS]`: per-packet cost of the XDP program by packet class
+//!   (release build of the `bench` binary in the tests crate; needs root).
 
 use std::{env, path::PathBuf, process::ExitCode};
 
@@ -9,8 +11,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build-ebpf") => build_ebpf(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build-ebpf [--out DIR]");
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench");
             return ExitCode::from(2);
         }
     };
@@ -47,5 +50,16 @@ fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
     let obj = out.join(xtask::EBPF_OBJECT);
     anyhow::ensure!(obj.is_file(), "build finished but {} is missing", obj.display());
     println!("{}", obj.display());
+    Ok(())
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "--release", "--quiet", "-p", "sipguard-tests", "--bin", "bench", "--"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "bench failed ({status})");
     Ok(())
 }
