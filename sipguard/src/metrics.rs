@@ -37,11 +37,11 @@ pub fn read_cell(map: &PerCpuArray<MapData, Counter>, idx: u32) -> Result<Counte
     Ok(sum)
 }
 
+/// The interface slot map and the slot names, for labelling counters.
+pub type SlotMaps<'a> = (&'a Array<MapData, u32>, &'a Array<MapData, IfaceName>);
+
 /// Reads every known reason of every slot.
-pub fn snapshot(
-    counters: &PerCpuArray<MapData, Counter>,
-    slots: Option<(&Array<MapData, u32>, &Array<MapData, IfaceName>)>,
-) -> Result<Snapshot> {
+pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<SlotMaps<'_>>) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for slot in 0..IFACE_SLOTS {
         for monitored in [false, true] {

@@ -3,117 +3,20 @@
 //! policy when a SIGHUP brings a broken config, and sees a 9000-byte jumbo
 //! frame whole on a 9000-MTU link. Needs root.
 
-use std::{
-    collections::BTreeSet,
-    fs::File,
-    net::UdpSocket,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, net::UdpSocket, path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use sipguard_tests::{
+    daemon::Daemon,
     netns::{unique, veth, Netns},
-    require_root, sipguard_bin,
+    require_root,
 };
+
+const WAIT: Duration = Duration::from_secs(30);
 
 const ROUTER: &str = "192.0.2.1";
 const TRUSTED: &str = "192.0.2.10";
 const UNTRUSTED: &str = "192.0.2.66";
-
-/// The daemon, stopped (SIGTERM, then SIGKILL) and its pins removed even
-/// when the test fails.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    pin_root: PathBuf,
-}
-
-impl Daemon {
-    fn start(ns: &Netns, config: &Path, dir: &Path) -> Daemon {
-        let log = dir.join("daemon.log");
-        let pin_root = PathBuf::from(format!("/sys/fs/bpf/sg-test-{}", unique("rb")));
-        let child = ns
-            .command(sipguard_bin().to_str().expect("utf-8 path"))
-            .arg("--pin-root")
-            .arg(&pin_root)
-            .arg("run")
-            .arg("-c")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"))
-            .spawn()
-            .expect("starting sipguard run");
-        let d = Daemon { child, log, pin_root };
-        d.wait_log("ready:", 1);
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `needle` has appeared `count` times in the log.
-    fn wait_log(&self, needle: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = self.log_text();
-            if text.matches(needle).count() >= count {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "daemon did not log '{needle}' ({count}x); log:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill on the PID of our own child.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-
-    fn stats(&self) -> Value {
-        let out = Command::new(sipguard_bin())
-            .arg("--pin-root")
-            .arg(&self.pin_root)
-            .args(["stats", "--json"])
-            .output()
-            .expect("sipguard stats");
-        assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("stats JSON")
-    }
-
-    /// SIGTERM and wait; returns the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill on the PID of our own, still running child.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.pin_root);
-    }
-}
 
 fn packets(stats: &Value, reason: &str) -> u64 {
     stats["reasons"][reason]["packets"].as_u64().unwrap_or(0)
@@ -125,7 +28,6 @@ struct Net {
     router: Netns,
     wan: Netns,
     router_if: String,
-    dir: PathBuf,
 }
 
 impl Net {
@@ -141,15 +43,11 @@ impl Net {
         router.exec(&["ip", "addr", "add", &format!("{ROUTER}/24"), "dev", &router_if]);
         wan.exec(&["ip", "addr", "add", &format!("{TRUSTED}/24"), "dev", &wan_if]);
         wan.exec(&["ip", "addr", "add", &format!("{UNTRUSTED}/24"), "dev", &wan_if]);
-        let dir = std::env::temp_dir().join(unique("rb"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Net { router, wan, router_if, dir }
+        Net { router, wan, router_if }
     }
 
-    fn write_config(&self, body: &str) -> PathBuf {
-        let p = self.dir.join("sipguard.yaml");
-        std::fs::write(&p, format!("interfaces: [{}]\n{body}", self.router_if)).expect("write config");
-        p
+    fn config(&self, body: &str) -> String {
+        format!("interfaces: [{}]\n{body}", self.router_if)
     }
 
     /// Sends one datagram per (source, payload) to the router's port 5060
@@ -171,12 +69,6 @@ impl Net {
     }
 }
 
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn msg(tag: &str) -> Vec<u8> {
     format!("OPTIONS sip:100@{ROUTER} SIP/2.0\r\nCall-ID: {tag}\r\nContent-Length: 0\r\n\r\n").into_bytes()
 }
@@ -188,8 +80,8 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
     }
     let net = Net::new(1500);
     let good = format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}]\n");
-    let config = net.write_config(&good);
-    let mut daemon = Daemon::start(&net.router, &config, &net.dir);
+    let mut daemon = Daemon::start(&net.router, &net.config(&good), &[]);
+    let config: PathBuf = daemon.config_path();
 
     let round = |tag: &str| -> (bool, bool) {
         let (t, u) = (msg(&format!("{tag}-trusted")), msg(&format!("{tag}-untrusted")));
@@ -197,33 +89,35 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
         (got.contains(&t), got.contains(&u))
     };
     assert_eq!(round("before"), (true, false), "allowlist applies before the reload");
-    let s0 = daemon.stats();
+    let s0 = daemon.stats_json();
 
     // A broken config that, if any part of it applied, would let the
     // untrusted source in.
     std::fs::write(&config, format!("interfaces: [{}]\npolicy: drop\nsip_ports: [5060]\ntrusted:\n  - {TRUSTED}\n  - {UNTRUSTED}\n  - 300.1.2.3\n", net.router_if)).unwrap();
     daemon.signal(libc::SIGHUP);
-    let log = daemon.wait_log("reload failed, keeping the running policy", 1);
+    daemon.wait_for_log_count("reload failed, keeping the running policy", 1, WAIT);
+    let log = daemon.log_text();
     assert!(log.contains("line 7") && log.contains("trusted[2]: '300.1.2.3'"), "the error names line and field:\n{log}");
     assert_eq!(round("broken"), (true, false), "old policy still applies after a failed reload");
-    let s1 = daemon.stats();
+    let s1 = daemon.stats_json();
     assert_eq!(packets(&s1, "trusted") - packets(&s0, "trusted"), 1, "{s1}");
     assert_eq!(packets(&s1, "untrusted") - packets(&s0, "untrusted"), 1, "{s1}");
 
     // An empty file is refused the same way.
     std::fs::write(&config, "# everything commented out\n").unwrap();
     daemon.signal(libc::SIGHUP);
-    daemon.wait_log("reload failed, keeping the running policy", 2);
+    daemon.wait_for_log_count("reload failed, keeping the running policy", 2, WAIT);
     assert_eq!(round("empty"), (true, false), "old policy still applies after an empty config");
 
     // A valid change does apply (so the checks above can fail).
-    net.write_config(&format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}, {UNTRUSTED}]\n"));
+    std::fs::write(&config, net.config(&format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}, {UNTRUSTED}]\n"))).unwrap();
     daemon.signal(libc::SIGHUP);
-    daemon.wait_log("policy reloaded", 1);
+    daemon.wait_for_log("policy reloaded", WAIT);
     assert_eq!(round("fixed"), (true, true), "a good reload lets the new source in");
 
-    assert!(daemon.stop().success(), "daemon exit:\n{}", daemon.log_text());
-    assert!(!daemon.pin_root.join("v1").exists(), "pins removed on exit");
+    let pins = daemon.pin_root.join("v1");
+    assert!(daemon.stop().success(), "daemon exits cleanly");
+    assert!(!pins.exists(), "pins removed on exit");
 }
 
 #[test]
@@ -234,8 +128,7 @@ fn jumbo_frame_is_seen_whole_on_a_9000_mtu_link() {
     let net = Net::new(9000);
     // Inspect: a lying length would be dropped as malformed, a whole
     // datagram passes to the (not yet present) inspector.
-    let config = net.write_config("policy: inspect\nsip_ports: [5060]\n");
-    let mut daemon = Daemon::start(&net.router, &config, &net.dir);
+    let daemon = Daemon::start(&net.router, &net.config("policy: inspect\nsip_ports: [5060]\n"), &[]);
     let log = daemon.log_text();
     // veth refuses a program without multi-buffer support in native mode
     // at this MTU; auto mode falls back to generic XDP, which linearizes.
@@ -246,7 +139,7 @@ fn jumbo_frame_is_seen_whole_on_a_9000_mtu_link() {
     big.resize(9000 - 20 - 8, b'x');
     let got = net.exchange(&[(UNTRUSTED, big.clone())]);
     assert!(got.contains(&big), "the 9000-byte datagram arrived");
-    let s = daemon.stats();
+    let s = daemon.stats_json();
     let inspected = &s["reasons"]["inspected_clean"];
     assert_eq!(packets(&s, "malformed"), 0, "{s}");
     assert_eq!(inspected["packets"].as_u64(), Some(1), "{s}");
