@@ -899,7 +899,7 @@ impl Lab {
             "scanner datagrams not attributable to a tool run"
         );
         Report {
-            title: title.into(),
+            title: format!("{title}, XDP {}", xdp_mode()),
             tools,
             calls,
             foreign_requests_at_sipp: self.foreign_requests_at_sipp(),
