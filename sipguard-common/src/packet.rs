@@ -270,3 +270,107 @@ fn parse_l4<B: Bytes + ?Sized>(
     }
     Ok(flow)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype.to_be_bytes());
+        f
+    }
+
+    fn ipv4_udp(payload: &[u8], dport: u16) -> Vec<u8> {
+        let mut f = eth(ETH_P_IPV4);
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend([0x45, 0]);
+        f.extend(total.to_be_bytes());
+        f.extend([0, 1, 0, 0, 64, IPPROTO_UDP, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2]);
+        f.extend(40000u16.to_be_bytes());
+        f.extend(dport.to_be_bytes());
+        f.extend(((8 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    #[test]
+    fn ipv4_udp_flow() {
+        let f = ipv4_udp(b"OPTIONS sip:x SIP/2.0\r\n\r\n", 5060);
+        let flow = parse(&f[..]).unwrap();
+        assert!(!flow.ipv6);
+        assert_eq!(flow.src_v4(), [192, 0, 2, 1]);
+        assert_eq!((flow.sport, flow.dport, flow.proto), (40000, 5060, IPPROTO_UDP));
+        assert_eq!(flow.payload_off, 42);
+        assert_eq!(flow.payload_len, 25);
+        assert!(!flow.malformed);
+    }
+
+    #[test]
+    fn vlan_tags_are_skipped_up_to_two() {
+        let inner = ipv4_udp(b"x", 5060);
+        let tagged = |tags: &[u16]| {
+            let mut f = inner[..12].to_vec();
+            for t in tags {
+                f.extend(t.to_be_bytes());
+                f.extend([0, 7]);
+            }
+            f.extend(&inner[12..]);
+            f
+        };
+        assert_eq!(parse(&tagged(&[ETH_P_8021Q])[..]).unwrap().payload_off, 46);
+        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q])[..]).unwrap().payload_off, 50);
+        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q])[..]), Err(Stop::Unparsed));
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        let mut f = eth(ETH_P_IPV6);
+        let mut body = vec![IPPROTO_DSTOPTS, 0, 0, 0, 0, 0, 0, 0]; // hop-by-hop
+        body.extend([IPPROTO_UDP, 1]); // dest options, 16 bytes
+        body.extend([0u8; 14]);
+        body.extend([0x13, 0xc4, 0x13, 0xc4, 0, 9, 0, 0, b'x']);
+        f.extend([0x60, 0, 0, 0]);
+        f.extend((body.len() as u16).to_be_bytes());
+        f.extend([IPPROTO_HOPOPTS, 64]);
+        f.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain([0u8; 12].iter()));
+        f.extend([0u8; 16]);
+        f.extend(body);
+        let flow = parse(&f[..]).unwrap();
+        assert!(flow.ipv6);
+        assert_eq!(flow.dport, 5060);
+        assert_eq!(flow.payload_off as usize, 14 + 40 + 8 + 16 + 8);
+        assert_eq!(flow.payload_len, 1);
+        assert_eq!(&flow.src[..4], &[0x20, 0x01, 0x0d, 0xb8]);
+    }
+
+    #[test]
+    fn fragments_and_other_protocols() {
+        let mut f = ipv4_udp(b"x", 5060);
+        f[20] = 0x00;
+        f[21] = 0x10; // offset 16 * 8
+        assert_eq!(parse(&f[..]), Err(Stop::LaterFragment));
+        let mut f = ipv4_udp(b"x", 5060);
+        f[23] = 1; // ICMP
+        assert_eq!(parse(&f[..]), Err(Stop::NotUdpTcp));
+        assert_eq!(parse(&eth(0x0806)[..]), Err(Stop::NotIp));
+    }
+
+    #[test]
+    fn lies_and_truncation() {
+        let full = ipv4_udp(b"INVITE", 5060);
+        for n in 0..42 {
+            assert_eq!(parse(&full[..n]), Err(Stop::Unparsed), "{n} bytes");
+        }
+        for n in 42..full.len() {
+            assert!(parse(&full[..n]).unwrap().malformed, "{n} bytes");
+        }
+        let mut lying = full.clone();
+        lying[38] = 0x10; // UDP length 4096 > IP payload
+        assert!(parse(&lying[..]).unwrap().malformed);
+        let mut padded = full.clone();
+        padded.extend([0u8; 18]);
+        assert!(!parse(&padded[..]).unwrap().malformed);
+    }
+}

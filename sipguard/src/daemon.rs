@@ -97,7 +97,7 @@ impl Daemon {
         let idx = ifindex(name)?;
         let slot = self.attached.len() as u32 + 1;
         // The slot is in place before the first packet is counted.
-        self.maps.set_iface_slot(idx, slot)?;
+        self.maps.set_iface_slot(idx, slot, name)?;
         let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
         let (link, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
         log::info!("attached to {name} (ifindex {idx}) in {} mode", mode.as_str());
@@ -123,7 +123,7 @@ impl Daemon {
             let a = self.attached.remove(i);
             let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
             prog.detach(a.link)?;
-            self.maps.set_iface_slot(a.ifindex, 0)?;
+            self.maps.set_iface_slot(a.ifindex, 0, &a.name)?;
             log::info!("detached from {}", a.name);
         }
         for name in &wanted {

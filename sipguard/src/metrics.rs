@@ -6,9 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::Result;
 use aya::maps::{Array, MapData, PerCpuArray};
 use serde_json::{json, Value};
-use sipguard_common::{counter_index, Counter, Reason, IFACE_SLOTS};
-
-use crate::attach::ifname;
+use sipguard_common::{counter_index, Counter, IfaceName, Reason, IFACE_SLOTS};
 
 /// One non-zero counter cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +37,10 @@ pub fn read_cell(map: &PerCpuArray<MapData, Counter>, idx: u32) -> Result<Counte
 }
 
 /// Reads every known reason of every slot.
-pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<MapData, u32>>) -> Result<Snapshot> {
+pub fn snapshot(
+    counters: &PerCpuArray<MapData, Counter>,
+    slots: Option<(&Array<MapData, u32>, &Array<MapData, IfaceName>)>,
+) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for slot in 0..IFACE_SLOTS {
         for monitored in [false, true] {
@@ -51,11 +52,16 @@ pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<M
             }
         }
     }
-    if let Some(slots) = slots {
+    if let Some((slots, names)) = slots {
         for (ifindex, slot) in slots.iter().enumerate() {
             let slot = slot?;
             if slot != 0 {
-                let label = ifname(ifindex as u32).unwrap_or_else(|| format!("ifindex {ifindex}"));
+                let raw = names.get(&slot, 0)?;
+                let len = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                let label = match std::str::from_utf8(&raw[..len]) {
+                    Ok(n) if !n.is_empty() => n.to_string(),
+                    _ => format!("ifindex {ifindex}"),
+                };
                 snap.interfaces.insert(slot, label);
             }
         }
@@ -65,8 +71,8 @@ pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<M
 
 pub fn snapshot_pinned(dir: &Path) -> Result<Snapshot> {
     let counters = crate::maps::counters_pinned(dir)?;
-    let slots = crate::maps::PolicyMaps::open_pinned(dir)?.iface_slots;
-    snapshot(&counters, Some(&slots))
+    let maps = crate::maps::PolicyMaps::open_pinned(dir)?;
+    snapshot(&counters, Some((&maps.iface_slots, &maps.iface_names)))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -31,8 +31,8 @@ use std::{
 };
 
 use crate::{
+    daemon::Daemon,
     netns::{self, veth, Netns},
-    sipguard_bin,
 };
 
 pub const PBX4: &str = "192.0.2.1";
@@ -502,11 +502,10 @@ pub struct Lab {
     pub policy: Policy,
     pub mode: Mode,
     pub dir: PathBuf,
-    pub pin_root: PathBuf,
     pub wan_if: String,
     pub pbx_if: String,
     endpoints: Vec<Proc>,
-    daemon: Option<Proc>,
+    daemon: Option<Daemon>,
     // Declared last: dropped after every process above has been stopped.
     pub wan: Netns,
     pub pbx: Netns,
@@ -527,14 +526,12 @@ impl Lab {
         let wan_if = format!("{base}wan");
         let pbx_if = format!("{base}pbx");
         let dir = std::env::temp_dir().join(format!("{base}-lab"));
-        let pin_root = PathBuf::from(format!("/sys/fs/bpf/sg-test-{base}-lab"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("creating the lab directory");
         let mut lab = Lab {
             policy,
             mode,
             dir,
-            pin_root,
             wan_if,
             pbx_if,
             endpoints: Vec::new(),
@@ -682,44 +679,13 @@ impl Lab {
             self.pbx_if,
             xdp_mode()
         );
-        let path = self.dir.join("sipguard.yaml");
-        fs::write(&path, cfg).expect("writing sipguard.yaml");
-        let log = self.dir.join("sipguard.log");
-        let mut cmd = self
-            .pbx
-            .command(sipguard_bin().to_str().expect("utf-8 path"));
-        cmd.arg("--pin-root")
-            .arg(&self.pin_root)
-            .arg("run")
-            .arg("-c")
-            .arg(&path);
-        let mut d = Proc::spawn("sipguard run", cmd, &log);
-        wait_until("sipguard to attach", Duration::from_secs(30), || {
-            assert!(
-                d.try_status().is_none(),
-                "sipguard run exited:\n{}",
-                tail(&log)
-            );
-            read_log(&log).contains("ready:")
-        });
-        self.daemon = Some(d);
+        fs::write(self.dir.join("sipguard.yaml"), &cfg).expect("writing a copy of the config");
+        self.daemon = Some(Daemon::start(&self.pbx, &cfg, &[]));
     }
 
     /// The counters by reason (`name`, `name(would_drop)`) from `sipguard stats --json`.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let out = Command::new(sipguard_bin())
-            .arg("--pin-root")
-            .arg(&self.pin_root)
-            .args(["stats", "--json"])
-            .output()
-            .expect("running sipguard stats");
-        assert!(
-            out.status.success(),
-            "sipguard stats: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("stats --json is JSON");
+        let v = self.daemon.as_ref().expect("sipguard is running").stats_json();
         let mut m = BTreeMap::new();
         if let Some(r) = v["reasons"].as_object() {
             for (k, e) in r {
@@ -919,11 +885,8 @@ pub fn scanner_port(index: usize, fam: usize) -> u16 {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.endpoints.clear();
-        if let Some(mut d) = self.daemon.take() {
-            // SIGTERM detaches and removes the pins.
-            d.stop(libc::SIGTERM, Duration::from_secs(5));
-        }
-        let _ = fs::remove_dir_all(&self.pin_root);
+        // Its guard kills it and removes its pins.
+        self.daemon = None;
         if std::env::var_os("SIPGUARD_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {

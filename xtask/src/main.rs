@@ -6,6 +6,8 @@
 //!   against SIPp and Kamailio through sipguard) one scenario at a time and
 //!   print its reports; ARGS go to the test binary (a name filter,
 //!   `--include-ignored`, ...). Needs root.
+//! - `bench [ARGS]`: per-packet cost of the XDP program by packet class
+//!   (release build of the `bench` binary in the tests crate; needs root).
 
 use std::{env, path::PathBuf, process::ExitCode};
 
@@ -14,8 +16,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build-ebpf") => build_ebpf(&args[1..]),
         Some("lab") => lab(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build-ebpf [--out DIR]\n       cargo xtask lab [TEST-BINARY-ARGS]");
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench | cargo xtask lab [TEST-BINARY-ARGS]");
             return ExitCode::from(2);
         }
     };
@@ -64,5 +67,16 @@ fn lab(args: &[String]) -> anyhow::Result<()> {
         .args(args)
         .status()?;
     anyhow::ensure!(status.success(), "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "--release", "--quiet", "-p", "sipguard-tests", "--bin", "bench", "--"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "bench failed ({status})");
     Ok(())
 }
