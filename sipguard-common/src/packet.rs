@@ -18,17 +18,11 @@ pub trait Bytes {
     }
     #[inline(always)]
     fn u8_at(&self, off: usize) -> Option<u8> {
-        match self.read::<1>(off) {
-            Some(b) => Some(b[0]),
-            None => None,
-        }
+        self.read::<1>(off).map(|b| b[0])
     }
     #[inline(always)]
     fn be16(&self, off: usize) -> Option<u16> {
-        match self.read::<2>(off) {
-            Some(b) => Some(u16::from_be_bytes(b)),
-            None => None,
-        }
+        self.read::<2>(off).map(u16::from_be_bytes)
     }
 }
 
@@ -218,7 +212,10 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     dst[..4].copy_from_slice(&h[16..20]);
     let l4 = off + ihl;
     // The IP header claims more bytes than arrived: a lying total length.
-    let truncated = pkt.read::<1>(off + total - 1).is_none();
+    // Compared with the frame length rather than probed with a read: the
+    // kernel's reads stop at 16 KiB, so a probe would call a big frame
+    // truncated on the kernel side only.
+    let truncated = off + total > pkt.len();
     parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)
 }
 
@@ -276,7 +273,7 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     if ext > payload {
         return Err(Stop::Unparsed);
     }
-    let truncated = payload > 0 && pkt.read::<1>(start + payload - 1).is_none();
+    let truncated = start + payload > pkt.len();
     parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)
 }
 

@@ -29,7 +29,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
         match self {
             ConfigSource::File(p) => Config::load(p),
-            ConfigSource::Embedded => Ok(Config::embedded_default()),
+            ConfigSource::Embedded => Config::embedded_default(),
         }
     }
 }
@@ -164,6 +164,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    crate::preflight::check(&opts.pin_root)?;
     let mut daemon = match Daemon::start(&opts, &cfg) {
         Ok(d) => d,
         Err(e) => {
