@@ -151,7 +151,7 @@ impl Frame {
             f.extend(tpid.to_be_bytes());
             f.extend(100u16.to_be_bytes());
         }
-        let ip = self.build_ip();
+        let ip = self.ip_packet(false);
         match &self.pppoe {
             Some(proto) => {
                 f.extend(0x8864u16.to_be_bytes());
@@ -173,6 +173,12 @@ impl Frame {
     /// carries it. The IPv4 header checksum is filled in so the kernel's
     /// stack accepts it when injected.
     pub fn build_ip(&self) -> Vec<u8> {
+        self.ip_packet(true)
+    }
+
+    /// Frames keep a zero checksum (XDP does not read it, and the fuzz
+    /// seed corpus is generated from them).
+    fn ip_packet(&self, ip_checksum: bool) -> Vec<u8> {
         let mut f = Vec::new();
         let l4 = self.l4_bytes();
         match &self.l3 {
@@ -189,8 +195,10 @@ impl Frame {
                 f.extend(src);
                 f.extend(dst);
                 f.extend(options);
-                let sum = checksum(&f[..ihl]);
-                f[10..12].copy_from_slice(&sum.to_be_bytes());
+                if ip_checksum {
+                    let sum = checksum(&f[..ihl]);
+                    f[10..12].copy_from_slice(&sum.to_be_bytes());
+                }
             }
             L3::V6 { src, dst, ext } => {
                 let mut exts = Vec::new();
