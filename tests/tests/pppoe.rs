@@ -56,12 +56,15 @@ fn check(rows: Vec<Row>, link: Link) {
     eprintln!("{} {link:?} rows passed", rows.len());
 }
 
+/// A named way of wrapping a frame in PPPoE (and VLAN tags).
+type Shape = (&'static str, fn(Frame) -> Frame);
+
 #[test]
 fn pppoe_session_frames() {
     if !require_root("pppoe_session_frames") {
         return;
     }
-    let shapes: [(&str, fn(Frame) -> Frame); 3] = [
+    let shapes: [Shape; 3] = [
         ("PPPoE", |f| f.pppoe()),
         ("VLAN+PPPoE", |f| f.vlan(0x8100).pppoe()),
         ("QinQ+PPPoE", |f| f.vlan(0x88a8).vlan(0x8100).pppoe()),
