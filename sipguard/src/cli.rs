@@ -103,6 +103,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ConfigSource::Embedded => println!("no config file: the embedded default policy applies"),
             }
             print!("{}", policy.describe(&cfg));
+            let names = cfg.trusted_names();
+            if !names.is_empty() {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                print!("{}", rt.block_on(crate::names::describe(&cfg.dns, &names)));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json, watch } => {

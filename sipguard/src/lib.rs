@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod maps;
 pub mod metrics;
+pub mod names;
 pub mod pins;
 pub mod policy;
 pub mod preflight;
