@@ -40,6 +40,31 @@ pub struct Config {
     /// How the names in `trusted` are resolved.
     #[serde(default)]
     pub dns: DnsSettings,
+    /// Trust the destinations of outbound REGISTER/INVITE for a while.
+    #[serde(default)]
+    pub learn_registrars: LearnRegistrars,
+}
+
+/// `learn_registrars:` (opt-in): a TC egress program trusts the address a
+/// phone behind the router sends REGISTER or INVITE to, for `ttl` seconds
+/// after each such request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnRegistrars {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_learn_ttl")]
+    pub ttl: u32,
+}
+
+fn default_learn_ttl() -> u32 {
+    3600
+}
+
+impl Default for LearnRegistrars {
+    fn default() -> Self {
+        LearnRegistrars { enabled: false, ttl: default_learn_ttl() }
+    }
 }
 
 /// `dns:`: where trusted names are resolved and how often they are asked
@@ -475,6 +500,13 @@ impl Config {
                 format!("min_ttl must be at least 1 and at most max_ttl ({})", self.dns.max_ttl),
             ));
         }
+        if self.learn_registrars.ttl == 0 || self.learn_registrars.ttl > 7 * 86400 {
+            return Err(err(
+                "learn_registrars",
+                "ttl",
+                "ttl must be between 1 and 604800 seconds (a week)".into(),
+            ));
+        }
         if self.sip_ports.is_empty() {
             return Err(err("sip_ports", "sip_ports", "must list at least one port".into()));
         }
@@ -519,7 +551,8 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 8] = ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns"];
+const FIELDS: [&str; 9] =
+    ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns", "learn_registrars"];
 
 /// Turns a serde_yaml error into (line, message) where the message starts
 /// with the field it is about whenever the line tells which one that is.
@@ -711,6 +744,11 @@ mod tests {
         expect_err("dns:\n  servers: [\"nowhere\"]\n", Some(2), "'nowhere' is not a name server address");
         expect_err("dns:\n  min_ttl: 0\n", Some(2), "dns: min_ttl must be at least 1");
         expect_err("dns:\n  retries: 3\n", Some(2), "unknown field `retries`");
+        let c = parse("learn_registrars: {enabled: true, ttl: 2}\n").unwrap();
+        assert_eq!(c.learn_registrars, LearnRegistrars { enabled: true, ttl: 2 });
+        assert_eq!(parse("learn_registrars: {}\n").unwrap().learn_registrars, LearnRegistrars::default());
+        expect_err("learn_registrars:\n  ttl: 0\n", Some(2), "learn_registrars: ttl must be between");
+        expect_err("learn_registrars:\n  enable: true\n", Some(2), "unknown field `enable`");
     }
 
     #[test]

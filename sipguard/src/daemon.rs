@@ -57,6 +57,8 @@ struct Daemon {
     pin_root: PathBuf,
     /// Trusted DNS names: last good addresses and the refresh task.
     dns: DnsNames,
+    /// TC egress programs learning registrars (when enabled).
+    learner: crate::learn::Learner,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -90,7 +92,15 @@ impl Daemon {
         }
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         maps.apply(&policy)?;
-        let mut d = Daemon { ebpf, maps, attached: Vec::new(), pin_root: opts.pin_root.clone(), dns };
+        crate::learn::set_ttl(&mut ebpf, crate::learn::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl))?;
+        let mut d = Daemon {
+            ebpf,
+            maps,
+            attached: Vec::new(),
+            pin_root: opts.pin_root.clone(),
+            dns,
+            learner: Default::default(),
+        };
         for name in &ifaces {
             d.attach(name, cfg)?;
         }
@@ -111,6 +121,9 @@ impl Daemon {
         let (link, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
         let what = if program == PROGRAM_NAME { "" } else { " (no Ethernet header: raw IP entry point)" };
         log::info!("attached to {name} (ifindex {idx}) in {} mode{what}", mode.as_str());
+        if cfg.learn_registrars.enabled {
+            self.learner.attach(&mut self.ebpf, name, l2)?;
+        }
         self.attached.push(Attached { name: name.to_string(), ifindex: idx, link, program });
         Ok(())
     }
@@ -132,6 +145,7 @@ impl Daemon {
                 continue;
             }
             let a = self.attached.remove(i);
+            self.learner.detach(&mut self.ebpf, &a.name);
             let prog = program::xdp_program(&mut self.ebpf, a.program)?;
             prog.detach(a.link)?;
             self.maps.set_iface_slot(a.ifindex, 0, &a.name)?;
@@ -142,6 +156,7 @@ impl Daemon {
                 self.attach(name, &cfg)?;
             }
         }
+        self.reload_learning(&cfg)?;
         Ok(())
     }
 
@@ -155,8 +170,28 @@ impl Daemon {
         Ok(())
     }
 
+    /// Learning switched on or off (or its TTL changed) by a reload.
+    /// Entries already learned keep their expiry; turned off, the TTL 0
+    /// stops new ones and the programs are detached.
+    fn reload_learning(&mut self, cfg: &Config) -> Result<()> {
+        let l = cfg.learn_registrars;
+        crate::learn::set_ttl(&mut self.ebpf, crate::learn::ttl_ns(l.enabled, l.ttl))?;
+        if l.enabled {
+            let names: Vec<String> = self.attached.iter().map(|a| a.name.clone()).collect();
+            for n in names {
+                if !self.learner.is_attached(&n) {
+                    self.learner.attach(&mut self.ebpf, &n, attach::link_of(&n)?)?;
+                }
+            }
+        } else {
+            self.learner.detach_all(&mut self.ebpf);
+        }
+        Ok(())
+    }
+
     fn stop(mut self) {
         self.dns.stop();
+        self.learner.detach_all(&mut self.ebpf);
         for a in self.attached.drain(..) {
             if let Ok(prog) = program::xdp_program(&mut self.ebpf, a.program) {
                 if let Err(e) = prog.detach(a.link) {

@@ -13,6 +13,7 @@ pub mod attach;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod learn;
 pub mod maps;
 pub mod metrics;
 pub mod names;
