@@ -9,6 +9,7 @@
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod abi;
+pub mod ops;
 pub mod packet;
 pub mod reason;
 pub mod verdict;

@@ -13,6 +13,11 @@ use crate::{
 pub trait SourceLists {
     fn blocked(&self, flow: &Flow) -> bool;
     fn trusted(&self, flow: &Flow) -> bool;
+    /// Automatically or manually banned (kernel state; the host has none).
+    #[inline(always)]
+    fn banned(&self, _flow: &Flow) -> bool {
+        false
+    }
 }
 
 /// The outcome of the header stage.
@@ -28,18 +33,23 @@ pub enum Judgement {
 /// Steps 1-4 of the verdict order.
 #[inline(always)]
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
-    let flow = match packet::parse(pkt) {
-        Ok(flow) => flow,
-        Err(stop) => {
-            return Judgement::Done(match stop {
-                Stop::NotIp => Reason::PassNotIp,
-                Stop::NotUdpTcp => Reason::PassNotUdpTcp,
-                Stop::LaterFragment => Reason::PassFragment,
-                Stop::Unparsed => Reason::PassUnparsed,
-            })
-        }
-    };
-    judge_flow(&flow, settings, lists)
+    match packet::parse(pkt) {
+        Ok(flow) => judge_flow(&flow, settings, lists),
+        Err(stop) => Judgement::Done(stop_reason(&stop)),
+    }
+}
+
+/// The reason for a packet whose parsing stopped early. Later fragments
+/// pass here; the kernel's fragment tracking may turn them into
+/// `DropFragment` (state the host does not have).
+#[inline(always)]
+pub fn stop_reason(stop: &Stop) -> Reason {
+    match stop {
+        Stop::NotIp => Reason::PassNotIp,
+        Stop::NotUdpTcp => Reason::PassNotUdpTcp,
+        Stop::LaterFragment(_) => Reason::PassFragment,
+        Stop::Unparsed => Reason::PassUnparsed,
+    }
 }
 
 /// Steps 1-4 for a flow whose headers are already parsed.
@@ -50,6 +60,9 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
     }
     if lists.blocked(flow) {
         return Judgement::Done(Reason::DropBlocked);
+    }
+    if lists.banned(flow) {
+        return Judgement::Done(Reason::DropBanned);
     }
     if lists.trusted(flow) {
         return Judgement::Done(Reason::PassTrusted);

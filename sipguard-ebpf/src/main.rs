@@ -4,13 +4,18 @@
 #![no_std]
 #![no_main]
 
+mod bans;
+mod events;
+mod frags;
 mod maps;
 mod pkt;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
-    verdict::{judge, outcome, Judgement, Outcome},
+    ops::SipEventInfo,
+    packet::{self, Stop},
+    verdict::{judge_flow, outcome, stop_reason, Judgement, Outcome},
     Reason, MAX_IFINDEX,
 };
 
@@ -29,7 +34,13 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let pkt = Pkt::new(&ctx);
-    let reason = match judge(&pkt, settings, &KernelLists) {
+    let parsed = packet::parse(&pkt);
+    let judgement = match &parsed {
+        Ok(flow) => judge_flow(flow, settings, &KernelLists),
+        Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
+        Err(stop) => Judgement::Done(stop_reason(stop)),
+    };
+    let reason = match judgement {
         Judgement::Done(reason) => reason,
         // The SIP inspector is not in this build yet: untrusted UDP under
         // `inspect` passes, counted as such.
@@ -37,6 +48,9 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
     };
     let out = outcome(reason, settings);
     count(&ctx, &pkt, &out);
+    if reason.is_drop() {
+        on_drop(&ctx, &parsed, &out, &SipEventInfo::NONE);
+    }
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {
@@ -49,6 +63,25 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn empty_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Events, ban counting and fragment memory for a dropped (or would-drop)
+/// packet. The SIP inspector passes what it learned in `sip`.
+#[inline(always)]
+fn on_drop(ctx: &XdpContext, parsed: &Result<packet::Flow, Stop>, out: &Outcome, sip: &SipEventInfo) {
+    let Some(ops) = events::OPS.get(0) else { return };
+    if ops.flags == 0 {
+        return;
+    }
+    let Some(a) = events::addrs(parsed) else { return };
+    let t = events::now();
+    if let Ok(flow) = parsed {
+        frags::remember(ops, flow, t);
+    }
+    bans::note_drop(ops, &a, out.reason, t);
+    if ops.flags & sipguard_common::ops::OPS_EVENTS != 0 {
+        events::emit(ctx, ops, &a, out, sip, t);
+    }
 }
 
 #[inline(always)]

@@ -51,4 +51,9 @@ impl SourceLists for KernelLists {
             TRUSTED_V4.get(Key::new(32, flow.src_v4())).is_some()
         }
     }
+
+    #[inline(always)]
+    fn banned(&self, flow: &Flow) -> bool {
+        crate::bans::banned(flow)
+    }
 }

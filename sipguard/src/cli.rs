@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     config::{self, Config},
     daemon::{self, ConfigSource, RunOptions},
-    metrics, pins,
+    events, metrics, ops, pins,
     policy::Policy,
 };
 
@@ -39,6 +39,12 @@ pub enum Command {
         /// Interface to attach to (repeatable); overrides the config.
         #[arg(long = "iface", short = 'i')]
         ifaces: Vec<String>,
+        /// Log drop events as JSON lines on stdout (overrides events.log).
+        #[arg(long)]
+        json_events: bool,
+        /// Events socket path (overrides events.socket).
+        #[arg(long, env = "SIPGUARD_EVENTS_SOCKET")]
+        events_socket: Option<PathBuf>,
     },
     /// Validate a config and print the effective policy (exit 2 if invalid).
     Check {
@@ -52,6 +58,35 @@ pub enum Command {
         /// Print again every SECONDS (default 1).
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
         watch: Option<f64>,
+    },
+    /// Follow drop events live (from the running daemon's socket).
+    Events {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "SIPGUARD_EVENTS_SOCKET", default_value = config::DEFAULT_EVENTS_SOCKET)]
+        socket: PathBuf,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Ban a source (IPv6: its configured prefix, /64 by default).
+    Ban {
+        addr: std::net::IpAddr,
+        /// How long (500ms, 30s, 10m, 2h, 1d); without it, until unbanned.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<config::Dur>,
+    },
+    /// Lift a ban.
+    Unban { addr: std::net::IpAddr },
+    /// List the bans in force.
+    Bans {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach the filter and remove its pins (all interfaces, or one).
+    Detach {
+        #[arg(long = "iface", short = 'i')]
+        iface: Option<String>,
     },
 }
 
@@ -86,8 +121,15 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config, ifaces } => {
-            let opts = RunOptions { source: config_source(config), ifaces, pin_root: cli.pin_root, verbose: cli.verbose };
+        Command::Run { config, ifaces, json_events, events_socket } => {
+            let opts = RunOptions {
+                source: config_source(config),
+                ifaces,
+                pin_root: cli.pin_root,
+                verbose: cli.verbose,
+                json_events,
+                events_socket,
+            };
             // Validate before touching the kernel, so a bad config exits 2.
             opts.source.load()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -124,6 +166,58 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     _ => return Ok(ExitCode::SUCCESS),
                 }
             }
+        }
+        Command::Events { json, socket, count } => {
+            events::follow(&socket, json, count)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ban { addr, duration } => {
+            let dir = pins::versioned_dir(&cli.pin_root);
+            let label = ops::ban(&dir, addr, duration.map(|d| d.0))?;
+            match duration {
+                Some(d) => println!("banned {label} for {d}"),
+                None => println!("banned {label} until `sipguard unban`"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unban { addr } => {
+            let label = ops::unban(&pins::versioned_dir(&cli.pin_root), addr)?;
+            println!("unbanned {label}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bans { json } => {
+            let bans = ops::list_bans(&pins::versioned_dir(&cli.pin_root))?;
+            if json {
+                println!("{}", serde_json::to_string(&bans)?);
+            } else {
+                println!("{:<45} {:<7} {:>12} {:>7}", "SOURCE", "ORIGIN", "REMAINING", "DROPS");
+                for b in &bans {
+                    let rem = b.remaining_secs.map(|s| format!("{s}s")).unwrap_or_else(|| "forever".into());
+                    println!("{:<45} {:<7} {:>12} {:>7}", b.source, b.origin, rem, b.drops);
+                }
+                println!("{} active", bans.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detach { iface } => {
+            let root = &cli.pin_root;
+            let all = pins::pinned_links(root);
+            let targets: Vec<String> = match iface {
+                Some(i) => {
+                    anyhow::ensure!(all.contains(&i), "sipguard is not attached to {i} (no link pinned under {})", pins::versioned_dir(root).display());
+                    vec![i]
+                }
+                None => all.clone(),
+            };
+            for i in &targets {
+                pins::detach_link(root, i)?;
+                println!("detached from {i}");
+            }
+            if targets.len() == all.len() {
+                pins::remove(root);
+                println!("removed the pins under {}", pins::versioned_dir(root).display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

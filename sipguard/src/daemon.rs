@@ -1,20 +1,31 @@
-//! `sipguard run`: load, attach, fill and pin the maps, then serve signals:
-//! SIGHUP reloads (validated first; a bad config keeps the running policy),
-//! SIGTERM/SIGINT detach and remove the pins.
+//! `sipguard run`: load the program with its maps pinned (adopting pins a
+//! previous daemon left), fill the maps, attach through pinned XDP links,
+//! then serve: drop events, SIGHUP reloads (validated first; a bad config
+//! keeps the running policy), feed files that change, and SIGTERM/SIGINT,
+//! which detach or leave the filter in place as `on_exit` says.
+//!
+//! Everything that filters lives in the kernel and in bpffs: a daemon
+//! killed with SIGKILL leaves the filter running, and the next one adopts
+//! it without a gap.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::{Context as _, Result};
-use aya::{programs::xdp::XdpLinkId, Ebpf};
-use sipguard_common::{map_names, PROGRAM_NAME};
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{Array, MapData, RingBuf},
+    programs::{links::FdLink, xdp::XdpLink},
+    Ebpf,
+};
+use sipguard_common::{ops::OpsSettings, PROGRAM_NAME};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     attach::{self, ifindex},
-    config::Config,
+    config::{Config, EventLog, OnExit},
+    events,
+    feeds::FeedWatch,
     maps::PolicyMaps,
-    pins,
-    policy::Policy,
+    ops, pins,
     program::{self, LoadOptions},
 };
 
@@ -40,19 +51,25 @@ pub struct RunOptions {
     pub ifaces: Vec<String>,
     pub pin_root: PathBuf,
     pub verbose: bool,
+    /// `--json-events`: log events as JSON lines whatever the config says.
+    pub json_events: bool,
+    /// `--events-socket` overrides the config's socket path.
+    pub events_socket: Option<PathBuf>,
 }
 
 struct Attached {
     name: String,
     ifindex: u32,
-    link: XdpLinkId,
 }
 
 struct Daemon {
     ebpf: Ebpf,
     maps: PolicyMaps,
+    ops: Array<MapData, OpsSettings>,
     attached: Vec<Attached>,
     pin_root: PathBuf,
+    on_exit: OnExit,
+    feeds: FeedWatch,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -61,36 +78,52 @@ fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// Kernel tag (hash of the instructions) of a loaded program id.
+fn program_tag(id: u32) -> Option<u64> {
+    aya::programs::loaded_programs().filter_map(|p| p.ok()).find(|p| p.id() == id).map(|p| p.tag())
+}
+
 impl Daemon {
-    fn start(opts: &RunOptions, cfg: &Config) -> Result<Daemon> {
+    fn start(opts: &RunOptions, cfg: &Config) -> Result<(Daemon, RingBuf<MapData>)> {
         let ifaces = interfaces(cfg, &opts.ifaces)?;
         for i in &ifaces {
             ifindex(i)?;
         }
-        let policy = Policy::from_config(cfg);
         let pin_dir = pins::prepare(&opts.pin_root)?;
-        // A daemon killed without cleanup leaves pins; they are replaced.
-        for name in map_names::ALL {
-            let p = pin_dir.join(name);
-            if p.exists() {
-                log::warn!("removing stale pin {} from an earlier run", p.display());
-                std::fs::remove_file(&p).with_context(|| format!("cannot remove stale pin {}", p.display()))?;
-            }
+        let adopting = pin_dir.join(sipguard_common::map_names::SETTINGS).exists();
+        if adopting {
+            log::info!("adopting the maps pinned under {} (filter kept running)", pin_dir.display());
         }
-        let mut ebpf = program::load(LoadOptions { report_reason: false, verbose: opts.verbose })?;
-        for (name, map) in ebpf.maps() {
-            if map_names::ALL.contains(&name) {
-                map.pin(pin_dir.join(name))
-                    .with_context(|| format!("cannot pin map {name} under {}", pin_dir.display()))?;
-            }
-        }
+        let mut ebpf = program::load_pinned(LoadOptions { report_reason: false, verbose: opts.verbose }, &pin_dir)?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
+        let mut ops: Array<MapData, OpsSettings> = take(&mut ebpf, sipguard_common::ops::map_names::OPS)?.try_into()?;
+        let ring: RingBuf<MapData> = take(&mut ebpf, sipguard_common::ops::map_names::EVENTS)?.try_into()?;
+        let feeds = FeedWatch::new(&cfg.feeds);
+        let policy = feeds.policy(cfg)?;
+        // Entries are added before stale ones go: adopted maps never lose a
+        // still-wanted entry.
         maps.apply(&policy)?;
-        let mut d = Daemon { ebpf, maps, attached: Vec::new(), pin_root: opts.pin_root.clone() };
+        ops.set(0, ops::settings(cfg), 0).context("updating OPS")?;
+        let mut d = Daemon {
+            ebpf,
+            maps,
+            ops,
+            attached: Vec::new(),
+            pin_root: opts.pin_root.clone(),
+            on_exit: cfg.on_exit,
+            feeds,
+        };
         for name in &ifaces {
             d.attach(name, cfg)?;
         }
-        Ok(d)
+        // Links pinned for interfaces no longer configured.
+        for name in pins::pinned_links(&opts.pin_root) {
+            if !ifaces.contains(&name) {
+                log::info!("detaching from {name}: no longer configured");
+                pins::detach_link(&opts.pin_root, &name)?;
+            }
+        }
+        Ok((d, ring))
     }
 
     fn attach(&mut self, name: &str, cfg: &Config) -> Result<()> {
@@ -98,10 +131,47 @@ impl Daemon {
         let slot = self.attached.len() as u32 + 1;
         // The slot is in place before the first packet is counted.
         self.maps.set_iface_slot(idx, slot)?;
+        let path = pins::link_path(&self.pin_root, name);
         let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
-        let (link, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
+        let new_tag = prog.info()?.tag();
+        if path.exists() {
+            match pins::link_info(&path) {
+                Ok((prog_id, link_if)) if link_if == idx => {
+                    if program_tag(prog_id) == Some(new_tag) {
+                        log::info!("{name}: adopted the pinned XDP link (program unchanged)");
+                    } else {
+                        // bpf_link_update swaps the program in one step: no
+                        // packet sees no program.
+                        let fd: FdLink = aya::programs::links::PinnedLink::from_pin(&path)?.into();
+                        let link = XdpLink::try_from(fd)?;
+                        prog.attach_to_link(link).map_err(|e| anyhow!("cannot replace the program on {name}: {e}"))?;
+                        log::info!("{name}: replaced the program of the pinned XDP link (new build, tag {new_tag:016x})");
+                    }
+                    self.attached.push(Attached { name: name.to_string(), ifindex: idx });
+                    return Ok(());
+                }
+                Ok(_) | Err(_) => {
+                    log::warn!("{name}: pinned link {} is stale (interface gone or recreated); replacing it", path.display());
+                    let _ = pins::detach_link(&self.pin_root, name);
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
+        let (id, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
+        let link = prog.take_link(id)?;
+        let fd = FdLink::try_from(link)
+            .map_err(|e| anyhow!("{name}: the kernel attached XDP without a bpf_link ({e}); sipguard needs Linux 5.9+ to pin it"))?;
+        fd.pin(&path).with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
         log::info!("attached to {name} (ifindex {idx}) in {} mode", mode.as_str());
-        self.attached.push(Attached { name: name.to_string(), ifindex: idx, link });
+        self.attached.push(Attached { name: name.to_string(), ifindex: idx });
+        Ok(())
+    }
+
+    fn apply(&mut self, cfg: &Config) -> Result<()> {
+        let policy = self.feeds.policy(cfg)?;
+        self.maps.apply(&policy)?;
+        self.ops.set(0, ops::settings(cfg), 0).context("updating OPS")?;
         Ok(())
     }
 
@@ -111,9 +181,9 @@ impl Daemon {
         for i in &wanted {
             ifindex(i)?;
         }
-        let policy = Policy::from_config(&cfg);
-        self.maps.apply(&policy)?;
-        // Interfaces added or removed from the config.
+        self.feeds = FeedWatch::new(&cfg.feeds);
+        self.apply(&cfg)?;
+        self.on_exit = cfg.on_exit;
         let mut i = 0;
         while i < self.attached.len() {
             if wanted.contains(&self.attached[i].name) {
@@ -121,8 +191,7 @@ impl Daemon {
                 continue;
             }
             let a = self.attached.remove(i);
-            let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
-            prog.detach(a.link)?;
+            pins::detach_link(&self.pin_root, &a.name)?;
             self.maps.set_iface_slot(a.ifindex, 0)?;
             log::info!("detached from {}", a.name);
         }
@@ -134,18 +203,30 @@ impl Daemon {
         Ok(())
     }
 
-    fn stop(mut self) {
-        for a in self.attached.drain(..) {
-            if let Ok(prog) = program::xdp_program(&mut self.ebpf, PROGRAM_NAME) {
-                if let Err(e) = prog.detach(a.link) {
-                    log::warn!("detaching from {}: {e}", a.name);
-                } else {
-                    log::info!("detached from {}", a.name);
+    fn stop(self) {
+        match self.on_exit {
+            OnExit::Keep => {
+                log::info!(
+                    "on_exit: keep: the filter stays attached and pinned under {}; `sipguard detach` removes it",
+                    pins::versioned_dir(&self.pin_root).display()
+                );
+            }
+            OnExit::Detach => {
+                for a in &self.attached {
+                    match pins::detach_link(&self.pin_root, &a.name) {
+                        Ok(()) => log::info!("detached from {}", a.name),
+                        Err(e) => log::warn!("detaching from {}: {e:#}", a.name),
+                    }
                 }
+                drop(self.ebpf);
+                pins::remove(&self.pin_root);
             }
         }
-        pins::remove(&self.pin_root);
     }
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
@@ -156,24 +237,60 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut daemon = match Daemon::start(&opts, &cfg) {
-        Ok(d) => d,
-        Err(e) => {
-            pins::remove(&opts.pin_root);
-            return Err(e);
-        }
-    };
-    log::info!("ready: policy applied, maps pinned under {}", pins::versioned_dir(&opts.pin_root).display());
+    let (mut daemon, ring) = Daemon::start(&opts, &cfg)?;
+
+    let log_mode = if opts.json_events { EventLog::Json } else { cfg.events.log };
+    let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(4096);
+    let sock_path = opts.events_socket.clone().unwrap_or_else(|| cfg.events.socket.clone());
+    let listener = events::bind(&sock_path)?;
+    let _sock_guard = events::SocketGuard(sock_path.clone());
+    tokio::spawn(events::serve(listener, feed.clone()));
+    let pump_feed = feed.clone();
+    let pump = tokio::spawn(async move { events::pump(ring, pump_feed, log_mode).await });
+    if let Some(addr) = cfg.metrics.listen {
+        let dir = pins::versioned_dir(&opts.pin_root);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        log::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(crate::prom::serve(listener, dir));
+    }
+
+    log::info!(
+        "ready: policy applied, maps pinned under {}, events on {}",
+        pins::versioned_dir(&opts.pin_root).display(),
+        sock_path.display()
+    );
+    crate::systemd::ready();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut pump_reported = false;
     loop {
         tokio::select! {
-            _ = hup.recv() => match daemon.reload(&opts) {
-                Ok(()) => log::info!("policy reloaded"),
-                Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
-            },
-            _ = term.recv() => { log::info!("SIGTERM: detaching"); break; }
-            _ = int.recv() => { log::info!("SIGINT: detaching"); break; }
+            _ = hup.recv() => {
+                crate::systemd::reloading();
+                match daemon.reload(&opts) {
+                    Ok(()) => log::info!("policy reloaded"),
+                    Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
+                }
+                crate::systemd::ready();
+            }
+            _ = tick.tick() => {
+                if daemon.feeds.changed() {
+                    match opts.source.load().map_err(anyhow::Error::from).and_then(|cfg| daemon.apply(&cfg)) {
+                        Ok(()) => log::info!("blocklist feed changed: reloaded"),
+                        Err(e) => log::error!("feed reload failed, keeping the running lists: {e:#}"),
+                    }
+                }
+            }
+            _ = term.recv() => { log::info!("SIGTERM"); break; }
+            _ = int.recv() => { log::info!("SIGINT"); break; }
+        }
+        if !pump_reported && pump.is_finished() {
+            pump_reported = true;
+            log::error!("the event reader stopped; events are no longer delivered");
         }
     }
+    crate::systemd::stopping();
     daemon.stop();
     Ok(())
 }
