@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod frames;
+pub mod lab;
 pub mod netns;
 pub mod sip;
 
