@@ -69,7 +69,7 @@ pub fn render(dir: &Path) -> Result<String> {
             abi: sipguard_common::MAP_ABI_VERSION.to_string(),
         })
         .set(1);
-    reg.register("build", "Build information", build);
+    reg.register("build_info", "Build information", build);
 
     let mut out = String::new();
     encode(&mut out, &reg)?;

@@ -23,11 +23,7 @@ fn stats(lab: &Lab) -> serde_json::Value {
 }
 
 fn reason_packets(stats: &serde_json::Value, reason: &str) -> u64 {
-    stats["reasons"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["reason"] == reason))
-        .and_then(|r| r["packets"].as_u64())
-        .unwrap_or(0)
+    stats["reasons"][reason]["packets"].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -86,4 +82,81 @@ fn ops_stats(lab: &Lab) -> (u64, u64, u64) {
     let dir = lab.pin_dir();
     let m = sipguard::ops::read_stats(&sipguard::ops::stats_pinned(&dir).unwrap()).unwrap();
     (m.events_sent, m.events_suppressed, m.events_lost)
+}
+
+#[test]
+fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
+    if !require_root("bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli") {
+        return;
+    }
+    let mut lab = Lab::new("ban");
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\nbans:\n  enabled: true\n  threshold: 5\n  window: 10s\n  ttl: 2s\n"
+    ));
+    lab.start();
+    lab.send(SCANNER, 5060, 5, MS);
+    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    let b = bans.as_array().unwrap();
+    assert_eq!(b.len(), 1, "{bans}");
+    assert_eq!(b[0]["source"], SCANNER);
+    assert_eq!(b[0]["origin"], "auto");
+    assert!(b[0]["remaining_secs"].as_u64().unwrap() <= 2);
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(reason_packets(&stats(&lab), "banned"), 3);
+    assert_eq!(reason_packets(&stats(&lab), "untrusted"), 5);
+
+    // Manual bans, even of a trusted source, and unban.
+    let rx = lab.receiver(5060);
+    lab.cli_ok(&["ban", PROVIDER, "--for", "1h"]);
+    lab.cli_ok(&["ban", OTHER]);
+    let t = lab.cli_ok(&["bans"]);
+    assert!(t.contains(PROVIDER) && t.contains("manual") && t.contains("forever") && t.contains("3 active"), "{t}");
+    lab.send(PROVIDER, 5060, 2, MS);
+    lab.cli_ok(&["unban", PROVIDER]);
+    lab.send(PROVIDER, 5060, 2, MS);
+    assert_eq!(rx.wait_for(PROVIDER, 2, Duration::from_secs(2)), 2, "only the packets after unban arrive");
+    assert_eq!(reason_packets(&stats(&lab), "banned"), 5);
+    let o = lab.cli(&["unban", PROVIDER]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not banned"));
+
+    // The automatic ban ends by itself after its TTL.
+    std::thread::sleep(Duration::from_millis(2100));
+    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    assert_eq!(bans.as_array().unwrap().len(), 1, "only the manual ban of {OTHER} is left: {bans}");
+    lab.send(SCANNER, 5060, 1, MS);
+    let s = stats(&lab);
+    assert_eq!(reason_packets(&s, "banned"), 5, "no ban after the TTL");
+    assert_eq!(reason_packets(&s, "untrusted"), 6);
+}
+
+#[test]
+fn metrics_are_served_over_http() {
+    if !require_root("metrics_are_served_over_http") {
+        return;
+    }
+    let mut lab = Lab::new("met");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"));
+    lab.start();
+    lab.send(SCANNER, 5060, 4, MS);
+    lab.send(PROVIDER, 5060, 2, MS);
+    lab.cli_ok(&["ban", OTHER2, "--for", "10m"]);
+    let body = lab.router.run(|| {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9560").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let r_if = &lab.r_if;
+    for want in [
+        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"untrusted\",action=\"drop\"}} 4"),
+        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"trusted\",action=\"pass\"}} 2"),
+        "sipguard_active_bans 1".to_string(),
+        "sipguard_events_lost_total 0".to_string(),
+        "sipguard_events_suppressed_total 3".to_string(),
+        "sipguard_build_info{version=".to_string(),
+    ] {
+        assert!(body.contains(&want), "missing {want}:\n{body}");
+    }
 }
