@@ -160,3 +160,127 @@ fn metrics_are_served_over_http() {
         assert!(body.contains(&want), "missing {want}:\n{body}");
     }
 }
+
+/// Sends from `src` every millisecond until stopped; returns how many.
+fn steady(lab: &Lab, src: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = lab.sender_socket(src);
+    let st = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !st.load(Ordering::Relaxed) {
+            s.send_to(format!("OPTIONS sip:{n}@x SIP/2.0\r\n\r\n").as_bytes(), Lab::router_addr(5060)).unwrap();
+            n += 1;
+            std::thread::sleep(MS);
+        }
+        n
+    });
+    (stop, h)
+}
+
+fn finish(t: (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>)) -> u64 {
+    t.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.1.join().unwrap()
+}
+
+#[test]
+fn sigkill_and_restart_keep_filtering_without_a_gap() {
+    if !require_root("sigkill_and_restart_keep_filtering_without_a_gap") {
+        return;
+    }
+    let mut lab = Lab::new("kill");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"));
+    lab.start();
+    let rx = lab.receiver(5060);
+    let scan = steady(&lab, SCANNER);
+    let blocked = steady(&lab, OTHER);
+    let good = steady(&lab, PROVIDER);
+    std::thread::sleep(Duration::from_millis(200));
+    lab.stop_with(libc::SIGKILL);
+    // No daemon at all: the pinned link and maps keep filtering.
+    std::thread::sleep(Duration::from_millis(500));
+    let during = stats(&lab);
+    lab.start();
+    assert!(lab.log().contains("adopting the maps pinned"), "{}", lab.log());
+    assert!(lab.log().contains("adopted the pinned XDP link (program unchanged)"), "{}", lab.log());
+    std::thread::sleep(Duration::from_millis(200));
+    let (n_scan, n_blocked, n_good) = (finish(scan), finish(blocked), finish(good));
+    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "every trusted packet arrived");
+    assert_eq!(rx.count(SCANNER), 0, "no scanner packet got through at any time");
+    assert_eq!(rx.count(OTHER), 0, "no blocked packet got through at any time");
+    // Counters kept counting across the kill: one continuous series.
+    let s = stats(&lab);
+    assert_eq!(reason_packets(&s, "untrusted"), n_scan);
+    assert_eq!(reason_packets(&s, "blocked"), n_blocked);
+    assert!(reason_packets(&during, "untrusted") > 0);
+
+    // on_exit: keep leaves the filter in place after SIGTERM...
+    lab.stop_with(libc::SIGTERM);
+    assert!(lab.pin_dir().join(format!("link_{}", lab.r_if)).exists());
+    lab.send(SCANNER, 5060, 3, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.count(SCANNER), 0);
+    // ...until `sipguard detach` removes everything.
+    let out = lab.cli_ok(&["detach", "--iface", &lab.r_if]);
+    assert!(out.contains("detached from"), "{out}");
+    assert!(!lab.pin_root.join("v1").exists(), "pins removed");
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "filter gone after detach");
+}
+
+#[test]
+fn sigterm_with_on_exit_detach_removes_the_filter() {
+    if !require_root("sigterm_with_on_exit_detach_removes_the_filter") {
+        return;
+    }
+    let mut lab = Lab::new("term");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"));
+    lab.start();
+    let rx = lab.receiver(5060);
+    lab.send(SCANNER, 5060, 3, MS);
+    let log = lab.stop_with(libc::SIGTERM);
+    assert!(log.contains("detached from"), "{log}");
+    assert!(!lab.pin_root.exists(), "pins removed");
+    assert!(!lab.sock.exists(), "socket removed");
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "only the packets after SIGTERM arrive");
+}
+
+#[test]
+fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
+    if !require_root("a_different_program_on_the_pinned_link_is_replaced_in_place") {
+        return;
+    }
+    let mut lab = Lab::new("upg");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    // An "older build": the object's empty program, attached through a
+    // pinned link where the daemon keeps its own.
+    std::fs::create_dir_all(lab.pin_dir()).unwrap();
+    let link_pin = lab.pin_dir().join(format!("link_{}", lab.r_if));
+    let (r_if, pin) = (lab.r_if.clone(), link_pin.clone());
+    lab.router.run(move || {
+        let mut ebpf = sipguard::program::load(Default::default()).unwrap();
+        sipguard::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
+        let prog = sipguard::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
+        let id = prog.attach(&r_if, aya::programs::XdpMode::Driver).unwrap();
+        let link = prog.take_link(id).unwrap();
+        let fd = aya::programs::links::FdLink::try_from(link).unwrap();
+        fd.pin(&pin).unwrap();
+    });
+    let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
+    let rx = lab.receiver(5060);
+    lab.send(SCANNER, 5060, 2, MS);
+    assert_eq!(rx.wait_for(SCANNER, 2, Duration::from_secs(2)), 2, "the old program passes everything");
+    let good = steady(&lab, PROVIDER);
+    lab.start();
+    assert!(lab.log().contains("replaced the program of the pinned XDP link"), "{}", lab.log());
+    let (new_prog, ifindex) = sipguard::pins::link_info(&link_pin).unwrap();
+    assert_ne!(new_prog, old_prog);
+    assert_ne!(ifindex, 0);
+    lab.send(SCANNER, 5060, 3, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    let n_good = finish(good);
+    assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
+    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "no trusted packet lost during the swap");
+}
