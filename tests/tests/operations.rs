@@ -284,3 +284,67 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
     assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "no trusted packet lost during the swap");
 }
+
+/// A feed of `n` filler /32s in 172.16.0.0/12 starting at `base`, plus `extra`.
+fn feed_text(n: u32, base: u32, extra: &[&str]) -> String {
+    let mut s = String::from("# test feed\n");
+    for i in 0..n {
+        let a = 0xac10_0000u32 | ((base + i) & 0x000f_ffff);
+        s.push_str(&format!("{}\n", std::net::Ipv4Addr::from(a)));
+    }
+    for e in extra {
+        s.push_str(&format!("{e} ; listed\n"));
+    }
+    s
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn feeds_reload_under_traffic_without_a_gap() {
+    if !require_root("feeds_reload_under_traffic_without_a_gap") {
+        return;
+    }
+    let mut lab = Lab::new("feed");
+    let feed = lab.path("feed.txt");
+    write_atomically(&feed, &feed_text(20_000, 0, &[SCANNER, "10.99.0.64/26"]));
+    // inspect: untrusted sources that are not blocked pass (the inspector's
+    // rules are not this test's business); bans off so only the feed drops.
+    lab.write_config(&format!("policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n", feed.display()));
+    lab.start();
+    let rx = lab.receiver(5060);
+    let scan = steady(&lab, SCANNER);
+    let legit = steady(&lab, PROVIDER);
+    // Three reloads: two by file change (polling), one by SIGHUP; each
+    // replaces all 20,000 filler entries and keeps the scanner listed.
+    write_atomically(&feed, &feed_text(20_000, 50_000, &[SCANNER]));
+    lab.wait_log("blocklist feed changed: reloaded", Duration::from_secs(10));
+    write_atomically(&feed, &feed_text(20_000, 100_000, &[SCANNER, OTHER]));
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.signal(libc::SIGHUP);
+    lab.wait_log("policy reloaded", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    let (n_scan, n_legit) = (finish(scan), finish(legit));
+    assert_eq!(rx.wait_for(PROVIDER, n_legit, Duration::from_secs(2)), n_legit, "no legitimate packet dropped");
+    assert_eq!(rx.count(SCANNER), 0, "the scanner, in every version of the feed, never got through");
+    assert_eq!(reason_packets(&stats(&lab), "blocked"), n_scan);
+    // The last version is in force: OTHER is now blocked, OTHER2 not.
+    lab.send(OTHER, 5060, 2, MS);
+    lab.send(OTHER2, 5060, 2, MS);
+    assert_eq!(rx.wait_for(OTHER2, 2, Duration::from_secs(2)), 2);
+    assert_eq!(rx.count(OTHER), 0);
+    let blocked = sipguard::maps::PolicyMaps::open_pinned(&lab.pin_dir()).unwrap();
+    assert_eq!(blocked.blocked_v4.keys().count(), 20_002, "old filler entries were removed");
+
+    // A broken feed is not applied: the running lists stay.
+    std::fs::write(&feed, "10.99.0.4\nnot-an-address\n").unwrap();
+    lab.wait_log("feed reload failed, keeping the running lists", Duration::from_secs(10));
+    assert!(lab.log().contains("line 2"), "{}", lab.log());
+    lab.send(SCANNER, 5060, 2, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.count(SCANNER), 0);
+}
