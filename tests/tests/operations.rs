@@ -348,3 +348,42 @@ fn feeds_reload_under_traffic_without_a_gap() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(rx.count(SCANNER), 0);
 }
+
+/// Measurement, run by hand: `cargo test --test operations million -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn million_entry_feed_load_time() {
+    if !require_root("million_entry_feed_load_time") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sg-million-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let feed = dir.join("feed.txt");
+    let mut text = String::with_capacity(16 << 20);
+    for i in 0..1_000_000u32 {
+        text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0000u32 + i * 3)));
+    }
+    std::fs::write(&feed, &text).unwrap();
+    let cfg = sipguard::config::Config::parse(&format!("policy: drop\nfeeds: [{}]\n", feed.display()), "t").unwrap();
+    let t0 = Instant::now();
+    let policy = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let parse = t0.elapsed();
+    let t1 = Instant::now();
+    let mut sb = sipguard::testrun::Sandbox::new(&policy).unwrap();
+    let first = t1.elapsed();
+    let t2 = Instant::now();
+    sb.apply(&policy).unwrap();
+    let same = t2.elapsed();
+    // Worst case: every entry replaced (1M adds, then 1M removals).
+    let mut text2 = String::with_capacity(16 << 20);
+    for i in 0..1_000_000u32 {
+        text2.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0001u32 + i * 3)));
+    }
+    std::fs::write(&feed, &text2).unwrap();
+    let policy2 = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let t3 = Instant::now();
+    sb.apply(&policy2).unwrap();
+    let all_new = t3.elapsed();
+    println!("1,000,000-entry feed: parse {parse:?}, first load (incl. program load) {first:?}, unchanged reload {same:?}, full replacement {all_new:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
