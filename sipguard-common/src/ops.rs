@@ -22,8 +22,9 @@ pub mod map_names {
     pub const ALL: [&str; 7] = [EVENTS, EVENT_SAMPLER, OPS_STATS, OPS, BANS, BAN_COUNTS, FRAGS];
 }
 
-/// Ring buffer size in bytes (power of two, multiple of the page size).
-pub const EVENTS_BYTES: u32 = 1 << 20;
+/// Ring buffer size in bytes (power of two, multiple of the page size):
+/// 4 MiB holds ~40,000 events, a burst of that many new sources.
+pub const EVENTS_BYTES: u32 = 1 << 22;
 pub const SAMPLER_ENTRIES: u32 = 65536;
 pub const BAN_ENTRIES: u32 = 65536;
 pub const FRAG_ENTRIES: u32 = 16384;
@@ -204,7 +205,8 @@ pub struct DropEvent {
     pub ifindex: u32,
     /// `Reason` as u32.
     pub reason: u32,
-    /// Events of this source suppressed by sampling since its last event.
+    /// Drops of this source not reported since its last event: held back
+    /// by sampling, or lost to a full ring buffer.
     pub suppressed: u32,
     /// 0 for later fragments (no L4 header).
     pub sport: u16,

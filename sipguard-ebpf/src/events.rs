@@ -80,9 +80,12 @@ pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: 
         }
     }
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
-        // Keep the sampler state: the next packet of this source tries again
-        // and the suppressed count is not lost with it.
+        // Counted as lost, and the source is sampled as if it had been sent:
+        // otherwise every later packet of a flood would retry (and count as
+        // lost) while the ring is full. Its next event carries this one in
+        // `suppressed`.
         stat(STAT_EVENTS_LOST);
+        let _ = EVENT_SAMPLER.insert(&key, &SampleState { last_ns: t, suppressed: suppressed as u64 + 1 }, 0);
         return;
     };
     let ev = DropEvent {

@@ -240,7 +240,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let (mut daemon, ring) = Daemon::start(&opts, &cfg)?;
 
     let log_mode = if opts.json_events { EventLog::Json } else { cfg.events.log };
-    let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(4096);
+    let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(65536);
     let sock_path = opts.events_socket.clone().unwrap_or_else(|| cfg.events.socket.clone());
     let listener = events::bind(&sock_path)?;
     let _sock_guard = events::SocketGuard(sock_path.clone());

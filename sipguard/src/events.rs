@@ -63,13 +63,19 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
 
 impl Event {
     pub fn from_raw(e: &DropEvent) -> Event {
+        Self::from_raw_with(e, &mut |i| ifname(i).unwrap_or_else(|| format!("ifindex {i}")))
+    }
+
+    /// Like `from_raw` with a caller-supplied interface name lookup (the
+    /// daemon caches names: one syscall per event is too many in a flood).
+    pub fn from_raw_with(e: &DropEvent, name: &mut dyn FnMut(u32) -> String) -> Event {
         let unix = crate::ops::boot_to_unix_ns(e.time_ns);
         let reason = Reason::from_u32(e.reason).map(|r| r.name().to_string()).unwrap_or_else(|| format!("reason_{}", e.reason));
         let ua_len = (e.ua_len as usize).min(EVENT_UA_LEN);
         Event {
             time: rfc3339(unix),
             time_unix_ns: unix,
-            interface: ifname(e.ifindex).unwrap_or_else(|| format!("ifindex {}", e.ifindex)),
+            interface: name(e.ifindex),
             ifindex: e.ifindex,
             src: addr(e.family, &e.src).to_string(),
             dst: addr(e.family, &e.dst).to_string(),
@@ -147,12 +153,30 @@ pub async fn pump(ring: RingBuf<MapData>, feed: Feed, log: EventLog) -> Result<(
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow!("cannot poll the EVENTS ring buffer: {e}"))?;
     let stdout = std::io::stdout();
+    let mut names: std::collections::HashMap<u32, (String, std::time::Instant)> = Default::default();
+    let mut name = |i: u32| {
+        // Re-resolved every 10 s so a renamed interface shows up.
+        if let Some((n, t)) = names.get(&i) {
+            if t.elapsed().as_secs() < 10 {
+                return n.clone();
+            }
+        }
+        let n = ifname(i).unwrap_or_else(|| format!("ifindex {i}"));
+        names.insert(i, (n.clone(), std::time::Instant::now()));
+        n
+    };
     loop {
         let mut guard = fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
+        let mut batch = 0u32;
         while let Some(item) = ring.next() {
+            batch += 1;
+            if batch % 512 == 0 {
+                // Let socket clients drain between batches (one thread).
+                tokio::task::yield_now().await;
+            }
             let Some(raw) = decode(&item) else { continue };
-            let ev = Event::from_raw(&raw);
+            let ev = Event::from_raw_with(&raw, &mut name);
             let json = serde_json::to_string(&ev).unwrap_or_default();
             match log {
                 EventLog::Text => log::info!(target: "sipguard::event", "{}", ev.to_text()),
@@ -197,15 +221,30 @@ pub async fn serve(listener: UnixListener, feed: Feed) {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let mut rx = feed.subscribe();
         tokio::spawn(async move {
+            let mut buf = String::new();
             loop {
-                let line = match rx.recv().await {
-                    Ok(l) => l,
-                    Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(format!("{{\"skipped\":{n}}}")),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if stream.write_all(line.as_bytes()).await.is_err() || stream.write_all(b"\n").await.is_err() {
+                let first = rx.recv().await;
+                let mut next = Some(first);
+                // Everything already queued goes out in one write.
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok(l) => buf.push_str(&l),
+                        Err(broadcast::error::RecvError::Lagged(n)) => buf.push_str(&format!("{{\"skipped\":{n}}}")),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                    buf.push('\n');
+                    if buf.len() < 1 << 16 {
+                        next = match rx.try_recv() {
+                            Ok(l) => Some(Ok(l)),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(broadcast::error::RecvError::Lagged(n))),
+                            Err(_) => None,
+                        };
+                    }
+                }
+                if stream.write_all(buf.as_bytes()).await.is_err() {
                     return;
                 }
+                buf.clear();
             }
         });
     }

@@ -387,3 +387,73 @@ fn million_entry_feed_load_time() {
     println!("1,000,000-entry feed: parse {parse:?}, first load (incl. program load) {first:?}, unchanged reload {same:?}, full replacement {all_new:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Measurement, run by hand: `cargo test --release --test operations flood -- --ignored --nocapture`.
+/// Raw frames from 65,536 distinct sources as fast as one AF_PACKET socket
+/// sends them; reports what `sipguard events` received.
+#[test]
+#[ignore]
+fn event_flood_delivery() {
+    if !require_root("event_flood_delivery") {
+        return;
+    }
+    let mut lab = Lab::new("fl");
+    lab.write_config("policy: drop\nevents:\n  log: off\n");
+    lab.start();
+    let mut client = lab.events_client(true, u64::MAX);
+    let out = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(out).lines().map_while(Result::ok).filter(|l| l.contains("\"src\"")).count() as u64
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s_if = lab.s_if.clone();
+    const FRAMES: u32 = 400_000;
+    let elapsed = lab.sender.run(move || {
+        let idx = sipguard::attach::ifindex(&s_if).unwrap();
+        // SAFETY: plain socket calls on a descriptor we own.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(fd >= 0);
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        sll.sll_halen = 6;
+        let frames: Vec<Vec<u8>> = (0..65536u32)
+            .map(|i| {
+                let src = [10, 100, (i >> 8) as u8, i as u8];
+                sipguard_tests::frames::v4(src, [10, 99, 0, 1]).udp(40000, 5060).payload(b"OPTIONS sip:x SIP/2.0\r\n\r\n").build()
+            })
+            .collect();
+        let t0 = Instant::now();
+        for i in 0..FRAMES {
+            let f = &frames[(i % 65536) as usize];
+            unsafe {
+                libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            };
+        }
+        let e = t0.elapsed();
+        unsafe { libc::close(fd) };
+        e
+    });
+    let mut last = (u64::MAX, 0, 0);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = ops_stats(&lab);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let (sent, supp, lost) = ops_stats(&lab);
+    let dropped = reason_packets(&stats(&lab), "untrusted");
+    let _ = client.kill();
+    let _ = client.wait();
+    let got = reader.join().unwrap();
+    println!(
+        "flood: {FRAMES} frames in {elapsed:?} ({:.0} pps), dropped {dropped}; events: sent {sent}, received by `sipguard events` {got} ({:.0}/s), suppressed {supp}, lost {lost}",
+        FRAMES as f64 / elapsed.as_secs_f64(),
+        got as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(sent + supp + lost, dropped);
+}
