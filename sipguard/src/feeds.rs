@@ -7,7 +7,9 @@
 //!
 //! Change detection is by polling (size, mtime, inode) once a second:
 //! cheap, and it also sees a file replaced by rename, which is how feeds
-//! should be written (a half-written file in place could be read half).
+//! should be written. A change is applied once the file has stayed the same
+//! for a whole poll, so a file rewritten in place is not read half-written
+//! (unless its writer pauses for over a second mid-file: use rename).
 
 use std::{
     os::unix::fs::MetadataExt as _,
@@ -30,24 +32,33 @@ fn stamp(p: &Path) -> Stamp {
 
 pub struct FeedWatch {
     files: Vec<(PathBuf, Stamp)>,
+    /// A change was seen and the file has not been stable for a poll yet.
+    pending: bool,
 }
 
 impl FeedWatch {
     pub fn new(paths: &[PathBuf]) -> FeedWatch {
-        FeedWatch { files: paths.iter().map(|p| (p.clone(), stamp(p))).collect() }
+        FeedWatch { files: paths.iter().map(|p| (p.clone(), stamp(p))).collect(), pending: false }
     }
 
-    /// True when a feed file changed since the last call (or `new`).
+    /// Called once per poll interval: true when a feed file changed and has
+    /// then stayed the same for one whole interval. The wait keeps a file
+    /// that is being rewritten in place (truncated, then filled) from being
+    /// applied half-written.
     pub fn changed(&mut self) -> bool {
-        let mut any = false;
+        let mut moving = false;
         for (p, s) in &mut self.files {
             let now = stamp(p);
             if now != *s {
                 *s = now;
-                any = true;
+                moving = true;
             }
         }
-        any
+        if moving {
+            self.pending = true;
+            return false;
+        }
+        std::mem::take(&mut self.pending)
     }
 
     /// The config's policy with every feed's entries added to the blocklist.
@@ -122,7 +133,9 @@ mod tests {
         assert_eq!(p.blocked.iter().map(|n| n.to_string()).collect::<Vec<_>>(), vec!["203.0.113.9/32"]);
         assert!(!w.changed());
         std::fs::write(&f, "203.0.113.9\n203.0.113.10\n").unwrap();
-        assert!(w.changed());
+        assert!(!w.changed(), "not while it may still be written");
+        assert!(w.changed(), "once it stayed the same for a poll");
+        assert!(!w.changed());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
