@@ -145,16 +145,52 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ConfigSource::Embedded => println!("no config file: the embedded default policy applies"),
             }
             print!("{}", policy.describe(&cfg));
+            let b = &cfg.bans;
+            if cfg.bans_enabled() {
+                println!("bans:        after {} drops in {}, for {} (IPv6 per /{})", b.threshold, b.window, b.ttl, b.ipv6_prefix);
+            } else {
+                println!("bans:        automatic bans off (manual `sipguard ban` still works)");
+            }
+            println!("fragments:   {:?}", cfg.fragments);
+            println!("on exit:     {:?}", cfg.on_exit);
+            for f in &cfg.feeds {
+                let n = std::fs::read_to_string(f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|t| crate::feeds::parse(&t, &f.display().to_string()));
+                match n {
+                    Ok(v) => println!("feed:        {} ({} entries)", f.display(), v.len()),
+                    Err(e) => return Err(config::ConfigError { source_name: f.display().to_string(), line: None, message: format!("{e:#}") }.into()),
+                }
+            }
+            if let Some(a) = cfg.metrics.listen {
+                println!("metrics:     http://{a}/metrics");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json, watch } => {
             let dir = pins::versioned_dir(&cli.pin_root);
             loop {
                 let snap = metrics::snapshot_pinned(&dir)?;
+                let o = ops::stats_pinned(&dir).and_then(|m| ops::read_stats(&m)).ok();
+                let bans = ops::bans_pinned(&dir).map(|b| ops::count_active_bans(&b)).ok();
                 if json {
-                    println!("{}", snap.to_json());
+                    let mut v = snap.to_json();
+                    if let Some(o) = o {
+                        v["operations"] = serde_json::json!({
+                            "events_sent": o.events_sent, "events_lost": o.events_lost,
+                            "events_suppressed": o.events_suppressed, "bans_created": o.bans_created,
+                            "fragments_remembered": o.fragments_remembered, "active_bans": bans,
+                        });
+                    }
+                    println!("{v}");
                 } else {
                     print!("{}", snap.to_table());
+                    if let Some(o) = o {
+                        println!(
+                            "events: sent {}, suppressed {}, lost {}; bans: {} active, {} made; fragments remembered {}",
+                            o.events_sent, o.events_suppressed, o.events_lost, bans.unwrap_or(0), o.bans_created, o.fragments_remembered
+                        );
+                    }
                 }
                 match watch {
                     Some(secs) if secs > 0.0 => {

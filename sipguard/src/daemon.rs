@@ -137,9 +137,15 @@ impl Daemon {
         if path.exists() {
             match pins::link_info(&path) {
                 Ok((prog_id, link_if)) if link_if == idx => {
-                    if program_tag(prog_id) == Some(new_tag) {
+                    let old_tag = program_tag(prog_id);
+                    if old_tag == Some(new_tag) {
                         log::info!("{name}: adopted the pinned XDP link (program unchanged)");
                     } else {
+                        if old_tag.is_none() {
+                            // Reading another program's tag needs CAP_SYS_ADMIN
+                            // (BPF_PROG_GET_FD_BY_ID); a swap is harmless.
+                            log::info!("{name}: cannot read the tag of the running program; replacing it");
+                        }
                         // bpf_link_update swaps the program in one step: no
                         // packet sees no program.
                         let fd: FdLink = aya::programs::links::PinnedLink::from_pin(&path)?.into();
