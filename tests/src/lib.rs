@@ -3,7 +3,7 @@
 
 pub mod fixtures;
 pub mod frames;
-pub mod lab;
+pub mod opslab;
 pub mod netns;
 pub mod sip;
 

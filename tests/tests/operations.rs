@@ -8,7 +8,7 @@ use std::{
 };
 
 use sipguard_tests::{
-    lab::{wait_path, Lab, OTHER, OTHER2, PROVIDER, SCANNER},
+    opslab::{Lab, OTHER, OTHER2, PROVIDER, SCANNER},
     require_root,
 };
 
