@@ -17,7 +17,8 @@ pub mod map_names {
     pub const BLOCKED_V6: &str = "BLOCKED_V6";
     pub const COUNTERS: &str = "COUNTERS";
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
-    pub const ALL: [&str; 7] = [
+    pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const ALL: [&str; 8] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
@@ -25,6 +26,7 @@ pub mod map_names {
         BLOCKED_V6,
         COUNTERS,
         IFACE_SLOTS,
+        IFACE_NAMES,
     ];
 }
 
@@ -94,6 +96,10 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 pub const IFACE_SLOTS: u32 = 16;
 /// `IFACE_SLOTS` map size: ifindex -> slot; larger ifindexes use slot 0.
 pub const MAX_IFINDEX: u32 = 4096;
+
+/// `IFACE_NAMES` value: the interface name of a slot, NUL-padded. Stored
+/// because ifindexes are per network namespace: `stats` may run elsewhere.
+pub type IfaceName = [u8; 16];
 
 /// Counters are `[slot][monitor][reason]`; `monitor` = 1 for "would drop"
 /// verdicts under monitor mode, so they never mix with real drops.

@@ -18,17 +18,11 @@ pub trait Bytes {
     }
     #[inline(always)]
     fn u8_at(&self, off: usize) -> Option<u8> {
-        match self.read::<1>(off) {
-            Some(b) => Some(b[0]),
-            None => None,
-        }
+        self.read::<1>(off).map(|b| b[0])
     }
     #[inline(always)]
     fn be16(&self, off: usize) -> Option<u16> {
-        match self.read::<2>(off) {
-            Some(b) => Some(u16::from_be_bytes(b)),
-            None => None,
-        }
+        self.read::<2>(off).map(u16::from_be_bytes)
     }
 }
 
@@ -168,7 +162,10 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     dst[..4].copy_from_slice(&h[16..20]);
     let l4 = off + ihl;
     // The IP header claims more bytes than arrived: a lying total length.
-    let truncated = pkt.read::<1>(off + total - 1).is_none();
+    // Compared with the frame length rather than probed with a read: the
+    // kernel's reads stop at 16 KiB, so a probe would call a big frame
+    // truncated on the kernel side only.
+    let truncated = off + total > pkt.len();
     let mut flow = parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)?;
     flow.frag_id = if first_fragment { frag_id } else { 0 };
     Ok(flow)
@@ -230,7 +227,7 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     if ext > payload {
         return Err(Stop::Unparsed);
     }
-    let truncated = payload > 0 && pkt.read::<1>(start + payload - 1).is_none();
+    let truncated = start + payload > pkt.len();
     let mut flow = parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)?;
     flow.frag_id = if first_fragment { frag_id } else { 0 };
     Ok(flow)
@@ -290,4 +287,116 @@ fn parse_l4<B: Bytes + ?Sized>(
         flow.payload_len = claimed.saturating_sub(doff) as u32;
     }
     Ok(flow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype.to_be_bytes());
+        f
+    }
+
+    fn ipv4_udp(payload: &[u8], dport: u16) -> Vec<u8> {
+        let mut f = eth(ETH_P_IPV4);
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend([0x45, 0]);
+        f.extend(total.to_be_bytes());
+        f.extend([0, 1, 0, 0, 64, IPPROTO_UDP, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2]);
+        f.extend(40000u16.to_be_bytes());
+        f.extend(dport.to_be_bytes());
+        f.extend(((8 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    #[test]
+    fn ipv4_udp_flow() {
+        let f = ipv4_udp(b"OPTIONS sip:x SIP/2.0\r\n\r\n", 5060);
+        let flow = parse(&f[..]).unwrap();
+        assert!(!flow.ipv6);
+        assert_eq!(flow.src_v4(), [192, 0, 2, 1]);
+        assert_eq!((flow.sport, flow.dport, flow.proto), (40000, 5060, IPPROTO_UDP));
+        assert_eq!(flow.payload_off, 42);
+        assert_eq!(flow.payload_len, 25);
+        assert!(!flow.malformed);
+    }
+
+    #[test]
+    fn vlan_tags_are_skipped_up_to_two() {
+        let inner = ipv4_udp(b"x", 5060);
+        let tagged = |tags: &[u16]| {
+            let mut f = inner[..12].to_vec();
+            for t in tags {
+                f.extend(t.to_be_bytes());
+                f.extend([0, 7]);
+            }
+            f.extend(&inner[12..]);
+            f
+        };
+        assert_eq!(parse(&tagged(&[ETH_P_8021Q])[..]).unwrap().payload_off, 46);
+        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q])[..]).unwrap().payload_off, 50);
+        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q])[..]), Err(Stop::Unparsed));
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        let mut f = eth(ETH_P_IPV6);
+        let mut body = vec![IPPROTO_DSTOPTS, 0, 0, 0, 0, 0, 0, 0]; // hop-by-hop
+        body.extend([IPPROTO_UDP, 1]); // dest options, 16 bytes
+        body.extend([0u8; 14]);
+        body.extend([0x13, 0xc4, 0x13, 0xc4, 0, 9, 0, 0, b'x']);
+        f.extend([0x60, 0, 0, 0]);
+        f.extend((body.len() as u16).to_be_bytes());
+        f.extend([IPPROTO_HOPOPTS, 64]);
+        f.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain([0u8; 12].iter()));
+        f.extend([0u8; 16]);
+        f.extend(body);
+        let flow = parse(&f[..]).unwrap();
+        assert!(flow.ipv6);
+        assert_eq!(flow.dport, 5060);
+        assert_eq!(flow.payload_off as usize, 14 + 40 + 8 + 16 + 8);
+        assert_eq!(flow.payload_len, 1);
+        assert_eq!(&flow.src[..4], &[0x20, 0x01, 0x0d, 0xb8]);
+    }
+
+    #[test]
+    fn fragments_and_other_protocols() {
+        let mut f = ipv4_udp(b"x", 5060);
+        f[20] = 0x00;
+        f[21] = 0x10; // offset 16 * 8
+        match parse(&f[..]) {
+            Err(Stop::LaterFragment(k)) => {
+                assert_eq!(k.family, 4);
+                assert_eq!(k.id, u16::from_be_bytes([f[18], f[19]]) as u32);
+                assert_eq!(k.src[..4], f[26..30]);
+                assert_eq!(k.dst[..4], f[30..34]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut f = ipv4_udp(b"x", 5060);
+        f[23] = 1; // ICMP
+        assert_eq!(parse(&f[..]), Err(Stop::NotUdpTcp));
+        assert_eq!(parse(&eth(0x0806)[..]), Err(Stop::NotIp));
+    }
+
+    #[test]
+    fn lies_and_truncation() {
+        let full = ipv4_udp(b"INVITE", 5060);
+        for n in 0..42 {
+            assert_eq!(parse(&full[..n]), Err(Stop::Unparsed), "{n} bytes");
+        }
+        for n in 42..full.len() {
+            assert!(parse(&full[..n]).unwrap().malformed, "{n} bytes");
+        }
+        let mut lying = full.clone();
+        lying[38] = 0x10; // UDP length 4096 > IP payload
+        assert!(parse(&lying[..]).unwrap().malformed);
+        let mut padded = full.clone();
+        padded.extend([0u8; 18]);
+        assert!(!parse(&padded[..]).unwrap().malformed);
+    }
 }

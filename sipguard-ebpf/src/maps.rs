@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
 };
 use sipguard_common::{
-    packet::Flow, verdict::SourceLists, Counter, ListValue, Settings, V4Key, V6Key,
-    COUNTER_ENTRIES, MAX_IFINDEX,
+    packet::Flow, verdict::SourceLists, Counter, IfaceName, ListValue, Settings, V4Key, V6Key,
+    COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, MAX_IFINDEX,
 };
 
 #[map(name = "SETTINGS")]
@@ -30,6 +30,10 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 /// ifindex -> counter slot, written by the daemon when it attaches.
 #[map(name = "IFACE_SLOTS")]
 pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+/// slot -> interface name; only userspace reads it (see abi::IfaceName).
+#[map(name = "IFACE_NAMES")]
+pub static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(SLOTS, 0);
 
 pub struct KernelLists;
 

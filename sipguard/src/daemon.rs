@@ -40,7 +40,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
         match self {
             ConfigSource::File(p) => Config::load(p),
-            ConfigSource::Embedded => Ok(Config::embedded_default()),
+            ConfigSource::Embedded => Config::embedded_default(),
         }
     }
 }
@@ -130,7 +130,7 @@ impl Daemon {
         let idx = ifindex(name)?;
         let slot = self.attached.len() as u32 + 1;
         // The slot is in place before the first packet is counted.
-        self.maps.set_iface_slot(idx, slot)?;
+        self.maps.set_iface_slot(idx, slot, name)?;
         let path = pins::link_path(&self.pin_root, name);
         let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
         let new_tag = prog.info()?.tag();
@@ -198,7 +198,7 @@ impl Daemon {
             }
             let a = self.attached.remove(i);
             pins::detach_link(&self.pin_root, &a.name)?;
-            self.maps.set_iface_slot(a.ifindex, 0)?;
+            self.maps.set_iface_slot(a.ifindex, 0, &a.name)?;
             log::info!("detached from {}", a.name);
         }
         for name in &wanted {
@@ -243,7 +243,22 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (mut daemon, ring) = Daemon::start(&opts, &cfg)?;
+    crate::preflight::check(&opts.pin_root)?;
+    // Pins from an earlier daemon are its running filter: a failed start
+    // leaves them alone. Only what this start created is cleaned up.
+    let fresh = !pins::versioned_dir(&opts.pin_root).join(sipguard_common::map_names::SETTINGS).exists();
+    let (mut daemon, ring) = match Daemon::start(&opts, &cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            if fresh {
+                for name in pins::pinned_links(&opts.pin_root) {
+                    let _ = pins::detach_link(&opts.pin_root, &name);
+                }
+                pins::remove(&opts.pin_root);
+            }
+            return Err(e);
+        }
+    };
 
     let log_mode = if opts.json_events { EventLog::Json } else { cfg.events.log };
     let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(65536);
