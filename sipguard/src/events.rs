@@ -171,7 +171,7 @@ pub async fn pump(ring: RingBuf<MapData>, feed: Feed, log: EventLog) -> Result<(
         let mut batch = 0u32;
         while let Some(item) = ring.next() {
             batch += 1;
-            if batch % 512 == 0 {
+            if batch.is_multiple_of(512) {
                 // Let socket clients drain between batches (one thread).
                 tokio::task::yield_now().await;
             }
