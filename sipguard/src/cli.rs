@@ -237,6 +237,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Detach { iface } => {
             let root = &cli.pin_root;
+            if !pins::versioned_dir(root).exists() {
+                println!("nothing to detach: no pins under {}", pins::versioned_dir(root).display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let all = pins::pinned_links(root);
             let targets: Vec<String> = match iface {
                 Some(i) => {
