@@ -5,7 +5,7 @@
 
 use crate::{
     abi::{Settings, POLICY_INSPECT},
-    packet::{self, Bytes, Flow, Stop, IPPROTO_UDP},
+    packet::{self, Bytes, Flow, Link, Stop, IPPROTO_UDP},
     reason::Reason,
 };
 
@@ -30,10 +30,21 @@ pub enum Judgement {
     Inspect(Flow),
 }
 
-/// Steps 1-4 of the verdict order.
+/// Steps 1-4 of the verdict order for an Ethernet frame.
 #[inline(always)]
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
-    match packet::parse(pkt) {
+    judge_link(pkt, Link::Ethernet, settings, lists)
+}
+
+/// Steps 1-4 for a packet starting with the link header `link` says.
+#[inline(always)]
+pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
+    pkt: &B,
+    link: Link,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
+    match packet::parse_link(pkt, link) {
         Ok(flow) => judge_flow(&flow, settings, lists),
         Err(stop) => Judgement::Done(stop_reason(&stop)),
     }

@@ -14,7 +14,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
     ops::SipEventInfo,
-    packet::{self, Stop},
+    packet::{self, Link, Stop},
     verdict::{judge_flow, outcome, stop_reason, Judgement, Outcome},
     Reason, MAX_IFINDEX,
 };
@@ -29,12 +29,25 @@ static REPORT_REASON: u32 = 0;
 
 #[xdp]
 pub fn sipguard(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::Ethernet)
+}
+
+/// Attached by the daemon to interfaces whose packets carry no Ethernet
+/// header (ARPHRD_NONE, ARPHRD_PPP, ...): generic XDP hands it the IP header
+/// at data[0]. A separate entry point so the Ethernet path pays nothing.
+#[xdp]
+pub fn sipguard_rawip(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::RawIp)
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext, link: Link) -> u32 {
     // No settings means no SIP ports: everything passes untouched.
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let parsed = packet::parse(&pkt);
+    let pkt = Pkt::new(ctx);
+    let parsed = packet::parse_link(&pkt, link);
     let judgement = match &parsed {
         Ok(flow) => judge_flow(flow, settings, &KernelLists),
         Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
@@ -47,9 +60,9 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
         Judgement::Inspect(_) => Reason::PassInspected,
     };
     let out = outcome(reason, settings);
-    count(&ctx, &pkt, &out);
+    count(ctx, &pkt, &out);
     if reason.is_drop() {
-        on_drop(&ctx, &parsed, &out, &SipEventInfo::NONE);
+        on_drop(ctx, &parsed, &out, &SipEventInfo::NONE);
     }
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.

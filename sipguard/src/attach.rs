@@ -43,6 +43,63 @@ pub fn ifname(index: u32) -> Option<String> {
     Some(s.to_string_lossy().into_owned())
 }
 
+/// ARPHRD_* values (include/uapi/linux/if_arp.h) that decide the entry point.
+const ARPHRD_ETHER: u16 = 1;
+const ARPHRD_PPP: u16 = 512;
+const ARPHRD_RAWIP: u16 = 519;
+const ARPHRD_NONE: u16 = 0xfffe;
+
+/// The link type of an interface in the current network namespace
+/// (`SIOCGIFHWADDR`; /sys/class/net may belong to another namespace).
+pub fn arphrd(name: &str) -> Result<u16> {
+    anyhow::ensure!(name.len() < libc::IF_NAMESIZE, "interface name '{name}' is too long");
+    // SAFETY: a plain datagram socket used only for the ioctl, closed below;
+    // ifreq is zeroed and the name copied NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(anyhow!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in name.bytes().enumerate() {
+            ifr.ifr_name[i] = b as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc < 0 {
+            return Err(anyhow!("cannot read the link type of '{name}': {err}"));
+        }
+        Ok(ifr.ifr_ifru.ifru_hwaddr.sa_family)
+    }
+}
+
+/// Which header the XDP program sees first on `name`. Ethernet devices give
+/// the Ethernet header; under generic XDP, devices without one (tun in `tun`
+/// mode, ppp, wireguard, rawip modems) give the IP header itself. Other link
+/// types (tunnels, loopback, InfiniBand, ...) are refused rather than
+/// parsed wrongly.
+pub fn link_of(name: &str) -> Result<sipguard_common::packet::Link> {
+    use sipguard_common::packet::Link;
+    match arphrd(name)? {
+        ARPHRD_ETHER => Ok(Link::Ethernet),
+        ARPHRD_PPP | ARPHRD_NONE | ARPHRD_RAWIP => Ok(Link::RawIp),
+        other => Err(anyhow!(
+            "interface '{name}' has link type {other} (ARPHRD), neither Ethernet nor raw IP: \
+             sipguard cannot tell where its packets' IP header starts; attach it to the \
+             Ethernet or ppp/tun device instead"
+        )),
+    }
+}
+
+/// The program that parses `link`'s packets.
+pub fn program_for(link: sipguard_common::packet::Link) -> &'static str {
+    match link {
+        sipguard_common::packet::Link::Ethernet => sipguard_common::PROGRAM_NAME,
+        sipguard_common::packet::Link::RawIp => sipguard_common::PROGRAM_NAME_RAW_IP,
+    }
+}
+
 /// The errno at the bottom of an error chain, if any.
 fn errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);

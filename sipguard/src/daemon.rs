@@ -131,8 +131,13 @@ impl Daemon {
         let slot = self.attached.len() as u32 + 1;
         // The slot is in place before the first packet is counted.
         self.maps.set_iface_slot(idx, slot, name)?;
+        let l2 = attach::link_of(name)?;
+        let program = attach::program_for(l2);
+        if program != PROGRAM_NAME && program::xdp_program(&mut self.ebpf, program)?.fd().is_err() {
+            program::load_program(&mut self.ebpf, program, false)?;
+        }
         let path = pins::link_path(&self.pin_root, name);
-        let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
+        let prog = program::xdp_program(&mut self.ebpf, program)?;
         let new_tag = prog.info()?.tag();
         if path.exists() {
             match pins::link_info(&path) {
@@ -163,13 +168,14 @@ impl Daemon {
                 }
             }
         }
-        let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
+        let prog = program::xdp_program(&mut self.ebpf, program)?;
         let (id, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
         let link = prog.take_link(id)?;
         let fd = FdLink::try_from(link)
             .map_err(|e| anyhow!("{name}: the kernel attached XDP without a bpf_link ({e}); sipguard needs Linux 5.9+ to pin it"))?;
         fd.pin(&path).with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
-        log::info!("attached to {name} (ifindex {idx}) in {} mode", mode.as_str());
+        let what = if program == PROGRAM_NAME { "" } else { " (no Ethernet header: raw IP entry point)" };
+        log::info!("attached to {name} (ifindex {idx}) in {} mode{what}", mode.as_str());
         self.attached.push(Attached { name: name.to_string(), ifindex: idx });
         Ok(())
     }
