@@ -18,6 +18,12 @@ pub trait SourceLists {
     fn learned(&self, _flow: &Flow) -> bool {
         false
     }
+
+    /// Automatically or manually banned (kernel state; the host has none).
+    #[inline(always)]
+    fn banned(&self, _flow: &Flow) -> bool {
+        false
+    }
 }
 
 /// The outcome of the header stage.
@@ -44,18 +50,23 @@ pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
     settings: &Settings,
     lists: &L,
 ) -> Judgement {
-    let flow = match packet::parse_link(pkt, link) {
-        Ok(flow) => flow,
-        Err(stop) => {
-            return Judgement::Done(match stop {
-                Stop::NotIp => Reason::PassNotIp,
-                Stop::NotUdpTcp => Reason::PassNotUdpTcp,
-                Stop::LaterFragment => Reason::PassFragment,
-                Stop::Unparsed => Reason::PassUnparsed,
-            })
-        }
-    };
-    judge_flow(&flow, settings, lists)
+    match packet::parse_link(pkt, link) {
+        Ok(flow) => judge_flow(&flow, settings, lists),
+        Err(stop) => Judgement::Done(stop_reason(&stop)),
+    }
+}
+
+/// The reason for a packet whose parsing stopped early. Later fragments
+/// pass here; the kernel's fragment tracking may turn them into
+/// `DropFragment` (state the host does not have).
+#[inline(always)]
+pub fn stop_reason(stop: &Stop) -> Reason {
+    match stop {
+        Stop::NotIp => Reason::PassNotIp,
+        Stop::NotUdpTcp => Reason::PassNotUdpTcp,
+        Stop::LaterFragment(_) => Reason::PassFragment,
+        Stop::Unparsed => Reason::PassUnparsed,
+    }
 }
 
 /// Steps 1-4 for a flow whose headers are already parsed.
@@ -66,6 +77,9 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
     }
     if lists.blocked(flow) {
         return Judgement::Done(Reason::DropBlocked);
+    }
+    if lists.banned(flow) {
+        return Judgement::Done(Reason::DropBanned);
     }
     if lists.trusted(flow) {
         return Judgement::Done(Reason::PassTrusted);
