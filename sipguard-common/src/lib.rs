@@ -11,6 +11,7 @@
 pub mod abi;
 pub mod packet;
 pub mod reason;
+pub mod sip;
 pub mod verdict;
 
 pub use abi::*;

@@ -7,11 +7,15 @@
 mod maps;
 mod pkt;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use core::ffi::c_void;
+
+use aya_ebpf::{bindings::xdp_action, bindings::xdp_md, helpers::generated::bpf_loop, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
+    packet::Flow,
+    sip::{self, Scan, Step, MAX_STEPS},
     verdict::{judge, outcome, Judgement, Outcome},
-    Reason, MAX_IFINDEX,
+    Reason, Settings, MAX_IFINDEX,
 };
 
 use crate::{maps::*, pkt::Pkt};
@@ -31,9 +35,7 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
     let pkt = Pkt::new(&ctx);
     let reason = match judge(&pkt, settings, &KernelLists) {
         Judgement::Done(reason) => reason,
-        // The SIP inspector is not in this build yet: untrusted UDP under
-        // `inspect` passes, counted as such.
-        Judgement::Inspect(_) => Reason::PassInspected,
+        Judgement::Inspect(flow) => inspect(&ctx, &pkt, &flow, settings),
     };
     let out = outcome(reason, settings);
     count(&ctx, &pkt, &out);
@@ -43,6 +45,50 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
         return action | (out.reason as u32) << 8 | (out.monitored as u32) << 16;
     }
     action
+}
+
+/// What the `bpf_loop` callback gets: the XDP context (packet pointers are
+/// re-read from it, so the verifier knows them as packet pointers) and the
+/// scanner state.
+#[repr(C)]
+struct LoopCtx {
+    xdp: *mut xdp_md,
+    scan: *mut Scan,
+}
+
+/// The SIP inspector: the shared scanner driven by `bpf_loop`.
+///
+/// The scanner state lives in a per-CPU map value, not on the stack: the
+/// verifier tracks stack contents exactly, so every simulated callback
+/// iteration would see new constants (a growing length, a position) and
+/// never converge; map values read back as unknown scalars, so one pass
+/// over the callback covers every iteration.
+#[inline(always)]
+fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+    let Some(scan) = SCAN.get_ptr_mut(0) else {
+        return Reason::PassPartial;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { *scan = Scan::new(flow, pkt.frame_len()) };
+    let mut lc = LoopCtx { xdp: ctx.ctx, scan };
+    // SAFETY: the callback only dereferences `lc`, which outlives the call.
+    unsafe {
+        bpf_loop(MAX_STEPS, scan_step as *mut c_void, &mut lc as *mut LoopCtx as *mut c_void, 0);
+    }
+    // SAFETY: as above.
+    sip::decide(unsafe { &*scan }, settings, &KernelLists)
+}
+
+extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer `inspect` gave it, whose
+    // `scan` points into a map value.
+    let lc = unsafe { &mut *(ctx as *mut LoopCtx) };
+    let xdp = XdpContext::new(lc.xdp);
+    let pkt = Pkt::new(&xdp);
+    match sip::step(unsafe { &mut *lc.scan }, &pkt) {
+        Step::Continue => 0,
+        Step::Done => 1,
+    }
 }
 
 /// Does nothing: the baseline that benchmarks divide by.

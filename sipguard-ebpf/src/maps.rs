@@ -3,11 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
 };
 use sipguard_common::{
-    packet::Flow, verdict::SourceLists, Counter, ListValue, Settings, V4Key, V6Key,
-    COUNTER_ENTRIES, MAX_IFINDEX,
+    packet::Flow,
+    sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
+    verdict::SourceLists,
+    Counter, ListValue, Settings, UaKey, UserKey, V4Key, V6Key, COUNTER_ENTRIES, MAX_EXPECTED_USERS,
+    MAX_IFINDEX, MAX_UA_PREFIXES,
 };
 
 #[map(name = "SETTINGS")]
@@ -31,6 +34,18 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 #[map(name = "IFACE_SLOTS")]
 pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
 
+/// Scanner User-Agent prefixes: prefix length = prefix bytes * 8.
+#[map(name = "UA_PREFIXES")]
+pub static UA_PREFIXES: LpmTrie<UaKey, ListValue> = LpmTrie::with_max_entries(MAX_UA_PREFIXES, 0);
+
+/// Request-URI users INVITEs may go to (when the rule is on).
+#[map(name = "EXPECTED_USERS")]
+pub static EXPECTED_USERS: HashMap<UserKey, ListValue> = HashMap::with_max_entries(MAX_EXPECTED_USERS, 0);
+
+/// The SIP scanner's state for the packet being inspected on this CPU.
+#[map(name = "SCAN")]
+pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
+
 pub struct KernelLists;
 
 impl SourceLists for KernelLists {
@@ -50,5 +65,20 @@ impl SourceLists for KernelLists {
         } else {
             TRUSTED_V4.get(Key::new(32, flow.src_v4())).is_some()
         }
+    }
+}
+
+impl SipLists for KernelLists {
+    #[inline(always)]
+    fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
+        let len = if len > UA_BYTES as u32 { UA_BYTES as u32 } else { len };
+        UA_PREFIXES.get(Key::new(len * 8, *ua)).is_some()
+    }
+
+    #[inline(always)]
+    fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
+        let key = UserKey { len, user: *user };
+        // SAFETY: the value is only tested for presence.
+        unsafe { EXPECTED_USERS.get(&key).is_some() }
     }
 }
