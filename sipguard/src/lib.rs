@@ -3,7 +3,7 @@
 //! One module per concern: [`config`] (YAML), [`policy`] (what goes into
 //! the maps), [`program`] (the embedded object), [`maps`], [`attach`],
 //! [`pins`], [`metrics`] (counters), [`daemon`] (`sipguard run`),
-//! [`testrun`] (BPF_PROG_TEST_RUN), [`cli`].
+//! [`testrun`] (BPF_PROG_TEST_RUN), [`replay`] (captures through it), [`cli`].
 
 pub mod attach;
 pub mod cli;
@@ -13,5 +13,6 @@ pub mod maps;
 pub mod metrics;
 pub mod pins;
 pub mod policy;
+pub mod replay;
 pub mod program;
 pub mod testrun;
