@@ -183,8 +183,10 @@ pub struct Scan {
     pub header: u32,
     /// Scratch for [`addr`].
     pub mode: u32,
-    /// Scratch for [`line`]: the packed header name.
+    /// Scratch for [`line`] and [`start`]: a packed header name or method.
     pub name: [u64; 2],
+    /// Scratch: a length or flag passed through memory (see [`line`]).
+    pub aux: u32,
     pub from: Addr,
     pub to: Addr,
     pub user: [u8; USER_BYTES],
@@ -221,6 +223,7 @@ impl Scan {
             header: 0,
             mode: 0,
             name: [0; 2],
+            aux: 0,
             from: Addr::default(),
             to: Addr::default(),
             user: [0; USER_BYTES],
@@ -248,7 +251,10 @@ pub const MAX_SCAN_OFF: u32 = 0x3fff;
 /// The byte at `off`, or `None` at or past the end of the inspected bytes.
 #[inline(always)]
 fn at<B: Bytes + ?Sized>(pkt: &B, s: &Scan, off: u32) -> Option<u8> {
-    if off >= s.end {
+    // `end` is re-read every time: a cached copy would carry what each
+    // earlier comparison taught the verifier about it, and paths that learnt
+    // different things would not merge.
+    if off >= ld(&s.end) {
         return None;
     }
     pkt.u8_at((off & MAX_SCAN_OFF) as usize)
@@ -257,7 +263,8 @@ fn at<B: Bytes + ?Sized>(pkt: &B, s: &Scan, off: u32) -> Option<u8> {
 /// `N` bytes at `off` if they all lie before the end of the inspected bytes.
 #[inline(always)]
 fn rd<const N: usize, B: Bytes + ?Sized>(pkt: &B, s: &Scan, off: u32) -> Option<[u8; N]> {
-    if off >= s.end || s.end - off < N as u32 {
+    let end = ld(&s.end);
+    if off >= end || end - off < N as u32 {
         return None;
     }
     pkt.read::<N>((off & MAX_SCAN_OFF) as usize)
@@ -371,6 +378,16 @@ fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     if !ended || len == 0 {
         return finish(s, F_NOT_SIP);
     }
+    // Through memory, so the ways out of the loop merge (see `line`).
+    st(&mut s.aux, len);
+    // SAFETY: fields of a live struct.
+    unsafe {
+        core::ptr::write_volatile(&mut s.name[0], word);
+        core::ptr::write_volatile(&mut s.name[1], tail);
+    }
+    let len = ld(&s.aux);
+    // SAFETY: as above.
+    let (word, tail) = unsafe { (core::ptr::read_volatile(&s.name[0]), core::ptr::read_volatile(&s.name[1])) };
     let mut id = METHOD_OTHER;
     let mut i = 1;
     while i < METHOD_KEYS.len() {
@@ -573,30 +590,30 @@ fn line<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
         }
         n += 1;
     }
-    // Through memory, so the comparisons below see values the verifier does
-    // not know: comparing the register values would mark them precise and
-    // keep it from merging the many byte patterns of the loop.
+    // A line starting with ':' or whitespace (a folded continuation) still
+    // consumes its first byte.
+    st(&mut s.pos, if n > 0 { p + n } else { p + 1 });
+    // The name goes through memory: each way out of the loop has its own
+    // length and byte pattern, and comparing those registers would make the
+    // verifier follow every one of them separately through the rest of the
+    // step. Values read back from the map are unknown to it, so they merge.
+    st(&mut s.aux, if ended { n } else { 0 });
     // SAFETY: fields of a live struct.
     unsafe {
         core::ptr::write_volatile(&mut s.name[0], w0);
         core::ptr::write_volatile(&mut s.name[1], w1);
     }
+    let n = ld(&s.aux);
+    // SAFETY: as above.
     let (w0, w1) = unsafe { (core::ptr::read_volatile(&s.name[0]), core::ptr::read_volatile(&s.name[1])) };
     let mut kind = HDR_OTHER;
-    if n > 0 && ended {
-        if n == 10 && w0 == pack(b"user-age") && w1 == pack(b"nt") {
-            kind = HDR_UA;
-        } else if (n == 4 && w0 == pack(b"from")) || (n == 1 && w0 == pack(b"f")) {
-            kind = HDR_FROM;
-        } else if (n == 2 && w0 == pack(b"to")) || (n == 1 && w0 == pack(b"t")) {
-            kind = HDR_TO;
-        }
+    if n == 10 && w0 == pack(b"user-age") && w1 == pack(b"nt") {
+        kind = HDR_UA;
+    } else if (n == 4 && w0 == pack(b"from")) || (n == 1 && w0 == pack(b"f")) {
+        kind = HDR_FROM;
+    } else if (n == 2 && w0 == pack(b"to")) || (n == 1 && w0 == pack(b"t")) {
+        kind = HDR_TO;
     }
-    // A line starting with ':' or whitespace (a folded continuation) still
-    // consumes its first byte.
-    // Stored volatile so that the sixteen ways out of the name loop (each
-    // with its own length) merge into one verifier state before `skip`.
-    st(&mut s.pos, if n > 0 { p + n } else { p + 1 });
     if kind == HDR_OTHER {
         s.phase = PH_SKIP;
         return skip(s, pkt);
@@ -625,12 +642,13 @@ fn value<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     }
     st(&mut s.pos, q);
     s.phase = PH_SKIP;
-    if !colon || k == WS_MAX {
+    // Through memory, so the ways out of the loop merge (see `line`).
+    st(&mut s.aux, (colon && k < WS_MAX) as u32);
+    if ld(&s.aux) == 0 {
         // Not a header after all, or more whitespace than any sender uses.
         return Step::Continue;
     }
     let kind = s.header;
-    // The value starts at the stored position, not at `q`: see `line`.
     let q = ld(&s.pos);
     if kind == HDR_UA {
         user_agent(s, pkt, q);
@@ -759,13 +777,24 @@ fn skip<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
         let p = ld(&s.pos);
         if let Some(bytes) = rd::<8, B>(pkt, s, p) {
             let v = u64::from_le_bytes(bytes) ^ 0x0a0a_0a0a_0a0a_0a0a;
-            let has_lf = v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080 != 0;
-            if !has_lf {
+            // High bit of each byte that was '\n' (exact for the lowest
+            // one; a borrow can only mark bytes above it).
+            let z = v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080;
+            if z == 0 {
                 st(&mut s.pos, p + 8);
                 w += 1;
                 continue;
             }
+            // Index of the lowest marked byte without a count-trailing-zeros
+            // instruction: isolate it, move it to bit 8k, and let the
+            // multiplication carry byte 7-k of the constant (= k) to the top.
+            let low = (z & z.wrapping_neg()) >> 7;
+            let k = (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32;
+            st(&mut s.pos, p + (k & 7) + 1);
+            s.phase = PH_LINE;
+            return Step::Continue;
         }
+        // Fewer than 8 bytes left: byte by byte.
         let mut i = 0;
         while i < 8 {
             let q = ld(&s.pos);
