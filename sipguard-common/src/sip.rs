@@ -721,10 +721,12 @@ fn addr<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B, q: u32) -> Addr {
     while n < ADDR_MAX {
         let b = match at(pkt, s, q + n) {
             Some(b) if b != b'\r' && b != b'\n' => b,
-            _ => {
+            Some(_) => {
                 a.flags |= A_VALID;
                 break;
             }
+            // Cut by the end of the inspected bytes: not the whole value.
+            None => break,
         };
         let m = mode(s);
         if b == b';' && m & AD_ANGLE == 0 {

@@ -57,6 +57,10 @@ fn inspector_cost() {
         ("legit INVITE, 400 B", invite_of_len(400)),
         ("svmap OPTIONS", frame(&sip::svmap_options())),
         ("INVITE, 1400 B, UA last", invite_of_len(1400)),
+        // Where the time goes: fixed cost, request line, headers.
+        ("CRLF keepalive", frame(b"\r\n\r\n")),
+        ("bare request line", frame(b"INVITE sip:bob@pbx.example SIP/2.0\r\n\r\n")),
+        ("TCP (not inspected)", v4([198, 51, 100, 7], [100, 64, 0, 1]).tcp(5060, 5060).payload(b"x").build()),
     ];
     let mut check = Sandbox::new(&policy).expect("load");
     println!("verifier: {} instructions processed", sb.verified_instructions().unwrap().unwrap_or(0));
