@@ -7,6 +7,7 @@ set -euo pipefail
 EBPF_TOOLCHAIN="${SIPGUARD_EBPF_TOOLCHAIN:-nightly}"
 PINNED_NIGHTLY="nightly-2026-05-20"
 BPF_LINKER_VERSION="0.13.0"
+CARGO_FUZZ_VERSION="0.13.2"
 WITH_TEST_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
@@ -34,10 +35,19 @@ apt_install() {
 }
 
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 pkg-config)
+had_kamailio=0
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
-  APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq)
+  # kamailio: the lab's second SIP endpoint (tests/lab/kamailio.cfg).
+  APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq kamailio)
+  dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"
+if [ "$WITH_TEST_TOOLS" = 1 ] && [ "$had_kamailio" = 0 ] && command -v systemctl >/dev/null 2>&1; then
+  # The package enables a system-wide kamailio on port 5060; the lab starts
+  # its own instances inside namespaces, so the service we just installed is
+  # switched off (an existing installation is left alone).
+  $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
 
 # The eBPF crate needs a nightly whose LLVM major equals bpf-linker's (22).
 llvm_major() { rustc +"$1" -vV 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p'; }
@@ -59,6 +69,16 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
 fi
 
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
+  # CI runs clippy with -D warnings on the default toolchain.
+  if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
+    log "rustup component add clippy"
+    rustup component add clippy
+  fi
+  # Fuzz targets (scripts/fuzz-smoke.sh) build with cargo-fuzz on nightly.
+  if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION"
+    cargo install "cargo-fuzz@$CARGO_FUZZ_VERSION" --locked
+  fi
   PY_PKGS=(scapy sipvicious)
   for p in "${PY_PKGS[@]}"; do
     python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }

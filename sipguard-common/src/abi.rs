@@ -17,9 +17,10 @@ pub mod map_names {
     pub const BLOCKED_V6: &str = "BLOCKED_V6";
     pub const COUNTERS: &str = "COUNTERS";
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+    pub const IFACE_NAMES: &str = "IFACE_NAMES";
     pub const UA_PREFIXES: &str = "UA_PREFIXES";
     pub const EXPECTED_USERS: &str = "EXPECTED_USERS";
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
@@ -27,6 +28,7 @@ pub mod map_names {
         BLOCKED_V6,
         COUNTERS,
         IFACE_SLOTS,
+        IFACE_NAMES,
         UA_PREFIXES,
         EXPECTED_USERS,
     ];
@@ -34,6 +36,10 @@ pub mod map_names {
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sipguard";
+
+/// The same filter for interfaces without an Ethernet header (tun, ppp,
+/// wireguard): under generic XDP their packets start at the IP header.
+pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
 
 /// Untrusted sources on a SIP port are dropped (allowlist only).
 pub const POLICY_DROP: u32 = 0;
@@ -100,6 +106,10 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 pub const IFACE_SLOTS: u32 = 16;
 /// `IFACE_SLOTS` map size: ifindex -> slot; larger ifindexes use slot 0.
 pub const MAX_IFINDEX: u32 = 4096;
+
+/// `IFACE_NAMES` value: the interface name of a slot, NUL-padded. Stored
+/// because ifindexes are per network namespace: `stats` may run elsewhere.
+pub type IfaceName = [u8; 16];
 
 /// Counters are `[slot][monitor][reason]`; `monitor` = 1 for "would drop"
 /// verdicts under monitor mode, so they never mix with real drops.

@@ -365,7 +365,7 @@ fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
             ended = true;
             break;
         }
-        if !(b'A'..=b'Z').contains(&b) {
+        if !b.is_ascii_uppercase() {
             return finish(s, F_NOT_SIP);
         }
         if len < 8 {

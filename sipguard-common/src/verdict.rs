@@ -5,7 +5,7 @@
 
 use crate::{
     abi::{Settings, POLICY_INSPECT},
-    packet::{self, Bytes, Flow, Stop, IPPROTO_UDP},
+    packet::{self, Bytes, Flow, Link, Stop, IPPROTO_UDP},
     reason::Reason,
 };
 
@@ -25,10 +25,21 @@ pub enum Judgement {
     Inspect(Flow),
 }
 
-/// Steps 1-4 of the verdict order.
+/// Steps 1-4 of the verdict order for an Ethernet frame.
 #[inline(always)]
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
-    let flow = match packet::parse(pkt) {
+    judge_link(pkt, Link::Ethernet, settings, lists)
+}
+
+/// Steps 1-4 for a packet starting with the link header `link` says.
+#[inline(always)]
+pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
+    pkt: &B,
+    link: Link,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
+    let flow = match packet::parse_link(pkt, link) {
         Ok(flow) => flow,
         Err(stop) => {
             return Judgement::Done(match stop {

@@ -12,9 +12,9 @@ use core::ffi::c_void;
 use aya_ebpf::{bindings::xdp_action, bindings::xdp_md, helpers::generated::bpf_loop, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
-    packet::Flow,
+    packet::{Flow, Link},
     sip::{self, Scan, Step, MAX_STEPS},
-    verdict::{judge, outcome, Judgement, Outcome},
+    verdict::{judge_link, outcome, Judgement, Outcome},
     Reason, Settings, MAX_IFINDEX,
 };
 
@@ -28,17 +28,30 @@ static REPORT_REASON: u32 = 0;
 
 #[xdp]
 pub fn sipguard(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::Ethernet)
+}
+
+/// Attached by the daemon to interfaces whose packets carry no Ethernet
+/// header (ARPHRD_NONE, ARPHRD_PPP, ...): generic XDP hands it the IP header
+/// at data[0]. A separate entry point so the Ethernet path pays nothing.
+#[xdp]
+pub fn sipguard_rawip(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::RawIp)
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext, link: Link) -> u32 {
     // No settings means no SIP ports: everything passes untouched.
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let reason = match judge(&pkt, settings, &KernelLists) {
+    let pkt = Pkt::new(ctx);
+    let reason = match judge_link(&pkt, link, settings, &KernelLists) {
         Judgement::Done(reason) => reason,
-        Judgement::Inspect(flow) => inspect(&ctx, &pkt, &flow, settings),
+        Judgement::Inspect(flow) => inspect(ctx, &pkt, &flow, settings),
     };
     let out = outcome(reason, settings);
-    count(&ctx, &pkt, &out);
+    count(ctx, &pkt, &out);
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {

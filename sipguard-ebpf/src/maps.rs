@@ -9,8 +9,8 @@ use sipguard_common::{
     packet::Flow,
     sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
     verdict::SourceLists,
-    Counter, ListValue, Settings, UaKey, UserKey, V4Key, V6Key, COUNTER_ENTRIES, MAX_EXPECTED_USERS,
-    MAX_IFINDEX, MAX_UA_PREFIXES,
+    Counter, IfaceName, ListValue, Settings, UaKey, UserKey, V4Key, V6Key, COUNTER_ENTRIES,
+    IFACE_SLOTS as SLOTS, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
 };
 
 #[map(name = "SETTINGS")]
@@ -33,6 +33,10 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 /// ifindex -> counter slot, written by the daemon when it attaches.
 #[map(name = "IFACE_SLOTS")]
 pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+/// slot -> interface name; only userspace reads it (see abi::IfaceName).
+#[map(name = "IFACE_NAMES")]
+pub static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(SLOTS, 0);
 
 /// Scanner User-Agent prefixes: prefix length = prefix bytes * 8.
 #[map(name = "UA_PREFIXES")]

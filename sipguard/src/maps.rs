@@ -9,7 +9,9 @@ use aya::{
     Ebpf,
 };
 use ipnet::IpNet;
-use sipguard_common::{map_names as names, sip::USER_BYTES, Counter, ListValue, Settings, UaKey, UserKey, V4Key, V6Key};
+use sipguard_common::{
+    map_names as names, sip::USER_BYTES, Counter, IfaceName, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
+};
 
 use crate::policy::Policy;
 
@@ -20,6 +22,7 @@ pub struct PolicyMaps {
     pub blocked_v4: LpmTrie<MapData, V4Key, ListValue>,
     pub blocked_v6: LpmTrie<MapData, V6Key, ListValue>,
     pub iface_slots: Array<MapData, u32>,
+    pub iface_names: Array<MapData, IfaceName>,
     pub ua_prefixes: LpmTrie<MapData, UaKey, ListValue>,
     pub expected_users: HashMap<MapData, UserKey, ListValue>,
 }
@@ -34,7 +37,7 @@ fn pinned(dir: &Path, name: &str) -> Result<Map> {
         format!("cannot open pinned map {} (is `sipguard run` running?)", path.display())
     })?;
     Ok(match name {
-        names::SETTINGS | names::IFACE_SLOTS => Map::Array(data),
+        names::SETTINGS | names::IFACE_SLOTS | names::IFACE_NAMES => Map::Array(data),
         names::COUNTERS => Map::PerCpuArray(data),
         names::EXPECTED_USERS => Map::HashMap(data),
         _ => Map::LpmTrie(data),
@@ -50,6 +53,7 @@ impl PolicyMaps {
             blocked_v4: get(names::BLOCKED_V4)?.try_into()?,
             blocked_v6: get(names::BLOCKED_V6)?.try_into()?,
             iface_slots: get(names::IFACE_SLOTS)?.try_into()?,
+            iface_names: get(names::IFACE_NAMES)?.try_into()?,
             ua_prefixes: get(names::UA_PREFIXES)?.try_into()?,
             expected_users: get(names::EXPECTED_USERS)?.try_into()?,
         })
@@ -91,9 +95,18 @@ impl PolicyMaps {
         Ok(())
     }
 
-    pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32) -> Result<()> {
+    /// Counts `ifindex`'s packets under `slot` (0 = unassigned) and records
+    /// the slot's name for `stats`.
+    pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32, name: &str) -> Result<()> {
         if ifindex < sipguard_common::MAX_IFINDEX {
             self.iface_slots.set(ifindex, slot, 0).context("updating IFACE_SLOTS")?;
+        }
+        if slot != 0 && slot < sipguard_common::IFACE_SLOTS {
+            let mut n: IfaceName = [0; 16];
+            let b = name.as_bytes();
+            let len = b.len().min(15);
+            n[..len].copy_from_slice(&b[..len]);
+            self.iface_names.set(slot, n, 0).context("updating IFACE_NAMES")?;
         }
         Ok(())
     }

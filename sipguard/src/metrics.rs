@@ -6,9 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::Result;
 use aya::maps::{Array, MapData, PerCpuArray};
 use serde_json::{json, Value};
-use sipguard_common::{counter_index, Counter, Reason, IFACE_SLOTS};
-
-use crate::attach::ifname;
+use sipguard_common::{counter_index, Counter, IfaceName, Reason, IFACE_SLOTS};
 
 /// One non-zero counter cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +30,18 @@ pub fn read_cell(map: &PerCpuArray<MapData, Counter>, idx: u32) -> Result<Counte
     let values = map.get(&idx, 0)?;
     let mut sum = Counter::default();
     for v in values.iter() {
-        sum.packets += v.packets;
-        sum.bytes += v.bytes;
+        // Kernel-supplied values: wrap rather than panic on overflow.
+        sum.packets = sum.packets.wrapping_add(v.packets);
+        sum.bytes = sum.bytes.wrapping_add(v.bytes);
     }
     Ok(sum)
 }
 
+/// The interface slot map and the slot names, for labelling counters.
+pub type SlotMaps<'a> = (&'a Array<MapData, u32>, &'a Array<MapData, IfaceName>);
+
 /// Reads every known reason of every slot.
-pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<MapData, u32>>) -> Result<Snapshot> {
+pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<SlotMaps<'_>>) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for slot in 0..IFACE_SLOTS {
         for monitored in [false, true] {
@@ -51,11 +53,16 @@ pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<M
             }
         }
     }
-    if let Some(slots) = slots {
+    if let Some((slots, names)) = slots {
         for (ifindex, slot) in slots.iter().enumerate() {
             let slot = slot?;
             if slot != 0 {
-                let label = ifname(ifindex as u32).unwrap_or_else(|| format!("ifindex {ifindex}"));
+                let raw = names.get(&slot, 0)?;
+                let len = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                let label = match std::str::from_utf8(&raw[..len]) {
+                    Ok(n) if !n.is_empty() => n.to_string(),
+                    _ => format!("ifindex {ifindex}"),
+                };
                 snap.interfaces.insert(slot, label);
             }
         }
@@ -65,8 +72,8 @@ pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<&Array<M
 
 pub fn snapshot_pinned(dir: &Path) -> Result<Snapshot> {
     let counters = crate::maps::counters_pinned(dir)?;
-    let slots = crate::maps::PolicyMaps::open_pinned(dir)?.iface_slots;
-    snapshot(&counters, Some(&slots))
+    let maps = crate::maps::PolicyMaps::open_pinned(dir)?;
+    snapshot(&counters, Some((&maps.iface_slots, &maps.iface_names)))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,8 +84,8 @@ struct Totals {
 }
 
 fn add(t: &mut (u64, u64), c: &Cell) {
-    t.0 += c.packets;
-    t.1 += c.bytes;
+    t.0 = t.0.wrapping_add(c.packets);
+    t.1 = t.1.wrapping_add(c.bytes);
 }
 
 fn totals<'a>(cells: impl Iterator<Item = &'a Cell>) -> Totals {
@@ -112,8 +119,8 @@ fn reasons_json<'a>(cells: impl Iterator<Item = &'a Cell>) -> Value {
     for c in cells {
         let key = if c.monitored { format!("{}(would_drop)", c.reason.name()) } else { c.reason.name().to_string() };
         let e = m.entry(key).or_insert((0, 0, action(c)));
-        e.0 += c.packets;
-        e.1 += c.bytes;
+        e.0 = e.0.wrapping_add(c.packets);
+        e.1 = e.1.wrapping_add(c.bytes);
     }
     Value::Object(
         m.into_iter()

@@ -77,7 +77,12 @@ impl Policy {
     /// The verdict the host computes for a frame: the kernel's code, with
     /// the SIP scanner driven by a plain loop of the same bound.
     pub fn evaluate(&self, frame: &[u8]) -> Outcome {
-        let reason = match verdict::judge(frame, &self.settings, self) {
+        self.evaluate_link(frame, sipguard_common::packet::Link::Ethernet)
+    }
+
+    /// The host verdict for a packet starting with the link header `link`.
+    pub fn evaluate_link(&self, frame: &[u8], link: sipguard_common::packet::Link) -> Outcome {
+        let reason = match verdict::judge_link(frame, link, &self.settings, self) {
             Judgement::Done(r) => r,
             Judgement::Inspect(flow) => sip::decide(&sip::scan(&flow, frame), &self.settings, self),
         };

@@ -1,8 +1,11 @@
 //! Helpers shared by sipguard's integration tests: frame building, root
 //! checks, network namespaces with veth pairs, and the sipguard binary.
 
+pub mod daemon;
 pub mod fixtures;
 pub mod frames;
+pub mod hostile;
+pub mod lab;
 pub mod netns;
 pub mod sip;
 

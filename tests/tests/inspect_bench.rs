@@ -51,7 +51,7 @@ fn inspector_cost() {
     if !require_root("inspector_cost") {
         return;
     }
-    let policy = Policy::from_config(&Config::embedded_default());
+    let policy = Policy::from_config(&Config::embedded_default().expect("embedded default"));
     let mut sb = Sandbox::production(&policy).expect("load");
     let cases = [
         ("legit INVITE, 400 B", invite_of_len(400)),

@@ -164,7 +164,7 @@ fn embedded_default_policy() {
     if !require_root("embedded_default_policy") {
         return;
     }
-    let p = Policy::from_config(&Config::embedded_default());
+    let p = Policy::from_config(&Config::embedded_default().expect("embedded default"));
     let rows = vec![
         row("legit INVITE", udp(&invite_ua("Yealink SIP-T46S")), PassInspected),
         row("svmap", udp(&sip::svmap_options()), DropUserAgent),
