@@ -39,7 +39,7 @@ impl Policy {
                 settings.set_sip_port(p);
             }
         }
-        let mut trusted: Vec<IpNet> = cfg.trusted.iter().map(|c| c.0).collect();
+        let mut trusted: Vec<IpNet> = cfg.trusted_nets().map(|c| c.0).collect();
         let mut blocked: Vec<IpNet> = cfg.blocked.iter().map(|c| c.0).collect();
         trusted.sort();
         trusted.dedup();
@@ -72,6 +72,15 @@ impl Policy {
             }
         }
         Policy { settings, trusted, blocked, user_agents, expected_users }
+    }
+
+    /// Adds the addresses trusted DNS names currently resolve to (host
+    /// routes), keeping the list sorted and unique like the static part.
+    pub fn with_names(mut self, names: &crate::names::NameState) -> Policy {
+        self.trusted.extend(names.all().map(IpNet::from));
+        self.trusted.sort();
+        self.trusted.dedup();
+        self
     }
 
     /// The verdict the host computes for a frame: the kernel's code, with
