@@ -18,10 +18,14 @@ pub mod map_names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const UA_PREFIXES: &str = "UA_PREFIXES";
+    pub const EXPECTED_USERS: &str = "EXPECTED_USERS";
     pub const LEARNED_V4: &str = "LEARNED_V4";
     pub const LEARNED_V6: &str = "LEARNED_V6";
     pub const LEARN_CONFIG: &str = "LEARN_CONFIG";
-    pub const ALL: [&str; 11] = [
+    /// Program array holding the SIP inspector, tail-called by the filter.
+    pub const INSPECTOR: &str = "INSPECTOR";
+    pub const ALL: [&str; 14] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
@@ -33,8 +37,18 @@ pub mod map_names {
         LEARNED_V4,
         LEARNED_V6,
         LEARN_CONFIG,
+        UA_PREFIXES,
+        EXPECTED_USERS,
+        INSPECTOR,
     ];
 }
+
+/// The SIP inspector: an XDP program of its own, reached by tail call
+/// through the `INSPECTOR` program array (slot [`INSPECTOR_SLOT`]) so the
+/// verifier checks it once, with a fresh stack, instead of once per state
+/// the header stage can end in.
+pub const INSPECT_PROGRAM_NAME: &str = "sipguard_inspect";
+pub const INSPECTOR_SLOT: u32 = 0;
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sipguard";
@@ -81,9 +95,11 @@ pub struct Settings {
     pub policy: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Rule enables for the SIP inspector (`RULE_*`).
+    /// Rule enables for the SIP inspector (`sip::RULE_*`).
     pub rules: u32,
-    pub _pad0: u32,
+    /// SIP methods dropped from untrusted sources: bit `i` for method id
+    /// `i` of `sip::METHODS`.
+    pub methods: u32,
     /// Destination ports (UDP and TCP) that carry SIP: bit `p` set for port `p`.
     pub sip_ports: [u64; PORT_WORDS],
 }
@@ -91,7 +107,7 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * PORT_WORDS);
 
 impl Settings {
     pub const fn empty() -> Self {
-        Settings { policy: POLICY_DROP, flags: 0, rules: 0, _pad0: 0, sip_ports: [0; PORT_WORDS] }
+        Settings { policy: POLICY_DROP, flags: 0, rules: 0, methods: 0, sip_ports: [0; PORT_WORDS] }
     }
 
     #[inline(always)]
@@ -149,8 +165,29 @@ pub type V4Key = [u8; 4];
 /// Key data of the IPv6 LPM tries (address in network byte order).
 pub type V6Key = [u8; 16];
 
+/// Key data of the `UA_PREFIXES` LPM trie: a lowercased User-Agent prefix,
+/// zero padded; the trie's prefix length is its length in bits, so one
+/// lookup with the first bytes of a User-Agent finds any listed prefix.
+pub type UaKey = [u8; crate::sip::UA_BYTES];
+/// Maximum scanner prefixes.
+pub const MAX_UA_PREFIXES: u32 = 1024;
+/// Maximum expected users.
+pub const MAX_EXPECTED_USERS: u32 = 16384;
+
+/// Key of the `EXPECTED_USERS` hash: a Request-URI user, zero padded, with
+/// its length (so "ab" and "ab\0" differ).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub len: u32,
+    pub user: [u8; crate::sip::USER_BYTES],
+}
+const _: () = assert!(core::mem::size_of::<UserKey>() == 4 + crate::sip::USER_BYTES);
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: plain #[repr(C)] data without padding or pointers.
+    unsafe impl aya::Pod for super::UserKey {}
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counter {}

@@ -16,6 +16,7 @@ pub mod learn;
 pub mod ops;
 pub mod packet;
 pub mod reason;
+pub mod sip;
 pub mod verdict;
 
 pub use abi::*;

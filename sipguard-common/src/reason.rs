@@ -48,13 +48,17 @@ pub enum Reason {
     /// Untrusted, inspect policy, and the payload is not a SIP request
     /// (garbage, or a request line that does not parse).
     DropNotSip = 19,
+    /// Untrusted, inspect policy, no rule matched, but the header block did
+    /// not end inside the inspected bytes (message larger than the 1500-byte
+    /// window, truncated frame, first IP fragment, unterminated headers).
+    PassPartial = 20,
 }
 
 /// Size of the reason dimension of the counter array (room to grow).
 pub const REASON_SLOTS: u32 = 32;
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::PassNotIp,
         Reason::PassNotUdpTcp,
         Reason::PassNotSipPort,
@@ -75,11 +79,13 @@ impl Reason {
         Reason::DropSipVicious,
         Reason::DropFragment,
         Reason::DropNotSip,
+        Reason::PassPartial,
     ];
 
     #[inline(always)]
     pub const fn is_drop(self) -> bool {
-        self as u32 >= Reason::DropBlocked as u32
+        let v = self as u32;
+        v >= Reason::DropBlocked as u32 && v <= Reason::DropNotSip as u32
     }
 
     pub fn from_u32(v: u32) -> Option<Reason> {
@@ -109,6 +115,7 @@ impl Reason {
             Reason::DropSipVicious => "sipvicious",
             Reason::DropFragment => "fragment_of_dropped",
             Reason::DropNotSip => "not_sip",
+            Reason::PassPartial => "inspected_partial",
         }
     }
 }

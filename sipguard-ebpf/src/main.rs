@@ -1,6 +1,10 @@
-//! The sipguard XDP program: parses each frame with the shared logic in
-//! `sipguard-common`, looks the source up in the trusted and blocked tries,
-//! counts the verdict per interface and reason, and passes or drops.
+//! The sipguard XDP programs. `sipguard` (and `sipguard_rawip` for devices
+//! without an Ethernet header) parse each frame with the shared logic in
+//! `sipguard-common`, look the source up, and either finish the packet or,
+//! for untrusted UDP under the `inspect` policy, tail-call
+//! `sipguard_inspect`, which runs the shared SIP scanner and finishes it.
+//! Finishing = count per interface and reason, events/bans/fragment memory
+//! for drops, pass or drop.
 #![no_std]
 #![no_main]
 
@@ -11,13 +15,21 @@ mod learn;
 mod maps;
 mod pkt;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{xdp_action, xdp_md},
+    helpers::generated::bpf_loop,
+    macros::xdp,
+    programs::XdpContext,
+};
 use sipguard_common::{
     counter_index,
     ops::SipEventInfo,
-    packet::{self, Link, Stop},
+    packet::{self, Flow, Link, Stop},
+    sip::{self, Scan, Step, MAX_STEPS},
     verdict::{judge_flow, outcome, stop_reason, Judgement, Outcome},
-    Reason, MAX_IFINDEX,
+    Reason, Settings, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
 use crate::{maps::*, pkt::Pkt};
@@ -56,14 +68,53 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     };
     let reason = match judgement {
         Judgement::Done(reason) => reason,
-        // The SIP inspector is not in this build yet: untrusted UDP under
-        // `inspect` passes, counted as such.
-        Judgement::Inspect(_) => Reason::PassInspected,
+        Judgement::Inspect(flow) => {
+            if let Some(slot) = INSPECT_FLOW.get_ptr_mut(0) {
+                // SAFETY: a per-CPU value; XDP does not nest on one CPU and
+                // the tail call below runs on this CPU right away.
+                unsafe { *slot = flow };
+                // SAFETY: on success the inspector finishes the packet and
+                // this program does not continue.
+                unsafe { INSPECTOR.tail_call(ctx, INSPECTOR_SLOT) };
+            }
+            // Only reached when no inspector is installed (the daemon and
+            // the sandbox always install it): pass, counted as uninspected.
+            Reason::PassUninspectable
+        }
     };
+    finish(ctx, &pkt, &parsed, reason, settings, &SipEventInfo::NONE)
+}
+
+/// The SIP inspector, entered by tail call from `filter` with the parsed
+/// flow in `INSPECT_FLOW`.
+#[xdp]
+pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
+    let Some(settings) = SETTINGS.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some(flow) = INSPECT_FLOW.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let flow = *flow;
+    let pkt = Pkt::new(&ctx);
+    let reason = inspect(&ctx, &pkt, &flow, settings);
+    finish(&ctx, &pkt, &Ok(flow), reason, settings, &SipEventInfo::NONE)
+}
+
+/// Counts, records drops and returns the XDP action.
+#[inline(always)]
+fn finish(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    parsed: &Result<Flow, Stop>,
+    reason: Reason,
+    settings: &Settings,
+    sip: &SipEventInfo,
+) -> u32 {
     let out = outcome(reason, settings);
-    count(ctx, &pkt, &out);
+    count(ctx, pkt, &out);
     if reason.is_drop() {
-        on_drop(ctx, &parsed, &out, &SipEventInfo::NONE);
+        on_drop(ctx, parsed, &out, sip);
     }
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
@@ -71,6 +122,50 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         return action | (out.reason as u32) << 8 | (out.monitored as u32) << 16;
     }
     action
+}
+
+/// What the `bpf_loop` callback gets: the XDP context (packet pointers are
+/// re-read from it, so the verifier knows them as packet pointers) and the
+/// scanner state.
+#[repr(C)]
+struct LoopCtx {
+    xdp: *mut xdp_md,
+    scan: *mut Scan,
+}
+
+/// The SIP inspector: the shared scanner driven by `bpf_loop`.
+///
+/// The scanner state lives in a per-CPU map value, not on the stack: the
+/// verifier tracks stack contents exactly, so every simulated callback
+/// iteration would see new constants (a growing length, a position) and
+/// never converge; map values read back as unknown scalars, so one pass
+/// over the callback covers every iteration.
+#[inline(always)]
+fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+    let Some(scan) = SCAN.get_ptr_mut(0) else {
+        return Reason::PassPartial;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { *scan = Scan::new(flow, pkt.frame_len()) };
+    let mut lc = LoopCtx { xdp: ctx.ctx, scan };
+    // SAFETY: the callback only dereferences `lc`, which outlives the call.
+    unsafe {
+        bpf_loop(MAX_STEPS, scan_step as *mut c_void, &mut lc as *mut LoopCtx as *mut c_void, 0);
+    }
+    // SAFETY: as above.
+    sip::decide(unsafe { &*scan }, settings, &KernelLists)
+}
+
+extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer `inspect` gave it, whose
+    // `scan` points into a map value.
+    let lc = unsafe { &mut *(ctx as *mut LoopCtx) };
+    let xdp = XdpContext::new(lc.xdp);
+    let pkt = Pkt::new(&xdp);
+    match sip::step(unsafe { &mut *lc.scan }, &pkt) {
+        Step::Continue => 0,
+        Step::Done => 1,
+    }
 }
 
 /// Does nothing: the baseline that benchmarks divide by.

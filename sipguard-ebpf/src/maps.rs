@@ -4,11 +4,14 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use sipguard_common::{
-    packet::Flow, verdict::SourceLists, Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings,
-    V4Key, V6Key, COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_IFINDEX,
+    packet::Flow,
+    sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
+    verdict::SourceLists,
+    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
+    COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
 };
 
 #[map(name = "SETTINGS")]
@@ -45,6 +48,26 @@ pub static LEARNED_V6: LruHashMap<V6Key, LearnedExpiry> = LruHashMap::with_max_e
 
 #[map(name = "LEARN_CONFIG")]
 pub static LEARN_CONFIG: Array<LearnConfig> = Array::with_max_entries(1, 0);
+
+/// Scanner User-Agent prefixes: prefix length = prefix bytes * 8.
+#[map(name = "UA_PREFIXES")]
+pub static UA_PREFIXES: LpmTrie<UaKey, ListValue> = LpmTrie::with_max_entries(MAX_UA_PREFIXES, 0);
+
+/// Request-URI users INVITEs may go to (when the rule is on).
+#[map(name = "EXPECTED_USERS")]
+pub static EXPECTED_USERS: HashMap<UserKey, ListValue> = HashMap::with_max_entries(MAX_EXPECTED_USERS, 0);
+
+/// The SIP scanner's state for the packet being inspected on this CPU.
+#[map(name = "SCAN")]
+pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
+
+/// The flow handed from the filter to the tail-called inspector.
+#[map(name = "INSPECT_FLOW")]
+pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Slot `INSPECTOR_SLOT` holds `sipguard_inspect`; filled by userspace.
+#[map(name = "INSPECTOR")]
+pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 pub struct KernelLists;
 
@@ -90,5 +113,20 @@ impl SourceLists for KernelLists {
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
         crate::bans::banned(flow)
+    }
+}
+
+impl SipLists for KernelLists {
+    #[inline(always)]
+    fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
+        let len = if len > UA_BYTES as u32 { UA_BYTES as u32 } else { len };
+        UA_PREFIXES.get(Key::new(len * 8, *ua)).is_some()
+    }
+
+    #[inline(always)]
+    fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
+        let key = UserKey { len, user: *user };
+        // SAFETY: the value is only tested for presence.
+        unsafe { EXPECTED_USERS.get(&key).is_some() }
     }
 }

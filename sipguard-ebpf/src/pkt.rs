@@ -42,7 +42,16 @@ impl Bytes for Pkt {
             return None;
         }
         let p = self.start + off;
-        if p + N > self.end {
+        // For one byte the compiler turns `p + 1 > end` into `p >= end`,
+        // from which the verifier (kernel 6.18) derives no readable range.
+        // Reading the length through a volatile load keeps `p + n > end`.
+        let n = if N == 1 {
+            // SAFETY: reads a local.
+            unsafe { core::ptr::read_volatile(&N) }
+        } else {
+            N
+        };
+        if p + n > self.end {
             return None;
         }
         // SAFETY: [p, p+N) was just checked to lie inside the frame.

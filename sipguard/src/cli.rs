@@ -51,6 +51,21 @@ pub enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Run every packet of a pcap/pcapng capture through the real program
+    /// (a private instance; a running daemon is not touched) and print each
+    /// verdict and reason, then a summary.
+    Replay {
+        /// Config file (default: /etc/sipguard/sipguard.yaml if it exists,
+        /// else the embedded default policy).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// pcap or pcapng file (Ethernet, Linux cooked SLL/SLL2 or raw IP).
+        capture: PathBuf,
+        /// One JSON object per packet: index, verdict (pass/drop), reason;
+        /// the summary goes to stderr.
+        #[arg(long)]
+        json: bool,
+    },
     /// Trusted sources in force: static and resolved entries, and learned
     /// registrars with the time they have left.
     Trusted {
@@ -181,6 +196,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Trusted { json } => {
             let dir = pins::versioned_dir(&cli.pin_root);
             print!("{}", crate::learn::trusted_report(&dir, json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { config, capture, json } => {
+            let cfg: Config = config_source(config).load()?;
+            let policy = Policy::from_config(&cfg);
+            crate::replay::run(&policy, &capture, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json, watch } => {

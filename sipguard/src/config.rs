@@ -37,6 +37,9 @@ pub struct Config {
     /// Sources whose SIP is always dropped.
     #[serde(default, deserialize_with = "list")]
     pub blocked: Vec<Cidr>,
+    /// SIP rules for untrusted sources under `policy: inspect`.
+    #[serde(default)]
+    pub inspect: Inspect,
     /// How the names in `trusted` are resolved.
     #[serde(default)]
     pub dns: DnsSettings,
@@ -129,6 +132,80 @@ impl Default for BansConfig {
             window: default_ban_window(),
             ttl: default_ban_ttl(),
             ipv6_prefix: default_ipv6_prefix(),
+        }
+    }
+}
+
+/// User-Agent prefixes of known scanners, matched case-insensitively at the
+/// start of the User-Agent value. Sources: the SIPVicious 0.3.8 source
+/// (`friendly-scanner`), the tools' own names, and the lists operators and
+/// PBX projects block (docs/INSPECTION.md). Tools that real devices share a
+/// name with (PortSIP SDK, Asterisk, sipsak, Cisco) are left out on purpose.
+pub const DEFAULT_SCANNER_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "friendly-request",
+    "sipvicious",
+    "svmap",
+    "svwar",
+    "svcrack",
+    "sipcli",
+    "sundayddr",
+    "vaxsipuseragent",
+    "vaxipuseragent",
+    "pplsip",
+    "sippts",
+    "iwar",
+    "sip-scan",
+    "smap",
+    "siparmyknife",
+    "sivus",
+    "voiphopper",
+];
+
+/// The `inspect:` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inspect {
+    /// Methods dropped from untrusted sources (e.g. MESSAGE, SUBSCRIBE).
+    #[serde(default)]
+    pub drop_methods: Vec<String>,
+    /// Scanner User-Agent prefixes; when given, replaces the default list.
+    #[serde(default)]
+    pub user_agents: Option<Vec<String>>,
+    /// Prefixes added to `user_agents` (or to the default list).
+    #[serde(default)]
+    pub extra_user_agents: Vec<String>,
+    /// Drop requests whose Request-URI host is an IP literal (direct-IP calls).
+    #[serde(default)]
+    pub drop_ip_uri: bool,
+    /// Accounts and numbers that may be called: INVITEs to any other
+    /// Request-URI user are dropped. Empty: rule off.
+    #[serde(default)]
+    pub expected_users: Vec<String>,
+    /// Drop the SIPVicious fingerprint (From equal to To with its display
+    /// name or the 1.1.1.1 host).
+    #[serde(default = "yes")]
+    pub sipvicious: bool,
+    /// Drop payloads that are not SIP requests (keepalives, STUN and
+    /// responses always pass).
+    #[serde(default = "yes")]
+    pub drop_not_sip: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Inspect {
+    fn default() -> Self {
+        Inspect {
+            drop_methods: vec![],
+            user_agents: None,
+            extra_user_agents: vec![],
+            drop_ip_uri: false,
+            expected_users: vec![],
+            sipvicious: true,
+            drop_not_sip: true,
         }
     }
 }
@@ -287,6 +364,21 @@ impl fmt::Display for Trusted {
             Trusted::Net(c) => c.fmt(f),
             Trusted::Name(n) => f.write_str(n),
         }
+    }
+}
+
+impl Inspect {
+    /// The effective scanner prefixes, lowercased, sorted, deduplicated.
+    pub fn scanner_user_agents(&self) -> Vec<String> {
+        let mut v: Vec<String> = match &self.user_agents {
+            Some(list) => list.clone(),
+            None => DEFAULT_SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
+        };
+        v.extend(self.extra_user_agents.iter().cloned());
+        let mut v: Vec<String> = v.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 
@@ -691,6 +783,36 @@ impl Config {
         if self.sip_ports.is_empty() {
             return Err(err("sip_ports", "sip_ports", "must list at least one port".into()));
         }
+        let uas = self.inspect.user_agents.iter().flatten().chain(&self.inspect.extra_user_agents);
+        for ua in uas {
+            let max = sipguard_common::sip::UA_BYTES;
+            if ua.is_empty() || ua.len() > max || ua.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+                return Err(err(
+                    "inspect",
+                    ua,
+                    format!("user agent prefix '{ua}' must be 1-{max} printable ASCII characters"),
+                ));
+            }
+        }
+        for m in &self.inspect.drop_methods {
+            if sipguard_common::sip::method_id(&m.to_ascii_uppercase()).is_none() {
+                let known: Vec<&str> = sipguard_common::sip::METHODS[1..].to_vec();
+                return Err(err("inspect", m, format!("drop_methods: unknown SIP method '{m}' (known: {})", known.join(", "))));
+            }
+        }
+        for (i, u) in self.inspect.expected_users.iter().enumerate() {
+            let max = sipguard_common::sip::USER_BYTES;
+            if u.is_empty() || u.len() > max || u.bytes().any(|b| b <= b' ' || b == b'@' || b == b':' || b >= 0x7f) {
+                return Err(err(
+                    "inspect",
+                    u,
+                    format!("expected_users: '{u}' must be 1-{max} characters of a SIP user part (no spaces, '@' or ':')"),
+                ));
+            }
+            if self.inspect.expected_users[..i].contains(u) {
+                return Err(err("inspect", u, format!("expected_users: '{u}' is listed twice")));
+            }
+        }
         for t in self.trusted_nets() {
             if let Some(b) = self.blocked.iter().find(|b| b.0.contains(&t.0) || t.0.contains(&b.0)) {
                 return Err(err(
@@ -746,9 +868,9 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 15] = [
-    "interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns", "learn_registrars", "feeds",
-    "events", "bans", "fragments", "on_exit", "metrics",
+const FIELDS: [&str; 16] = [
+    "interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "inspect", "dns", "learn_registrars",
+    "feeds", "events", "bans", "fragments", "on_exit", "metrics",
 ];
 
 /// Turns a serde_yaml error into (line, message) where the message starts
@@ -919,6 +1041,38 @@ mod tests {
         expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
         expect_err("", None, "empty");
         expect_err("   \n# only a comment\n", None, "empty");
+    }
+
+    #[test]
+    fn inspect_section() {
+        let c = parse(
+            "policy: inspect\ninspect:\n  drop_methods: [message, SUBSCRIBE]\n  extra_user_agents: [EvilScan]\n  \
+             drop_ip_uri: true\n  expected_users: [alice, \"+4930123\"]\n  sipvicious: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.inspect.drop_methods, vec!["message", "SUBSCRIBE"]);
+        assert!(c.inspect.drop_ip_uri && !c.inspect.sipvicious && c.inspect.drop_not_sip);
+        let uas = c.inspect.scanner_user_agents();
+        assert!(uas.contains(&"evilscan".to_string()) && uas.contains(&"friendly-scanner".to_string()));
+        let only = parse("inspect:\n  user_agents: [Foo]\n").unwrap();
+        assert_eq!(only.inspect.scanner_user_agents(), vec!["foo"]);
+        let none = parse("inspect:\n  user_agents: []\n").unwrap();
+        assert!(none.inspect.scanner_user_agents().is_empty());
+        let d = parse("policy: inspect\n").unwrap();
+        assert_eq!(d.inspect, Inspect::default());
+        assert_eq!(d.inspect.scanner_user_agents().len(), DEFAULT_SCANNER_USER_AGENTS.len());
+    }
+
+    #[test]
+    fn inspect_errors_name_field_and_line() {
+        expect_err("inspect:\n  drop_methodz: [INVITE]\n", Some(2), "unknown field `drop_methodz`");
+        expect_err("inspect:\n  drop_methods:\n    - INVITE\n    - FOO\n", Some(4), "unknown SIP method 'FOO'");
+        expect_err("inspect:\n  extra_user_agents: [\"\"]\n", Some(2), "user agent prefix");
+        let long = "x".repeat(40);
+        expect_err(&format!("trusted: [192.0.2.1]\ninspect:\n  user_agents: [{long}]\n"), Some(3), "1-32 printable");
+        expect_err("inspect:\n  expected_users: [\"a b\"]\n", Some(2), "expected_users");
+        expect_err("inspect:\n  expected_users: [bob, bob]\n", Some(2), "listed twice");
+        expect_err("inspect:\n  sipvicious: maybe\n", Some(2), "sipvicious");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! One module per concern: [`config`] (YAML), [`policy`] (what goes into
 //! the maps), [`program`] (the embedded object), [`maps`], [`attach`],
 //! [`pins`], [`metrics`] (counters), [`daemon`] (`sipguard run`),
-//! [`testrun`] (BPF_PROG_TEST_RUN), [`preflight`] (start-up checks), [`cli`].
+//! [`testrun`] (BPF_PROG_TEST_RUN), [`replay`] (captures through it),
+//! [`preflight`] (start-up checks), [`cli`].
 
 // User input and the kernel reach this crate: no unwrap/expect/panic outside
 // tests (clippy -D warnings in CI turns these into errors).
@@ -24,6 +25,7 @@ pub mod pins;
 pub mod policy;
 pub mod preflight;
 pub mod prom;
+pub mod replay;
 pub mod program;
 pub mod systemd;
 pub mod testrun;

@@ -5,11 +5,13 @@ use std::{collections::BTreeSet, path::Path};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
     Ebpf,
 };
 use ipnet::IpNet;
-use sipguard_common::{map_names as names, Counter, IfaceName, ListValue, Settings, V4Key, V6Key};
+use sipguard_common::{
+    map_names as names, sip::USER_BYTES, Counter, IfaceName, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
+};
 
 use crate::policy::Policy;
 
@@ -21,6 +23,8 @@ pub struct PolicyMaps {
     pub blocked_v6: LpmTrie<MapData, V6Key, ListValue>,
     pub iface_slots: Array<MapData, u32>,
     pub iface_names: Array<MapData, IfaceName>,
+    pub ua_prefixes: LpmTrie<MapData, UaKey, ListValue>,
+    pub expected_users: HashMap<MapData, UserKey, ListValue>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
@@ -35,6 +39,7 @@ fn pinned(dir: &Path, name: &str) -> Result<Map> {
     Ok(match name {
         names::SETTINGS | names::IFACE_SLOTS | names::IFACE_NAMES => Map::Array(data),
         names::COUNTERS => Map::PerCpuArray(data),
+        names::EXPECTED_USERS => Map::HashMap(data),
         _ => Map::LpmTrie(data),
     })
 }
@@ -49,6 +54,8 @@ impl PolicyMaps {
             blocked_v6: get(names::BLOCKED_V6)?.try_into()?,
             iface_slots: get(names::IFACE_SLOTS)?.try_into()?,
             iface_names: get(names::IFACE_NAMES)?.try_into()?,
+            ua_prefixes: get(names::UA_PREFIXES)?.try_into()?,
+            expected_users: get(names::EXPECTED_USERS)?.try_into()?,
         })
     }
 
@@ -63,19 +70,28 @@ impl PolicyMaps {
 
     /// Writes `policy`: new list entries first, then settings, then removal
     /// of entries no longer wanted, so a source trusted before and after a
-    /// reload is never untrusted in between.
+    /// reload is never untrusted in between (and an expected user stays
+    /// expected).
     pub fn apply(&mut self, policy: &Policy) -> Result<()> {
         let (t4, t6) = split(&policy.trusted);
         let (b4, b6) = split(&policy.blocked);
+        let uas = ua_entries(&policy.user_agents);
+        let users = user_keys(&policy.expected_users);
         let stale_t4 = sync_add(&mut self.trusted_v4, &t4).context("updating TRUSTED_V4")?;
         let stale_t6 = sync_add(&mut self.trusted_v6, &t6).context("updating TRUSTED_V6")?;
         let stale_b4 = sync_add(&mut self.blocked_v4, &b4).context("updating BLOCKED_V4")?;
         let stale_b6 = sync_add(&mut self.blocked_v6, &b6).context("updating BLOCKED_V6")?;
+        let stale_ua = sync_add(&mut self.ua_prefixes, &uas).context("updating UA_PREFIXES")?;
+        let stale_users = sync_users(&mut self.expected_users, &users).context("updating EXPECTED_USERS")?;
         self.settings.set(0, policy.settings, 0).context("updating SETTINGS")?;
         remove(&mut self.blocked_v4, stale_b4)?;
         remove(&mut self.blocked_v6, stale_b6)?;
         remove(&mut self.trusted_v4, stale_t4)?;
         remove(&mut self.trusted_v6, stale_t6)?;
+        remove(&mut self.ua_prefixes, stale_ua)?;
+        for k in stale_users {
+            self.expected_users.remove(&k)?;
+        }
         Ok(())
     }
 
@@ -112,6 +128,41 @@ fn split(nets: &[IpNet]) -> (BTreeSet<Entry<V4Key>>, BTreeSet<Entry<V6Key>>) {
         }
     }
     (v4, v6)
+}
+
+/// Scanner prefixes as trie entries: length in bits, bytes zero padded.
+fn ua_entries(uas: &[String]) -> BTreeSet<Entry<UaKey>> {
+    let mut out = BTreeSet::new();
+    for ua in uas {
+        let b = ua.as_bytes();
+        let mut key = UaKey::default();
+        let n = b.len().min(key.len());
+        key[..n].copy_from_slice(&b[..n]);
+        out.insert((n as u32 * 8, key));
+    }
+    out
+}
+
+fn user_keys(users: &[String]) -> BTreeSet<UserKey> {
+    let mut out = BTreeSet::new();
+    for u in users {
+        let b = u.as_bytes();
+        let mut key = UserKey { len: b.len().min(USER_BYTES) as u32, user: [0; USER_BYTES] };
+        key.user[..key.len as usize].copy_from_slice(&b[..key.len as usize]);
+        out.insert(key);
+    }
+    out
+}
+
+fn sync_users(map: &mut HashMap<MapData, UserKey, ListValue>, want: &BTreeSet<UserKey>) -> Result<Vec<UserKey>> {
+    let mut have = BTreeSet::new();
+    for key in map.keys() {
+        have.insert(key?);
+    }
+    for k in want.difference(&have) {
+        map.insert(*k, 1, 0)?;
+    }
+    Ok(have.difference(want).copied().collect())
 }
 
 /// Inserts what is missing; returns the entries present but not wanted.

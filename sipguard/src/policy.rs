@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use ipnet::IpNet;
 use sipguard_common::{
     packet::Flow,
+    sip::{self, SipLists, UA_BYTES, USER_BYTES},
     verdict::{self, Judgement, Outcome, SourceLists},
-    Reason, Settings, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
+    Settings, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
 };
 
 use crate::config::{Config, Mode, UntrustedPolicy};
@@ -17,6 +18,10 @@ pub struct Policy {
     pub settings: Settings,
     pub trusted: Vec<IpNet>,
     pub blocked: Vec<IpNet>,
+    /// Lowercased scanner User-Agent prefixes (the UA_PREFIXES trie).
+    pub user_agents: Vec<String>,
+    /// Expected Request-URI users (the EXPECTED_USERS map); empty = rule off.
+    pub expected_users: Vec<String>,
 }
 
 impl Policy {
@@ -40,7 +45,33 @@ impl Policy {
         trusted.dedup();
         blocked.sort();
         blocked.dedup();
-        Policy { settings, trusted, blocked }
+        let ins = &cfg.inspect;
+        let user_agents = ins.scanner_user_agents();
+        let mut expected_users = ins.expected_users.clone();
+        expected_users.sort();
+        expected_users.dedup();
+        if ins.drop_not_sip {
+            settings.rules |= sip::RULE_NOT_SIP;
+        }
+        if !user_agents.is_empty() {
+            settings.rules |= sip::RULE_USER_AGENT;
+        }
+        if ins.drop_ip_uri {
+            settings.rules |= sip::RULE_URI_IP_HOST;
+        }
+        if !expected_users.is_empty() {
+            settings.rules |= sip::RULE_EXPECTED_USERS;
+        }
+        if ins.sipvicious {
+            settings.rules |= sip::RULE_SIPVICIOUS;
+        }
+        for m in &ins.drop_methods {
+            // Validated in config: every name is known.
+            if let Some(id) = sip::method_id(&m.to_ascii_uppercase()) {
+                settings.methods |= 1 << id;
+            }
+        }
+        Policy { settings, trusted, blocked, user_agents, expected_users }
     }
 
     /// Adds the addresses trusted DNS names currently resolve to (host
@@ -52,9 +83,8 @@ impl Policy {
         self
     }
 
-    /// The verdict the host computes for a frame (headers stage; SIP
-    /// inspection is applied by the caller where enabled). Same code as the
-    /// kernel's.
+    /// The verdict the host computes for a frame: the kernel's code, with
+    /// the SIP scanner driven by a plain loop of the same bound.
     pub fn evaluate(&self, frame: &[u8]) -> Outcome {
         self.evaluate_link(frame, sipguard_common::packet::Link::Ethernet)
     }
@@ -63,7 +93,7 @@ impl Policy {
     pub fn evaluate_link(&self, frame: &[u8], link: sipguard_common::packet::Link) -> Outcome {
         let reason = match verdict::judge_link(frame, link, &self.settings, self) {
             Judgement::Done(r) => r,
-            Judgement::Inspect(_) => Reason::PassInspected,
+            Judgement::Inspect(flow) => sip::decide(&sip::scan(&flow, frame), &self.settings, self),
         };
         verdict::outcome(reason, &self.settings)
     }
@@ -96,6 +126,36 @@ impl Policy {
         };
         list(&mut s, "trusted", &self.trusted);
         list(&mut s, "blocked", &self.blocked);
+        if cfg.policy == UntrustedPolicy::Inspect {
+            let on = |b: bool| if b { "on" } else { "off" };
+            let ins = &cfg.inspect;
+            let _ = writeln!(s, "inspection (untrusted UDP, first match wins):");
+            let _ = writeln!(s, "  not a SIP request:     {}", on(ins.drop_not_sip));
+            let _ = writeln!(
+                s,
+                "  user agent prefixes:   {} ({}{})",
+                on(!self.user_agents.is_empty()),
+                self.user_agents.len(),
+                if ins.user_agents.is_none() { ", built-in list" } else { ", configured list" }
+            );
+            for ua in &self.user_agents {
+                let _ = writeln!(s, "    {ua}");
+            }
+            let _ = writeln!(s, "  sipvicious fingerprint: {}", on(ins.sipvicious));
+            let methods: Vec<&str> =
+                (1..sip::METHODS.len()).filter(|i| self.settings.methods & (1 << i) != 0).map(|i| sip::METHODS[i]).collect();
+            let _ = writeln!(
+                s,
+                "  dropped methods:       {}",
+                if methods.is_empty() { "none".to_string() } else { methods.join(", ") }
+            );
+            let _ = writeln!(s, "  IP-literal URI host:   {}", on(ins.drop_ip_uri));
+            if self.expected_users.is_empty() {
+                let _ = writeln!(s, "  expected users:        off (INVITEs to any user)");
+            } else {
+                let _ = writeln!(s, "  expected users:        {}", self.expected_users.join(", "));
+            }
+        }
         s
     }
 }
@@ -116,5 +176,16 @@ impl SourceLists for Policy {
     fn trusted(&self, flow: &Flow) -> bool {
         let a = flow_addr(flow);
         self.trusted.iter().any(|n| n.contains(&a))
+    }
+}
+
+impl SipLists for Policy {
+    fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
+        let seen = &ua[..(len as usize).min(UA_BYTES)];
+        self.user_agents.iter().any(|p| seen.starts_with(p.as_bytes()))
+    }
+    fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
+        let len = len as usize;
+        len <= USER_BYTES && self.expected_users.iter().any(|u| u.as_bytes() == &user[..len])
     }
 }

@@ -55,7 +55,24 @@ fn load_with(mut loader: EbpfLoader<'_>, opts: LoadOptions) -> Result<Ebpf> {
         )
     })?;
     load_program(&mut ebpf, PROGRAM_NAME, opts.verbose)?;
+    install_inspector(&mut ebpf, opts.verbose)?;
     Ok(ebpf)
+}
+
+/// Loads the SIP inspector and puts it in the program array the filter
+/// tail-calls. Without it the filter passes untrusted SIP under `inspect`
+/// as `uninspectable`, so every load path installs it.
+fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
+    use aya::maps::ProgramArray;
+    use sipguard_common::{map_names, INSPECTOR_SLOT, INSPECT_PROGRAM_NAME};
+    load_program(ebpf, INSPECT_PROGRAM_NAME, verbose)?;
+    let fd = xdp_program(ebpf, INSPECT_PROGRAM_NAME)?.fd()?.try_clone()?;
+    let map = ebpf
+        .map_mut(map_names::INSPECTOR)
+        .ok_or_else(|| anyhow!("map {} is missing from the embedded object", map_names::INSPECTOR))?;
+    let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
+    array.set(INSPECTOR_SLOT, &fd, 0).context("installing the SIP inspector in the INSPECTOR program array")?;
+    Ok(())
 }
 
 /// Loads one program of the object into the kernel (verification).

@@ -24,9 +24,14 @@ pub enum Expect {
     /// (blocked drops, trusted passes), any other source is dropped as
     /// `malformed`.
     Lying,
-    /// Well-formed headers to a SIP port, whatever the payload: judged like
-    /// any SIP packet (lists, then the untrusted policy).
+    /// Well-formed headers to a SIP port carrying a clean SIP request (or a
+    /// keepalive): judged like any SIP packet (lists, then the untrusted
+    /// policy; the inspector passes it).
     Sip,
+    /// Well-formed headers to a SIP port whose payload the SIP inspector
+    /// judges with this reason (garbage, cut messages, scanner leftovers);
+    /// otherwise judged like `Sip`.
+    Inspect(Reason),
 }
 
 /// Who sent the frame, relative to [`CONFIG`].
@@ -71,14 +76,15 @@ impl Expect {
             Expect::Unparsed => Reason::PassUnparsed,
             Expect::NotSipPort => Reason::PassNotSipPort,
             Expect::NotUdpTcp => Reason::PassNotUdpTcp,
-            Expect::Lying | Expect::Sip => match src {
+            Expect::Lying | Expect::Sip | Expect::Inspect(_) => match src {
                 Source::Blocked => Reason::DropBlocked,
                 Source::Trusted => Reason::PassTrusted,
                 Source::Untrusted if self == Expect::Lying => Reason::DropMalformed,
                 Source::Untrusted if !inspect => Reason::DropUntrusted,
-                // The inspector is not in this build (the XDP program and
-                // Policy::evaluate both pass what it would look at).
-                Source::Untrusted => Reason::PassInspected,
+                Source::Untrusted => match self {
+                    Expect::Inspect(r) => r,
+                    _ => Reason::PassInspected,
+                },
             },
         }
     }
@@ -183,7 +189,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         set16(b, V4_UDP_LEN, l + 1)
     }), Expect::Lying);
     // Bytes after the datagram inside the IP payload: trailing, not a lie.
-    add("UDP length shorter than the payload", patched(f4(), &|b| set16(b, V4_UDP_LEN, 8 + 10)), Expect::Sip);
+    add("UDP length shorter than the payload", patched(f4(), &|b| set16(b, V4_UDP_LEN, 8 + 10)), Expect::Inspect(Reason::PassPartial));
     add("UDP length 8 with payload after it", patched(f4(), &|b| set16(b, V4_UDP_LEN, 8)), Expect::Sip);
     add("zero-length UDP payload", udp4(b""), Expect::Sip);
 
@@ -229,20 +235,20 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     add("frame ends inside a VLAN tag", f4().vlan(0x8100).build()[..16].to_vec(), Expect::Unparsed);
 
     // Payloads: the headers are right, the SIP message is hostile.
-    add("1-byte payload", udp4(b"I"), Expect::Sip);
+    add("1-byte payload", udp4(b"I"), Expect::Inspect(Reason::PassPartial));
     add("1-byte NUL payload", udp4(&[0]), Expect::Sip);
-    add("512 NUL bytes", udp4(&[0; 512]), Expect::Sip);
-    add("non-UTF-8 bytes", udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()), Expect::Sip);
+    add("512 NUL bytes", udp4(&[0; 512]), Expect::Inspect(Reason::DropNotSip));
+    add("non-UTF-8 bytes", udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()), Expect::Inspect(Reason::DropNotSip));
     add("INVITE with NUL in the request line", udp4(&{
         let mut m = inv.clone();
         m[6] = 0;
         m
-    }), Expect::Sip);
+    }), Expect::Inspect(Reason::DropNotSip));
     add("INVITE with NUL and 0xff in User-Agent", udp4(&replace(&inv, b"Yealink", b"\0\xffsip\xfe")), Expect::Sip);
     add("header lines without a colon", udp4(b"INVITE sip:100@pbx.example SIP/2.0\r\nVia SIP/2.0/UDP 1.2.3.4\r\nUser-Agent friendly-scanner\r\nFrom\r\n\r\n"), Expect::Sip);
     add("bare LF line endings", udp4(&replace(&inv, b"\r\n", b"\n")), Expect::Sip);
-    add("request line only, no line end", udp4(b"OPTIONS sip:100@198.51.100.1 SIP/2.0"), Expect::Sip);
-    add("scanner OPTIONS cut inside User-Agent (lengths agree)", udp4(cut_in(&sip::svmap_options(), b"friendly-sc")), Expect::Sip);
+    add("request line only, no line end", udp4(b"OPTIONS sip:100@198.51.100.1 SIP/2.0"), Expect::Inspect(Reason::PassPartial));
+    add("scanner OPTIONS cut inside User-Agent (lengths agree)", udp4(cut_in(&sip::svmap_options(), b"friendly-sc")), Expect::Inspect(Reason::DropSipVicious));
     // The datagram was cut after the headers were written: the lengths
     // still count the missing bytes.
     add("INVITE cut inside User-Agent (lengths claim more)", {
@@ -250,7 +256,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         let at = find(&b, b"User-Agent: Yeal").map(|i| i + 16).unwrap_or(b.len());
         b[..at].to_vec()
     }, Expect::Lying);
-    add("1400 bytes of 0xff", udp4(&[0xff; 1400]), Expect::Sip);
+    add("1400 bytes of 0xff", udp4(&[0xff; 1400]), Expect::Inspect(Reason::DropNotSip));
 
     // Big frames: BPF_PROG_TEST_RUN shows a program without multi-buffer
     // support only the first 3520 bytes (tests/tests/hostile.rs has the

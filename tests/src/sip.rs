@@ -35,3 +35,54 @@ Accept: application/sdp\r\n\
 Content-Length: 0\r\n\r\n"
         .to_vec()
 }
+
+/// A request with exactly these header lines (name, value) and body; line
+/// ends are `eol` ("\r\n" or "\n").
+pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &str, eol: &str) -> Vec<u8> {
+    let mut s = format!("{method} {uri} SIP/2.0{eol}");
+    for (n, v) in headers {
+        s.push_str(&format!("{n}: {v}{eol}"));
+    }
+    s.push_str(eol);
+    s.push_str(body);
+    s.into_bytes()
+}
+
+/// The headers of a typical call setup, User-Agent last but one.
+pub fn call_headers<'a>(from: &'a str, to: &'a str, ua: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("Via", "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1;rport"),
+        ("Max-Forwards", "70"),
+        ("From", from),
+        ("To", to),
+        ("Call-ID", "a84b4c76e66710@192.0.2.10"),
+        ("CSeq", "314159 INVITE"),
+        ("Contact", "<sip:alice@192.0.2.10:5060>"),
+        ("User-Agent", ua),
+        ("Content-Length", "0"),
+    ]
+}
+
+/// A REGISTER as phones send it: From and To are the same address of record.
+pub fn register(user: &str, domain: &str, user_agent: &str) -> Vec<u8> {
+    let aor = format!("\"{user}\" <sip:{user}@{domain}>");
+    let from = format!("{aor};tag=83kd9");
+    request(
+        "REGISTER",
+        &format!("sip:{domain}"),
+        &[
+            ("Via", "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-77;rport"),
+            ("Max-Forwards", "70"),
+            ("From", &from),
+            ("To", &aor),
+            ("Call-ID", "reg-1@192.0.2.10"),
+            ("CSeq", "1 REGISTER"),
+            ("Contact", "<sip:alice@192.0.2.10:5060>;expires=3600"),
+            ("User-Agent", user_agent),
+            ("Expires", "3600"),
+            ("Content-Length", "0"),
+        ],
+        "",
+        "\r\n",
+    )
+}

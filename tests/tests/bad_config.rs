@@ -49,6 +49,9 @@ const CASES: &[(&str, Option<usize>, &str)] = &[
     ("yaml-tab-indent", Some(3), "trusted: found character that cannot start any token"),
     ("not-a-mapping", Some(1), "expected settings as `key: value` lines"),
     ("not-utf8", Some(2), "the file is not UTF-8 text"),
+    ("inspect-unknown-method", Some(5), "inspect: drop_methods: unknown SIP method 'FETCH'"),
+    ("inspect-user-agent-too-long", Some(4), "inspect: user agent prefix 'friendly-scanner-with-a-much-too-long-name' must be 1-32 printable ASCII characters"),
+    ("inspect-unknown-key", Some(3), "unknown field `sipvicous`, expected one of"),
 ];
 
 fn sipguard(args: &[&str], file: &Path) -> Output {

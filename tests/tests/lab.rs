@@ -107,7 +107,6 @@ fn allowlist_policy_stops_every_scanner_and_every_call_completes() {
 }
 
 #[test]
-#[ignore = "needs the SIP inspector (issue 3)"]
 fn inspect_policy_stops_every_scanner_and_every_call_completes() {
     if !require_root("inspect_policy_stops_every_scanner_and_every_call_completes") {
         return;
@@ -199,7 +198,6 @@ fn monitor_mode_passes_everything_and_counts_exactly_what_would_drop() {
 }
 
 #[test]
-#[ignore = "needs the SIP inspector (issue 3)"]
 fn monitor_mode_with_inspect_counts_exactly_what_would_drop() {
     if !require_root("monitor_mode_with_inspect_counts_exactly_what_would_drop") {
         return;

@@ -1,0 +1,308 @@
+//! `sipguard replay` on captures this test makes itself: the real
+//! SIPVicious tools (svmap, svwar, svcrack) and SIPp run in network
+//! namespaces created here, tcpdump records them, and the replay of each
+//! capture through the real program with the default rules must drop every
+//! scanner packet and pass every SIPp packet. Needs root, tcpdump, sipp and
+//! the sipvicious Python package (scripts/setup.sh --tests installs them).
+
+use std::{
+    io::{BufRead, BufReader},
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use sipguard::config::EMBEDDED_DEFAULT;
+use sipguard_tests::{
+    netns::{unique, veth, Netns},
+    require_root, sipguard_bin,
+};
+
+const SCANNER: &str = "10.213.0.1";
+const TARGET: &str = "10.213.0.2";
+
+/// A child process killed (by its PID) and reaped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Lab {
+    scanner: Netns,
+    target: Netns,
+    target_if: String,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let scanner = Netns::new("s");
+        let target = Netns::new("t");
+        let (a, b) = (unique("a"), unique("b"));
+        veth(&scanner, &a, &target, &b);
+        scanner.exec(&["ip", "addr", "add", &format!("{SCANNER}/24"), "dev", &a]);
+        target.exec(&["ip", "addr", "add", &format!("{TARGET}/24"), "dev", &b]);
+        let dir = std::env::temp_dir().join(unique("replay"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Lab { scanner, target, target_if: b, dir }
+    }
+
+    /// tcpdump in the target namespace, returned once it is listening.
+    fn capture(&self, iface: &str, filter: &str, file: &Path) -> Proc {
+        let mut child = self
+            .target
+            .command("tcpdump")
+            .args(["-U", "-n", "-i", iface, "-w"])
+            .arg(file)
+            .args(filter.split(' '))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tcpdump (apt-get install tcpdump)");
+        let err = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(err).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("listening on") => break,
+                Some(Ok(_)) => continue,
+                other => panic!("tcpdump did not start: {other:?}"),
+            }
+        }
+        // Keep draining stderr so tcpdump never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Proc(child)
+    }
+
+    fn stop_capture(&self, mut p: Proc) {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signals a child this test started, by its PID.
+        unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+        let _ = p.0.wait();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A minimal registrar/UAS so the scanners go on past their first probe:
+/// REGISTER gets a digest challenge (svcrack then tries passwords), every
+/// other request 404 (svwar enumerates).
+fn responder(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread only.
+        assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }, 0);
+        let sock = UdpSocket::bind(format!("{TARGET}:5060")).expect("bind responder");
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let keep: Vec<&str> = req
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
+                })
+                .collect();
+            let status = if req.starts_with("REGISTER") {
+                "401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"lab\", nonce=\"6d3f2a\", algorithm=MD5"
+            } else {
+                "404 Not Found"
+            };
+            let resp = format!("SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n", keep.join("\r\n"));
+            let _ = sock.send_to(resp.as_bytes(), from);
+        }
+    })
+}
+
+fn sipvicious(ns: &Netns, tool: &str, args: &[&str]) {
+    let code = format!("import sys; from sipvicious.{tool} import main; sys.argv[0] = '{tool}'; main()");
+    let out = ns
+        .command("timeout")
+        .args(["60", "python3", "-c", &code])
+        .args(args)
+        .output()
+        .expect("running python3 (pip install sipvicious)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("ModuleNotFoundError"), "sipvicious is not installed: {stderr}");
+    eprintln!("{tool} {}: {}", args.join(" "), stderr.lines().last().unwrap_or(""));
+}
+
+#[derive(Debug)]
+struct Line {
+    index: u64,
+    verdict: String,
+    reason: String,
+}
+
+fn replay(config: Option<&Path>, capture: &Path) -> Vec<Line> {
+    let mut cmd = Command::new(sipguard_bin());
+    cmd.arg("replay").arg("--json");
+    if let Some(c) = config {
+        cmd.arg("-c").arg(c);
+    }
+    let out = cmd.arg(capture).output().expect("running sipguard replay");
+    assert!(out.status.success(), "sipguard replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object per line");
+            Line {
+                index: v["index"].as_u64().expect("index"),
+                verdict: v["verdict"].as_str().expect("verdict").to_string(),
+                reason: v["reason"].as_str().expect("reason").to_string(),
+            }
+        })
+        .collect()
+}
+
+fn packets_in(capture: &Path) -> usize {
+    let out = Command::new("tcpdump").arg("-nr").arg(capture).output().expect("tcpdump -r");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Rewrites a pcap as pcapng (one interface, same link type and packets).
+fn to_pcapng(pcap: &Path, out: &Path) {
+    use pcap_file::{
+        pcap::PcapReader,
+        pcapng::{blocks::enhanced_packet::EnhancedPacketBlock, blocks::interface_description::InterfaceDescriptionBlock, PcapNgWriter},
+    };
+    let mut r = PcapReader::new(std::fs::File::open(pcap).unwrap()).unwrap();
+    let link = r.header().datalink;
+    let mut w = PcapNgWriter::new(std::fs::File::create(out).unwrap()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock { linktype: link, snaplen: 0xffff, options: vec![] }).unwrap();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: p.timestamp,
+            original_len: p.orig_len,
+            data: p.data,
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).unwrap();
+    }
+}
+
+#[test]
+fn scanners_are_dropped_and_sipp_calls_pass() {
+    if !require_root("scanners_are_dropped_and_sipp_calls_pass") {
+        return;
+    }
+    let lab = Lab::new();
+    let default_cfg = lab.dir.join("default.yaml");
+    std::fs::write(&default_cfg, EMBEDDED_DEFAULT).unwrap();
+
+    // 1. The SIPVicious tools against a responder, Ethernet capture of
+    //    everything the scanner sends to the SIP port.
+    let scan = lab.dir.join("scan.pcap");
+    let stop = Arc::new(AtomicBool::new(false));
+    let resp = responder(&lab.target, stop.clone());
+    let cap = lab.capture(&lab.target_if, &format!("udp and dst port 5060 and src host {SCANNER}"), &scan);
+    sipvicious(&lab.scanner, "svmap", &[TARGET, "-p", "5060"]);
+    sipvicious(&lab.scanner, "svwar", &["-e100-110", TARGET]);
+    sipvicious(&lab.scanner, "svwar", &["-e200-205", "-m", "INVITE", TARGET]);
+    sipvicious(&lab.scanner, "svcrack", &["-u100", "-r1-15", TARGET]);
+    lab.stop_capture(cap);
+    stop.store(true, Ordering::Relaxed);
+    resp.join().unwrap();
+
+    let captured = packets_in(&scan);
+    let lines = replay(Some(&default_cfg), &scan);
+    assert_eq!(lines.len(), captured, "one verdict per captured packet");
+    assert!(captured >= 20, "the scanners sent only {captured} packets");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l.index, i as u64, "indexes are 0-based in file order");
+    }
+    let passed: Vec<&Line> = lines.iter().filter(|l| l.verdict != "drop").collect();
+    assert!(passed.is_empty(), "{} of {captured} scanner packets got through: {passed:?}", passed.len());
+    assert!(lines.iter().all(|l| l.reason == "user_agent" || l.reason == "sipvicious"), "{lines:?}");
+    eprintln!("scanners: {captured} packets, all dropped");
+
+    // Without the scanner rules the same capture passes: the verdicts come
+    // from the config, not from the capture.
+    let off = lab.dir.join("off.yaml");
+    std::fs::write(&off, "policy: inspect\ninspect:\n  user_agents: []\n  sipvicious: false\n").unwrap();
+    assert!(replay(Some(&off), &scan).iter().all(|l| l.verdict == "pass"));
+
+    // 2. SIPp calls (INVITE, 180, 200, ACK, BYE, 200), Linux cooked (SLL2)
+    //    capture on "any", both directions.
+    let calls = lab.dir.join("sipp.pcap");
+    let cap = lab.capture("any", "udp", &calls);
+    let uas = Proc(
+        lab.target
+            .command("sipp")
+            .args(["-sn", "uas", "-i", TARGET, "-p", "5060", "-m", "5", "-nostdin"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting sipp (apt-get install sip-tester)"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = lab
+        .scanner
+        .command("timeout")
+        .args(["30", "sipp", "-sn", "uac", "-i", SCANNER, "-p", "5070", "-m", "5", "-r", "20", "-nostdin"])
+        .arg(format!("{TARGET}:5060"))
+        .output()
+        .expect("running sipp");
+    assert!(uac.status.success(), "SIPp calls failed: {}", String::from_utf8_lossy(&uac.stdout));
+    drop(uas);
+    lab.stop_capture(cap);
+
+    let captured = packets_in(&calls);
+    let lines = replay(Some(&default_cfg), &calls);
+    assert_eq!(lines.len(), captured);
+    assert!(captured >= 30, "SIPp exchanged only {captured} packets");
+    let dropped: Vec<&Line> = lines.iter().filter(|l| l.verdict != "pass").collect();
+    assert!(dropped.is_empty(), "false positives on SIPp: {dropped:?}");
+    let inspected = lines.iter().filter(|l| l.reason == "inspected_clean").count();
+    assert!(inspected >= 15, "only {inspected} SIPp requests were inspected: {lines:?}");
+    eprintln!("SIPp: {captured} packets, 0 dropped, {inspected} requests inspected");
+
+    // 3. The same capture as pcapng gives the same verdicts.
+    let ng = lab.dir.join("sipp.pcapng");
+    to_pcapng(&calls, &ng);
+    let ng_lines = replay(Some(&default_cfg), &ng);
+    assert_eq!(ng_lines.len(), lines.len());
+    for (a, b) in lines.iter().zip(&ng_lines) {
+        assert_eq!((&a.verdict, &a.reason), (&b.verdict, &b.reason));
+    }
+}
+
+#[test]
+fn replay_errors_are_clear() {
+    if !require_root("replay_errors_are_clear") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique("replay-err"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture at all").unwrap();
+    for (path, needle) in [(dir.join("missing.pcap"), "cannot open capture"), (garbage, "not a pcap or pcapng file")] {
+        let out = Command::new(sipguard_bin()).arg("replay").arg(&path).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+    }
+    let bad_cfg = dir.join("bad.yaml");
+    std::fs::write(&bad_cfg, "inspect:\n  drop_methods: [FOO]\n").unwrap();
+    let out = Command::new(sipguard_bin()).args(["replay", "-c"]).arg(&bad_cfg).arg("/dev/null").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an invalid config exits 2");
+    let _ = std::fs::remove_dir_all(&dir);
+}
