@@ -65,6 +65,11 @@ impl Sandbox {
         self.maps.apply(policy)
     }
 
+    /// The sandbox's own maps (e.g. to load a large blocklist directly).
+    pub fn maps_mut(&mut self) -> &mut PolicyMaps {
+        &mut self.maps
+    }
+
     fn test_run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
         let prog = program::xdp_program(&mut self.ebpf, name)?;
         let r = prog
