@@ -13,10 +13,16 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 
 /// Horizontal bars, one per label, with an optional error whisker and
 /// target tick.
-fn hbars(path: &Path, title: &str, x_label: &str, rows: &[(String, f64, Option<(f64, f64)>, Option<f64>)]) -> Result<()> {
-    let height = 120 + 34 * rows.len() as u32;
-    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+type Row = (String, f64, Option<(f64, f64)>, Option<f64>);
+
+fn height(rows: &[Row]) -> u32 {
+    120 + 34 * rows.len() as u32
+}
+
+fn hbars<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, rows: &[Row]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let max = rows
         .iter()
         .map(|r| r.2.map(|s| s.1).unwrap_or(r.1).max(r.3.unwrap_or(0.0)))
@@ -70,7 +76,6 @@ fn hbars(path: &Path, title: &str, x_label: &str, rows: &[(String, f64, Option<(
             Text::new(format!("{:.2}", r.1), (r.2.map(|s| s.1).unwrap_or(r.1) + max * 0.01, SegmentValue::CenterOf(y(i))), ("sans-serif", 12))
         }))
         .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
 }
 
@@ -86,16 +91,27 @@ pub fn ratios(r: &Value, path: &Path) -> Result<()> {
             (c["name"].as_str().unwrap_or("?").to_string(), g("median"), Some((g("p25"), g("p75"))), c["target_ratio"].as_f64())
         })
         .collect();
-    hbars(path, "sipguard cost per packet class, x empty XDP program (black tick: target)", "ratio to the empty XDP program (same run)", &rows)
+    let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    hbars(&root, "sipguard cost per packet class, x empty XDP program (black tick: target)", "ratio to the empty XDP program (same run)", &rows)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
 
-/// Flood drop rate per filter.
+/// Flood: wall-clock drop rate and drop capacity per CPU-second.
 pub fn flood(r: &Value, path: &Path) -> Result<()> {
-    let rows: Vec<_> = r["arms"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| (a["label"].as_str().unwrap_or("?").to_string(), a["dropped_pps"].as_f64().unwrap_or(0.0) / 1e6, None, None))
-        .collect();
-    hbars(path, "scanner INVITE flood over veth: packets dropped per second (same run)", "Mpps dropped", &rows)
+    let arms: Vec<&Value> = r["arms"].as_array().into_iter().flatten().collect();
+    let rows = |f: &dyn Fn(&Value) -> f64| -> Vec<Row> {
+        arms.iter().map(|a| (a["label"].as_str().unwrap_or("?").to_string(), f(a), None, None)).collect()
+    };
+    let wall = rows(&|a| a["dropped_pps"].as_f64().unwrap_or(0.0) / 1e6);
+    let cap = rows(&|a| 1e3 / a["cpu_ns_per_packet"].as_f64().unwrap_or(f64::INFINITY));
+    let h = height(&wall);
+    let root = SVGBackend::new(path, (960, 2 * h)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(h);
+    hbars(&top, "scanner INVITE flood over veth: packets dropped per second (same run)", "Mpps dropped (wall clock, shared machine)", &wall)?;
+    hbars(&bottom, "the same flood: packets dropped per CPU-second (generator included)", "Mpps per CPU-second = 1000 / CPU ns per packet", &cap)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
