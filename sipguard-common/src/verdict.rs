@@ -28,6 +28,13 @@ pub enum Judgement {
 /// Steps 1-4 of the verdict order.
 #[inline(always)]
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
+    // Most traffic on a WAN link is not SIP: settle it before the full
+    // parse (quick_l4 answers only where parse would agree).
+    if let Some((proto, dport)) = packet::quick_l4(pkt) {
+        if !is_sip_traffic(settings, proto, dport) {
+            return Judgement::Done(Reason::PassNotSipPort);
+        }
+    }
     let flow = match packet::parse(pkt) {
         Ok(flow) => flow,
         Err(stop) => {
@@ -42,10 +49,17 @@ pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, li
     judge_flow(&flow, settings, lists)
 }
 
+/// Step 1: does this UDP/TCP packet go to a SIP port? The one place that
+/// decides it, for the quick path in [`judge`] and for [`judge_flow`].
+#[inline(always)]
+pub fn is_sip_traffic(settings: &Settings, _proto: u8, dport: u16) -> bool {
+    settings.is_sip_port(dport)
+}
+
 /// Steps 1-4 for a flow whose headers are already parsed.
 #[inline(always)]
 pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
-    if !settings.is_sip_port(flow.dport) {
+    if !is_sip_traffic(settings, flow.proto, flow.dport) {
         return Judgement::Done(Reason::PassNotSipPort);
     }
     if lists.blocked(flow) {
