@@ -34,10 +34,19 @@ apt_install() {
 }
 
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 pkg-config)
+had_kamailio=0
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
-  APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq)
+  # kamailio: the lab's second SIP endpoint (tests/lab/kamailio.cfg).
+  APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq kamailio)
+  dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"
+if [ "$WITH_TEST_TOOLS" = 1 ] && [ "$had_kamailio" = 0 ] && command -v systemctl >/dev/null 2>&1; then
+  # The package enables a system-wide kamailio on port 5060; the lab starts
+  # its own instances inside namespaces, so the service we just installed is
+  # switched off (an existing installation is left alone).
+  $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
 
 # The eBPF crate needs a nightly whose LLVM major equals bpf-linker's (22).
 llvm_major() { rustc +"$1" -vV 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p'; }

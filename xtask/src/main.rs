@@ -2,6 +2,10 @@
 //!
 //! - `build-ebpf [--out DIR]`: build the XDP object on its own (same
 //!   definition as the daemon's build script) and print its path.
+//! - `lab [ARGS]`: run the namespace lab (tests/tests/lab.rs: SIPVicious
+//!   against SIPp and Kamailio through sipguard) one scenario at a time and
+//!   print its reports; ARGS go to the test binary (a name filter,
+//!   `--include-ignored`, ...). Needs root.
 //! - `bench [ARGS]`: per-packet cost of the XDP program by packet class
 //!   (release build of the `bench` binary in the tests crate; needs root).
 
@@ -11,9 +15,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build-ebpf") => build_ebpf(&args[1..]),
+        Some("lab") => lab(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench");
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench | cargo xtask lab [TEST-BINARY-ARGS]");
             return ExitCode::from(2);
         }
     };
@@ -50,6 +55,18 @@ fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
     let obj = out.join(xtask::EBPF_OBJECT);
     anyhow::ensure!(obj.is_file(), "build finished but {} is missing", obj.display());
     println!("{}", obj.display());
+    Ok(())
+}
+
+fn lab(args: &[String]) -> anyhow::Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // One scenario at a time so the reports do not interleave.
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["test", "-p", "sipguard-tests", "--test", "lab", "--", "--nocapture", "--test-threads=1"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures");
     Ok(())
 }
 
