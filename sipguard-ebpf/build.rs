@@ -1,0 +1,13 @@
+//! Codegen flags for the XDP object that the shared build definition
+//! (xtask::build_ebpf via aya-build) cannot pass: aya-build owns RUSTFLAGS.
+fn main() {
+    // bpf-linker does the final LLVM codegen. Without this feature LLVM
+    // splits every multi-byte packet field read (the [u8; N] reads of
+    // sipguard_common::packet have alignment 1) into byte loads plus
+    // shifts: 22 instructions for a UDP header instead of a few. The
+    // kernel allows misaligned packet and map-value access where the
+    // architecture handles it (x86-64, arm64); stack access stays aligned
+    // because LLVM aligns its own stack slots.
+    println!("cargo:rustc-link-arg-bins=--cpu-features=+allows-misaligned-mem-access");
+    println!("cargo:rerun-if-changed=build.rs");
+}
