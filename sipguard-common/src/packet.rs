@@ -159,6 +159,13 @@ pub fn quick_l4<B: Bytes + ?Sized>(pkt: &B) -> Option<(u8, u16)> {
     Some((proto, pkt.be16(l4 + 2)?))
 }
 
+/// [`parse`] for a frame [`quick_l4`] answered for: it is untagged IPv4,
+/// so the Ethernet and VLAN steps are skipped. Same result as [`parse`].
+#[inline(always)]
+pub fn parse_after_quick<B: Bytes + ?Sized>(pkt: &B) -> Result<Flow, Stop> {
+    parse_ipv4(pkt, ETH_HLEN)
+}
+
 #[inline(always)]
 fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     let h: [u8; 20] = pkt.read(off).ok_or(Stop::Unparsed)?;
@@ -410,6 +417,7 @@ mod tests {
                             answered += 1;
                             let flow = parse(g).unwrap_or_else(|e| panic!("quick_l4 answered, parse said {e:?}: {g:02x?}"));
                             assert_eq!((flow.proto, flow.dport), (proto, dport), "{g:02x?}");
+                            assert_eq!(parse_after_quick(g), Ok(flow), "{g:02x?}");
                         }
                     }
                 }

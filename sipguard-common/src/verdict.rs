@@ -30,12 +30,16 @@ pub enum Judgement {
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
     // Most traffic on a WAN link is not SIP: settle it before the full
     // parse (quick_l4 answers only where parse would agree).
-    if let Some((proto, dport)) = packet::quick_l4(pkt) {
-        if !is_sip_traffic(settings, proto, dport) {
-            return Judgement::Done(Reason::PassNotSipPort);
+    let parsed = match packet::quick_l4(pkt) {
+        Some((proto, dport)) => {
+            if !is_sip_traffic(settings, proto, dport) {
+                return Judgement::Done(Reason::PassNotSipPort);
+            }
+            packet::parse_after_quick(pkt)
         }
-    }
-    let flow = match packet::parse(pkt) {
+        None => packet::parse(pkt),
+    };
+    let flow = match parsed {
         Ok(flow) => flow,
         Err(stop) => {
             return Judgement::Done(match stop {

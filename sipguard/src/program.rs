@@ -22,13 +22,19 @@ pub struct LoadOptions {
 
 /// Loads the object and the XDP program; maps are created, not pinned.
 pub fn load(opts: LoadOptions) -> Result<Ebpf> {
+    load_object(OBJECT, opts)
+}
+
+/// The same for another build of the object (benchmarks compare builds
+/// side by side in one run).
+pub fn load_object(object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
     let report: u32 = opts.report_reason as u32;
     let mut loader = EbpfLoader::new();
     loader.override_global("REPORT_REASON", &report, true);
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }
-    let mut ebpf = loader.load(OBJECT).map_err(|e| {
+    let mut ebpf = loader.load(object).map_err(|e| {
         anyhow!(
             "cannot load the sipguard eBPF object: {e}\n\
              hint: this needs root (CAP_BPF, CAP_NET_ADMIN) and a kernel with BPF enabled"

@@ -50,8 +50,17 @@ impl Sandbox {
         Self::with_options(policy, false)
     }
 
+    /// `production` for another build of the object (an ELF file's bytes).
+    pub fn production_from(object: &[u8], policy: &Policy) -> Result<Self> {
+        Self::from_object(object, policy, false)
+    }
+
     fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
-        let mut ebpf = program::load(LoadOptions { report_reason, verbose: false })?;
+        Self::from_object(program::OBJECT, policy, report_reason)
+    }
+
+    fn from_object(object: &[u8], policy: &Policy, report_reason: bool) -> Result<Self> {
+        let mut ebpf = program::load_object(object, LoadOptions { report_reason, verbose: false })?;
         let counters = ebpf
             .take_map(map_names::COUNTERS)
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?

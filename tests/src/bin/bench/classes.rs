@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, time::Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context as _, Result};
 use serde_json::{json, Value};
 use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
 use sipguard_common::Reason;
@@ -22,6 +22,9 @@ const ALLOWLIST: &str = "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\
 pub struct Params {
     pub rounds: usize,
     pub repeat: u32,
+    /// Other builds of the object `(label, ELF bytes)`, timed on the same
+    /// classes in the same rounds: how a change to the program is judged.
+    pub compare: Vec<(String, Vec<u8>)>,
 }
 
 struct Class {
@@ -134,6 +137,23 @@ pub fn run(p: &Params) -> Result<Value> {
         ensure!((action == 1) == c.reason.is_drop(), "class '{}': action {action} does not match {:?}", c.name, c.reason);
     }
 
+    // The compared builds: same policies and lists. Their verdicts are not
+    // checked (an older build may lack a feature); only their time is used.
+    let mut others: Vec<Vec<Sandbox>> = Vec::new();
+    for (label, obj) in &p.compare {
+        let mut v = Vec::new();
+        for (i, (name, _)) in sandboxes.iter().enumerate() {
+            let policy = if name.starts_with("inspect") { &inspect } else { &allowlist };
+            let mut sb = Sandbox::production_from(obj, policy).with_context(|| format!("loading build '{label}'"))?;
+            if i == 1 {
+                sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
+            }
+            v.push(sb);
+        }
+        others.push(v);
+    }
+    let mut other_ratio: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(p.rounds); classes.len()]; others.len()];
+
     let verifier = sandboxes[0].1.verified_instructions()?;
     let mut empty = Vec::with_capacity(p.rounds);
     let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(p.rounds); classes.len()];
@@ -143,11 +163,16 @@ pub fn run(p: &Params) -> Result<Value> {
         // round's baseline.
         let e0 = cpu_ns_per_run(p.repeat, || sandboxes[0].1.time_empty(&classes[0].frame, p.repeat))?;
         let mut this = Vec::with_capacity(classes.len());
+        let mut other_this = Vec::new();
         // Rotate the order so no class always runs right after another.
         for k in 0..classes.len() {
             let i = (k + round) % classes.len();
             let c = &classes[i];
             this.push((i, cpu_ns_per_run(p.repeat, || sandboxes[c.sandbox].1.time(&c.frame, p.repeat))?));
+            for (b, o) in others.iter_mut().enumerate() {
+                let t = cpu_ns_per_run(p.repeat, || o[c.sandbox].time(&c.frame, p.repeat))?;
+                other_this.push((b, i, t));
+            }
         }
         let e1 = cpu_ns_per_run(p.repeat, || sandboxes[0].1.time_empty(&classes[0].frame, p.repeat))?;
         let base = (e0 + e1) / 2.0;
@@ -155,6 +180,9 @@ pub fn run(p: &Params) -> Result<Value> {
         for (i, v) in this {
             ns[i].push(v);
             ratio[i].push(v / base);
+        }
+        for (b, i, v) in other_this {
+            other_ratio[b][i].push(v / base);
         }
     }
 
@@ -176,7 +204,19 @@ pub fn run(p: &Params) -> Result<Value> {
             })
         })
         .collect();
+    let compare: Vec<Value> = p
+        .compare
+        .iter()
+        .enumerate()
+        .map(|(b, (label, _))| {
+            json!({
+                "build": label,
+                "classes": classes.iter().enumerate().map(|(i, c)| json!({"key": c.key, "name": c.name, "ratio": stats(&other_ratio[b][i])})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     Ok(json!({
+        "compare": compare,
         "rounds": p.rounds,
         "repeat": p.repeat,
         "verifier_instructions": verifier,

@@ -63,10 +63,11 @@ struct Args {
     quick: bool,
     out: Option<PathBuf>,
     seconds: Option<f64>,
+    compare: Vec<(String, PathBuf)>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { flood: false, classes: true, quick: false, out: None, seconds: None };
+    let mut a = Args { flood: false, classes: true, quick: false, out: None, seconds: None, compare: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -76,6 +77,11 @@ fn parse_args() -> Result<Args> {
                 a.classes = false;
             }
             "--quick" => a.quick = true,
+            "--compare" => {
+                let v = it.next().context("--compare needs LABEL=OBJECT")?;
+                let (label, path) = v.split_once('=').context("--compare needs LABEL=OBJECT")?;
+                a.compare.push((label.to_string(), path.into()));
+            }
             "--out" => a.out = Some(it.next().context("--out needs a directory")?.into()),
             "--seconds" => a.seconds = Some(it.next().context("--seconds needs a number")?.parse().context("--seconds")?),
             "-h" | "--help" => {
@@ -83,6 +89,7 @@ fn parse_args() -> Result<Args> {
                     "usage: cargo xtask bench [--flood | --flood-only] [--quick] [--seconds S] [--out DIR]\n\
                      \n  --flood       also run the veth flood side by side (5 s per arm)\n  \
                      --quick       few rounds, 1 s per arm, output to target/bench (sanity check)\n  \
+                     --compare LABEL=OBJECT  also time another build of the eBPF object (e.g. from\n                   `cargo xtask build-ebpf --out DIR` at another commit) in the same rounds\n  \
                      --out DIR     where bench.json, flood.json, *.svg and results.md go (default docs/bench)"
                 );
                 std::process::exit(0);
@@ -110,7 +117,12 @@ fn main() -> Result<()> {
 
     let mut inspect_exists = false;
     if args.classes {
-        let p = if args.quick { classes::Params { rounds: 3, repeat: 200_000 } } else { classes::Params { rounds: 21, repeat: 1_000_000 } };
+        let mut compare = Vec::new();
+        for (label, path) in &args.compare {
+            compare.push((label.clone(), std::fs::read(path).with_context(|| format!("reading {}", path.display()))?));
+        }
+        let (rounds, repeat) = if args.quick { (3, 200_000) } else { (21, 1_000_000) };
+        let p = classes::Params { rounds, repeat, compare };
         eprintln!("per-class: {} rounds x {} runs per class ...", p.rounds, p.repeat);
         let mut r = classes::run(&p)?;
         r["machine"] = machine.clone();

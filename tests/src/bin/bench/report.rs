@@ -87,6 +87,23 @@ pub fn classes_table(r: &Value) -> String {
         f(b, &["kernel_memory_bytes"]) / 1048576.0,
         f(b, &["kernel_memory_bytes"]) / f(b, &["entries"]),
     );
+    let compare = r["compare"].as_array().cloned().unwrap_or_default();
+    if !compare.is_empty() {
+        s += "\nOther builds of the program, timed on the same classes in the same rounds (median ratio to the empty program):\n\n| class |";
+        for b in &compare {
+            s += &format!(" {} |", b["build"].as_str().unwrap_or("?"));
+        }
+        s += " this build |\n|---|";
+        s += &"---:|".repeat(compare.len() + 1);
+        s += "\n";
+        for (i, c) in r["classes"].as_array().into_iter().flatten().enumerate() {
+            s += &format!("| {} |", c["name"].as_str().unwrap_or("?"));
+            for b in &compare {
+                s += &format!(" {:.2}x |", f(&b["classes"][i], &["ratio", "median"]));
+            }
+            s += &format!(" {:.2}x |\n", f(c, &["ratio", "median"]));
+        }
+    }
     for m in r["missing"].as_array().into_iter().flatten() {
         s += &format!("\nNot measured: {}.\n", m.as_str().unwrap_or("?"));
     }
