@@ -7,6 +7,7 @@ set -euo pipefail
 EBPF_TOOLCHAIN="${SIPGUARD_EBPF_TOOLCHAIN:-nightly}"
 PINNED_NIGHTLY="nightly-2026-05-20"
 BPF_LINKER_VERSION="0.13.0"
+CARGO_FUZZ_VERSION="0.13.2"
 WITH_TEST_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
@@ -68,6 +69,16 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
 fi
 
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
+  # CI runs clippy with -D warnings on the default toolchain.
+  if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
+    log "rustup component add clippy"
+    rustup component add clippy
+  fi
+  # Fuzz targets (scripts/fuzz-smoke.sh) build with cargo-fuzz on nightly.
+  if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION"
+    cargo install "cargo-fuzz@$CARGO_FUZZ_VERSION" --locked
+  fi
   PY_PKGS=(scapy sipvicious)
   for p in "${PY_PKGS[@]}"; do
     python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }

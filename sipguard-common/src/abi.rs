@@ -33,6 +33,10 @@ pub mod map_names {
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sipguard";
 
+/// The same filter for interfaces without an Ethernet header (tun, ppp,
+/// wireguard): under generic XDP their packets start at the IP header.
+pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
+
 /// Untrusted sources on a SIP port are dropped (allowlist only).
 pub const POLICY_DROP: u32 = 0;
 /// Untrusted sources on a SIP port are inspected (SIP rules).

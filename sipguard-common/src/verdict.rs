@@ -5,7 +5,7 @@
 
 use crate::{
     abi::{Settings, POLICY_INSPECT},
-    packet::{self, Bytes, Flow, Stop, IPPROTO_UDP},
+    packet::{self, Bytes, Flow, Link, Stop, IPPROTO_UDP},
     reason::Reason,
 };
 
@@ -25,19 +25,34 @@ pub enum Judgement {
     Inspect(Flow),
 }
 
-/// Steps 1-4 of the verdict order.
+/// Steps 1-4 of the verdict order for an Ethernet frame.
 #[inline(always)]
 pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
-    // Most traffic on a WAN link is not SIP: settle it before the full
-    // parse (quick_l4 answers only where parse would agree).
-    let parsed = match packet::quick_l4(pkt) {
+    judge_link(pkt, Link::Ethernet, settings, lists)
+}
+
+/// Steps 1-4 for a packet starting with the link header `link` says.
+#[inline(always)]
+pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
+    pkt: &B,
+    link: Link,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
+    // Most traffic on a WAN link is not SIP: settle untagged IPv4 before
+    // the full parse (quick_l4 answers only where parse would agree).
+    let quick = match link {
+        Link::Ethernet => packet::quick_l4(pkt),
+        Link::RawIp => None,
+    };
+    let parsed = match quick {
         Some((proto, dport)) => {
             if !is_sip_traffic(settings, proto, dport) {
                 return Judgement::Done(Reason::PassNotSipPort);
             }
             packet::parse_after_quick(pkt)
         }
-        None => packet::parse(pkt),
+        None => packet::parse_link(pkt, link),
     };
     let flow = match parsed {
         Ok(flow) => flow,

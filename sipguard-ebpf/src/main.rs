@@ -10,7 +10,8 @@ mod pkt;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
-    verdict::{judge, outcome, Judgement, Outcome},
+    packet::Link,
+    verdict::{judge_link, outcome, Judgement, Outcome},
     Reason, MAX_IFINDEX,
 };
 
@@ -24,19 +25,32 @@ static REPORT_REASON: u32 = 0;
 
 #[xdp]
 pub fn sipguard(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::Ethernet)
+}
+
+/// Attached by the daemon to interfaces whose packets carry no Ethernet
+/// header (ARPHRD_NONE, ARPHRD_PPP, ...): generic XDP hands it the IP header
+/// at data[0]. A separate entry point so the Ethernet path pays nothing.
+#[xdp]
+pub fn sipguard_rawip(ctx: XdpContext) -> u32 {
+    filter(&ctx, Link::RawIp)
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext, link: Link) -> u32 {
     // No settings means no SIP ports: everything passes untouched.
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let reason = match judge(&pkt, settings, &KernelLists) {
+    let pkt = Pkt::new(ctx);
+    let reason = match judge_link(&pkt, link, settings, &KernelLists) {
         Judgement::Done(reason) => reason,
         // The SIP inspector is not in this build yet: untrusted UDP under
         // `inspect` passes, counted as such.
         Judgement::Inspect(_) => Reason::PassInspected,
     };
     let out = outcome(reason, settings);
-    count(&ctx, &pkt, &out);
+    count(ctx, &pkt, &out);
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {

@@ -43,26 +43,143 @@ pub fn ifname(index: u32) -> Option<String> {
     Some(s.to_string_lossy().into_owned())
 }
 
+/// ARPHRD_* values (include/uapi/linux/if_arp.h) that decide the entry point.
+const ARPHRD_ETHER: u16 = 1;
+const ARPHRD_PPP: u16 = 512;
+const ARPHRD_RAWIP: u16 = 519;
+const ARPHRD_NONE: u16 = 0xfffe;
+
+/// The link type of an interface in the current network namespace
+/// (`SIOCGIFHWADDR`; /sys/class/net may belong to another namespace).
+pub fn arphrd(name: &str) -> Result<u16> {
+    anyhow::ensure!(name.len() < libc::IF_NAMESIZE, "interface name '{name}' is too long");
+    // SAFETY: a plain datagram socket used only for the ioctl, closed below;
+    // ifreq is zeroed and the name copied NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(anyhow!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in name.bytes().enumerate() {
+            ifr.ifr_name[i] = b as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc < 0 {
+            return Err(anyhow!("cannot read the link type of '{name}': {err}"));
+        }
+        Ok(ifr.ifr_ifru.ifru_hwaddr.sa_family)
+    }
+}
+
+/// Which header the XDP program sees first on `name`. Ethernet devices give
+/// the Ethernet header; under generic XDP, devices without one (tun in `tun`
+/// mode, ppp, wireguard, rawip modems) give the IP header itself. Other link
+/// types (tunnels, loopback, InfiniBand, ...) are refused rather than
+/// parsed wrongly.
+pub fn link_of(name: &str) -> Result<sipguard_common::packet::Link> {
+    use sipguard_common::packet::Link;
+    match arphrd(name)? {
+        ARPHRD_ETHER => Ok(Link::Ethernet),
+        ARPHRD_PPP | ARPHRD_NONE | ARPHRD_RAWIP => Ok(Link::RawIp),
+        other => Err(anyhow!(
+            "interface '{name}' has link type {other} (ARPHRD), neither Ethernet nor raw IP: \
+             sipguard cannot tell where its packets' IP header starts; attach it to the \
+             Ethernet or ppp/tun device instead"
+        )),
+    }
+}
+
+/// The program that parses `link`'s packets.
+pub fn program_for(link: sipguard_common::packet::Link) -> &'static str {
+    match link {
+        sipguard_common::packet::Link::Ethernet => sipguard_common::PROGRAM_NAME,
+        sipguard_common::packet::Link::RawIp => sipguard_common::PROGRAM_NAME_RAW_IP,
+    }
+}
+
+/// The errno at the bottom of an error chain, if any.
+fn errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// What a failed attach means for the user, by errno.
+pub fn explain_attach_error(iface: &str, mode: &str, errno: Option<i32>, detail: &str) -> String {
+    let why = match errno {
+        Some(libc::EOPNOTSUPP) => format!("the driver of {iface} has no native XDP support; use xdp_mode: skb (or auto)"),
+        Some(libc::EBUSY) | Some(libc::EEXIST) => format!(
+            "another XDP program is already attached to {iface} (see `ip link show {iface}`); detach it first"
+        ),
+        Some(libc::EPERM) | Some(libc::EACCES) => "permission denied: run as root or with CAP_BPF and CAP_NET_ADMIN".to_string(),
+        Some(libc::ENODEV) => format!("interface {iface} disappeared"),
+        Some(libc::EINVAL) | Some(libc::ERANGE) if mode == "native" => format!(
+            "the driver refused the program ({detail}); often the MTU of {iface} is too large for native XDP \
+             without multi-buffer support, or the driver lacks XDP; use xdp_mode: skb (or auto)"
+        ),
+        _ => detail.to_string(),
+    };
+    format!("cannot attach to {iface} in {mode} mode: {why}")
+}
+
+fn describe(e: &aya::programs::ProgramError) -> (Option<i32>, String) {
+    let mut detail = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        detail.push_str(&format!(": {s}"));
+        cur = s.source();
+    }
+    (errno(e), detail)
+}
+
 /// Attaches `prog` to `iface`. `auto` tries native (driver) mode first and
 /// falls back to generic (skb) mode, saying which one it got.
 pub fn attach(prog: &mut Xdp, iface: &str, mode: XdpModeSetting) -> Result<(XdpLinkId, AttachedMode)> {
     let idx = ifindex(iface)?;
-    let try_mode = |prog: &mut Xdp, m: XdpMode| prog.attach_to_if_index(idx, m);
+    let mut try_mode = |m: XdpMode, name: &str| {
+        prog.attach_to_if_index(idx, m).map_err(|e| {
+            let (errno, detail) = describe(&e);
+            let message = explain_attach_error(iface, name, errno, &detail);
+            (errno, detail, message)
+        })
+    };
     match mode {
-        XdpModeSetting::Native => try_mode(prog, XdpMode::Driver)
-            .map(|l| (l, AttachedMode::Native))
-            .map_err(|e| anyhow!("cannot attach to {iface} in native mode: {e} (the driver may lack XDP support; try xdp_mode: skb or auto)")),
-        XdpModeSetting::Skb => try_mode(prog, XdpMode::Skb)
-            .map(|l| (l, AttachedMode::Skb))
-            .map_err(|e| anyhow!("cannot attach to {iface} in skb mode: {e}")),
-        XdpModeSetting::Auto => match try_mode(prog, XdpMode::Driver) {
+        XdpModeSetting::Native => try_mode(XdpMode::Driver, "native").map(|l| (l, AttachedMode::Native)).map_err(|e| anyhow!(e.2)),
+        XdpModeSetting::Skb => try_mode(XdpMode::Skb, "skb").map(|l| (l, AttachedMode::Skb)).map_err(|e| anyhow!(e.2)),
+        XdpModeSetting::Auto => match try_mode(XdpMode::Driver, "native") {
             Ok(l) => Ok((l, AttachedMode::Native)),
-            Err(native) => {
+            Err((_, native, _)) => {
                 log::info!("{iface}: native XDP unavailable ({native}); falling back to skb mode");
-                try_mode(prog, XdpMode::Skb)
+                try_mode(XdpMode::Skb, "skb")
                     .map(|l| (l, AttachedMode::Skb))
-                    .map_err(|e| anyhow!("cannot attach to {iface}: native mode failed ({native}), skb mode failed ({e})"))
+                    .map_err(|e| anyhow!("{} (native mode failed too: {native})", e.2))
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_errors_say_what_to_do() {
+        let m = explain_attach_error("eth0", "native", Some(libc::EOPNOTSUPP), "x");
+        assert!(m.starts_with("cannot attach to eth0 in native mode: ") && m.contains("xdp_mode: skb"), "{m}");
+        let m = explain_attach_error("eth0", "skb", Some(libc::EBUSY), "x");
+        assert!(m.contains("already attached") && m.contains("ip link show eth0"), "{m}");
+        let m = explain_attach_error("wan0", "native", Some(libc::EINVAL), "`bpf_link_create` failed: Invalid argument");
+        assert!(m.contains("MTU of wan0") && m.contains("Invalid argument"), "{m}");
+        let m = explain_attach_error("eth0", "skb", Some(libc::EPERM), "x");
+        assert!(m.contains("CAP_NET_ADMIN"), "{m}");
+        assert_eq!(explain_attach_error("eth0", "skb", None, "odd"), "cannot attach to eth0 in skb mode: odd");
     }
 }

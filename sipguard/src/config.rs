@@ -17,7 +17,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Interfaces to attach to (the WAN side). `--iface` overrides.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub interfaces: Vec<String>,
     #[serde(default)]
     pub xdp_mode: XdpModeSetting,
@@ -28,13 +28,13 @@ pub struct Config {
     #[serde(default)]
     pub policy: UntrustedPolicy,
     /// Destination ports (UDP and TCP) that carry SIP.
-    #[serde(default = "default_ports")]
+    #[serde(default = "default_ports", deserialize_with = "list")]
     pub sip_ports: Vec<PortRange>,
     /// Sources that may always send SIP (provider proxies, own PBX).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub trusted: Vec<Cidr>,
     /// Sources whose SIP is always dropped.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub blocked: Vec<Cidr>,
 }
 
@@ -42,8 +42,58 @@ fn default_ports() -> Vec<PortRange> {
     vec![PortRange { first: 5060, last: 5061 }]
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A list that is present must have a value: `trusted:` with nothing after
+/// it (say, every entry commented out) is refused rather than read as an
+/// empty list, which would silently change who may send SIP.
+fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Option::<Vec<T>>::deserialize(d)?
+        .ok_or_else(|| de::Error::custom("has no value (write [] for an empty list, or remove the key)"))
+}
+
+/// Deserializes one of a fixed set of words, with messages that list them
+/// (serde_yaml's own enum errors talk about YAML tags).
+fn keyword<'de, D: Deserializer<'de>, T: Copy>(d: D, choices: &'static [(&'static str, T)]) -> Result<T, D::Error> {
+    struct V<T: 'static>(&'static [(&'static str, T)]);
+    impl<T: Copy> V<T> {
+        fn names(&self) -> String {
+            let v: Vec<String> = self.0.iter().map(|(n, _)| format!("`{n}`")).collect();
+            v.join(", ")
+        }
+    }
+    impl<T: Copy> de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "one of {}", self.names())
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+            self.0
+                .iter()
+                .find(|(n, _)| *n == s)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| E::custom(format_args!("unknown value `{s}`, expected one of {}", self.names())))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            Err(E::custom(format_args!("has no value, expected one of {}", self.names())))
+        }
+    }
+    d.deserialize_any(V(choices))
+}
+
+macro_rules! keyword_enum {
+    ($t:ty, $($name:literal => $v:expr),+) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                keyword(d, &[$(($name, $v)),+])
+            }
+        }
+    };
+}
+
+keyword_enum!(XdpModeSetting, "auto" => XdpModeSetting::Auto, "native" => XdpModeSetting::Native, "skb" => XdpModeSetting::Skb);
+keyword_enum!(Mode, "enforce" => Mode::Enforce, "monitor" => Mode::Monitor);
+keyword_enum!(UntrustedPolicy, "drop" => UntrustedPolicy::Drop, "inspect" => UntrustedPolicy::Inspect);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum XdpModeSetting {
     /// Native (driver) mode where the driver supports it, else generic.
     #[default]
@@ -52,16 +102,14 @@ pub enum XdpModeSetting {
     Skb,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mode {
     #[default]
     Enforce,
     Monitor,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UntrustedPolicy {
     /// Allowlist only: untrusted SIP is dropped (the providers' advice).
     #[default]
@@ -113,9 +161,13 @@ impl<'de> Deserialize<'de> for PortRange {
             fn visit_str<E: de::Error>(self, s: &str) -> Result<PortRange, E> {
                 let num = |t: &str| -> Result<u16, E> {
                     let t = t.trim();
-                    let n: u64 = t
-                        .parse()
-                        .map_err(|_| E::custom(format_args!("'{t}' is not a port number")))?;
+                    let n: u64 = t.parse().map_err(|_| {
+                        if t.is_empty() {
+                            E::custom(format_args!("'{s}' is not a port (5060) or a range (\"5060-5080\")"))
+                        } else {
+                            E::custom(format_args!("'{t}' is not a port number"))
+                        }
+                    })?;
                     port_number(n)
                 };
                 match s.split_once('-') {
@@ -213,34 +265,62 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             source_name: name.clone(),
             line: None,
             message: format!("cannot read config file: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            ConfigError {
+                source_name: name.clone(),
+                line: Some(good.iter().filter(|&&b| b == b'\n').count() + 1),
+                message: "the file is not UTF-8 text (is it a YAML file?)".into(),
+            }
         })?;
         Config::parse(&text, &name)
     }
 
     /// Parses and validates YAML text; `source_name` is used in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        // YAML also breaks lines at CR, NEL, LS and PS; str::lines() does
+        // not, and the line numbers in messages must match the parser's.
+        let unified;
+        let text = if text.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']) {
+            unified = text.replace("\r\n", "\n").replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
+            unified.as_str()
+        } else {
+            text
+        };
         let err = |line: Option<usize>, message: String| ConfigError {
             source_name: source_name.to_string(),
             line,
             message,
         };
-        let blank = text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
-        if blank {
+        // Comments only, `---`, `~`: a document without settings.
+        let value = serde_yaml::from_str::<serde_yaml::Value>(text);
+        if matches!(value, Ok(serde_yaml::Value::Null)) || text.trim().is_empty() {
             return Err(err(None, "config file is empty (an empty policy would filter nothing)".into()));
         }
+        // `key:` with nothing after it: serde_yaml reports these at the
+        // start of the mapping, so find the key here.
+        if let Ok(serde_yaml::Value::Mapping(m)) = &value {
+            for (k, v) in m {
+                if let (Some(k), true) = (k.as_str(), v.is_null()) {
+                    if FIELDS.contains(&k) {
+                        let hint = match k {
+                            "interfaces" | "sip_ports" | "trusted" | "blocked" => {
+                                "remove the key for the default, or write [] for an empty list"
+                            }
+                            _ => "remove the key for the default",
+                        };
+                        return Err(err(find_top_level_key(text, k, 0), format!("{k}: has no value ({hint})")));
+                    }
+                }
+            }
+        }
         let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
-            // serde_yaml appends "at line L column C"; the line is reported
-            // separately, so keep the message itself.
-            let msg = e.to_string();
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
+            let (line, msg) = explain_yaml_error(text, e.location().map(|l| l.line()), &e.to_string());
             err(line, msg)
         })?;
         cfg.validate(text, source_name)?;
@@ -258,7 +338,11 @@ impl Config {
                 return Err(err("interfaces", name, format!("'{name}' is not a valid interface name")));
             }
             if self.interfaces[..i].contains(name) {
-                return Err(err("interfaces", name, format!("interface '{name}' is listed twice")));
+                return Err(ConfigError {
+                    source_name: source_name.to_string(),
+                    line: find_nth_line(text, "interfaces", name, 1),
+                    message: format!("interfaces: interface '{name}' is listed twice"),
+                });
             }
         }
         if self.interfaces.len() as u32 >= sipguard_common::IFACE_SLOTS {
@@ -283,19 +367,79 @@ impl Config {
         Ok(())
     }
 
-    /// The embedded default policy.
-    pub fn embedded_default() -> Config {
-        // The embedded file is tested to parse; failing here is a build bug.
-        match Config::parse(EMBEDDED_DEFAULT, "<embedded default>") {
-            Ok(c) => c,
-            Err(e) => panic!("embedded default config is invalid: {e}"),
+    /// The embedded default policy (tested to parse; an error here is a
+    /// build bug, reported like any config error rather than a panic).
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
+    }
+}
+
+/// Top-level keys, as they appear in messages.
+const FIELDS: [&str; 7] = ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked"];
+
+/// Turns a serde_yaml error into (line, message) where the message starts
+/// with the field it is about whenever the line tells which one that is.
+fn explain_yaml_error(text: &str, line: Option<usize>, raw: &str) -> (Option<usize>, String) {
+    // serde_yaml puts "at line L column C" inside or at the end of the
+    // message; the line is reported on its own.
+    let mut msg = raw.to_string();
+    while let Some(i) = msg.find(" at line ") {
+        let rest = &msg[i + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n = digits(rest);
+        let mut end = i + " at line ".len() + n;
+        if let Some(col) = msg[end..].strip_prefix(" column ") {
+            end += " column ".len() + digits(col);
+        }
+        msg.replace_range(i..end, "");
+    }
+    let msg = msg.replace("expected struct Config", "expected settings as `key: value` lines (e.g. `policy: drop`)");
+    if let Some(rest) = msg.strip_prefix("duplicate field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let line = find_top_level_key(text, field, 1).or(line);
+        return (line, format!("{field}: is set twice"));
+    }
+    let names_field = FIELDS.iter().any(|f| msg.starts_with(&format!("{f}:")) || msg.starts_with(&format!("{f}[")));
+    if names_field || msg.starts_with("unknown field") {
+        return (line, msg);
+    }
+    // A syntax error: name the setting whose block the line is in.
+    match line.and_then(|l| governing_key(text, l)) {
+        Some(key) => (line, format!("{key}: {msg}")),
+        None => (line, msg),
+    }
+}
+
+/// The top-level key whose block contains `line` (1-based).
+fn governing_key(text: &str, line: usize) -> Option<String> {
+    let mut key = None;
+    for l in text.lines().take(line) {
+        if l.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            if let Some((k, _)) = l.split_once(':') {
+                key = Some(k.trim().to_string());
+            }
         }
     }
+    key
+}
+
+/// Line (1-based) of the `skip`+1-th top-level `key:`.
+fn find_top_level_key(text: &str, key: &str, skip: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')))
+        .nth(skip)
+        .map(|(i, _)| i + 1)
 }
 
 /// First line (1-based) inside the block of `field` that mentions `needle`;
 /// falls back to the line of the field itself.
 fn find_line(text: &str, field: &str, needle: &str) -> Option<usize> {
+    find_nth_line(text, field, needle, 0)
+}
+
+/// Like [`find_line`], skipping the first `skip` mentions (for duplicates).
+fn find_nth_line(text: &str, field: &str, needle: &str, mut skip: usize) -> Option<usize> {
     let key = format!("{field}:");
     let mut in_field = false;
     let mut field_line = None;
@@ -309,7 +453,14 @@ fn find_line(text: &str, field: &str, needle: &str) -> Option<usize> {
             }
         }
         if in_field && line.contains(needle) && (field_line != Some(i + 1) || trimmed.len() > key.len()) {
-            return Some(i + 1);
+            if skip == 0 {
+                return Some(i + 1);
+            }
+            // A flow list (`[a, b, a]`) mentions the needle twice on one line.
+            skip -= 1;
+            if skip == 0 && line.matches(needle).count() > 1 {
+                return Some(i + 1);
+            }
         }
     }
     field_line
@@ -350,7 +501,7 @@ mod tests {
 
     #[test]
     fn embedded_default_is_valid_inspect() {
-        let c = Config::embedded_default();
+        let c = Config::embedded_default().unwrap();
         assert_eq!(c.policy, UntrustedPolicy::Inspect);
         assert_eq!(c.mode, Mode::Enforce);
     }
@@ -372,9 +523,25 @@ mod tests {
         expect_err("sip_ports: [-5]\n", Some(1), "out of range");
         expect_err("sip_ports:\n  - \"5080-5060\"\n", Some(2), "reversed");
         expect_err("sip_ports: []\n", Some(1), "at least one port");
-        expect_err("mode: loud\n", Some(1), "unknown variant `loud`");
+        expect_err("mode: loud\n", Some(1), "mode: unknown value `loud`, expected one of `enforce`, `monitor`");
         expect_err("trusted: 5\n", Some(1), "trusted");
         expect_err("interfaces: [eth0, eth1, eth0]\n", Some(1), "listed twice");
+        expect_err("interfaces:\n  - eth0\n  - eth1\n  - eth0\n", Some(4), "interfaces: interface 'eth0' is listed twice");
+        expect_err("policy: drop\nmode: enforce\npolicy: inspect\n", Some(3), "policy: is set twice");
+        expect_err("trusted:\n#  - 192.0.2.1\n", Some(1), "trusted: has no value");
+        expect_err("mode:\n", Some(1), "mode: has no value");
+        expect_err("policy: {a: 1}\n", Some(1), "policy: invalid type: map, expected one of `drop`, `inspect`");
+        expect_err("trusted: [192.0.2.1\n", Some(2), "trusted: did not find expected");
+        expect_err("policy: drop\ntrusted:\n\t- 192.0.2.1\n", Some(3), "trusted: found character that cannot start any token");
+        expect_err("---\n", None, "empty");
+        // Old Mac line ends (found by the config fuzz target): lines count
+        // as YAML counts them.
+        expect_err("policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r", Some(4), "trusted[1]");
+        expect_err("policy: drop\r\nsip_ports: [0]\r\n", Some(2), "sip_ports[0]");
+        expect_err("trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r", Some(3), "both trusted and blocked");
+        expect_err("policy: drop\rpolicy: drop\r", Some(2), "policy: is set twice");
+        expect_err("~\n", None, "empty");
+        expect_err("- a\n", Some(1), "expected settings as `key: value` lines");
         expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
         expect_err("", None, "empty");
         expect_err("   \n# only a comment\n", None, "empty");

@@ -29,7 +29,7 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
         match self {
             ConfigSource::File(p) => Config::load(p),
-            ConfigSource::Embedded => Ok(Config::embedded_default()),
+            ConfigSource::Embedded => Config::embedded_default(),
         }
     }
 }
@@ -46,6 +46,8 @@ struct Attached {
     name: String,
     ifindex: u32,
     link: XdpLinkId,
+    /// Entry point attached (Ethernet or raw IP).
+    program: &'static str,
 }
 
 struct Daemon {
@@ -98,10 +100,16 @@ impl Daemon {
         let slot = self.attached.len() as u32 + 1;
         // The slot is in place before the first packet is counted.
         self.maps.set_iface_slot(idx, slot, name)?;
-        let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
+        let l2 = attach::link_of(name)?;
+        let program = attach::program_for(l2);
+        if program != PROGRAM_NAME && program::xdp_program(&mut self.ebpf, program)?.fd().is_err() {
+            program::load_program(&mut self.ebpf, program, false)?;
+        }
+        let prog = program::xdp_program(&mut self.ebpf, program)?;
         let (link, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
-        log::info!("attached to {name} (ifindex {idx}) in {} mode", mode.as_str());
-        self.attached.push(Attached { name: name.to_string(), ifindex: idx, link });
+        let what = if program == PROGRAM_NAME { "" } else { " (no Ethernet header: raw IP entry point)" };
+        log::info!("attached to {name} (ifindex {idx}) in {} mode{what}", mode.as_str());
+        self.attached.push(Attached { name: name.to_string(), ifindex: idx, link, program });
         Ok(())
     }
 
@@ -121,7 +129,7 @@ impl Daemon {
                 continue;
             }
             let a = self.attached.remove(i);
-            let prog = program::xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
+            let prog = program::xdp_program(&mut self.ebpf, a.program)?;
             prog.detach(a.link)?;
             self.maps.set_iface_slot(a.ifindex, 0, &a.name)?;
             log::info!("detached from {}", a.name);
@@ -136,7 +144,7 @@ impl Daemon {
 
     fn stop(mut self) {
         for a in self.attached.drain(..) {
-            if let Ok(prog) = program::xdp_program(&mut self.ebpf, PROGRAM_NAME) {
+            if let Ok(prog) = program::xdp_program(&mut self.ebpf, a.program) {
                 if let Err(e) = prog.detach(a.link) {
                     log::warn!("detaching from {}: {e}", a.name);
                 } else {
@@ -156,6 +164,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    crate::preflight::check(&opts.pin_root)?;
     let mut daemon = match Daemon::start(&opts, &cfg) {
         Ok(d) => d,
         Err(e) => {

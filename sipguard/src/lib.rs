@@ -3,7 +3,11 @@
 //! One module per concern: [`config`] (YAML), [`policy`] (what goes into
 //! the maps), [`program`] (the embedded object), [`maps`], [`attach`],
 //! [`pins`], [`metrics`] (counters), [`daemon`] (`sipguard run`),
-//! [`testrun`] (BPF_PROG_TEST_RUN), [`cli`].
+//! [`testrun`] (BPF_PROG_TEST_RUN), [`preflight`] (start-up checks), [`cli`].
+
+// User input and the kernel reach this crate: no unwrap/expect/panic outside
+// tests (clippy -D warnings in CI turns these into errors).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod attach;
 pub mod cli;
@@ -13,5 +17,6 @@ pub mod maps;
 pub mod metrics;
 pub mod pins;
 pub mod policy;
+pub mod preflight;
 pub mod program;
 pub mod testrun;

@@ -30,17 +30,18 @@ pub fn read_cell(map: &PerCpuArray<MapData, Counter>, idx: u32) -> Result<Counte
     let values = map.get(&idx, 0)?;
     let mut sum = Counter::default();
     for v in values.iter() {
-        sum.packets += v.packets;
-        sum.bytes += v.bytes;
+        // Kernel-supplied values: wrap rather than panic on overflow.
+        sum.packets = sum.packets.wrapping_add(v.packets);
+        sum.bytes = sum.bytes.wrapping_add(v.bytes);
     }
     Ok(sum)
 }
 
+/// The interface slot map and the slot names, for labelling counters.
+pub type SlotMaps<'a> = (&'a Array<MapData, u32>, &'a Array<MapData, IfaceName>);
+
 /// Reads every known reason of every slot.
-pub fn snapshot(
-    counters: &PerCpuArray<MapData, Counter>,
-    slots: Option<(&Array<MapData, u32>, &Array<MapData, IfaceName>)>,
-) -> Result<Snapshot> {
+pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<SlotMaps<'_>>) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for slot in 0..IFACE_SLOTS {
         for monitored in [false, true] {
@@ -83,8 +84,8 @@ struct Totals {
 }
 
 fn add(t: &mut (u64, u64), c: &Cell) {
-    t.0 += c.packets;
-    t.1 += c.bytes;
+    t.0 = t.0.wrapping_add(c.packets);
+    t.1 = t.1.wrapping_add(c.bytes);
 }
 
 fn totals<'a>(cells: impl Iterator<Item = &'a Cell>) -> Totals {
@@ -118,8 +119,8 @@ fn reasons_json<'a>(cells: impl Iterator<Item = &'a Cell>) -> Value {
     for c in cells {
         let key = if c.monitored { format!("{}(would_drop)", c.reason.name()) } else { c.reason.name().to_string() };
         let e = m.entry(key).or_insert((0, 0, action(c)));
-        e.0 += c.packets;
-        e.1 += c.bytes;
+        e.0 = e.0.wrapping_add(c.packets);
+        e.1 = e.1.wrapping_add(c.bytes);
     }
     Value::Object(
         m.into_iter()

@@ -21,9 +21,23 @@ pub fn prepare(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn ensure_bpffs(root: &Path) -> Result<()> {
+pub fn ensure_bpffs(root: &Path) -> Result<()> {
     let bpf = Path::new("/sys/fs/bpf");
-    if !root.starts_with(bpf) || is_bpffs(bpf) {
+    if !root.starts_with(bpf) {
+        // Elsewhere the directory (or what exists of its path) must be on
+        // a bpffs already: pinning anywhere else fails with a bare EPERM.
+        let existing = root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+        anyhow::ensure!(
+            is_bpffs(existing),
+            "pin root {} is not on a BPF filesystem ({} is not bpffs); use a directory under /sys/fs/bpf \
+             or mount one first: mount -t bpf bpf {}",
+            root.display(),
+            existing.display(),
+            root.display()
+        );
+        return Ok(());
+    }
+    if is_bpffs(bpf) {
         return Ok(());
     }
     log::warn!("bpffs is not mounted on /sys/fs/bpf; mounting it");

@@ -47,7 +47,12 @@ impl Policy {
     /// inspection is applied by the caller where enabled). Same code as the
     /// kernel's.
     pub fn evaluate(&self, frame: &[u8]) -> Outcome {
-        let reason = match verdict::judge(frame, &self.settings, self) {
+        self.evaluate_link(frame, sipguard_common::packet::Link::Ethernet)
+    }
+
+    /// The host verdict for a packet starting with the link header `link`.
+    pub fn evaluate_link(&self, frame: &[u8], link: sipguard_common::packet::Link) -> Outcome {
+        let reason = match verdict::judge_link(frame, link, &self.settings, self) {
             Judgement::Done(r) => r,
             Judgement::Inspect(_) => Reason::PassInspected,
         };

@@ -58,20 +58,33 @@ fn verifier_error(name: &str, e: &aya::programs::ProgramError, verbose: bool) ->
     use aya::programs::ProgramError;
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
-            let log = verifier_log.to_string();
-            let lines: Vec<&str> = log.lines().collect();
-            let shown = if verbose { &lines[..] } else { &lines[lines.len().saturating_sub(20)..] };
-            anyhow!(
-                "the kernel's verifier rejected XDP program '{name}': {io_error}\n\
-                 --- verifier log ({}) ---\n{}\n---\n\
-                 This is a bug in sipguard or a kernel too old for it (needs 5.17+); \
-                 please report it with the output of `sipguard -v run`.",
-                if verbose { "complete" } else { "last 20 lines; -v prints all" },
-                shown.join("\n")
-            )
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            anyhow!("{}", verifier_message(name, &io_error.to_string(), &verifier_log.to_string(), verbose, release.trim()))
         }
         other => anyhow!("cannot load XDP program '{name}': {other}"),
     }
+}
+
+/// Lines of the verifier log shown without `-v`: the rejection is at the end.
+pub const VERIFIER_TAIL: usize = 20;
+
+/// The message for a verifier rejection: the tail of the log (all of it
+/// with `-v`), then what to do.
+pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kernel: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = if verbose { &lines[..] } else { &lines[lines.len().saturating_sub(VERIFIER_TAIL)..] };
+    let which = if verbose || shown.len() == lines.len() {
+        format!("complete, {} lines", lines.len())
+    } else {
+        format!("last {} of {} lines; `sipguard -v run` prints all", shown.len(), lines.len())
+    };
+    let body = if lines.is_empty() { "(the kernel returned no log)".to_string() } else { shown.join("\n") };
+    format!(
+        "the kernel's verifier rejected XDP program '{name}': {error}\n\
+         --- verifier log ({which}) ---\n{body}\n---\n\
+         What to do: sipguard needs Linux 5.17 or newer (this kernel: {kernel}); on an older kernel, upgrade it. \
+         On a newer one this is a bug in sipguard: please report it with the output of `sipguard -v run`."
+    )
 }
 
 pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -79,4 +92,33 @@ pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
         .ok_or_else(|| anyhow!("program '{name}' is missing from the embedded object"))?
         .try_into()
         .context("program has an unexpected type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(n: usize) -> String {
+        (1..=n).map(|i| format!("{i}: (b7) r0 = {i}\n")).collect::<String>() + "R0 !read_ok\nprocessed 42 insns\n"
+    }
+
+    #[test]
+    fn rejection_shows_the_tail_and_what_to_do() {
+        let m = verifier_message("sipguard", "Permission denied (os error 13)", &log_of(100), false, "6.18.0");
+        assert!(m.contains("rejected XDP program 'sipguard': Permission denied"), "{m}");
+        assert!(m.contains("last 20 of 102 lines; `sipguard -v run` prints all"), "{m}");
+        assert!(m.contains("R0 !read_ok\nprocessed 42 insns\n---"), "the end of the log is shown: {m}");
+        assert!(m.contains("100: (b7)") && !m.contains("\n80: (b7)"), "only the tail: {m}");
+        assert!(m.contains("What to do") && m.contains("6.18.0") && m.contains("sipguard -v run"), "{m}");
+    }
+
+    #[test]
+    fn verbose_shows_everything() {
+        let m = verifier_message("sipguard", "e", &log_of(100), true, "6.18.0");
+        assert!(m.contains("complete, 102 lines") && m.contains("\n1: (b7) r0 = 1\n"), "{m}");
+        let short = verifier_message("sipguard", "e", &log_of(3), false, "6.18.0");
+        assert!(short.contains("complete, 5 lines"), "{short}");
+        let empty = verifier_message("sipguard", "e", "", false, "6.18.0");
+        assert!(empty.contains("no log"), "{empty}");
+    }
 }

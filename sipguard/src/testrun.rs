@@ -10,7 +10,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
     Ebpf,
 };
-use sipguard_common::{counter_index, map_names, Counter, Reason, PROGRAM_NAME};
+use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, PROGRAM_NAME};
 
 use crate::{
     maps::PolicyMaps,
@@ -89,8 +89,18 @@ impl Sandbox {
 
     /// Runs one frame through the program.
     pub fn run(&mut self, frame: &[u8]) -> Result<KernelVerdict> {
+        self.run_link(frame, Link::Ethernet)
+    }
+
+    /// Runs one packet through the entry point for `link` (the raw-IP entry
+    /// point is loaded on first use, as the daemon does).
+    pub fn run_link(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
         anyhow::ensure!(self.report_reason, "Sandbox::production() cannot report reasons; use run_action");
-        let (rv, _) = self.test_run(PROGRAM_NAME, frame, 1)?;
+        let name = crate::attach::program_for(link);
+        if program::xdp_program(&mut self.ebpf, name)?.fd().is_err() {
+            program::load_program(&mut self.ebpf, name, false)?;
+        }
+        let (rv, _) = self.test_run(name, frame, 1)?;
         let reason = Reason::from_u32((rv >> 8) & 0xff).ok_or_else(|| anyhow!("kernel returned unknown reason in {rv:#x}"))?;
         Ok(KernelVerdict { action: rv & 0xff, reason, monitored: rv & (1 << 16) != 0 })
     }

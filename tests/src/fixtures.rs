@@ -5,7 +5,7 @@ use sipguard::{
     policy::Policy,
     testrun::{Sandbox, XDP_DROP, XDP_PASS},
 };
-use sipguard_common::Reason;
+use sipguard_common::{packet::Link, Reason};
 
 /// One row: a frame, what the kernel must do with it, and which counter
 /// must move by one packet of the frame's length.
@@ -22,13 +22,18 @@ pub fn row(name: impl Into<String>, frame: Vec<u8>, reason: Reason) -> Row {
 /// Runs every row; returns the failures (all rows run, so one report shows
 /// every mismatch).
 pub fn run_rows(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row]) -> Vec<String> {
+    run_rows_on(sandbox, policy, rows, Link::Ethernet)
+}
+
+/// `run_rows` for packets that start with the link header `link` says.
+pub fn run_rows_on(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row], link: Link) -> Vec<String> {
     let monitored_mode = policy.settings.monitor();
     let mut failures = Vec::new();
     for r in rows {
         let monitored = monitored_mode && r.reason.is_drop();
         let want_action = if r.reason.is_drop() && !monitored { XDP_DROP } else { XDP_PASS };
         let before: Vec<_> = all_cells(sandbox);
-        let got = match sandbox.run(&r.frame) {
+        let got = match sandbox.run_link(&r.frame, link) {
             Ok(v) => v,
             Err(e) => {
                 failures.push(format!("{}: test run failed: {e:#}", r.name));
@@ -51,7 +56,7 @@ pub fn run_rows(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row]) -> Vec<Str
             }
         }
         // The host's verdict, from the same shared code, must agree.
-        let host = policy.evaluate(&r.frame);
+        let host = policy.evaluate_link(&r.frame, link);
         if host.reason != got.reason || host.drop != (got.action == XDP_DROP) || host.monitored != got.monitored {
             failures.push(format!("{}: host verdict {:?} differs from kernel {:?}", r.name, host, got));
         }

@@ -23,6 +23,9 @@ pub enum L3 {
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub vlans: Vec<u16>,
+    /// PPPoE session header with this PPP protocol field (1 or 2 bytes)
+    /// between the VLAN tags and the IP header.
+    pub pppoe: Option<Vec<u8>>,
     pub l3: L3,
     pub l4: L4,
     pub payload: Vec<u8>,
@@ -31,6 +34,7 @@ pub struct Frame {
 pub fn v4(src: [u8; 4], dst: [u8; 4]) -> Frame {
     Frame {
         vlans: vec![],
+        pppoe: None,
         l3: L3::V4 { src, dst, options: vec![], frag: 0, id: 0x1234 },
         l4: L4::Udp { sport: 5060, dport: 5060 },
         payload: vec![],
@@ -40,6 +44,7 @@ pub fn v4(src: [u8; 4], dst: [u8; 4]) -> Frame {
 pub fn v6(src: [u8; 16], dst: [u8; 16]) -> Frame {
     Frame {
         vlans: vec![],
+        pppoe: None,
         l3: L3::V6 { src, dst, ext: vec![] },
         l4: L4::Udp { sport: 5060, dport: 5060 },
         payload: vec![],
@@ -70,6 +75,20 @@ impl Frame {
     /// Adds a VLAN tag with this TPID (0x8100 or 0x88a8), outermost first.
     pub fn vlan(mut self, tpid: u16) -> Self {
         self.vlans.push(tpid);
+        self
+    }
+    /// Wraps the IP packet in a PPPoE session frame (ethertype 0x8864) with
+    /// the PPP protocol field for its IP version.
+    pub fn pppoe(self) -> Self {
+        let proto = match self.l3 {
+            L3::V4 { .. } => vec![0x00, 0x21],
+            L3::V6 { .. } => vec![0x00, 0x57],
+        };
+        self.pppoe_proto(proto)
+    }
+    /// A PPPoE session frame with an explicit PPP protocol field.
+    pub fn pppoe_proto(mut self, proto: Vec<u8>) -> Self {
+        self.pppoe = Some(proto);
         self
     }
     /// IPv4 options (padded to a multiple of 4 with NOPs).
@@ -132,10 +151,38 @@ impl Frame {
             f.extend(tpid.to_be_bytes());
             f.extend(100u16.to_be_bytes());
         }
+        let ip = self.ip_packet(false);
+        match &self.pppoe {
+            Some(proto) => {
+                f.extend(0x8864u16.to_be_bytes());
+                f.extend([0x11, 0x00, 0x00, 0x2a]);
+                f.extend(((proto.len() + ip.len()) as u16).to_be_bytes());
+                f.extend(proto);
+            }
+            None => f.extend(match self.l3 {
+                L3::V4 { .. } => 0x0800u16,
+                L3::V6 { .. } => 0x86DD,
+            }
+            .to_be_bytes()),
+        }
+        f.extend(ip);
+        f
+    }
+
+    /// The IP packet alone, as a device without a link header (tun, ppp)
+    /// carries it. The IPv4 header checksum is filled in so the kernel's
+    /// stack accepts it when injected.
+    pub fn build_ip(&self) -> Vec<u8> {
+        self.ip_packet(true)
+    }
+
+    /// Frames keep a zero checksum (XDP does not read it, and the fuzz
+    /// seed corpus is generated from them).
+    fn ip_packet(&self, ip_checksum: bool) -> Vec<u8> {
+        let mut f = Vec::new();
         let l4 = self.l4_bytes();
         match &self.l3 {
             L3::V4 { src, dst, options, frag, id } => {
-                f.extend(0x0800u16.to_be_bytes());
                 let ihl = 20 + options.len();
                 f.push(0x40 | (ihl / 4) as u8);
                 f.push(0);
@@ -148,9 +195,12 @@ impl Frame {
                 f.extend(src);
                 f.extend(dst);
                 f.extend(options);
+                if ip_checksum {
+                    let sum = checksum(&f[..ihl]);
+                    f[10..12].copy_from_slice(&sum.to_be_bytes());
+                }
             }
             L3::V6 { src, dst, ext } => {
-                f.extend(0x86DDu16.to_be_bytes());
                 let mut exts = Vec::new();
                 for (i, (_, body)) in ext.iter().enumerate() {
                     let next = ext.get(i + 1).map(|e| e.0).unwrap_or(self.l4_proto());
@@ -181,6 +231,18 @@ impl Frame {
         f.extend(l4);
         f
     }
+}
+
+/// The Internet checksum (RFC 1071).
+pub fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in b.chunks(2) {
+        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// A raw Ethernet frame with the given ethertype and body.

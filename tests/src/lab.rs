@@ -449,8 +449,8 @@ impl Report {
         let _ = writeln!(s, "\n=== sipguard lab: {} ===", self.title);
         let _ = writeln!(
             s,
-            "{:<16} {:>9} {:>9} {:>8} {:>8}  {}",
-            "TOOL", "SENT v4/6", "REACH v4/6", "ANSWERS", "EXIT", "DROPS BY REASON (counters)"
+            "{:<16} {:>9} {:>9} {:>8} {:>8}  DROPS BY REASON (counters)",
+            "TOOL", "SENT v4/6", "REACH v4/6", "ANSWERS", "EXIT"
         );
         for t in &self.tools {
             let drops = t.drops_by_reason();
@@ -934,8 +934,7 @@ fn call_stats(path: &Path) -> Option<CallFigures> {
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next()?.split(';').collect();
     let last: Vec<&str> = lines
-        .filter(|l| !l.trim().is_empty())
-        .last()?
+        .rfind(|l| !l.trim().is_empty())?
         .split(';')
         .collect();
     let get = |name: &str| -> Option<u64> {

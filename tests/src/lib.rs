@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod fixtures;
 pub mod frames;
+pub mod hostile;
 pub mod lab;
 pub mod netns;
 pub mod sip;

@@ -79,7 +79,7 @@ fn cpu_ns_per_run(repeat: u32, f: impl FnOnce() -> Result<std::time::Duration>) 
 
 pub fn run(p: &Params) -> Result<Value> {
     let allowlist = Policy::from_config(&Config::parse(ALLOWLIST, "bench allowlist")?);
-    let inspect = Policy::from_config(&Config::embedded_default());
+    let inspect = Policy::from_config(&Config::embedded_default()?);
     let invite = payload::invite(false, 0);
 
     let mut sandboxes = vec![
