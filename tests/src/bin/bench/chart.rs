@@ -29,7 +29,7 @@ where
         .fold(0.0f64, f64::max)
         * 1.1;
     let n = rows.len() as i32;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)

@@ -45,7 +45,7 @@ pub fn random_blocklist(n: usize) -> Vec<(u32, [u8; 4])> {
     let mut seen = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let r = rng.next() as u32;
+        let r = rng.next_u64() as u32;
         let mut a = r.to_be_bytes();
         // Public-looking unicast space only, never the bench's own sources.
         if matches!(a[0], 0 | 10 | 100 | 127 | 192 | 198 | 203) || a[0] >= 224 {
