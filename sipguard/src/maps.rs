@@ -93,7 +93,9 @@ impl PolicyMaps {
         Ok(n)
     }
 
-    /// Kernel memory charged to the BLOCKED_V4 trie, in bytes.
+    /// The BLOCKED_V4 trie's memory as its fdinfo reports it, in bytes. For
+    /// LPM tries the kernel counts one node per entry; intermediate nodes
+    /// and slab rounding are not included (about 4x more in practice).
     pub fn blocked_v4_memory(&self) -> Result<u64> {
         map_memlock(self.blocked_v4.map())
     }

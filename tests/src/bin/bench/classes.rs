@@ -62,6 +62,25 @@ pub fn random_blocklist(n: usize) -> Vec<(u32, [u8; 4])> {
     out
 }
 
+/// Bytes in use in the kmalloc slab caches (where LPM trie nodes live).
+fn kmalloc_bytes() -> Option<u64> {
+    let m = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    Some(
+        m.lines()
+            .filter(|l| l.starts_with("kmalloc-"))
+            .filter_map(|l| {
+                let v: Vec<&str> = l.split_whitespace().collect();
+                Some(v.get(1)?.parse::<u64>().ok()? * v.get(3)?.parse::<u64>().ok()?)
+            })
+            .sum(),
+    )
+}
+
+fn unreclaimable_slab_kib() -> Option<u64> {
+    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
+    m.lines().find(|l| l.starts_with("SUnreclaim:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn udp_to(src: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
     v4(src, PBX).udp(5060, dport).payload(payload).build()
 }
@@ -87,9 +106,16 @@ pub fn run(p: &Params) -> Result<Value> {
         ("allowlist + 1M blocked", Sandbox::production(&allowlist)?),
     ];
     let list = random_blocklist(BLOCKED_ENTRIES);
+    let slab0 = unreclaimable_slab_kib();
+    let kmalloc0 = kmalloc_bytes();
     let t = Instant::now();
     let inserted = sandboxes[1].1.maps_mut().insert_blocked_v4(list.iter().copied())?;
     let insert_secs = t.elapsed().as_secs_f64();
+    // fdinfo's memlock counts one node per entry; the trie also allocates
+    // intermediate nodes. The machine-wide unreclaimable slab growth
+    // catches those too, plus whatever else the kernel allocated meanwhile.
+    let slab_delta = slab0.zip(unreclaimable_slab_kib()).map(|(a, b)| b.saturating_sub(a) * 1024);
+    let kmalloc_delta = kmalloc0.zip(kmalloc_bytes()).map(|(a, b)| b.saturating_sub(a));
     let memory = sandboxes[1].1.maps_mut().blocked_v4_memory()?;
     eprintln!("loaded {inserted} blocklist entries in {insert_secs:.1} s; trie memory {:.1} MiB", memory as f64 / 1048576.0);
     // A /32 and an address inside a /24, both from the random list.
@@ -226,6 +252,8 @@ pub fn run(p: &Params) -> Result<Value> {
             "entries": inserted,
             "insert_seconds": insert_secs,
             "kernel_memory_bytes": memory,
+            "slab_growth_bytes": slab_delta,
+            "kmalloc_growth_bytes": kmalloc_delta,
         },
         "missing": missing,
     }))
