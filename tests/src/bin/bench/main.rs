@@ -9,7 +9,8 @@
 //!    skb mode), iptables string match and an nftables source rule.
 //!
 //! Writes `bench.json`, `flood.json`, SVG charts and `results.md` to the
-//! output directory (default `docs/bench`; `--quick` defaults to
+//! output directory (default `docs/bench`, and then the tables in
+//! `docs/BENCHMARKS.md` are refreshed too; `--quick` defaults to
 //! `target/bench` so sanity runs never overwrite the published figures).
 //! Needs root. Not a test: performance is measured here, never asserted in
 //! `cargo test`.
@@ -114,6 +115,9 @@ fn main() -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| root.join(if args.quick { "target/bench" } else { "docs/bench" }));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let machine = report::machine();
+    // A full run with the default output refreshes the published figures
+    // in docs/BENCHMARKS.md too (between its bench markers).
+    let publish = !args.quick && args.out.is_none();
 
     let mut inspect_exists = false;
     if args.classes {
@@ -131,6 +135,9 @@ fn main() -> Result<()> {
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
         report::write_section(&out, "classes", &report::classes_table(&r))?;
+        if publish {
+            report::update_doc(&root.join("docs/BENCHMARKS.md"), "classes", &report::classes_table(&r))?;
+        }
     }
     if args.flood {
         let p = flood::Params { seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 }) };
@@ -140,6 +147,9 @@ fn main() -> Result<()> {
         std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&r)?)?;
         chart::flood(&r, &out.join("flood.svg"))?;
         report::write_section(&out, "flood", &report::flood_table(&r))?;
+        if publish {
+            report::update_doc(&root.join("docs/BENCHMARKS.md"), "flood", &report::flood_table(&r))?;
+        }
     }
     eprintln!("results in {}", out.display());
     Ok(())
