@@ -237,6 +237,7 @@ pub fn run(p: &Params) -> Result<Value> {
         .map(|(b, (label, _))| {
             json!({
                 "build": label,
+                "verifier_instructions": others[b][0].verified_instructions().ok().flatten(),
                 "classes": classes.iter().enumerate().map(|(i, c)| json!({"key": c.key, "name": c.name, "ratio": stats(&other_ratio[b][i])})).collect::<Vec<_>>(),
             })
         })

@@ -107,6 +107,11 @@ pub fn classes_table(r: &Value) -> String {
             }
             s += &format!(" {:.2}x |\n", f(c, &["ratio", "median"]));
         }
+        s += "| *verifier: instructions processed* |";
+        for b in &compare {
+            s += &format!(" {} |", b["verifier_instructions"]);
+        }
+        s += &format!(" {} |\n", r["verifier_instructions"]);
     }
     for m in r["missing"].as_array().into_iter().flatten() {
         s += &format!("\nNot measured: {}.\n", m.as_str().unwrap_or("?"));
