@@ -18,7 +18,10 @@ pub mod map_names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
-    pub const ALL: [&str; 8] = [
+    pub const LEARNED_V4: &str = "LEARNED_V4";
+    pub const LEARNED_V6: &str = "LEARNED_V6";
+    pub const LEARN_CONFIG: &str = "LEARN_CONFIG";
+    pub const ALL: [&str; 11] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
@@ -27,6 +30,9 @@ pub mod map_names {
         COUNTERS,
         IFACE_SLOTS,
         IFACE_NAMES,
+        LEARNED_V4,
+        LEARNED_V6,
+        LEARN_CONFIG,
     ];
 }
 
@@ -36,6 +42,25 @@ pub const PROGRAM_NAME: &str = "sipguard";
 /// The same filter for interfaces without an Ethernet header (tun, ppp,
 /// wireguard): under generic XDP their packets start at the IP header.
 pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
+
+/// TC egress programs that learn registrars (Ethernet and raw IP).
+pub const LEARN_PROGRAM_NAME: &str = "sipguard_learn";
+pub const LEARN_PROGRAM_NAME_RAW_IP: &str = "sipguard_learn_rawip";
+
+/// Entries of each `LEARNED_*` LRU map (addresses phones registered to).
+pub const LEARNED_ENTRIES: u32 = 4096;
+
+/// The single value of `LEARN_CONFIG`: how long a REGISTER or INVITE keeps
+/// its destination trusted; 0 turns learning off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnConfig {
+    pub ttl_ns: u64,
+}
+
+/// `LEARNED_*` value: until when (bpf_ktime_get_ns, CLOCK_MONOTONIC) the
+/// address is trusted.
+pub type LearnedExpiry = u64;
 
 /// Untrusted sources on a SIP port are dropped (allowlist only).
 pub const POLICY_DROP: u32 = 0;
@@ -129,6 +154,7 @@ mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::LearnConfig {}
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod abi;
+pub mod learn;
 pub mod packet;
 pub mod reason;
 pub mod verdict;

@@ -13,6 +13,11 @@ use crate::{
 pub trait SourceLists {
     fn blocked(&self, flow: &Flow) -> bool;
     fn trusted(&self, flow: &Flow) -> bool;
+    /// The source is a registrar learned from outbound REGISTER/INVITE and
+    /// its entry has not expired.
+    fn learned(&self, _flow: &Flow) -> bool {
+        false
+    }
 }
 
 /// The outcome of the header stage.
@@ -86,6 +91,9 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
     }
     if lists.trusted(flow) {
         return Judgement::Done(Reason::PassTrusted);
+    }
+    if lists.learned(flow) {
+        return Judgement::Done(Reason::PassLearned);
     }
     if flow.malformed {
         return Judgement::Done(Reason::DropMalformed);

@@ -2,12 +2,13 @@
 //! so userspace opens exactly these.
 
 use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray},
 };
 use sipguard_common::{
-    packet::Flow, verdict::SourceLists, Counter, IfaceName, ListValue, Settings, V4Key, V6Key,
-    COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, MAX_IFINDEX,
+    packet::Flow, verdict::SourceLists, Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings,
+    V4Key, V6Key, COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_IFINDEX,
 };
 
 #[map(name = "SETTINGS")]
@@ -35,6 +36,16 @@ pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
 #[map(name = "IFACE_NAMES")]
 pub static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(SLOTS, 0);
 
+/// Registrars learned by the TC egress program: address -> expiry (ns).
+/// LRU so a flood of outbound REGISTERs cannot fill it for good.
+#[map(name = "LEARNED_V4")]
+pub static LEARNED_V4: LruHashMap<V4Key, LearnedExpiry> = LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
+#[map(name = "LEARNED_V6")]
+pub static LEARNED_V6: LruHashMap<V6Key, LearnedExpiry> = LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
+
+#[map(name = "LEARN_CONFIG")]
+pub static LEARN_CONFIG: Array<LearnConfig> = Array::with_max_entries(1, 0);
+
 pub struct KernelLists;
 
 impl SourceLists for KernelLists {
@@ -53,6 +64,26 @@ impl SourceLists for KernelLists {
             TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
         } else {
             TRUSTED_V4.get(Key::new(32, flow.src_v4())).is_some()
+        }
+    }
+
+    /// One hash lookup and a clock read; expiry is checked here so no
+    /// daemon has to sweep for the verdict to be right.
+    #[inline(always)]
+    fn learned(&self, flow: &Flow) -> bool {
+        // SAFETY: the value is copied out at once; LRU entries may be
+        // replaced concurrently, a stale read is only one packet's verdict.
+        let expiry = unsafe {
+            if flow.ipv6 {
+                LEARNED_V6.get(flow.src).copied()
+            } else {
+                LEARNED_V4.get(flow.src_v4()).copied()
+            }
+        };
+        match expiry {
+            // SAFETY: helper without arguments.
+            Some(e) => e > unsafe { bpf_ktime_get_ns() },
+            None => false,
         }
     }
 }

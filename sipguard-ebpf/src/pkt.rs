@@ -18,6 +18,12 @@ impl Pkt {
         Pkt { start: ctx.data(), end: ctx.data_end() }
     }
 
+    /// Packet memory of a TC program (`skb->data` .. `skb->data_end`).
+    #[inline(always)]
+    pub fn from_range(start: usize, end: usize) -> Self {
+        Pkt { start, end }
+    }
+
     #[inline(always)]
     pub fn frame_len(&self) -> usize {
         self.end - self.start

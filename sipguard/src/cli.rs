@@ -45,6 +45,12 @@ pub enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Trusted sources in force: static and resolved entries, and learned
+    /// registrars with the time they have left.
+    Trusted {
+        #[arg(long)]
+        json: bool,
+    },
     /// Counters per interface and reason, read from the pinned maps.
     Stats {
         #[arg(long)]
@@ -103,6 +109,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ConfigSource::Embedded => println!("no config file: the embedded default policy applies"),
             }
             print!("{}", policy.describe(&cfg));
+            let names = cfg.trusted_names();
+            if !names.is_empty() {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                print!("{}", rt.block_on(crate::names::describe(&cfg.dns, &names)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trusted { json } => {
+            let dir = pins::versioned_dir(&cli.pin_root);
+            print!("{}", crate::learn::trusted_report(&dir, json)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json, watch } => {
@@ -110,9 +126,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             loop {
                 let snap = metrics::snapshot_pinned(&dir)?;
                 if json {
-                    println!("{}", snap.to_json());
+                    let mut v = snap.to_json();
+                    if let (Some(o), Some(l)) = (v.as_object_mut(), crate::learn::summary_json(&dir)) {
+                        o.insert("learned".into(), l);
+                    }
+                    println!("{v}");
                 } else {
                     print!("{}", snap.to_table());
+                    if let Some(l) = crate::learn::summary_json(&dir) {
+                        println!("learned registrars: {} active, {} expired", l["active"], l["expired"]);
+                    }
                 }
                 match watch {
                     Some(secs) if secs > 0.0 => {

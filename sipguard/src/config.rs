@@ -30,12 +30,153 @@ pub struct Config {
     /// Destination ports (UDP and TCP) that carry SIP.
     #[serde(default = "default_ports", deserialize_with = "list")]
     pub sip_ports: Vec<PortRange>,
-    /// Sources that may always send SIP (provider proxies, own PBX).
+    /// Sources that may always send SIP (provider proxies, own PBX):
+    /// addresses, CIDRs or DNS names (resolved and refreshed, see `dns`).
     #[serde(default, deserialize_with = "list")]
-    pub trusted: Vec<Cidr>,
+    pub trusted: Vec<Trusted>,
     /// Sources whose SIP is always dropped.
     #[serde(default, deserialize_with = "list")]
     pub blocked: Vec<Cidr>,
+    /// How the names in `trusted` are resolved.
+    #[serde(default)]
+    pub dns: DnsSettings,
+    /// Trust the destinations of outbound REGISTER/INVITE for a while.
+    #[serde(default)]
+    pub learn_registrars: LearnRegistrars,
+}
+
+/// `learn_registrars:` (opt-in): a TC egress program trusts the address a
+/// phone behind the router sends REGISTER or INVITE to, for `ttl` seconds
+/// after each such request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnRegistrars {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_learn_ttl")]
+    pub ttl: u32,
+}
+
+fn default_learn_ttl() -> u32 {
+    3600
+}
+
+impl Default for LearnRegistrars {
+    fn default() -> Self {
+        LearnRegistrars { enabled: false, ttl: default_learn_ttl() }
+    }
+}
+
+/// `dns:`: where trusted names are resolved and how often they are asked
+/// again. TTLs are clamped to `[min_ttl, max_ttl]` seconds so a zero TTL
+/// cannot make the daemon hammer its resolver and a day-long one cannot
+/// keep a moved provider out for a day.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    /// Name servers as "IP:port" (or a bare IP for port 53). Empty: the
+    /// system's /etc/resolv.conf.
+    #[serde(default, deserialize_with = "list")]
+    pub servers: Vec<DnsServer>,
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl: u32,
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+}
+
+fn default_min_ttl() -> u32 {
+    30
+}
+fn default_max_ttl() -> u32 {
+    3600
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings { servers: Vec::new(), min_ttl: default_min_ttl(), max_ttl: default_max_ttl() }
+    }
+}
+
+/// A name server address; port 53 when none is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsServer(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for DnsServer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(sa) = s.trim().parse::<std::net::SocketAddr>() {
+            return Ok(DnsServer(sa));
+        }
+        s.trim()
+            .parse::<IpAddr>()
+            .map(|ip| DnsServer(std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| de::Error::custom(format_args!("'{s}' is not a name server address (\"192.0.2.53:53\", \"[2001:db8::53]:53\")")))
+    }
+}
+
+/// One `trusted:` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Trusted {
+    Net(Cidr),
+    /// A DNS name, lower case, without a final dot.
+    Name(String),
+}
+
+impl fmt::Display for Trusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trusted::Net(c) => c.fmt(f),
+            Trusted::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A host name as RFC 1123 allows it, with at least one dot-free label
+/// that is not all digits at the end (so `300.1.2.3` stays a bad address).
+fn host_name(s: &str) -> Option<String> {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    if s.is_empty() || s.len() > 253 {
+        return None;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    for l in &labels {
+        let ok = !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return None;
+        }
+    }
+    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    Some(s.to_ascii_lowercase())
+}
+
+impl<'de> Deserialize<'de> for Trusted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Trusted;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an IPv4/IPv6 address, a CIDR or a DNS name as a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Trusted, E> {
+                let t = s.trim();
+                let looks_numeric = t.contains([':', '/']) || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                if !looks_numeric {
+                    if let Some(n) = host_name(t) {
+                        return Ok(Trusted::Name(n));
+                    }
+                    return Err(E::custom(format_args!("'{t}' is not an IPv4/IPv6 address, a CIDR or a DNS name")));
+                }
+                s.parse().map(Trusted::Net).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 fn default_ports() -> Vec<PortRange> {
@@ -352,10 +493,24 @@ impl Config {
                 format!("at most {} interfaces are supported", sipguard_common::IFACE_SLOTS - 1),
             ));
         }
+        if self.dns.min_ttl == 0 || self.dns.min_ttl > self.dns.max_ttl {
+            return Err(err(
+                "dns",
+                "min_ttl",
+                format!("min_ttl must be at least 1 and at most max_ttl ({})", self.dns.max_ttl),
+            ));
+        }
+        if self.learn_registrars.ttl == 0 || self.learn_registrars.ttl > 7 * 86400 {
+            return Err(err(
+                "learn_registrars",
+                "ttl",
+                "ttl must be between 1 and 604800 seconds (a week)".into(),
+            ));
+        }
         if self.sip_ports.is_empty() {
             return Err(err("sip_ports", "sip_ports", "must list at least one port".into()));
         }
-        for t in &self.trusted {
+        for t in self.trusted_nets() {
             if let Some(b) = self.blocked.iter().find(|b| b.0.contains(&t.0) || t.0.contains(&b.0)) {
                 return Err(err(
                     "blocked",
@@ -367,6 +522,27 @@ impl Config {
         Ok(())
     }
 
+    /// The address and CIDR entries of `trusted`.
+    pub fn trusted_nets(&self) -> impl Iterator<Item = &Cidr> {
+        self.trusted.iter().filter_map(|t| match t {
+            Trusted::Net(c) => Some(c),
+            Trusted::Name(_) => None,
+        })
+    }
+
+    /// The DNS names of `trusted`, each once, in config order.
+    pub fn trusted_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for t in &self.trusted {
+            if let Trusted::Name(n) = t {
+                if !v.contains(n) {
+                    v.push(n.clone());
+                }
+            }
+        }
+        v
+    }
+
     /// The embedded default policy (tested to parse; an error here is a
     /// build bug, reported like any config error rather than a panic).
     pub fn embedded_default() -> Result<Config, ConfigError> {
@@ -375,7 +551,8 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 7] = ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked"];
+const FIELDS: [&str; 9] =
+    ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns", "learn_registrars"];
 
 /// Turns a serde_yaml error into (line, message) where the message starts
 /// with the field it is about whenever the line tells which one that is.
@@ -545,6 +722,33 @@ mod tests {
         expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
         expect_err("", None, "empty");
         expect_err("   \n# only a comment\n", None, "empty");
+    }
+
+    #[test]
+    fn trusted_names_and_dns() {
+        let c = parse(
+            "trusted: [192.0.2.1, SIP.Provider.example., sip.provider.example, \"2001:db8::/32\", pbx]\n\
+             dns: {servers: [\"192.0.2.53:5353\", \"2001:db8::53\"], min_ttl: 1}\n",
+        )
+        .unwrap();
+        assert_eq!(c.trusted_names(), vec!["sip.provider.example", "pbx"]);
+        assert_eq!(c.trusted_nets().count(), 2);
+        assert_eq!(c.dns.servers[0].0, "192.0.2.53:5353".parse().unwrap());
+        assert_eq!(c.dns.servers[1].0, "[2001:db8::53]:53".parse().unwrap());
+        assert_eq!((c.dns.min_ttl, c.dns.max_ttl), (1, 3600));
+        assert_eq!(parse("trusted: [a.b]\n").unwrap().dns, DnsSettings::default());
+        expect_err("trusted:\n  - sip provider.example\n", Some(2), "'sip provider.example' is not an IPv4/IPv6 address, a CIDR or a DNS name");
+        expect_err("trusted:\n  - -bad.example\n", Some(2), "trusted[0]");
+        expect_err("trusted: [a..b]\n", Some(1), "not an IPv4/IPv6 address, a CIDR or a DNS name");
+        expect_err("trusted: [1.2.3.4.5]\n", Some(1), "not an IPv4/IPv6 address or CIDR");
+        expect_err("dns:\n  servers: [\"nowhere\"]\n", Some(2), "'nowhere' is not a name server address");
+        expect_err("dns:\n  min_ttl: 0\n", Some(2), "dns: min_ttl must be at least 1");
+        expect_err("dns:\n  retries: 3\n", Some(2), "unknown field `retries`");
+        let c = parse("learn_registrars: {enabled: true, ttl: 2}\n").unwrap();
+        assert_eq!(c.learn_registrars, LearnRegistrars { enabled: true, ttl: 2 });
+        assert_eq!(parse("learn_registrars: {}\n").unwrap().learn_registrars, LearnRegistrars::default());
+        expect_err("learn_registrars:\n  ttl: 0\n", Some(2), "learn_registrars: ttl must be between");
+        expect_err("learn_registrars:\n  enable: true\n", Some(2), "unknown field `enable`");
     }
 
     #[test]

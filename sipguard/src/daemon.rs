@@ -55,6 +55,10 @@ struct Daemon {
     maps: PolicyMaps,
     attached: Vec<Attached>,
     pin_root: PathBuf,
+    /// Trusted DNS names: last good addresses and the refresh task.
+    dns: DnsNames,
+    /// TC egress programs learning registrars (when enabled).
+    learner: crate::learn::Learner,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -64,12 +68,12 @@ fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
 }
 
 impl Daemon {
-    fn start(opts: &RunOptions, cfg: &Config) -> Result<Daemon> {
+    fn start(opts: &RunOptions, cfg: &Config, dns: DnsNames) -> Result<Daemon> {
         let ifaces = interfaces(cfg, &opts.ifaces)?;
         for i in &ifaces {
             ifindex(i)?;
         }
-        let policy = Policy::from_config(cfg);
+        let policy = Policy::from_config(cfg).with_names(&dns.state);
         let pin_dir = pins::prepare(&opts.pin_root)?;
         // A daemon killed without cleanup leaves pins; they are replaced.
         for name in map_names::ALL {
@@ -88,7 +92,15 @@ impl Daemon {
         }
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         maps.apply(&policy)?;
-        let mut d = Daemon { ebpf, maps, attached: Vec::new(), pin_root: opts.pin_root.clone() };
+        crate::learn::set_ttl(&mut ebpf, crate::learn::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl))?;
+        let mut d = Daemon {
+            ebpf,
+            maps,
+            attached: Vec::new(),
+            pin_root: opts.pin_root.clone(),
+            dns,
+            learner: Default::default(),
+        };
         for name in &ifaces {
             d.attach(name, cfg)?;
         }
@@ -109,6 +121,9 @@ impl Daemon {
         let (link, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
         let what = if program == PROGRAM_NAME { "" } else { " (no Ethernet header: raw IP entry point)" };
         log::info!("attached to {name} (ifindex {idx}) in {} mode{what}", mode.as_str());
+        if cfg.learn_registrars.enabled {
+            self.learner.attach(&mut self.ebpf, name, l2)?;
+        }
         self.attached.push(Attached { name: name.to_string(), ifindex: idx, link, program });
         Ok(())
     }
@@ -119,7 +134,8 @@ impl Daemon {
         for i in &wanted {
             ifindex(i)?;
         }
-        let policy = Policy::from_config(&cfg);
+        self.dns.reconfigure(&cfg)?;
+        let policy = Policy::from_config(&cfg).with_names(&self.dns.state);
         self.maps.apply(&policy)?;
         // Interfaces added or removed from the config.
         let mut i = 0;
@@ -129,6 +145,7 @@ impl Daemon {
                 continue;
             }
             let a = self.attached.remove(i);
+            self.learner.detach(&mut self.ebpf, &a.name);
             let prog = program::xdp_program(&mut self.ebpf, a.program)?;
             prog.detach(a.link)?;
             self.maps.set_iface_slot(a.ifindex, 0, &a.name)?;
@@ -139,10 +156,42 @@ impl Daemon {
                 self.attach(name, &cfg)?;
             }
         }
+        self.reload_learning(&cfg)?;
+        Ok(())
+    }
+
+    /// A trusted name resolved to a new set of addresses: the same apply
+    /// as a reload, from the last good config, so the two never race (both
+    /// run on the main loop).
+    fn dns_update(&mut self, u: crate::names::Update) -> Result<()> {
+        if let Some(policy) = self.dns.update(u) {
+            self.maps.apply(&policy)?;
+        }
+        Ok(())
+    }
+
+    /// Learning switched on or off (or its TTL changed) by a reload.
+    /// Entries already learned keep their expiry; turned off, the TTL 0
+    /// stops new ones and the programs are detached.
+    fn reload_learning(&mut self, cfg: &Config) -> Result<()> {
+        let l = cfg.learn_registrars;
+        crate::learn::set_ttl(&mut self.ebpf, crate::learn::ttl_ns(l.enabled, l.ttl))?;
+        if l.enabled {
+            let names: Vec<String> = self.attached.iter().map(|a| a.name.clone()).collect();
+            for n in names {
+                if !self.learner.is_attached(&n) {
+                    self.learner.attach(&mut self.ebpf, &n, attach::link_of(&n)?)?;
+                }
+            }
+        } else {
+            self.learner.detach_all(&mut self.ebpf);
+        }
         Ok(())
     }
 
     fn stop(mut self) {
+        self.dns.stop();
+        self.learner.detach_all(&mut self.ebpf);
         for a in self.attached.drain(..) {
             if let Ok(prog) = program::xdp_program(&mut self.ebpf, a.program) {
                 if let Err(e) = prog.detach(a.link) {
@@ -165,7 +214,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     crate::preflight::check(&opts.pin_root)?;
-    let mut daemon = match Daemon::start(&opts, &cfg) {
+    let (dns, mut dns_rx) = DnsNames::start(&cfg).await?;
+    let mut daemon = match Daemon::start(&opts, &cfg, dns) {
         Ok(d) => d,
         Err(e) => {
             pins::remove(&opts.pin_root);
@@ -179,10 +229,77 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 Ok(()) => log::info!("policy reloaded"),
                 Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
             },
+            Some(u) = dns_rx.recv() => {
+                if let Err(e) = daemon.dns_update(u) {
+                    log::error!("applying new addresses of a trusted name failed: {e:#}");
+                }
+            }
             _ = term.recv() => { log::info!("SIGTERM: detaching"); break; }
             _ = int.recv() => { log::info!("SIGINT: detaching"); break; }
         }
     }
     daemon.stop();
     Ok(())
+}
+
+/// The daemon's side of trusted DNS names: the config they came from, the
+/// last good addresses per name and the refresh task, restarted when a
+/// reload changes the names or the `dns` settings.
+struct DnsNames {
+    cfg: Config,
+    state: crate::names::NameState,
+    task: Option<tokio::task::JoinHandle<()>>,
+    tx: tokio::sync::mpsc::Sender<crate::names::Update>,
+}
+
+impl DnsNames {
+    async fn start(cfg: &Config) -> Result<(DnsNames, tokio::sync::mpsc::Receiver<crate::names::Update>)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut d = DnsNames { cfg: cfg.clone(), state: Default::default(), task: None, tx };
+        let names = cfg.trusted_names();
+        if !names.is_empty() {
+            let r = crate::names::resolver(&cfg.dns)?;
+            let next = crate::names::resolve_all(&r, &names, &cfg.dns, &mut d.state).await;
+            d.task = Some(tokio::spawn(crate::names::refresh_task(r, cfg.dns.clone(), d.state.clone(), next, d.tx.clone())));
+        }
+        Ok((d, rx))
+    }
+
+    /// After a reload: forget names no longer configured; when the names or
+    /// the resolver settings changed, restart the refresh task, which asks
+    /// for every name at once (new names are trusted as soon as they
+    /// resolve; kept names keep their addresses meanwhile).
+    fn reconfigure(&mut self, cfg: &Config) -> Result<()> {
+        let names = cfg.trusted_names();
+        let changed = names != self.cfg.trusted_names() || cfg.dns != self.cfg.dns;
+        self.state.retain(&names);
+        if changed {
+            self.stop();
+            if !names.is_empty() {
+                let r = crate::names::resolver(&cfg.dns)?;
+                let now = tokio::time::Instant::now();
+                let next = names.iter().map(|n| (n.clone(), now)).collect();
+                self.task = Some(tokio::spawn(crate::names::refresh_task(r, cfg.dns.clone(), self.state.clone(), next, self.tx.clone())));
+            }
+        }
+        self.cfg = cfg.clone();
+        Ok(())
+    }
+
+    /// Records new addresses for a name; returns the policy to apply.
+    fn update(&mut self, u: crate::names::Update) -> Option<Policy> {
+        if !self.cfg.trusted_names().contains(&u.name) || self.state.addrs.get(&u.name) == Some(&u.addrs) {
+            return None;
+        }
+        let list: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();
+        log::info!("dns: {} changed; trusted now [{}]", u.name, list.join(", "));
+        self.state.addrs.insert(u.name, u.addrs);
+        Some(Policy::from_config(&self.cfg).with_names(&self.state))
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }

@@ -34,13 +34,22 @@ impl Policy {
                 settings.set_sip_port(p);
             }
         }
-        let mut trusted: Vec<IpNet> = cfg.trusted.iter().map(|c| c.0).collect();
+        let mut trusted: Vec<IpNet> = cfg.trusted_nets().map(|c| c.0).collect();
         let mut blocked: Vec<IpNet> = cfg.blocked.iter().map(|c| c.0).collect();
         trusted.sort();
         trusted.dedup();
         blocked.sort();
         blocked.dedup();
         Policy { settings, trusted, blocked }
+    }
+
+    /// Adds the addresses trusted DNS names currently resolve to (host
+    /// routes), keeping the list sorted and unique like the static part.
+    pub fn with_names(mut self, names: &crate::names::NameState) -> Policy {
+        self.trusted.extend(names.all().map(IpNet::from));
+        self.trusted.sort();
+        self.trusted.dedup();
+        self
     }
 
     /// The verdict the host computes for a frame (headers stage; SIP

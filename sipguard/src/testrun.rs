@@ -130,6 +130,68 @@ impl Sandbox {
         Ok(prog.info()?.verified_instruction_count())
     }
 
+    /// Puts a learned registrar with an absolute expiry (CLOCK_MONOTONIC
+    /// ns, see [`crate::learn::monotonic_ns`]) into the sandbox's maps.
+    pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
+        use aya::maps::HashMap;
+        match addr {
+            std::net::IpAddr::V4(a) => {
+                let m = self.ebpf.map_mut(map_names::LEARNED_V4).ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
+                let mut h: HashMap<&mut MapData, [u8; 4], u64> = HashMap::try_from(m)?;
+                h.insert(a.octets(), expiry_ns, 0)?;
+            }
+            std::net::IpAddr::V6(a) => {
+                let m = self.ebpf.map_mut(map_names::LEARNED_V6).ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
+                let mut h: HashMap<&mut MapData, [u8; 16], u64> = HashMap::try_from(m)?;
+                h.insert(a.octets(), expiry_ns, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The learned entries (address, expiry ns) in the sandbox's maps.
+    pub fn learned(&self) -> Result<Vec<(std::net::IpAddr, u64)>> {
+        use aya::maps::HashMap;
+        let mut out = Vec::new();
+        let m = self.ebpf.map(map_names::LEARNED_V4).ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
+        let h: HashMap<&MapData, [u8; 4], u64> = HashMap::try_from(m)?;
+        for kv in h.iter() {
+            let (k, v) = kv?;
+            out.push((std::net::IpAddr::from(k), v));
+        }
+        let m = self.ebpf.map(map_names::LEARNED_V6).ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
+        let h: HashMap<&MapData, [u8; 16], u64> = HashMap::try_from(m)?;
+        for kv in h.iter() {
+            let (k, v) = kv?;
+            out.push((std::net::IpAddr::from(k), v));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Sets the learning TTL (0: off), as the daemon does from the config.
+    pub fn set_learn_ttl(&mut self, ttl_ns: u64) -> Result<()> {
+        crate::learn::set_ttl(&mut self.ebpf, ttl_ns)
+    }
+
+    /// Runs one Ethernet frame through the TC egress learner; returns its
+    /// TC action (always TC_ACT_OK = 0).
+    pub fn run_learner(&mut self, frame: &[u8]) -> Result<u32> {
+        let name = sipguard_common::LEARN_PROGRAM_NAME;
+        let prog: &mut aya::programs::SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()?;
+        }
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() })
+            .with_context(|| format!("BPF_PROG_TEST_RUN of {name} on a {}-byte frame", frame.len()))?;
+        Ok(r.return_value)
+    }
+
     /// Counter of (slot 0, mode, reason): BPF_PROG_TEST_RUN's ifindex has
     /// no slot.
     pub fn counter(&self, reason: Reason, monitored: bool) -> Result<Counter> {
