@@ -53,7 +53,7 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
             let want = match stop {
                 Stop::NotIp => Reason::PassNotIp,
                 Stop::NotUdpTcp => Reason::PassNotUdpTcp,
-                Stop::LaterFragment => Reason::PassFragment,
+                Stop::LaterFragment(_) => Reason::PassFragment,
                 Stop::Unparsed => Reason::PassUnparsed,
             };
             assert_eq!(r, want, "parse stopped with {stop:?}");

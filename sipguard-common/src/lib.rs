@@ -13,6 +13,7 @@
 
 pub mod abi;
 pub mod learn;
+pub mod ops;
 pub mod packet;
 pub mod reason;
 pub mod verdict;

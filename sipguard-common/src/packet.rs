@@ -74,12 +74,16 @@ pub enum Stop {
     NotIp,
     /// IP protocol is neither UDP nor TCP.
     NotUdpTcp,
-    /// A non-first IP fragment: there is no L4 header in it.
-    LaterFragment,
+    /// A non-first IP fragment: there is no L4 header in it. Carries the
+    /// datagram it belongs to, so the kernel can match it with its first
+    /// fragment.
+    LaterFragment(FragKey),
     /// The frame ends inside a header, a header field is impossible, or a
     /// header chain is deeper than the bound: the ports are unknown.
     Unparsed,
 }
+
+use crate::ops::FragKey;
 
 /// What the verdict logic needs to know about a UDP/TCP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +104,11 @@ pub struct Flow {
     /// than 8, IP total length larger than the frame). The ports were still
     /// readable, so the packet is judged as SIP-port traffic.
     pub malformed: bool,
+    /// First fragment of a fragmented datagram (more fragments follow).
+    pub first_fragment: bool,
+    /// IP identification (IPv4) or fragment header id (IPv6); 0 when the
+    /// packet is not fragmented.
+    pub frag_id: u32,
 }
 
 impl Flow {
@@ -236,8 +245,12 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     }
     let frag = u16::from_be_bytes([h[6], h[7]]);
     let first_fragment = frag & 0x2000 != 0;
+    let frag_id = u16::from_be_bytes([h[4], h[5]]) as u32;
     if frag & 0x1fff != 0 {
-        return Err(Stop::LaterFragment);
+        let mut k = FragKey { src: [0; 16], dst: [0; 16], id: frag_id, family: 4 };
+        k.src[..4].copy_from_slice(&h[12..16]);
+        k.dst[..4].copy_from_slice(&h[16..20]);
+        return Err(Stop::LaterFragment(k));
     }
     let proto = h[9];
     if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
@@ -253,7 +266,9 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     // kernel's reads stop at 16 KiB, so a probe would call a big frame
     // truncated on the kernel side only.
     let truncated = off + total > pkt.len();
-    parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)
+    let mut flow = parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)?;
+    flow.frag_id = if first_fragment { frag_id } else { 0 };
+    Ok(flow)
 }
 
 #[inline(always)]
@@ -271,6 +286,7 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     let start = off + 40;
     let mut l4 = start;
     let mut first_fragment = false;
+    let mut frag_id = 0u32;
     let mut i = 0;
     while i < MAX_IPV6_EXT {
         match next {
@@ -285,10 +301,11 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
                 l4 += (e[1] as usize + 2) * 4;
             }
             IPPROTO_FRAGMENT => {
-                let e: [u8; 4] = pkt.read(l4).ok_or(Stop::Unparsed)?;
+                let e: [u8; 8] = pkt.read(l4).ok_or(Stop::Unparsed)?;
                 let fo = u16::from_be_bytes([e[2], e[3]]);
+                frag_id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
                 if fo & 0xfff8 != 0 {
-                    return Err(Stop::LaterFragment);
+                    return Err(Stop::LaterFragment(FragKey { src, dst, id: frag_id, family: 6 }));
                 }
                 first_fragment = fo & 1 != 0;
                 next = e[0];
@@ -311,7 +328,9 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         return Err(Stop::Unparsed);
     }
     let truncated = start + payload > pkt.len();
-    parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)
+    let mut flow = parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)?;
+    flow.frag_id = if first_fragment { frag_id } else { 0 };
+    Ok(flow)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -338,6 +357,8 @@ fn parse_l4<B: Bytes + ?Sized>(
         payload_off: 0,
         payload_len: 0,
         malformed: ip_truncated,
+        first_fragment,
+        frag_id: 0,
     };
     if proto == IPPROTO_UDP {
         let u: [u8; 8] = pkt.read(l4).ok_or(Stop::Unparsed)?;
@@ -483,7 +504,15 @@ mod tests {
         let mut f = ipv4_udp(b"x", 5060);
         f[20] = 0x00;
         f[21] = 0x10; // offset 16 * 8
-        assert_eq!(parse(&f[..]), Err(Stop::LaterFragment));
+        match parse(&f[..]) {
+            Err(Stop::LaterFragment(k)) => {
+                assert_eq!(k.family, 4);
+                assert_eq!(k.id, u16::from_be_bytes([f[18], f[19]]) as u32);
+                assert_eq!(k.src[..4], f[26..30]);
+                assert_eq!(k.dst[..4], f[30..34]);
+            }
+            other => panic!("{other:?}"),
+        }
         let mut f = ipv4_udp(b"x", 5060);
         f[23] = 1; // ICMP
         assert_eq!(parse(&f[..]), Err(Stop::NotUdpTcp));

@@ -18,6 +18,12 @@ pub trait SourceLists {
     fn learned(&self, _flow: &Flow) -> bool {
         false
     }
+
+    /// Automatically or manually banned (kernel state; the host has none).
+    #[inline(always)]
+    fn banned(&self, _flow: &Flow) -> bool {
+        false
+    }
 }
 
 /// The outcome of the header stage.
@@ -44,33 +50,64 @@ pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
     settings: &Settings,
     lists: &L,
 ) -> Judgement {
-    // Most traffic on a WAN link is not SIP: settle untagged IPv4 before
-    // the full parse (quick_l4 answers only where parse would agree).
+    match quick_step(pkt, link, settings) {
+        Quick::NotSipPort => Judgement::Done(Reason::PassNotSipPort),
+        q => match parse_after(pkt, link, q) {
+            Ok(flow) => judge_flow(&flow, settings, lists),
+            Err(stop) => Judgement::Done(stop_reason(&stop)),
+        },
+    }
+}
+
+/// What the quick look at a packet found (see [`quick_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// Settled: UDP/TCP to a port outside the SIP set.
+    NotSipPort,
+    /// Untagged IPv4 UDP/TCP to a SIP port: the full parse may start at
+    /// the IPv4 header.
+    Ipv4,
+    /// Anything else: the full parse decides.
+    Unknown,
+}
+
+/// Step 1 before the full parse, shared by the host ([`judge_link`]) and the
+/// XDP program. Most traffic on a WAN link is not SIP: untagged IPv4 is
+/// read with [`packet::quick_l4`], which answers only where the full parse
+/// would agree.
+#[inline(always)]
+pub fn quick_step<B: Bytes + ?Sized>(pkt: &B, link: Link, settings: &Settings) -> Quick {
     let quick = match link {
         Link::Ethernet => packet::quick_l4(pkt),
         Link::RawIp => None,
     };
-    let parsed = match quick {
-        Some((proto, dport)) => {
-            if !is_sip_traffic(settings, proto, dport) {
-                return Judgement::Done(Reason::PassNotSipPort);
-            }
-            packet::parse_after_quick(pkt)
-        }
-        None => packet::parse_link(pkt, link),
-    };
-    let flow = match parsed {
-        Ok(flow) => flow,
-        Err(stop) => {
-            return Judgement::Done(match stop {
-                Stop::NotIp => Reason::PassNotIp,
-                Stop::NotUdpTcp => Reason::PassNotUdpTcp,
-                Stop::LaterFragment => Reason::PassFragment,
-                Stop::Unparsed => Reason::PassUnparsed,
-            })
-        }
-    };
-    judge_flow(&flow, settings, lists)
+    match quick {
+        Some((proto, dport)) if !is_sip_traffic(settings, proto, dport) => Quick::NotSipPort,
+        Some(_) => Quick::Ipv4,
+        None => Quick::Unknown,
+    }
+}
+
+/// The full parse after [`quick_step`] (not called for `NotSipPort`).
+#[inline(always)]
+pub fn parse_after<B: Bytes + ?Sized>(pkt: &B, link: Link, quick: Quick) -> Result<Flow, Stop> {
+    match quick {
+        Quick::Ipv4 => packet::parse_after_quick(pkt),
+        _ => packet::parse_link(pkt, link),
+    }
+}
+
+/// The reason for a packet whose parsing stopped early. Later fragments
+/// pass here; the kernel's fragment tracking may turn them into
+/// `DropFragment` (state the host does not have).
+#[inline(always)]
+pub fn stop_reason(stop: &Stop) -> Reason {
+    match stop {
+        Stop::NotIp => Reason::PassNotIp,
+        Stop::NotUdpTcp => Reason::PassNotUdpTcp,
+        Stop::LaterFragment(_) => Reason::PassFragment,
+        Stop::Unparsed => Reason::PassUnparsed,
+    }
 }
 
 /// Step 1: does this UDP/TCP packet go to a SIP port? The one place that
@@ -88,6 +125,9 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
     }
     if lists.blocked(flow) {
         return Judgement::Done(Reason::DropBlocked);
+    }
+    if lists.banned(flow) {
+        return Judgement::Done(Reason::DropBanned);
     }
     if lists.trusted(flow) {
         return Judgement::Done(Reason::PassTrusted);

@@ -4,6 +4,9 @@
 #![no_std]
 #![no_main]
 
+mod bans;
+mod events;
+mod frags;
 mod learn;
 mod maps;
 mod pkt;
@@ -11,8 +14,9 @@ mod pkt;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use sipguard_common::{
     counter_index,
-    packet::Link,
-    verdict::{judge_link, outcome, Judgement, Outcome},
+    ops::SipEventInfo,
+    packet::{self, Link, Stop},
+    verdict::{judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement, Outcome, Quick},
     Reason, MAX_IFINDEX,
 };
 
@@ -44,14 +48,33 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let pkt = Pkt::new(ctx);
-    let reason = match judge_link(&pkt, link, settings, &KernelLists) {
+    let quick = quick_step(&pkt, link, settings);
+    if quick == Quick::NotSipPort {
+        return finish(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
+    }
+    let parsed = parse_after(&pkt, link, quick);
+    let judgement = match &parsed {
+        Ok(flow) => judge_flow(flow, settings, &KernelLists),
+        Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
+        Err(stop) => Judgement::Done(stop_reason(stop)),
+    };
+    let reason = match judgement {
         Judgement::Done(reason) => reason,
         // The SIP inspector is not in this build yet: untrusted UDP under
         // `inspect` passes, counted as such.
         Judgement::Inspect(_) => Reason::PassInspected,
     };
     let out = outcome(reason, settings);
-    count(ctx, &pkt, &out);
+    if reason.is_drop() {
+        on_drop(ctx, &parsed, &out, &SipEventInfo::NONE);
+    }
+    finish(ctx, &pkt, out)
+}
+
+/// Counts the outcome and returns its action.
+#[inline(always)]
+fn finish(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
+    count(ctx, pkt, &out);
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {
@@ -64,6 +87,25 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
 #[xdp]
 pub fn empty_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Events, ban counting and fragment memory for a dropped (or would-drop)
+/// packet. The SIP inspector passes what it learned in `sip`.
+#[inline(always)]
+fn on_drop(ctx: &XdpContext, parsed: &Result<packet::Flow, Stop>, out: &Outcome, sip: &SipEventInfo) {
+    let Some(ops) = events::OPS.get(0) else { return };
+    if ops.flags == 0 {
+        return;
+    }
+    let Some(a) = events::addrs(parsed) else { return };
+    let t = events::now();
+    if let Ok(flow) = parsed {
+        frags::remember(ops, flow, t);
+    }
+    bans::note_drop(ops, &a, out.reason, t);
+    if ops.flags & sipguard_common::ops::OPS_EVENTS != 0 {
+        events::emit(ctx, ops, &a, out, sip, t);
+    }
 }
 
 #[inline(always)]

@@ -86,4 +86,9 @@ impl SourceLists for KernelLists {
             None => false,
         }
     }
+
+    #[inline(always)]
+    fn banned(&self, flow: &Flow) -> bool {
+        crate::bans::banned(flow)
+    }
 }

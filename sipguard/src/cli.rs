@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     config::{self, Config},
     daemon::{self, ConfigSource, RunOptions},
-    metrics, pins,
+    events, metrics, ops, pins,
     policy::Policy,
 };
 
@@ -39,6 +39,12 @@ pub enum Command {
         /// Interface to attach to (repeatable); overrides the config.
         #[arg(long = "iface", short = 'i')]
         ifaces: Vec<String>,
+        /// Log drop events as JSON lines on stdout (overrides events.log).
+        #[arg(long)]
+        json_events: bool,
+        /// Events socket path (overrides events.socket).
+        #[arg(long, env = "SIPGUARD_EVENTS_SOCKET")]
+        events_socket: Option<PathBuf>,
     },
     /// Validate a config and print the effective policy (exit 2 if invalid).
     Check {
@@ -58,6 +64,35 @@ pub enum Command {
         /// Print again every SECONDS (default 1).
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
         watch: Option<f64>,
+    },
+    /// Follow drop events live (from the running daemon's socket).
+    Events {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "SIPGUARD_EVENTS_SOCKET", default_value = config::DEFAULT_EVENTS_SOCKET)]
+        socket: PathBuf,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Ban a source (IPv6: its configured prefix, /64 by default).
+    Ban {
+        addr: std::net::IpAddr,
+        /// How long (500ms, 30s, 10m, 2h, 1d); without it, until unbanned.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<config::Dur>,
+    },
+    /// Lift a ban.
+    Unban { addr: std::net::IpAddr },
+    /// List the bans in force.
+    Bans {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach the filter and remove its pins (all interfaces, or one).
+    Detach {
+        #[arg(long = "iface", short = 'i')]
+        iface: Option<String>,
     },
 }
 
@@ -92,8 +127,15 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config, ifaces } => {
-            let opts = RunOptions { source: config_source(config), ifaces, pin_root: cli.pin_root, verbose: cli.verbose };
+        Command::Run { config, ifaces, json_events, events_socket } => {
+            let opts = RunOptions {
+                source: config_source(config),
+                ifaces,
+                pin_root: cli.pin_root,
+                verbose: cli.verbose,
+                json_events,
+                events_socket,
+            };
             // Validate before touching the kernel, so a bad config exits 2.
             opts.source.load()?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -109,6 +151,26 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ConfigSource::Embedded => println!("no config file: the embedded default policy applies"),
             }
             print!("{}", policy.describe(&cfg));
+            let b = &cfg.bans;
+            if cfg.bans_enabled() {
+                println!("bans:        after {} drops in {}, for {} (IPv6 per /{})", b.threshold, b.window, b.ttl, b.ipv6_prefix);
+            } else {
+                println!("bans:        automatic bans off (manual `sipguard ban` still works)");
+            }
+            println!("fragments:   {:?}", cfg.fragments);
+            println!("on exit:     {:?}", cfg.on_exit);
+            for f in &cfg.feeds {
+                let n = std::fs::read_to_string(f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|t| crate::feeds::parse(&t, &f.display().to_string()));
+                match n {
+                    Ok(v) => println!("feed:        {} ({} entries)", f.display(), v.len()),
+                    Err(e) => return Err(config::ConfigError { source_name: f.display().to_string(), line: None, message: format!("{e:#}") }.into()),
+                }
+            }
+            if let Some(a) = cfg.metrics.listen {
+                println!("metrics:     http://{a}/metrics");
+            }
             let names = cfg.trusted_names();
             if !names.is_empty() {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -125,14 +187,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let dir = pins::versioned_dir(&cli.pin_root);
             loop {
                 let snap = metrics::snapshot_pinned(&dir)?;
+                let o = ops::stats_pinned(&dir).and_then(|m| ops::read_stats(&m)).ok();
+                let bans = ops::bans_pinned(&dir).map(|b| ops::count_active_bans(&b)).ok();
                 if json {
                     let mut v = snap.to_json();
+                    if let Some(o) = o {
+                        v["operations"] = serde_json::json!({
+                            "events_sent": o.events_sent, "events_lost": o.events_lost,
+                            "events_suppressed": o.events_suppressed, "bans_created": o.bans_created,
+                            "fragments_remembered": o.fragments_remembered, "active_bans": bans,
+                        });
+                    }
                     if let (Some(o), Some(l)) = (v.as_object_mut(), crate::learn::summary_json(&dir)) {
                         o.insert("learned".into(), l);
                     }
                     println!("{v}");
                 } else {
                     print!("{}", snap.to_table());
+                    if let Some(o) = o {
+                        println!(
+                            "events: sent {}, suppressed {}, lost {}; bans: {} active, {} made; fragments remembered {}",
+                            o.events_sent, o.events_suppressed, o.events_lost, bans.unwrap_or(0), o.bans_created, o.fragments_remembered
+                        );
+                    }
                     if let Some(l) = crate::learn::summary_json(&dir) {
                         println!("learned registrars: {} active, {} expired", l["active"], l["expired"]);
                     }
@@ -147,6 +224,62 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     _ => return Ok(ExitCode::SUCCESS),
                 }
             }
+        }
+        Command::Events { json, socket, count } => {
+            events::follow(&socket, json, count)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ban { addr, duration } => {
+            let dir = pins::versioned_dir(&cli.pin_root);
+            let label = ops::ban(&dir, addr, duration.map(|d| d.0))?;
+            match duration {
+                Some(d) => println!("banned {label} for {d}"),
+                None => println!("banned {label} until `sipguard unban`"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unban { addr } => {
+            let label = ops::unban(&pins::versioned_dir(&cli.pin_root), addr)?;
+            println!("unbanned {label}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bans { json } => {
+            let bans = ops::list_bans(&pins::versioned_dir(&cli.pin_root))?;
+            if json {
+                println!("{}", serde_json::to_string(&bans)?);
+            } else {
+                println!("{:<45} {:<7} {:>12} {:>7}", "SOURCE", "ORIGIN", "REMAINING", "DROPS");
+                for b in &bans {
+                    let rem = b.remaining_secs.map(|s| format!("{s}s")).unwrap_or_else(|| "forever".into());
+                    println!("{:<45} {:<7} {:>12} {:>7}", b.source, b.origin, rem, b.drops);
+                }
+                println!("{} active", bans.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detach { iface } => {
+            let root = &cli.pin_root;
+            if !pins::versioned_dir(root).exists() {
+                println!("nothing to detach: no pins under {}", pins::versioned_dir(root).display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let all = pins::pinned_links(root);
+            let targets: Vec<String> = match iface {
+                Some(i) => {
+                    anyhow::ensure!(all.contains(&i), "sipguard is not attached to {i} (no link pinned under {})", pins::versioned_dir(root).display());
+                    vec![i]
+                }
+                None => all.clone(),
+            };
+            for i in &targets {
+                pins::detach_link(root, i)?;
+                println!("detached from {i}");
+            }
+            if targets.len() == all.len() {
+                pins::remove(root);
+                println!("removed the pins under {}", pins::versioned_dir(root).display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -43,7 +43,166 @@ pub struct Config {
     /// Trust the destinations of outbound REGISTER/INVITE for a while.
     #[serde(default)]
     pub learn_registrars: LearnRegistrars,
+    /// Blocklist files (one address or CIDR a line, `#` comments), reloaded
+    /// on SIGHUP and when they change.
+    #[serde(default, deserialize_with = "list")]
+    pub feeds: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub bans: BansConfig,
+    /// Non-first fragments: `track` drops the rest of a datagram whose first
+    /// fragment was dropped; `pass` lets every later fragment through.
+    #[serde(default)]
+    pub fragments: FragmentPolicy,
+    /// SIGTERM/SIGINT: `detach` removes the filter and its pins; `keep`
+    /// leaves it filtering for the next daemon to adopt.
+    #[serde(default)]
+    pub on_exit: OnExit,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How the daemon logs drop events: `text`, `json` (one object a line
+    /// on stdout) or `off`.
+    #[serde(default)]
+    pub log: EventLog,
+    /// At most one event per source per this interval.
+    #[serde(default = "default_event_interval")]
+    pub interval: Dur,
+    /// Unix socket `sipguard events` reads from (mode 0600).
+    #[serde(default = "default_events_socket")]
+    pub socket: std::path::PathBuf,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { log: EventLog::default(), interval: default_event_interval(), socket: default_events_socket() }
+    }
+}
+
+pub const DEFAULT_EVENTS_SOCKET: &str = "/run/sipguard/events.sock";
+
+fn default_event_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(1))
+}
+fn default_events_socket() -> std::path::PathBuf {
+    DEFAULT_EVENTS_SOCKET.into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventLog {
+    #[default]
+    Text,
+    Json,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BansConfig {
+    /// Default: on under `policy: inspect`, off under `policy: drop` (where
+    /// every untrusted packet is dropped anyway).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Drops within `window` that ban the source.
+    #[serde(default = "default_ban_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_ban_window")]
+    pub window: Dur,
+    /// How long a ban lasts.
+    #[serde(default = "default_ban_ttl")]
+    pub ttl: Dur,
+    /// IPv6 sources are counted and banned per prefix of this length.
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for BansConfig {
+    fn default() -> Self {
+        BansConfig {
+            enabled: None,
+            threshold: default_ban_threshold(),
+            window: default_ban_window(),
+            ttl: default_ban_ttl(),
+            ipv6_prefix: default_ipv6_prefix(),
+        }
+    }
+}
+
+fn default_ban_threshold() -> u32 {
+    10
+}
+fn default_ban_window() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+fn default_ban_ttl() -> Dur {
+    Dur(std::time::Duration::from_secs(3600))
+}
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FragmentPolicy {
+    #[default]
+    Track,
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnExit {
+    #[default]
+    Detach,
+    Keep,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` of the Prometheus endpoint (`/metrics`); off when unset.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// A duration written as `500ms`, `30s`, `5m`, `2h`, `1d` (or a number of
+/// seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub std::time::Duration);
+
+impl std::str::FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (like 500ms, 30s, 5m, 2h, 1d)"))?;
+        let ms = match unit.trim() {
+            "ms" => Some(n),
+            "" | "s" => n.checked_mul(1000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            other => return Err(format!("'{s}': unknown duration unit '{other}' (use ms, s, m, h or d)")),
+        };
+        ms.map(|ms| Dur(std::time::Duration::from_millis(ms))).ok_or_else(|| format!("'{s}' is too long"))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if !ms.is_multiple_of(1000) {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
 
 /// `learn_registrars:` (opt-in): a TC egress program trusts the address a
 /// phone behind the router sends REGISTER or INVITE to, for `ttl` seconds
@@ -179,6 +338,25 @@ impl<'de> Deserialize<'de> for Trusted {
     }
 }
 
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration like 500ms, 30s, 5m, 2h or 1d")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(std::time::Duration::from_secs(v)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 fn default_ports() -> Vec<PortRange> {
     vec![PortRange { first: 5060, last: 5061 }]
 }
@@ -232,6 +410,9 @@ macro_rules! keyword_enum {
 
 keyword_enum!(XdpModeSetting, "auto" => XdpModeSetting::Auto, "native" => XdpModeSetting::Native, "skb" => XdpModeSetting::Skb);
 keyword_enum!(Mode, "enforce" => Mode::Enforce, "monitor" => Mode::Monitor);
+keyword_enum!(EventLog, "text" => EventLog::Text, "json" => EventLog::Json, "off" => EventLog::Off);
+keyword_enum!(FragmentPolicy, "track" => FragmentPolicy::Track, "pass" => FragmentPolicy::Pass);
+keyword_enum!(OnExit, "detach" => OnExit::Detach, "keep" => OnExit::Keep);
 keyword_enum!(UntrustedPolicy, "drop" => UntrustedPolicy::Drop, "inspect" => UntrustedPolicy::Inspect);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -519,6 +700,15 @@ impl Config {
                 ));
             }
         }
+        if self.bans.ipv6_prefix == 0 || self.bans.ipv6_prefix > 128 {
+            return Err(err("bans", "ipv6_prefix", format!("ipv6_prefix {} is out of range 1-128", self.bans.ipv6_prefix)));
+        }
+        if self.bans.threshold == 0 {
+            return Err(err("bans", "threshold", "threshold must be at least 1".into()));
+        }
+        if self.bans.window.0.is_zero() || self.bans.ttl.0.is_zero() {
+            return Err(err("bans", "window", "window and ttl must be longer than 0".into()));
+        }
         Ok(())
     }
 
@@ -543,6 +733,11 @@ impl Config {
         v
     }
 
+    /// Whether automatic bans are on (explicit, or by policy).
+    pub fn bans_enabled(&self) -> bool {
+        self.bans.enabled.unwrap_or(self.policy == UntrustedPolicy::Inspect)
+    }
+
     /// The embedded default policy (tested to parse; an error here is a
     /// build bug, reported like any config error rather than a panic).
     pub fn embedded_default() -> Result<Config, ConfigError> {
@@ -551,8 +746,10 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 9] =
-    ["interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns", "learn_registrars"];
+const FIELDS: [&str; 15] = [
+    "interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "dns", "learn_registrars", "feeds",
+    "events", "bans", "fragments", "on_exit", "metrics",
+];
 
 /// Turns a serde_yaml error into (line, message) where the message starts
 /// with the field it is about whenever the line tells which one that is.
@@ -749,6 +946,28 @@ mod tests {
         assert_eq!(parse("learn_registrars: {}\n").unwrap().learn_registrars, LearnRegistrars::default());
         expect_err("learn_registrars:\n  ttl: 0\n", Some(2), "learn_registrars: ttl must be between");
         expect_err("learn_registrars:\n  enable: true\n", Some(2), "unknown field `enable`");
+    }
+
+    #[test]
+    fn operations_sections_parse() {
+        let c = parse(
+            "trusted: [192.0.2.1]\nfeeds: [/etc/sipguard/feed.txt]\non_exit: keep\nfragments: pass\n\
+             events:\n  log: json\n  interval: 250ms\n  socket: /tmp/x.sock\n\
+             bans:\n  threshold: 3\n  window: 10s\n  ttl: 2m\n  ipv6_prefix: 56\nmetrics:\n  listen: 127.0.0.1:9560\n",
+        )
+        .unwrap();
+        assert_eq!(c.on_exit, OnExit::Keep);
+        assert_eq!(c.fragments, FragmentPolicy::Pass);
+        assert_eq!(c.events.log, EventLog::Json);
+        assert_eq!(c.events.interval.0, std::time::Duration::from_millis(250));
+        assert_eq!(c.bans.ttl.0, std::time::Duration::from_secs(120));
+        assert_eq!(c.bans.ipv6_prefix, 56);
+        assert!(!c.bans_enabled(), "off by default under policy: drop");
+        assert!(Config::embedded_default().unwrap().bans_enabled(), "on by default under inspect");
+        assert_eq!(c.metrics.listen.unwrap().port(), 9560);
+        expect_err("bans:\n  ttl: 5 weeks\n", Some(2), "duration");
+        expect_err("bans:\n  ipv6_prefix: 129\n", Some(2), "out of range");
+        expect_err("on_exit: maybe\n", Some(1), "unknown value `maybe`");
     }
 
     #[test]

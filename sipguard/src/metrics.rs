@@ -130,7 +130,7 @@ fn reasons_json<'a>(cells: impl Iterator<Item = &'a Cell>) -> Value {
 }
 
 impl Snapshot {
-    fn slot_label(&self, slot: u32) -> String {
+    pub fn slot_label(&self, slot: u32) -> String {
         match self.interfaces.get(&slot) {
             Some(n) => n.clone(),
             None if slot == 0 => "(other)".into(),

@@ -58,10 +58,89 @@ fn is_bpffs(p: &Path) -> bool {
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
 }
 
+/// Pin of the XDP link on interface `ifname`.
+pub fn link_path(root: &Path, ifname: &str) -> PathBuf {
+    versioned_dir(root).join(format!("link_{ifname}"))
+}
+
+/// Interfaces with a pinned link under `root`.
+pub fn pinned_links(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(versioned_dir(root))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("link_")).map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Detaches and unpins the XDP link of `ifname`. BPF_LINK_DETACH ends the
+/// link even while a daemon still holds a descriptor of it.
+pub fn detach_link(root: &Path, ifname: &str) -> Result<()> {
+    let path = link_path(root, ifname);
+    let fd = obj_get(&path).with_context(|| format!("no sipguard link pinned for {ifname} ({})", path.display()))?;
+    let r = link_detach(&fd);
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove pin {}", path.display()))?;
+    r
+}
+
+/// aya 0.14 wraps neither BPF_OBJ_GET on a bare path nor BPF_LINK_DETACH,
+/// so both are issued directly (attr layouts from linux/bpf.h).
+fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<libc::c_long> {
+    // SAFETY: bpf(2) with an attr buffer of the size we pass.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn obj_get(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut attr = [0u8; 128];
+    attr[..8].copy_from_slice(&(c.as_ptr() as u64).to_ne_bytes());
+    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: the kernel returned a new descriptor that we now own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// (program id, ifindex) of the XDP link pinned at `path`; ifindex 0 means
+/// the link outlived its interface.
+pub fn link_info(path: &Path) -> std::io::Result<(u32, u32)> {
+    use std::os::fd::AsRawFd as _;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let fd = obj_get(path)?;
+    // struct bpf_link_info: type, id, prog_id, then an 8-aligned union
+    // whose `xdp` member starts with ifindex.
+    let mut info = [0u64; 16];
+    let mut attr = [0u8; 128];
+    attr[..4].copy_from_slice(&(fd.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&((info.len() * 8) as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let prog_id = (info[1] & 0xffff_ffff) as u32;
+    let ifindex = (info[2] & 0xffff_ffff) as u32;
+    Ok((prog_id, ifindex))
+}
+
+fn link_detach(fd: &std::os::fd::OwnedFd) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let mut attr = [0u8; 128];
+    attr[..4].copy_from_slice(&(fd.as_raw_fd() as u32).to_ne_bytes());
+    bpf(BPF_LINK_DETACH, &mut attr).context("BPF_LINK_DETACH")?;
+    Ok(())
+}
+
 /// Removes the pins this daemon created and the directories if empty.
 pub fn remove(root: &Path) {
     let dir = versioned_dir(root);
-    for name in map_names::ALL {
+    for name in map_names::ALL.iter().chain(sipguard_common::ops::map_names::ALL.iter()) {
         let p = dir.join(name);
         if p.exists() {
             if let Err(e) = std::fs::remove_file(&p) {

@@ -20,17 +20,37 @@ pub struct LoadOptions {
     pub verbose: bool,
 }
 
+/// Loads like [`load`], but every map is opened from `pin_dir/<NAME>` when
+/// a pin exists (adopting the maps of a running or killed daemon, entries
+/// and counters included) and created and pinned there otherwise.
+pub fn load_pinned(opts: LoadOptions, pin_dir: &std::path::Path) -> Result<Ebpf> {
+    let paths: Vec<(&'static str, std::path::PathBuf)> = sipguard_common::map_names::ALL
+        .iter()
+        .chain(sipguard_common::ops::map_names::ALL.iter())
+        .map(|n| (*n, pin_dir.join(n)))
+        .collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    load_with(loader, OBJECT, opts)
+}
+
 /// Loads the object and the XDP program; maps are created, not pinned.
 pub fn load(opts: LoadOptions) -> Result<Ebpf> {
-    load_object(OBJECT, opts)
+    load_with(EbpfLoader::new(), OBJECT, opts)
 }
 
 /// The same for another build of the object (benchmarks compare builds
 /// side by side in one run).
 pub fn load_object(object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
-    let report: u32 = opts.report_reason as u32;
-    let mut loader = EbpfLoader::new();
-    loader.override_global("REPORT_REASON", &report, true);
+    load_with(EbpfLoader::new(), object, opts)
+}
+
+fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
+    static ON: u32 = 1;
+    static OFF: u32 = 0;
+    loader.override_global("REPORT_REASON", if opts.report_reason { &ON } else { &OFF }, true);
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }

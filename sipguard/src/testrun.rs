@@ -192,6 +192,43 @@ impl Sandbox {
         Ok(r.return_value)
     }
 
+    /// Turns on stateful features (events, bans, fragment tracking). A new
+    /// sandbox has them off: its verdicts then depend on the frame and the
+    /// policy alone, as the host's do.
+    pub fn set_ops(&mut self, ops: sipguard_common::ops::OpsSettings) -> Result<()> {
+        let map = self.ebpf.map_mut(sipguard_common::ops::map_names::OPS).ok_or_else(|| anyhow!("OPS map missing"))?;
+        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::OpsSettings> = aya::maps::Array::try_from(map)?;
+        arr.set(0, ops, 0)?;
+        Ok(())
+    }
+
+    /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
+    /// (IPv6 by the default /64), so a frame from it takes the banned path.
+    pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        use sipguard_common::ops::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        let map = self.ebpf.map_mut(sipguard_common::ops::map_names::BANS).ok_or_else(|| anyhow!("BANS map missing"))?;
+        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> = aya::maps::HashMap::try_from(map)?;
+        let key = crate::ops::key_for(addr, 64);
+        bans.insert(key, BanEntry { expires_ns: BAN_FOREVER, origin: BAN_MANUAL, count: 0 }, 0).context("updating BANS")?;
+        Ok(())
+    }
+
+    /// The drop event ring buffer (taken out of the sandbox on first use).
+    pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(sipguard_common::ops::map_names::EVENTS)
+            .ok_or_else(|| anyhow!("EVENTS map missing or already taken"))?;
+        Ok(map.try_into()?)
+    }
+
+    /// One `OPS_STATS` slot summed over CPUs.
+    pub fn ops_stat(&self, idx: u32) -> Result<u64> {
+        let map = self.ebpf.map(sipguard_common::ops::map_names::OPS_STATS).ok_or_else(|| anyhow!("OPS_STATS map missing"))?;
+        let arr: aya::maps::PerCpuArray<&MapData, u64> = aya::maps::PerCpuArray::try_from(map)?;
+        Ok(arr.get(&idx, 0)?.iter().sum())
+    }
+
     /// Counter of (slot 0, mode, reason): BPF_PROG_TEST_RUN's ifindex has
     /// no slot.
     pub fn counter(&self, reason: Reason, monitored: bool) -> Result<Counter> {

@@ -105,6 +105,13 @@ impl Frame {
         }
         self
     }
+    /// IPv4 identification field.
+    pub fn ip_id(mut self, v: u16) -> Self {
+        if let L3::V4 { id, .. } = &mut self.l3 {
+            *id = v;
+        }
+        self
+    }
     /// Appends an IPv6 extension header of `kind` with `body_len` bytes of
     /// body after the 2-byte (next, len) prefix, sized to a valid length.
     pub fn ext(mut self, kind: u8, body: Vec<u8>) -> Self {

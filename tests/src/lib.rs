@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod frames;
 pub mod hostile;
 pub mod lab;
+pub mod opslab;
 pub mod netns;
 pub mod sip;
 

@@ -150,7 +150,11 @@ pub fn run(p: &Params) -> Result<Value> {
     } else {
         missing.push("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)");
     }
-    missing.push("banned source: automatic bans are not in this build");
+    // A banned source (a manual ban, which is what an automatic one
+    // becomes in the BANS map): present since the bans work landed.
+    let banned_src = [198, 51, 100, 66];
+    sandboxes[0].1.ban(std::net::IpAddr::from(banned_src))?;
+    classes.push(Class { key: "banned", name: "banned source (drop)".into(), sandbox: 0, frame: udp_to(banned_src, 5060, &invite), reason: Reason::DropBanned, target: None });
 
     // Each class must really take the path it is named after: one run,
     // the counter of its reason must move by exactly one.
@@ -174,6 +178,9 @@ pub fn run(p: &Params) -> Result<Value> {
             if i == 1 {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
             }
+            // Older builds have no BANS map; their "banned" row is then an
+            // untrusted drop.
+            let _ = sb.ban(std::net::IpAddr::from([198u8, 51, 100, 66]));
             v.push(sb);
         }
         others.push(v);

@@ -1,0 +1,74 @@
+//! Automatic bans, counted and expired in the kernel so they work (and end)
+//! without the daemon: a source with `ban_threshold` drops inside
+//! `ban_window_ns` is dropped as `DropBanned` until `ban_ttl_ns` later.
+
+use aya_ebpf::{macros::map, maps::LruHashMap};
+use sipguard_common::{ops::*, packet::Flow, Reason};
+
+use crate::events::{now, stat, Addrs, OPS};
+
+#[map(name = "BANS")]
+pub static BANS: LruHashMap<AddrKey, BanEntry> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);
+
+#[map(name = "BAN_COUNTS")]
+pub static BAN_COUNTS: LruHashMap<AddrKey, BanCount> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);
+
+const DEFAULT_V6_PREFIX: u32 = 64;
+
+#[inline(always)]
+fn v6_prefix() -> u32 {
+    match OPS.get(0) {
+        Some(o) if o.ban_v6_prefix != 0 => o.ban_v6_prefix,
+        _ => DEFAULT_V6_PREFIX,
+    }
+}
+
+/// Manual bans apply even when automatic banning is off.
+#[inline(always)]
+pub fn banned(flow: &Flow) -> bool {
+    let key = AddrKey::new(flow.ipv6, &flow.src, v6_prefix());
+    let Some(b) = BANS.get_ptr(&key) else {
+        return false;
+    };
+    // SAFETY: valid map value pointer.
+    let expires = unsafe { (*b).expires_ns };
+    if now() < expires {
+        return true;
+    }
+    let _ = BANS.remove(&key);
+    false
+}
+
+/// Counts a drop of `a`'s source; bans it when the threshold is reached.
+#[inline(always)]
+pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
+    // Banned and blocklisted sources are already dropped by their lists.
+    if ops.flags & OPS_AUTO_BAN == 0 || matches!(reason, Reason::DropBanned | Reason::DropBlocked) || ops.ban_threshold == 0 {
+        return;
+    }
+    let prefix = if ops.ban_v6_prefix != 0 { ops.ban_v6_prefix } else { DEFAULT_V6_PREFIX };
+    let key = AddrKey::new(a.ipv6, &a.src, prefix);
+    let count = match BAN_COUNTS.get_ptr_mut(&key) {
+        Some(c) => unsafe {
+            // SAFETY: valid map value pointer; races between CPUs only make
+            // a ban come one drop earlier or later.
+            if t.wrapping_sub((*c).window_start_ns) > ops.ban_window_ns {
+                (*c).window_start_ns = t;
+                (*c).count = 1;
+            } else {
+                (*c).count += 1;
+            }
+            (*c).count
+        },
+        None => {
+            let _ = BAN_COUNTS.insert(&key, &BanCount { window_start_ns: t, count: 1, _pad0: 0 }, 0);
+            1
+        }
+    };
+    if count >= ops.ban_threshold {
+        let entry = BanEntry { expires_ns: t.saturating_add(ops.ban_ttl_ns), origin: BAN_AUTO, count };
+        let _ = BANS.insert(&key, &entry, 0);
+        let _ = BAN_COUNTS.remove(&key);
+        stat(STAT_BANS_CREATED);
+    }
+}

@@ -1,0 +1,112 @@
+//! Drop events: sampled per source in the kernel (at most one per source per
+//! interval, carrying how many were suppressed) and sent through a ring
+//! buffer; a full ring buffer is counted, never silent.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_boot_ns,
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use sipguard_common::{
+    ops::*,
+    packet::{Flow, Stop},
+    verdict::Outcome,
+};
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "EVENT_SAMPLER")]
+pub static EVENT_SAMPLER: LruHashMap<AddrKey, SampleState> = LruHashMap::with_max_entries(SAMPLER_ENTRIES, 0);
+
+#[map(name = "OPS_STATS")]
+pub static OPS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+
+#[map(name = "OPS")]
+pub static OPS: Array<OpsSettings> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn stat(idx: u32) {
+    if let Some(c) = OPS_STATS.get_ptr_mut(idx) {
+        // Per-CPU: no other writer.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    // Boot time keeps counting through suspend, so ban expiry and event
+    // times stay right on a laptop-class router too.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// What an event says about the packet's addresses.
+pub struct Addrs {
+    pub ipv6: bool,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+#[inline(always)]
+pub fn addrs(parsed: &Result<Flow, Stop>) -> Option<Addrs> {
+    match parsed {
+        Ok(f) => Some(Addrs { ipv6: f.ipv6, src: f.src, dst: f.dst, proto: f.proto, sport: f.sport, dport: f.dport }),
+        Err(Stop::LaterFragment(k)) => Some(Addrs { ipv6: k.family == 6, src: k.src, dst: k.dst, proto: 0, sport: 0, dport: 0 }),
+        Err(_) => None,
+    }
+}
+
+/// Sends an event for a dropped (or would-drop) packet unless its source
+/// already had one within the interval.
+#[inline(always)]
+pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: &SipEventInfo, t: u64) {
+    let key = AddrKey::new(a.ipv6, &a.src, 128);
+    let mut suppressed = 0u32;
+    if let Some(s) = EVENT_SAMPLER.get_ptr_mut(&key) {
+        // SAFETY: a valid map value pointer. Two CPUs hitting the same source
+        // at once may lose one increment here (the bpfel core has no atomic
+        // read-modify-write); the per-CPU STAT_EVENTS_SUPPRESSED is exact.
+        unsafe {
+            if t.wrapping_sub((*s).last_ns) < ops.event_interval_ns {
+                (*s).suppressed += 1;
+                stat(STAT_EVENTS_SUPPRESSED);
+                return;
+            }
+            suppressed = (*s).suppressed as u32;
+        }
+    }
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        // Counted as lost, and the source is sampled as if it had been sent:
+        // otherwise every later packet of a flood would retry (and count as
+        // lost) while the ring is full. Its next event carries this one in
+        // `suppressed`.
+        stat(STAT_EVENTS_LOST);
+        let _ = EVENT_SAMPLER.insert(&key, &SampleState { last_ns: t, suppressed: suppressed as u64 + 1 }, 0);
+        return;
+    };
+    let ev = DropEvent {
+        time_ns: t,
+        src: a.src,
+        dst: a.dst,
+        ifindex: ctx.ingress_ifindex() as u32,
+        reason: out.reason as u32,
+        suppressed,
+        sport: a.sport,
+        dport: a.dport,
+        family: if a.ipv6 { 6 } else { 4 },
+        proto: a.proto,
+        action: if out.monitored { ACTION_WOULD_DROP } else { ACTION_DROP },
+        sip_method: sip.method,
+        ua_len: sip.ua_len,
+        _pad0: [0; 3],
+        user_agent: sip.user_agent,
+    };
+    entry.write(ev);
+    entry.submit(0);
+    let _ = EVENT_SAMPLER.insert(&key, &SampleState { last_ns: t, suppressed: 0 }, 0);
+    stat(STAT_EVENTS_SENT);
+}

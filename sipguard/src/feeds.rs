@@ -1,0 +1,141 @@
+//! Blocklist feeds: files of addresses and CIDRs, one a line, `#` or `;`
+//! starting a comment. They join the static `blocked:` list; the whole set
+//! is applied with `PolicyMaps::apply`, which adds new entries before it
+//! removes old ones, so there is never a moment where an entry that is in
+//! both the old and the new feed is missing. A feed that does not parse is
+//! not applied at all (the running lists stay).
+//!
+//! Change detection is by polling (size, mtime, inode) once a second:
+//! cheap, and it also sees a file replaced by rename, which is how feeds
+//! should be written. A change is applied once the file has stayed the same
+//! for a whole poll, so a file rewritten in place is not read half-written
+//! (unless its writer pauses for over a second mid-file: use rename).
+
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+use ipnet::IpNet;
+
+use crate::{
+    config::{Cidr, Config},
+    policy::Policy,
+};
+
+type Stamp = Option<(i64, i64, u64, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
+    std::fs::metadata(p).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+}
+
+pub struct FeedWatch {
+    files: Vec<(PathBuf, Stamp)>,
+    /// A change was seen and the file has not been stable for a poll yet.
+    pending: bool,
+}
+
+impl FeedWatch {
+    pub fn new(paths: &[PathBuf]) -> FeedWatch {
+        FeedWatch { files: paths.iter().map(|p| (p.clone(), stamp(p))).collect(), pending: false }
+    }
+
+    /// Called once per poll interval: true when a feed file changed and has
+    /// then stayed the same for one whole interval. The wait keeps a file
+    /// that is being rewritten in place (truncated, then filled) from being
+    /// applied half-written.
+    pub fn changed(&mut self) -> bool {
+        let mut moving = false;
+        for (p, s) in &mut self.files {
+            let now = stamp(p);
+            if now != *s {
+                *s = now;
+                moving = true;
+            }
+        }
+        if moving {
+            self.pending = true;
+            return false;
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The config's policy with every feed's entries added to the blocklist.
+    /// Feed entries that overlap a trusted source are left out (with a
+    /// warning): a feed must never cut off the provider.
+    pub fn policy(&self, cfg: &Config) -> Result<Policy> {
+        let mut policy = Policy::from_config(cfg);
+        let mut skipped = 0usize;
+        for (p, _) in &self.files {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read blocklist feed {}", p.display()))?;
+            let nets = parse(&text, &p.display().to_string())?;
+            let before = policy.blocked.len();
+            for n in nets {
+                if policy.trusted.iter().any(|t| t.contains(&n) || n.contains(t)) {
+                    skipped += 1;
+                    continue;
+                }
+                policy.blocked.push(n);
+            }
+            log::debug!("feed {}: {} entries", p.display(), policy.blocked.len() - before);
+        }
+        if skipped > 0 {
+            log::warn!("{skipped} feed entries overlap trusted sources and were not blocked");
+        }
+        policy.blocked.sort();
+        policy.blocked.dedup();
+        Ok(policy)
+    }
+}
+
+/// Parses a feed; an error names the file and line.
+pub fn parse(text: &str, name: &str) -> Result<Vec<IpNet>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = match line.find(['#', ';']) {
+            Some(c) => &line[..c],
+            None => line,
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let c: Cidr = line.parse().map_err(|e: String| anyhow::anyhow!("{name}: line {}: {e}", i + 1))?;
+        out.push(c.0);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comments_and_both_families() {
+        let v = parse("# header\n203.0.113.5\n198.51.100.0/24 ; SBL123\n\n  2001:db8::/32  # x\n", "f").unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[1].to_string(), "198.51.100.0/24");
+        let e = parse("1.2.3.4\nnot-an-ip\n", "feed.txt").unwrap_err().to_string();
+        assert!(e.contains("feed.txt: line 2"), "{e}");
+        assert!(parse("10.0.0.1/8\n", "f").unwrap_err().to_string().contains("host bits"));
+    }
+
+    #[test]
+    fn trusted_overlaps_are_not_blocked() {
+        let dir = std::env::temp_dir().join(format!("sg-feed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("feed.txt");
+        std::fs::write(&f, "192.0.2.0/24\n203.0.113.9\n").unwrap();
+        let cfg = Config::parse(&format!("trusted: [192.0.2.10]\nfeeds: [{}]\n", f.display()), "t").unwrap();
+        let mut w = FeedWatch::new(&cfg.feeds);
+        let p = w.policy(&cfg).unwrap();
+        assert_eq!(p.blocked.iter().map(|n| n.to_string()).collect::<Vec<_>>(), vec!["203.0.113.9/32"]);
+        assert!(!w.changed());
+        std::fs::write(&f, "203.0.113.9\n203.0.113.10\n").unwrap();
+        assert!(!w.changed(), "not while it may still be written");
+        assert!(w.changed(), "once it stayed the same for a poll");
+        assert!(!w.changed());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,94 @@
+//! Prometheus endpoint (`metrics.listen`): counters per interface, reason
+//! and action, active bans, event statistics and build info, read from the
+//! pinned maps at each scrape so they are the kernel's own numbers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{metrics, ops};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CellLabels {
+    interface: String,
+    reason: String,
+    /// `pass`, `drop` or `would_drop`.
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    abi: String,
+}
+
+/// The metrics text for the maps pinned in `dir`.
+pub fn render(dir: &Path) -> Result<String> {
+    let snap = metrics::snapshot_pinned(dir)?;
+    let mut reg = Registry::with_prefix("sipguard");
+    let packets = Family::<CellLabels, Counter>::default();
+    let bytes = Family::<CellLabels, Counter>::default();
+    for c in &snap.cells {
+        let l = CellLabels {
+            interface: snap.slot_label(c.slot),
+            reason: c.reason.name().to_string(),
+            action: (if c.monitored { "would_drop" } else if c.reason.is_drop() { "drop" } else { "pass" }).to_string(),
+        };
+        packets.get_or_create(&l).inc_by(c.packets);
+        bytes.get_or_create(&l).inc_by(c.bytes);
+    }
+    reg.register("packets", "Packets by interface, reason and action", packets);
+    reg.register("bytes", "Bytes by interface, reason and action", bytes);
+
+    let stats = ops::read_stats(&ops::stats_pinned(dir)?)?;
+    let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    counter(&mut reg, "events_sent", "Drop events written to the ring buffer", stats.events_sent);
+    counter(&mut reg, "events_lost", "Drop events lost because the ring buffer was full", stats.events_lost);
+    counter(&mut reg, "events_suppressed", "Drop events suppressed by per-source sampling", stats.events_suppressed);
+    counter(&mut reg, "bans_created", "Automatic bans made by the kernel", stats.bans_created);
+    counter(&mut reg, "fragments_remembered", "Dropped first fragments remembered", stats.fragments_remembered);
+
+    let active = Gauge::<i64>::default();
+    active.set(ops::count_active_bans(&ops::bans_pinned(dir)?) as i64);
+    reg.register("active_bans", "Bans in force", active);
+
+    let build = Family::<BuildLabels, Gauge>::default();
+    build
+        .get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            abi: sipguard_common::MAP_ABI_VERSION.to_string(),
+        })
+        .set(1);
+    reg.register("build_info", "Build information", build);
+
+    let mut out = String::new();
+    encode(&mut out, &reg)?;
+    Ok(out)
+}
+
+async fn scrape(State(dir): State<PathBuf>) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || render(&dir)).await {
+        Ok(Ok(body)) => {
+            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+        }
+        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the maps: {e:#}\n")).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, dir: PathBuf) {
+    let app = Router::new().route("/metrics", get(scrape)).with_state(dir);
+    if let Err(e) = axum::serve(listener, app).await {
+        log::error!("metrics endpoint stopped: {e}");
+    }
+}

@@ -1,0 +1,459 @@
+//! End-to-end tests of the operations features with the real daemon in
+//! network namespaces: drop events, bans, feeds reloaded under traffic,
+//! surviving SIGKILL, SIGTERM behaviour, metrics. Needs root.
+
+use std::{
+    io::{Read as _, Write as _},
+    time::{Duration, Instant},
+};
+
+use sipguard_tests::{
+    opslab::{Lab, OTHER, OTHER2, PROVIDER, SCANNER},
+    require_root,
+};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn stats(lab: &Lab) -> serde_json::Value {
+    serde_json::from_str(&lab.cli_ok(&["stats", "--json"])).unwrap()
+}
+
+fn reason_packets(stats: &serde_json::Value, reason: &str) -> u64 {
+    stats["reasons"][reason]["packets"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn drop_events_reach_the_log_and_the_events_client() {
+    if !require_root("drop_events_reach_the_log_and_the_events_client") {
+        return;
+    }
+    let mut lab = Lab::new("ev");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\nevents:\n  interval: 1s\n"));
+    lab.start();
+    let meta = std::fs::metadata(&lab.sock).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "events socket must be root-only");
+
+    let mut json = lab.events_client(true, 2);
+    let mut text = lab.events_client(false, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let rx = lab.receiver(5060);
+    lab.send(PROVIDER, 5060, 5, MS);
+    lab.send(SCANNER, 5060, 10, Duration::ZERO);
+    lab.send(OTHER, 5060, 3, Duration::ZERO);
+    assert_eq!(rx.wait_for(PROVIDER, 5, Duration::from_secs(2)), 5);
+
+    let out = Lab::read_all(&mut json);
+    assert!(json.wait().unwrap().success());
+    let evs = json_lines(&out);
+    assert_eq!(evs.len(), 2, "{out}");
+    let scan = evs.iter().find(|e| e["src"] == SCANNER).unwrap_or_else(|| panic!("no event for the scanner: {out}"));
+    assert_eq!(scan["reason"], "untrusted");
+    assert_eq!(scan["action"], "drop");
+    assert_eq!(scan["dport"], 5060);
+    assert_eq!(scan["protocol"], "udp");
+    assert_eq!(scan["interface"], lab.r_if.as_str());
+    let blk = evs.iter().find(|e| e["src"] == OTHER).unwrap_or_else(|| panic!("no event for the blocked source: {out}"));
+    assert_eq!(blk["reason"], "blocked");
+    let t = Lab::read_all(&mut text);
+    assert!(t.contains("drop untrusted udp 10.99.0.2:") && t.contains("-> 10.99.0.1:5060"), "{t}");
+
+    // The daemon logs them readably, and sampling held the rest back.
+    lab.wait_log("drop blocked udp 10.99.0.4", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(1100));
+    lab.send(SCANNER, 5060, 1, Duration::ZERO);
+    lab.wait_log("(+9 suppressed)", Duration::from_secs(2));
+
+    // Every drop is accounted for: sent, suppressed or lost.
+    let m = lab.cli_ok(&["stats", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&m).unwrap();
+    let drops = s["dropped"].as_u64().unwrap();
+    assert_eq!(drops, 14, "{m}");
+    let (sent, supp, lost) = ops_stats(&lab);
+    assert_eq!(sent + supp + lost, drops, "sent {sent} suppressed {supp} lost {lost}");
+    assert_eq!(lost, 0);
+}
+
+fn ops_stats(lab: &Lab) -> (u64, u64, u64) {
+    let dir = lab.pin_dir();
+    let m = sipguard::ops::read_stats(&sipguard::ops::stats_pinned(&dir).unwrap()).unwrap();
+    (m.events_sent, m.events_suppressed, m.events_lost)
+}
+
+#[test]
+fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
+    if !require_root("bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli") {
+        return;
+    }
+    let mut lab = Lab::new("ban");
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\nbans:\n  enabled: true\n  threshold: 5\n  window: 10s\n  ttl: 2s\n"
+    ));
+    lab.start();
+    lab.send(SCANNER, 5060, 5, MS);
+    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    let b = bans.as_array().unwrap();
+    assert_eq!(b.len(), 1, "{bans}");
+    assert_eq!(b[0]["source"], SCANNER);
+    assert_eq!(b[0]["origin"], "auto");
+    assert!(b[0]["remaining_secs"].as_u64().unwrap() <= 2);
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(reason_packets(&stats(&lab), "banned"), 3);
+    assert_eq!(reason_packets(&stats(&lab), "untrusted"), 5);
+
+    // Manual bans, even of a trusted source, and unban.
+    let rx = lab.receiver(5060);
+    lab.cli_ok(&["ban", PROVIDER, "--for", "1h"]);
+    lab.cli_ok(&["ban", OTHER]);
+    let t = lab.cli_ok(&["bans"]);
+    assert!(t.contains(PROVIDER) && t.contains("manual") && t.contains("forever") && t.contains("3 active"), "{t}");
+    lab.send(PROVIDER, 5060, 2, MS);
+    lab.cli_ok(&["unban", PROVIDER]);
+    lab.send(PROVIDER, 5060, 2, MS);
+    assert_eq!(rx.wait_for(PROVIDER, 2, Duration::from_secs(2)), 2, "only the packets after unban arrive");
+    assert_eq!(reason_packets(&stats(&lab), "banned"), 5);
+    let o = lab.cli(&["unban", PROVIDER]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not banned"));
+
+    // The automatic ban ends by itself after its TTL.
+    std::thread::sleep(Duration::from_millis(2100));
+    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    assert_eq!(bans.as_array().unwrap().len(), 1, "only the manual ban of {OTHER} is left: {bans}");
+    lab.send(SCANNER, 5060, 1, MS);
+    let s = stats(&lab);
+    assert_eq!(reason_packets(&s, "banned"), 5, "no ban after the TTL");
+    assert_eq!(reason_packets(&s, "untrusted"), 6);
+}
+
+#[test]
+fn metrics_are_served_over_http() {
+    if !require_root("metrics_are_served_over_http") {
+        return;
+    }
+    let mut lab = Lab::new("met");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"));
+    lab.start();
+    lab.send(SCANNER, 5060, 4, MS);
+    lab.send(PROVIDER, 5060, 2, MS);
+    lab.cli_ok(&["ban", OTHER2, "--for", "10m"]);
+    let body = lab.router.run(|| {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9560").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let r_if = &lab.r_if;
+    for want in [
+        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"untrusted\",action=\"drop\"}} 4"),
+        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"trusted\",action=\"pass\"}} 2"),
+        "sipguard_active_bans 1".to_string(),
+        "sipguard_events_lost_total 0".to_string(),
+        "sipguard_events_suppressed_total 3".to_string(),
+        "sipguard_build_info{version=".to_string(),
+    ] {
+        assert!(body.contains(&want), "missing {want}:\n{body}");
+    }
+}
+
+/// Sends from `src` every millisecond until stopped; returns how many.
+fn steady(lab: &Lab, src: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = lab.sender_socket(src);
+    let st = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !st.load(Ordering::Relaxed) {
+            s.send_to(format!("OPTIONS sip:{n}@x SIP/2.0\r\n\r\n").as_bytes(), Lab::router_addr(5060)).unwrap();
+            n += 1;
+            std::thread::sleep(MS);
+        }
+        n
+    });
+    (stop, h)
+}
+
+fn finish(t: (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>)) -> u64 {
+    t.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.1.join().unwrap()
+}
+
+#[test]
+fn sigkill_and_restart_keep_filtering_without_a_gap() {
+    if !require_root("sigkill_and_restart_keep_filtering_without_a_gap") {
+        return;
+    }
+    let mut lab = Lab::new("kill");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"));
+    lab.start();
+    let rx = lab.receiver(5060);
+    let scan = steady(&lab, SCANNER);
+    let blocked = steady(&lab, OTHER);
+    let good = steady(&lab, PROVIDER);
+    std::thread::sleep(Duration::from_millis(200));
+    lab.stop_with(libc::SIGKILL);
+    // No daemon at all: the pinned link and maps keep filtering.
+    std::thread::sleep(Duration::from_millis(500));
+    let during = stats(&lab);
+    lab.start();
+    assert!(lab.log().contains("adopting the maps pinned"), "{}", lab.log());
+    assert!(lab.log().contains("adopted the pinned XDP link (program unchanged)"), "{}", lab.log());
+    std::thread::sleep(Duration::from_millis(200));
+    let (n_scan, n_blocked, n_good) = (finish(scan), finish(blocked), finish(good));
+    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "every trusted packet arrived");
+    assert_eq!(rx.count(SCANNER), 0, "no scanner packet got through at any time");
+    assert_eq!(rx.count(OTHER), 0, "no blocked packet got through at any time");
+    // Counters kept counting across the kill: one continuous series.
+    let s = stats(&lab);
+    assert_eq!(reason_packets(&s, "untrusted"), n_scan);
+    assert_eq!(reason_packets(&s, "blocked"), n_blocked);
+    assert!(reason_packets(&during, "untrusted") > 0);
+
+    // on_exit: keep leaves the filter in place after SIGTERM...
+    lab.stop_with(libc::SIGTERM);
+    assert!(lab.pin_dir().join(format!("link_{}", lab.r_if)).exists());
+    lab.send(SCANNER, 5060, 3, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.count(SCANNER), 0);
+    // ...until `sipguard detach` removes everything.
+    let out = lab.cli_ok(&["detach", "--iface", &lab.r_if]);
+    assert!(out.contains("detached from"), "{out}");
+    assert!(!lab.pin_root.join("v1").exists(), "pins removed");
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "filter gone after detach");
+}
+
+#[test]
+fn sigterm_with_on_exit_detach_removes_the_filter() {
+    if !require_root("sigterm_with_on_exit_detach_removes_the_filter") {
+        return;
+    }
+    let mut lab = Lab::new("term");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"));
+    lab.start();
+    let rx = lab.receiver(5060);
+    lab.send(SCANNER, 5060, 3, MS);
+    let log = lab.stop_with(libc::SIGTERM);
+    assert!(log.contains("detached from"), "{log}");
+    assert!(!lab.pin_root.exists(), "pins removed");
+    assert!(!lab.sock.exists(), "socket removed");
+    lab.send(SCANNER, 5060, 3, MS);
+    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "only the packets after SIGTERM arrive");
+}
+
+#[test]
+fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
+    if !require_root("a_different_program_on_the_pinned_link_is_replaced_in_place") {
+        return;
+    }
+    let mut lab = Lab::new("upg");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    // An "older build": the object's empty program, attached through a
+    // pinned link where the daemon keeps its own.
+    std::fs::create_dir_all(lab.pin_dir()).unwrap();
+    let link_pin = lab.pin_dir().join(format!("link_{}", lab.r_if));
+    let (r_if, pin) = (lab.r_if.clone(), link_pin.clone());
+    lab.router.run(move || {
+        let mut ebpf = sipguard::program::load(Default::default()).unwrap();
+        sipguard::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
+        let prog = sipguard::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
+        let id = prog.attach(&r_if, aya::programs::XdpMode::Driver).unwrap();
+        let link = prog.take_link(id).unwrap();
+        let fd = aya::programs::links::FdLink::try_from(link).unwrap();
+        fd.pin(&pin).unwrap();
+    });
+    let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
+    let rx = lab.receiver(5060);
+    lab.send(SCANNER, 5060, 2, MS);
+    assert_eq!(rx.wait_for(SCANNER, 2, Duration::from_secs(2)), 2, "the old program passes everything");
+    let good = steady(&lab, PROVIDER);
+    lab.start();
+    assert!(lab.log().contains("replaced the program of the pinned XDP link"), "{}", lab.log());
+    let (new_prog, ifindex) = sipguard::pins::link_info(&link_pin).unwrap();
+    assert_ne!(new_prog, old_prog);
+    assert_ne!(ifindex, 0);
+    lab.send(SCANNER, 5060, 3, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    let n_good = finish(good);
+    assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
+    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "no trusted packet lost during the swap");
+}
+
+/// A feed of `n` filler /32s in 172.16.0.0/12 starting at `base`, plus `extra`.
+fn feed_text(n: u32, base: u32, extra: &[&str]) -> String {
+    let mut s = String::from("# test feed\n");
+    for i in 0..n {
+        let a = 0xac10_0000u32 | ((base + i) & 0x000f_ffff);
+        s.push_str(&format!("{}\n", std::net::Ipv4Addr::from(a)));
+    }
+    for e in extra {
+        s.push_str(&format!("{e} ; listed\n"));
+    }
+    s
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn feeds_reload_under_traffic_without_a_gap() {
+    if !require_root("feeds_reload_under_traffic_without_a_gap") {
+        return;
+    }
+    let mut lab = Lab::new("feed");
+    let feed = lab.path("feed.txt");
+    write_atomically(&feed, &feed_text(20_000, 0, &[SCANNER, "10.99.0.64/26"]));
+    // inspect: untrusted sources that are not blocked pass (the inspector's
+    // rules are not this test's business); bans off so only the feed drops.
+    lab.write_config(&format!("policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n", feed.display()));
+    lab.start();
+    let rx = lab.receiver(5060);
+    let scan = steady(&lab, SCANNER);
+    let legit = steady(&lab, PROVIDER);
+    // Three reloads: two by file change (polling), one by SIGHUP; each
+    // replaces all 20,000 filler entries and keeps the scanner listed.
+    write_atomically(&feed, &feed_text(20_000, 50_000, &[SCANNER]));
+    lab.wait_log("blocklist feed changed: reloaded", Duration::from_secs(10));
+    write_atomically(&feed, &feed_text(20_000, 100_000, &[SCANNER, OTHER]));
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.signal(libc::SIGHUP);
+    lab.wait_log("policy reloaded", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    let (n_scan, n_legit) = (finish(scan), finish(legit));
+    assert_eq!(rx.wait_for(PROVIDER, n_legit, Duration::from_secs(2)), n_legit, "no legitimate packet dropped");
+    assert_eq!(rx.count(SCANNER), 0, "the scanner, in every version of the feed, never got through");
+    assert_eq!(reason_packets(&stats(&lab), "blocked"), n_scan);
+    // The last version is in force: OTHER is now blocked, OTHER2 not.
+    lab.send(OTHER, 5060, 2, MS);
+    lab.send(OTHER2, 5060, 2, MS);
+    assert_eq!(rx.wait_for(OTHER2, 2, Duration::from_secs(2)), 2);
+    assert_eq!(rx.count(OTHER), 0);
+    let blocked = sipguard::maps::PolicyMaps::open_pinned(&lab.pin_dir()).unwrap();
+    assert_eq!(blocked.blocked_v4.keys().count(), 20_002, "old filler entries were removed");
+
+    // A broken feed is not applied: the running lists stay.
+    std::fs::write(&feed, "10.99.0.4\nnot-an-address\n").unwrap();
+    lab.wait_log("feed reload failed, keeping the running lists", Duration::from_secs(10));
+    assert!(lab.log().contains("line 2"), "{}", lab.log());
+    lab.send(SCANNER, 5060, 2, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.count(SCANNER), 0);
+}
+
+/// Measurement, run by hand: `cargo test --test operations million -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn million_entry_feed_load_time() {
+    if !require_root("million_entry_feed_load_time") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sg-million-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let feed = dir.join("feed.txt");
+    let mut text = String::with_capacity(16 << 20);
+    for i in 0..1_000_000u32 {
+        text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0000u32 + i * 3)));
+    }
+    std::fs::write(&feed, &text).unwrap();
+    let cfg = sipguard::config::Config::parse(&format!("policy: drop\nfeeds: [{}]\n", feed.display()), "t").unwrap();
+    let t0 = Instant::now();
+    let policy = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let parse = t0.elapsed();
+    let t1 = Instant::now();
+    let mut sb = sipguard::testrun::Sandbox::new(&policy).unwrap();
+    let first = t1.elapsed();
+    let t2 = Instant::now();
+    sb.apply(&policy).unwrap();
+    let same = t2.elapsed();
+    // Worst case: every entry replaced (1M adds, then 1M removals).
+    let mut text2 = String::with_capacity(16 << 20);
+    for i in 0..1_000_000u32 {
+        text2.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0001u32 + i * 3)));
+    }
+    std::fs::write(&feed, &text2).unwrap();
+    let policy2 = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let t3 = Instant::now();
+    sb.apply(&policy2).unwrap();
+    let all_new = t3.elapsed();
+    println!("1,000,000-entry feed: parse {parse:?}, first load (incl. program load) {first:?}, unchanged reload {same:?}, full replacement {all_new:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Measurement, run by hand: `cargo test --release --test operations flood -- --ignored --nocapture`.
+/// Raw frames from 65,536 distinct sources as fast as one AF_PACKET socket
+/// sends them; reports what `sipguard events` received.
+#[test]
+#[ignore]
+fn event_flood_delivery() {
+    if !require_root("event_flood_delivery") {
+        return;
+    }
+    let mut lab = Lab::new("fl");
+    lab.write_config("policy: drop\nevents:\n  log: off\n");
+    lab.start();
+    let mut client = lab.events_client(true, u64::MAX);
+    let out = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(out).lines().map_while(Result::ok).filter(|l| l.contains("\"src\"")).count() as u64
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s_if = lab.s_if.clone();
+    const FRAMES: u32 = 400_000;
+    let elapsed = lab.sender.run(move || {
+        let idx = sipguard::attach::ifindex(&s_if).unwrap();
+        // SAFETY: plain socket calls on a descriptor we own.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(fd >= 0);
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        sll.sll_halen = 6;
+        let frames: Vec<Vec<u8>> = (0..65536u32)
+            .map(|i| {
+                let src = [10, 100, (i >> 8) as u8, i as u8];
+                sipguard_tests::frames::v4(src, [10, 99, 0, 1]).udp(40000, 5060).payload(b"OPTIONS sip:x SIP/2.0\r\n\r\n").build()
+            })
+            .collect();
+        let t0 = Instant::now();
+        for i in 0..FRAMES {
+            let f = &frames[(i % 65536) as usize];
+            unsafe {
+                libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            };
+        }
+        let e = t0.elapsed();
+        unsafe { libc::close(fd) };
+        e
+    });
+    let mut last = (u64::MAX, 0, 0);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = ops_stats(&lab);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let (sent, supp, lost) = ops_stats(&lab);
+    let dropped = reason_packets(&stats(&lab), "untrusted");
+    let _ = client.kill();
+    let _ = client.wait();
+    let got = reader.join().unwrap();
+    println!(
+        "flood: {FRAMES} frames in {elapsed:?} ({:.0} pps), dropped {dropped}; events: sent {sent}, received by `sipguard events` {got} ({:.0}/s), suppressed {supp}, lost {lost}",
+        FRAMES as f64 / elapsed.as_secs_f64(),
+        got as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(sent + supp + lost, dropped);
+}

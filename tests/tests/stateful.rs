@@ -1,0 +1,147 @@
+//! The kernel's stateful features on the real object through
+//! BPF_PROG_TEST_RUN: automatic bans (threshold, IPv6 /64 grouping, expiry
+//! without any daemon), fragment tracking and event sampling. These verdicts
+//! depend on earlier packets, so they are not compared with the host's
+//! stateless `Policy::evaluate` (which has no bans and passes every later
+//! fragment; the fixture table runs with these features off). Needs root.
+
+use std::time::Duration;
+
+use sipguard::{config::Config, events, policy::Policy, testrun::Sandbox};
+use sipguard_common::{
+    ops::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
+    Reason::{self, *},
+};
+use sipguard_tests::{
+    frames::{ip6, v4, v6},
+    require_root, sip,
+};
+
+const OTHER4: [u8; 4] = [198, 51, 100, 7];
+const OTHER4B: [u8; 4] = [198, 51, 100, 8];
+const TRUSTED4: [u8; 4] = [192, 0, 2, 10];
+const PBX4: [u8; 4] = [100, 64, 0, 1];
+
+fn sandbox(ops: OpsSettings) -> Sandbox {
+    let cfg = Config::parse("policy: drop\ntrusted: [192.0.2.10]\n", "t").unwrap();
+    let mut sb = Sandbox::new(&Policy::from_config(&cfg)).expect("loading the program");
+    sb.set_ops(ops).unwrap();
+    sb
+}
+
+fn reason(sb: &mut Sandbox, f: &[u8]) -> Reason {
+    sb.run(f).unwrap().reason
+}
+
+fn invite4(src: [u8; 4]) -> Vec<u8> {
+    v4(src, PBX4).udp(40000, 5060).payload(sip::invite("a", "b", "h", "x")).build()
+}
+
+#[test]
+fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
+    if !require_root("bans_after_threshold_group_v6_by_64_and_expire_alone") {
+        return;
+    }
+    let mut sb = sandbox(OpsSettings {
+        flags: OPS_AUTO_BAN,
+        ban_threshold: 3,
+        ban_window_ns: 10_000_000_000,
+        ban_ttl_ns: 400_000_000,
+        ban_v6_prefix: 64,
+        ..Default::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
+    }
+    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned, "banned after 3 drops");
+    assert_eq!(reason(&mut sb, &invite4(OTHER4B)), DropUntrusted, "a neighbour is not banned");
+    assert_eq!(reason(&mut sb, &invite4(TRUSTED4)), PassTrusted);
+    // A non-SIP port stays untouched even for a banned source.
+    assert_eq!(reason(&mut sb, &v4(OTHER4, PBX4).udp(40000, 53).build()), PassNotSipPort);
+    assert_eq!(sb.ops_stat(ops::STAT_BANS_CREATED).unwrap(), 1);
+
+    let f6 = |a: &str| v6(ip6(a), ip6("2001:db8:f::1")).udp(40000, 5060).payload(b"OPTIONS x").build();
+    for _ in 0..3 {
+        assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::1")), DropUntrusted);
+    }
+    assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::ffff")), DropBanned, "same /64");
+    assert_eq!(reason(&mut sb, &f6("2001:db8:5:7::1")), DropUntrusted, "other /64");
+
+    // Expiry is the kernel comparing times: no daemon involved.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted, "ban expired");
+    assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::1")), DropUntrusted, "v6 ban expired");
+}
+
+#[test]
+fn bans_off_means_no_bans() {
+    if !require_root("bans_off_means_no_bans") {
+        return;
+    }
+    let mut sb = sandbox(OpsSettings { flags: OPS_EVENTS, ban_threshold: 1, ban_window_ns: u64::MAX, ban_ttl_ns: u64::MAX, ..Default::default() });
+    for _ in 0..5 {
+        assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
+    }
+}
+
+#[test]
+fn later_fragments_of_dropped_datagrams_are_dropped() {
+    if !require_root("later_fragments_of_dropped_datagrams_are_dropped") {
+        return;
+    }
+    let mut sb = sandbox(OpsSettings { flags: OPS_FRAGS, ..Default::default() });
+    let f4 = |src, id, frag| v4(src, PBX4).udp(40000, 5060).payload(b"INVITE sip:x SIP/2.0\r\n").ip_id(id).frag(frag).build();
+    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 0x2000)), DropUntrusted, "first fragment");
+    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 0x2000 | 185)), DropFragment, "middle fragment");
+    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 370)), DropFragment, "last fragment");
+    assert_eq!(reason(&mut sb, &f4(OTHER4, 78, 185)), PassFragment, "other datagram");
+    assert_eq!(reason(&mut sb, &f4(TRUSTED4, 79, 0x2000)), PassTrusted);
+    assert_eq!(reason(&mut sb, &f4(TRUSTED4, 79, 185)), PassFragment, "trusted datagram's rest passes");
+    // Same id from another source is another datagram.
+    assert_eq!(reason(&mut sb, &f4(OTHER4B, 77, 185)), PassFragment);
+
+    let o6 = ip6("2001:db8:99::7");
+    let f6 = |body: Vec<u8>| v6(o6, ip6("2001:db8:f::1")).udp(40000, 5060).payload(b"x").ext(44, body).build();
+    assert_eq!(reason(&mut sb, &f6(vec![0, 1, 0, 0, 0, 9])), DropUntrusted);
+    assert_eq!(reason(&mut sb, &f6(vec![0x05, 0x01, 0, 0, 0, 9])), DropFragment);
+    assert_eq!(reason(&mut sb, &f6(vec![0x05, 0x00, 0, 0, 0, 10])), PassFragment);
+
+    // With tracking off every later fragment passes.
+    sb.set_ops(OpsSettings::default()).unwrap();
+    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 185)), PassFragment);
+}
+
+#[test]
+fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
+    if !require_root("events_are_sampled_per_source_and_carry_the_suppressed_count") {
+        return;
+    }
+    let mut sb = sandbox(OpsSettings { flags: OPS_EVENTS, event_interval_ns: 300_000_000, ..Default::default() });
+    let mut ring = sb.take_events().unwrap();
+    for _ in 0..5 {
+        reason(&mut sb, &invite4(OTHER4));
+    }
+    reason(&mut sb, &invite4(OTHER4B));
+    reason(&mut sb, &invite4(TRUSTED4)); // a pass: no event
+    let mut got = Vec::new();
+    while let Some(item) = ring.next() {
+        got.push(events::Event::from_raw(&events::decode(&item).unwrap()));
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].src, "198.51.100.7");
+    assert_eq!(got[0].reason, "untrusted");
+    assert_eq!(got[0].action, "drop");
+    assert_eq!((got[0].sport, got[0].dport, got[0].protocol.as_str()), (40000, 5060, "udp"));
+    assert_eq!(got[1].src, "198.51.100.8");
+    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
+    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SENT).unwrap(), 2);
+    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_LOST).unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(350));
+    reason(&mut sb, &invite4(OTHER4));
+    let item = ring.next().expect("an event after the interval");
+    let ev = events::Event::from_raw(&events::decode(&item).unwrap());
+    assert_eq!(ev.suppressed, 4, "carries the count suppressed since the last event");
+    // Event time is wall time, close to now.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    assert!(now.abs_diff(ev.time_unix_ns) < 5_000_000_000, "{} vs {now}", ev.time_unix_ns);
+}
