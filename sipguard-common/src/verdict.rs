@@ -50,9 +50,50 @@ pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
     settings: &Settings,
     lists: &L,
 ) -> Judgement {
-    match packet::parse_link(pkt, link) {
-        Ok(flow) => judge_flow(&flow, settings, lists),
-        Err(stop) => Judgement::Done(stop_reason(&stop)),
+    match quick_step(pkt, link, settings) {
+        Quick::NotSipPort => Judgement::Done(Reason::PassNotSipPort),
+        q => match parse_after(pkt, link, q) {
+            Ok(flow) => judge_flow(&flow, settings, lists),
+            Err(stop) => Judgement::Done(stop_reason(&stop)),
+        },
+    }
+}
+
+/// What the quick look at a packet found (see [`quick_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quick {
+    /// Settled: UDP/TCP to a port outside the SIP set.
+    NotSipPort,
+    /// Untagged IPv4 UDP/TCP to a SIP port: the full parse may start at
+    /// the IPv4 header.
+    Ipv4,
+    /// Anything else: the full parse decides.
+    Unknown,
+}
+
+/// Step 1 before the full parse, shared by the host ([`judge_link`]) and the
+/// XDP program. Most traffic on a WAN link is not SIP: untagged IPv4 is
+/// read with [`packet::quick_l4`], which answers only where the full parse
+/// would agree.
+#[inline(always)]
+pub fn quick_step<B: Bytes + ?Sized>(pkt: &B, link: Link, settings: &Settings) -> Quick {
+    let quick = match link {
+        Link::Ethernet => packet::quick_l4(pkt),
+        Link::RawIp => None,
+    };
+    match quick {
+        Some((proto, dport)) if !is_sip_traffic(settings, proto, dport) => Quick::NotSipPort,
+        Some(_) => Quick::Ipv4,
+        None => Quick::Unknown,
+    }
+}
+
+/// The full parse after [`quick_step`] (not called for `NotSipPort`).
+#[inline(always)]
+pub fn parse_after<B: Bytes + ?Sized>(pkt: &B, link: Link, quick: Quick) -> Result<Flow, Stop> {
+    match quick {
+        Quick::Ipv4 => packet::parse_after_quick(pkt),
+        _ => packet::parse_link(pkt, link),
     }
 }
 
@@ -69,10 +110,17 @@ pub fn stop_reason(stop: &Stop) -> Reason {
     }
 }
 
+/// Step 1: does this UDP/TCP packet go to a SIP port? The one place that
+/// decides it, for the quick path in [`judge`] and for [`judge_flow`].
+#[inline(always)]
+pub fn is_sip_traffic(settings: &Settings, _proto: u8, dport: u16) -> bool {
+    settings.is_sip_port(dport)
+}
+
 /// Steps 1-4 for a flow whose headers are already parsed.
 #[inline(always)]
 pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
-    if !settings.is_sip_port(flow.dport) {
+    if !is_sip_traffic(settings, flow.proto, flow.dport) {
         return Judgement::Done(Reason::PassNotSipPort);
     }
     if lists.blocked(flow) {

@@ -28,7 +28,7 @@ use sipguard_common::{
     ops::SipEventInfo,
     packet::{self, Flow, Link, Stop},
     sip::{self, Scan, Step, MAX_STEPS},
-    verdict::{judge_flow, outcome, stop_reason, Judgement, Outcome},
+    verdict::{judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement, Outcome, Quick},
     Reason, Settings, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
@@ -60,7 +60,11 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let pkt = Pkt::new(ctx);
-    let parsed = packet::parse_link(&pkt, link);
+    let quick = quick_step(&pkt, link, settings);
+    if quick == Quick::NotSipPort {
+        return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
+    }
+    let parsed = parse_after(&pkt, link, quick);
     let judgement = match &parsed {
         Ok(flow) => judge_flow(flow, settings, &KernelLists),
         Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
@@ -112,10 +116,16 @@ fn finish(
     sip: &SipEventInfo,
 ) -> u32 {
     let out = outcome(reason, settings);
-    count(ctx, pkt, &out);
     if reason.is_drop() {
         on_drop(ctx, parsed, &out, sip);
     }
+    act(ctx, pkt, out)
+}
+
+/// Counts the outcome and returns its action.
+#[inline(always)]
+fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
+    count(ctx, pkt, &out);
     let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {

@@ -33,22 +33,28 @@ pub fn load_pinned(opts: LoadOptions, pin_dir: &std::path::Path) -> Result<Ebpf>
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    load_with(loader, opts)
+    load_with(loader, OBJECT, opts)
 }
 
 /// Loads the object and the XDP program; maps are created, not pinned.
 pub fn load(opts: LoadOptions) -> Result<Ebpf> {
-    load_with(EbpfLoader::new(), opts)
+    load_with(EbpfLoader::new(), OBJECT, opts)
 }
 
-fn load_with(mut loader: EbpfLoader<'_>, opts: LoadOptions) -> Result<Ebpf> {
+/// The same for another build of the object (benchmarks compare builds
+/// side by side in one run).
+pub fn load_object(object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
+    load_with(EbpfLoader::new(), object, opts)
+}
+
+fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
     static ON: u32 = 1;
     static OFF: u32 = 0;
     loader.override_global("REPORT_REASON", if opts.report_reason { &ON } else { &OFF }, true);
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }
-    let mut ebpf = loader.load(OBJECT).map_err(|e| {
+    let mut ebpf = loader.load(object).map_err(|e| {
         anyhow!(
             "cannot load the sipguard eBPF object: {e}\n\
              hint: this needs root (CAP_BPF, CAP_NET_ADMIN) and a kernel with BPF enabled"

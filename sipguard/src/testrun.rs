@@ -50,8 +50,17 @@ impl Sandbox {
         Self::with_options(policy, false)
     }
 
+    /// `production` for another build of the object (an ELF file's bytes).
+    pub fn production_from(object: &[u8], policy: &Policy) -> Result<Self> {
+        Self::from_object(object, policy, false)
+    }
+
     fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
-        let mut ebpf = program::load(LoadOptions { report_reason, verbose: false })?;
+        Self::from_object(program::OBJECT, policy, report_reason)
+    }
+
+    fn from_object(object: &[u8], policy: &Policy, report_reason: bool) -> Result<Self> {
+        let mut ebpf = program::load_object(object, LoadOptions { report_reason, verbose: false })?;
         let counters = ebpf
             .take_map(map_names::COUNTERS)
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?
@@ -63,6 +72,11 @@ impl Sandbox {
 
     pub fn apply(&mut self, policy: &Policy) -> Result<()> {
         self.maps.apply(policy)
+    }
+
+    /// The sandbox's own maps (e.g. to load a large blocklist directly).
+    pub fn maps_mut(&mut self) -> &mut PolicyMaps {
+        &mut self.maps
     }
 
     fn test_run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
@@ -185,6 +199,17 @@ impl Sandbox {
         let map = self.ebpf.map_mut(sipguard_common::ops::map_names::OPS).ok_or_else(|| anyhow!("OPS map missing"))?;
         let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::OpsSettings> = aya::maps::Array::try_from(map)?;
         arr.set(0, ops, 0)?;
+        Ok(())
+    }
+
+    /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
+    /// (IPv6 by the default /64), so a frame from it takes the banned path.
+    pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        use sipguard_common::ops::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        let map = self.ebpf.map_mut(sipguard_common::ops::map_names::BANS).ok_or_else(|| anyhow!("BANS map missing"))?;
+        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> = aya::maps::HashMap::try_from(map)?;
+        let key = crate::ops::key_for(addr, 64);
+        bans.insert(key, BanEntry { expires_ns: BAN_FOREVER, origin: BAN_MANUAL, count: 0 }, 0).context("updating BANS")?;
         Ok(())
     }
 

@@ -6,8 +6,10 @@
 //!   against SIPp and Kamailio through sipguard) one scenario at a time and
 //!   print its reports; ARGS go to the test binary (a name filter,
 //!   `--include-ignored`, ...). Needs root.
-//! - `bench [ARGS]`: per-packet cost of the XDP program by packet class
-//!   (release build of the `bench` binary in the tests crate; needs root).
+//! - `bench [--flood] [--quick] [--out DIR]`: per-packet cost of the XDP
+//!   program by packet class, and with `--flood` the veth flood against
+//!   iptables/nftables (release build of the `bench` binary in the tests
+//!   crate; needs root; `-- --help` lists the options).
 
 use std::{env, path::PathBuf, process::ExitCode};
 
@@ -18,7 +20,7 @@ fn main() -> ExitCode {
         Some("lab") => lab(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench | cargo xtask lab [TEST-BINARY-ARGS]");
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench [--flood] [--quick] | cargo xtask lab [TEST-BINARY-ARGS]");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,201 @@
+//! Text output: the machine description and Markdown tables, also spliced
+//! into `results.md` between per-section markers.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+pub fn machine() -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_string());
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "kernel": sh("uname", &["-r"]),
+        "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "load_avg_at_start": fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    })
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn machine_line(r: &Value) -> String {
+    let m = &r["machine"];
+    format!(
+        "{} CPUs ({}), kernel {}, {}; load average at start {}",
+        m["nproc"],
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        m["date"].as_str().unwrap_or("?"),
+        m["load_avg_at_start"].as_str().unwrap_or("?"),
+    )
+}
+
+pub fn classes_table(r: &Value) -> String {
+    let mut s = format!(
+        "Machine: {}.\n\nBPF_PROG_TEST_RUN, {} rounds x {} runs per class; ratio = class ns / empty XDP program ns \
+         in the same round (median, p25-p75, min-max over rounds). Empty program: {:.1} ns median ({:.1}-{:.1}). \
+         Verifier: {} instructions processed.\n\n",
+        machine_line(r),
+        r["rounds"],
+        r["repeat"],
+        f(r, &["empty_ns", "median"]),
+        f(r, &["empty_ns", "min"]),
+        f(r, &["empty_ns", "max"]),
+        r["verifier_instructions"],
+    );
+    s += "| class | frame B | ns (median) | ratio (median) | ratio p25-p75 | ratio min-max | target | met |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|:---:|\n";
+    for c in r["classes"].as_array().into_iter().flatten() {
+        let target = c["target_ratio"].as_f64().map(|t| format!("<= {t}x")).unwrap_or_default();
+        let met = match c["meets_target"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        s += &format!(
+            "| {} | {} | {:.1} | {:.2}x | {:.2}-{:.2} | {:.2}-{:.2} | {} | {} |\n",
+            c["name"].as_str().unwrap_or("?"),
+            c["frame_bytes"],
+            f(c, &["ns", "median"]),
+            f(c, &["ratio", "median"]),
+            f(c, &["ratio", "p25"]),
+            f(c, &["ratio", "p75"]),
+            f(c, &["ratio", "min"]),
+            f(c, &["ratio", "max"]),
+            target,
+            met,
+        );
+    }
+    let b = &r["blocklist"];
+    s += &format!(
+        "\n1M-entry blocklist (random /32 and /24, fixed seed): {} entries loaded in {:.1} s; \
+         kernel memory of the BLOCKED_V4 trie: {:.1} MiB by its fdinfo memlock ({:.0} bytes/entry, leaf nodes only); \
+         during the load the kmalloc slab caches grew by {:.1} MiB and unreclaimable slab by {:.1} MiB \
+         (these include intermediate trie nodes and allocation rounding, and anything else the kernel allocated meanwhile on this shared machine).\n",
+        b["entries"],
+        f(b, &["insert_seconds"]),
+        f(b, &["kernel_memory_bytes"]) / 1048576.0,
+        f(b, &["kernel_memory_bytes"]) / f(b, &["entries"]),
+        f(b, &["kmalloc_growth_bytes"]) / 1048576.0,
+        f(b, &["slab_growth_bytes"]) / 1048576.0,
+    );
+    let compare = r["compare"].as_array().cloned().unwrap_or_default();
+    if !compare.is_empty() {
+        s += "\nOther builds of the program, timed on the same classes in the same rounds (median ratio to the empty program):\n\n| class |";
+        for b in &compare {
+            s += &format!(" {} |", b["build"].as_str().unwrap_or("?"));
+        }
+        s += " this build |\n|---|";
+        s += &"---:|".repeat(compare.len() + 1);
+        s += "\n";
+        for (i, c) in r["classes"].as_array().into_iter().flatten().enumerate() {
+            s += &format!("| {} |", c["name"].as_str().unwrap_or("?"));
+            for b in &compare {
+                s += &format!(" {:.2}x |", f(&b["classes"][i], &["ratio", "median"]));
+            }
+            s += &format!(" {:.2}x |\n", f(c, &["ratio", "median"]));
+        }
+        s += "| *verifier: instructions processed* |";
+        for b in &compare {
+            s += &format!(" {} |", b["verifier_instructions"]);
+        }
+        s += &format!(" {} |\n", r["verifier_instructions"]);
+    }
+    for m in r["missing"].as_array().into_iter().flatten() {
+        s += &format!("\nNot measured: {}.\n", m.as_str().unwrap_or("?"));
+    }
+    s
+}
+
+pub fn flood_table(r: &Value) -> String {
+    let arms = r["arms"].as_array().cloned().unwrap_or_default();
+    let get = |key: &str, field: &str| arms.iter().find(|a| a["key"] == key).map(|a| f(a, &[field])).unwrap_or(f64::NAN);
+    let (ipt_pps, ipt_cpu, floor_cpu) = (get("iptables_raw_string", "dropped_pps"), get("iptables_raw_string", "cpu_ns_per_packet"), get("xdp_drop_floor", "cpu_ns_per_packet"));
+    let mut s = format!(
+        "Machine: {}.\n\nFlood: {}-byte friendly-scanner INVITEs from an untrusted source, {:.0} s per arm, one after another in the same run, \
+         generated by BPF_PROG_TEST_RUN live frames (an XDP_TX program transmitting into a veth pair) on one SCHED_FIFO thread pinned to CPU {}; \
+         veth runs the receiver's NAPI in softirq on that same CPU, so the generator thread's CPU clock covers sending and receiving. \
+         sipguard policy: {}. Drops from the filters' own counters (`sipguard stats --json`, `iptables -vnxL`, nft rule counter; \
+         the floor: veth rx_packets). CPU ns/packet = (generator thread CPU time + ksoftirqd/{} time) / packets dropped; \
+         `over floor` subtracts the bare XDP_DROP arm, i.e. the generator's and veth's share. \
+         Per CPU-s = 1000 / CPU ns per packet: the drop rate one dedicated CPU would sustain, immune to other jobs on this shared machine.\n\n",
+        machine_line(r),
+        r["frame_bytes"],
+        f(r, &["seconds_per_arm"]),
+        r["cpu"],
+        r["sipguard_policy"].as_str().unwrap_or("?"),
+        r["cpu"],
+    );
+    s += "| filter | dropped Mpps (wall) | x iptables | CPU ns/packet | over floor | Mpps per CPU-s | x iptables | dropped / sent | daemon RSS idle / flood |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for a in &arms {
+        let rss = match (a["daemon_rss_kib_idle"].as_u64(), a["daemon_rss_kib_flood"].as_u64()) {
+            (Some(i), Some(fl)) => format!("{:.1} / {:.1} MiB", i as f64 / 1024.0, fl as f64 / 1024.0),
+            _ => String::new(),
+        };
+        let cpu = f(a, &["cpu_ns_per_packet"]);
+        s += &format!(
+            "| {} | {:.3} | {:.1}x | {:.0} | {:.0} | {:.2} | {:.1}x | {:.3} | {} |\n",
+            a["label"].as_str().unwrap_or("?"),
+            f(a, &["dropped_pps"]) / 1e6,
+            f(a, &["dropped_pps"]) / ipt_pps,
+            cpu,
+            cpu - floor_cpu,
+            1e3 / cpu,
+            ipt_cpu / cpu,
+            f(a, &["dropped"]) / f(a, &["sent"]),
+            rss,
+        );
+    }
+    let native = get("sipguard_native", "cpu_ns_per_packet");
+    s += &format!(
+        "\nTarget: sipguard native drops >= 5x the iptables string-match rate. Wall clock: {:.1}x; per CPU-second: {:.1}x; \
+         filter cost alone (over floor): {:.1}x.\n",
+        get("sipguard_native", "dropped_pps") / ipt_pps,
+        ipt_cpu / native,
+        (ipt_cpu - floor_cpu) / (native - floor_cpu),
+    );
+    s
+}
+
+/// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
+/// in `results.md` (created when missing).
+pub fn write_section(dir: &Path, name: &str, body: &str) -> Result<()> {
+    let path = dir.join("results.md");
+    let text = fs::read_to_string(&path).unwrap_or_else(|_| "# sipguard benchmark results (generated by `cargo xtask bench`)\n".into());
+    fs::write(&path, splice(&text, name, body, true))?;
+    Ok(())
+}
+
+/// The same inside a hand-written document, only where it has the markers.
+pub fn update_doc(path: &Path, name: &str, body: &str) -> Result<()> {
+    if let Ok(text) = fs::read_to_string(path) {
+        let new = splice(&text, name, body, false);
+        if new != text {
+            fs::write(path, new)?;
+        }
+    }
+    Ok(())
+}
+
+fn splice(text: &str, name: &str, body: &str, append: bool) -> String {
+    let (open, close) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let block = format!("{open}\n{body}{close}");
+    match (text.find(&open), text.find(&close)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &text[..a], block, &text[b + close.len()..]),
+        _ if append => format!("{}\n{}\n", text.trim_end(), block),
+        _ => text.to_string(),
+    }
+}
