@@ -161,20 +161,16 @@ pub const ACTION_WOULD_DROP: u8 = 2;
 /// Bytes of User-Agent carried by an event.
 pub const EVENT_UA_LEN: usize = 32;
 
-/// SIP methods as carried by events (0 = not known / not inspected).
 pub mod sip_method {
+    //! Method ids in events: the inspector's ids ([`crate::sip::METHODS`]),
+    //! with 0 for "no SIP seen" and [`OTHER`] for a token not in the table.
     pub const UNKNOWN: u8 = 0;
-    pub const INVITE: u8 = 1;
-    pub const REGISTER: u8 = 2;
-    pub const OPTIONS: u8 = 3;
+    pub const INVITE: u8 = crate::sip::METHOD_INVITE as u8;
     pub const OTHER: u8 = 255;
-    pub const fn name(m: u8) -> &'static str {
+    pub fn name(m: u8) -> &'static str {
         match m {
-            INVITE => "INVITE",
-            REGISTER => "REGISTER",
-            OPTIONS => "OPTIONS",
             OTHER => "other",
-            _ => "",
+            _ => crate::sip::METHODS.get(m as usize).copied().unwrap_or(""),
         }
     }
 }
@@ -192,7 +188,24 @@ pub struct SipEventInfo {
 
 impl SipEventInfo {
     pub const NONE: SipEventInfo = SipEventInfo { method: 0, ua_len: 0, user_agent: [0; EVENT_UA_LEN] };
+
+    /// What a finished scan saw: the method and the first bytes of the
+    /// User-Agent (lower-cased, as the inspector keeps them).
+    #[inline(always)]
+    pub fn from_scan(s: &crate::sip::Scan) -> SipEventInfo {
+        let method = if s.method != 0 && (s.method as usize) < crate::sip::METHODS.len() {
+            s.method as u8
+        } else if s.ua_len > 0 {
+            sip_method::OTHER
+        } else {
+            sip_method::UNKNOWN
+        };
+        let ua_len = if (s.ua_len as usize) < EVENT_UA_LEN { s.ua_len as u8 } else { EVENT_UA_LEN as u8 };
+        SipEventInfo { method, ua_len, user_agent: s.ua }
+    }
 }
+
+const _: () = assert!(crate::sip::UA_BYTES == EVENT_UA_LEN);
 
 /// One drop (or would-drop) event in the `EVENTS` ring buffer.
 #[repr(C)]

@@ -102,7 +102,12 @@ pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
     let flow = *flow;
     let pkt = Pkt::new(&ctx);
     let reason = inspect(&ctx, &pkt, &flow, settings);
-    finish(&ctx, &pkt, &Ok(flow), reason, settings, &SipEventInfo::NONE)
+    // Drop events carry what the scan saw (method, User-Agent).
+    let info = match SCAN.get(0) {
+        Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
+        _ => SipEventInfo::NONE,
+    };
+    finish(&ctx, &pkt, &Ok(flow), reason, settings, &info)
 }
 
 /// Counts, records drops and returns the XDP action.

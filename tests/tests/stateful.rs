@@ -145,3 +145,26 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     assert!(now.abs_diff(ev.time_unix_ns) < 5_000_000_000, "{} vs {now}", ev.time_unix_ns);
 }
+
+#[test]
+fn inspected_drops_carry_method_and_user_agent_in_events() {
+    if !require_root("inspected_drops_carry_method_and_user_agent_in_events") {
+        return;
+    }
+    let cfg = Config::parse("policy: inspect\ntrusted: [192.0.2.10]\n", "t").unwrap();
+    let mut sb = Sandbox::new(&Policy::from_config(&cfg)).expect("loading the program");
+    sb.set_ops(OpsSettings { flags: OPS_EVENTS, event_interval_ns: 1, ..Default::default() }).unwrap();
+    let mut ring = sb.take_events().unwrap();
+    let scanner = v4(OTHER4, PBX4).udp(5060, 5060).payload(sip::svmap_options()).build();
+    assert_eq!(reason(&mut sb, &scanner), DropUserAgent);
+    let phone = v4(OTHER4B, PBX4).udp(5060, 5060).payload(sip::invite("a", "100", "h", "Yealink SIP-T46S")).build();
+    assert_eq!(reason(&mut sb, &phone), PassInspected, "a clean INVITE makes no event");
+    let ev = {
+        let item = ring.next().expect("an event for the scanner");
+        events::Event::from_raw(&events::decode(&item).unwrap())
+    };
+    assert_eq!(ev.reason, "user_agent");
+    assert_eq!(ev.method.as_deref(), Some("OPTIONS"));
+    assert_eq!(ev.user_agent.as_deref(), Some("friendly-scanner"));
+    assert!(ring.next().is_none(), "only the drop makes an event");
+}

@@ -1,0 +1,55 @@
+//! Random payloads straight into the shared SIP matcher (host side), under
+//! the inspect policy and its monitor variant: every scan ends within the
+//! step bound the kernel's bpf_loop uses, and its verdict is one the
+//! inspector may give.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sipguard_common::{
+    packet::{Flow, IPPROTO_UDP},
+    sip::{self, Scan, Step, MAX_STEPS},
+    Reason,
+};
+use sipguard_fuzz::policies;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, msg)) = data.split_first() else { return };
+    // policies() index 1 is `policy: inspect`, 3 its monitor variant.
+    let policy = &policies()[if sel & 1 == 0 { 1 } else { 3 }];
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&[198, 51, 100, 7]);
+    let flow = Flow {
+        ipv6: false,
+        src,
+        dst: [0; 16],
+        proto: IPPROTO_UDP,
+        sport: 5060,
+        dport: 5060,
+        payload_off: 0,
+        payload_len: msg.len() as u32,
+        malformed: false,
+        first_fragment: false,
+        frag_id: 0,
+    };
+    let mut scan = Scan::new(&flow, msg.len());
+    for _ in 0..MAX_STEPS {
+        if sip::step(&mut scan, msg) == Step::Done {
+            break;
+        }
+    }
+    let r = sip::decide(&scan, &policy.settings, policy);
+    assert!(
+        matches!(
+            r,
+            Reason::PassInspected
+                | Reason::PassPartial
+                | Reason::DropMethod
+                | Reason::DropUserAgent
+                | Reason::DropUriIpHost
+                | Reason::DropUnknownUser
+                | Reason::DropSipVicious
+                | Reason::DropNotSip
+        ),
+        "inspector verdict {r:?}"
+    );
+});
