@@ -126,7 +126,13 @@ impl Sandbox {
 
     /// The verifier's instruction count for the filter program.
     pub fn verified_instructions(&self) -> Result<Option<u32>> {
-        let prog = self.ebpf.program(PROGRAM_NAME).ok_or_else(|| anyhow!("program missing"))?;
+        self.verified_instructions_of(PROGRAM_NAME)
+    }
+
+    /// The verifier's instruction count for any loaded program of the object
+    /// (e.g. the tail-called inspector).
+    pub fn verified_instructions_of(&self, name: &str) -> Result<Option<u32>> {
+        let prog = self.ebpf.program(name).ok_or_else(|| anyhow!("program {name} missing"))?;
         Ok(prog.info()?.verified_instruction_count())
     }
 

@@ -252,3 +252,19 @@ fn reload_removes_and_adds_list_entries() {
         assert_eq!(second.evaluate(f).reason, r(&mut sb, f));
     }
 }
+
+/// The filter and the tail-called inspector are verified separately; each
+/// must stay well inside the kernel's 1M processed-instruction budget
+/// (together, inlined, they did not fit).
+#[test]
+fn filter_and_inspector_each_fit_the_verifier_budget() {
+    if !sipguard_tests::require_root("filter_and_inspector_each_fit_the_verifier_budget") {
+        return;
+    }
+    let cfg = sipguard::config::Config::embedded_default().expect("embedded default");
+    let sb = sipguard::testrun::Sandbox::new(&sipguard::policy::Policy::from_config(&cfg)).expect("load");
+    let filter = sb.verified_instructions_of(sipguard_common::PROGRAM_NAME).expect("info").expect("count");
+    let inspector = sb.verified_instructions_of(sipguard_common::INSPECT_PROGRAM_NAME).expect("info").expect("count");
+    eprintln!("verifier: filter {filter} instructions processed, inspector {inspector}");
+    assert!(filter < 500_000 && inspector < 500_000, "filter {filter}, inspector {inspector}");
+}
