@@ -126,16 +126,17 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
     if lists.blocked(flow) {
         return Judgement::Done(Reason::DropBlocked);
     }
-    // Trusted before banned: an automatic ban (IPv6 grouped by /64) caught
-    // by a scanner next to a provider must never cut off the provider.
+    // Trusted and learned before banned: an automatic ban (IPv6 grouped by
+    // /64) caught by a scanner next to a provider must never cut off the
+    // provider.
     if lists.trusted(flow) {
         return Judgement::Done(Reason::PassTrusted);
     }
-    if lists.banned(flow) {
-        return Judgement::Done(Reason::DropBanned);
-    }
     if lists.learned(flow) {
         return Judgement::Done(Reason::PassLearned);
+    }
+    if lists.banned(flow) {
+        return Judgement::Done(Reason::DropBanned);
     }
     if flow.malformed {
         return Judgement::Done(Reason::DropMalformed);
