@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sipguard_common::{
-    packet::{Flow, IPPROTO_UDP},
+    packet::Flow,
     sip::{self, Scan, Step, MAX_STEPS},
     Reason,
 };
@@ -16,21 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, msg)) = data.split_first() else { return };
     // policies() index 1 is `policy: inspect`, 3 its monitor variant.
     let policy = &policies()[if sel & 1 == 0 { 1 } else { 3 }];
-    let mut src = [0u8; 16];
-    src[..4].copy_from_slice(&[198, 51, 100, 7]);
-    let flow = Flow {
-        ipv6: false,
-        src,
-        dst: [0; 16],
-        proto: IPPROTO_UDP,
-        sport: 5060,
-        dport: 5060,
-        payload_off: 0,
-        payload_len: msg.len() as u32,
-        malformed: false,
-        first_fragment: false,
-        frag_id: 0,
-    };
+    let flow = Flow::bare_udp_payload([198, 51, 100, 7], msg.len());
     let mut scan = Scan::new(&flow, msg.len());
     for _ in 0..MAX_STEPS {
         if sip::step(&mut scan, msg) == Step::Done {

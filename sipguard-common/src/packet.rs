@@ -112,6 +112,27 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A UDP flow to port 5060 whose payload is a whole buffer starting at
+    /// offset 0: how tests and fuzzers feed bare SIP messages to the
+    /// inspector.
+    pub fn bare_udp_payload(src_v4: [u8; 4], len: usize) -> Flow {
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&src_v4);
+        Flow {
+            ipv6: false,
+            src,
+            dst: [0; 16],
+            proto: IPPROTO_UDP,
+            sport: 5060,
+            dport: 5060,
+            payload_off: 0,
+            payload_len: len as u32,
+            malformed: false,
+            first_fragment: false,
+            frag_id: 0,
+        }
+    }
+
     #[inline(always)]
     pub fn src_v4(&self) -> [u8; 4] {
         [self.src[0], self.src[1], self.src[2], self.src[3]]

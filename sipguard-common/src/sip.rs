@@ -909,19 +909,7 @@ mod tests {
     const ALL_RULES: u32 = RULE_NOT_SIP | RULE_USER_AGENT | RULE_URI_IP_HOST | RULE_EXPECTED_USERS | RULE_SIPVICIOUS;
 
     fn run(msg: &[u8]) -> Scan {
-        let flow = Flow {
-            ipv6: false,
-            src: [0; 16],
-            dst: [0; 16],
-            proto: 17,
-            sport: 1,
-            dport: 5060,
-            payload_off: 0,
-            payload_len: msg.len() as u32,
-            malformed: false,
-            first_fragment: false,
-            frag_id: 0,
-        };
+        let flow = Flow::bare_udp_payload([0; 4], msg.len());
         // Every step makes progress, so the step bound is never what ends a scan.
         let mut s = Scan::new(&flow, msg.len());
         let mut steps = 0;
