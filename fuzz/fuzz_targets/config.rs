@@ -8,18 +8,25 @@ use sipguard::{config::Config, policy::Policy};
 
 /// Lines as YAML counts them: CR, LF, CRLF, NEL, LS and PS end a line.
 fn yaml_lines(text: &str) -> usize {
-    let unified = text.replace("\r\n", "\n").replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
+    let unified = text
+        .replace("\r\n", "\n")
+        .replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
     unified.split('\n').count()
 }
 
 fuzz_target!(|data: &[u8]| {
     // Config::load refuses non-UTF-8 files before parsing.
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match Config::parse(text, "fuzz.yaml") {
         Err(e) => {
             assert!(!e.message.trim().is_empty(), "error without a message");
             if let Some(line) = e.line {
-                assert!(line >= 1 && line <= yaml_lines(text) + 1, "line {line} outside the text: {e}");
+                assert!(
+                    line >= 1 && line <= yaml_lines(text) + 1,
+                    "line {line} outside the text: {e}"
+                );
             }
         }
         Ok(cfg) => {
@@ -29,12 +36,17 @@ fuzz_target!(|data: &[u8]| {
             }
             for t in cfg.trusted_nets() {
                 for b in &cfg.blocked {
-                    assert!(!t.0.contains(&b.0) && !b.0.contains(&t.0), "{t} and {b} overlap");
+                    assert!(
+                        !t.0.contains(&b.0) && !b.0.contains(&t.0),
+                        "{t} and {b} overlap"
+                    );
                 }
             }
             let policy = Policy::from_config(&cfg);
             for r in &cfg.sip_ports {
-                assert!(policy.settings.is_sip_port(r.first) && policy.settings.is_sip_port(r.last));
+                assert!(
+                    policy.settings.is_sip_port(r.first) && policy.settings.is_sip_port(r.last)
+                );
             }
             let _ = policy.describe(&cfg);
         }

@@ -32,14 +32,18 @@ fn sandboxes() -> Option<&'static Mutex<Vec<Sandbox>>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((i, frame)) = split(data) else { return };
+    let Some((i, frame)) = split(data) else {
+        return;
+    };
     let host = check_host(frame, &policies()[i]);
     if frame.len() < MIN_FRAME || frame.len() > MAX_FRAME {
         return;
     }
     let Some(sb) = sandboxes() else { return };
     let mut sb = sb.lock().unwrap_or_else(|p| p.into_inner());
-    let k = sb[i].run(frame).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:#}", frame.len()));
+    let k = sb[i]
+        .run(frame)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on a {}-byte frame: {e:#}", frame.len()));
     assert_eq!(
         (k.reason, k.action == XDP_DROP, k.monitored),
         (host.reason, host.drop, host.monitored),

@@ -13,7 +13,9 @@ use sipguard_common::{
 use sipguard_fuzz::policies;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, msg)) = data.split_first() else { return };
+    let Some((&sel, msg)) = data.split_first() else {
+        return;
+    };
     // policies() index 1 is `policy: inspect`, 3 its monitor variant.
     let policy = &policies()[if sel & 1 == 0 { 1 } else { 3 }];
     let flow = Flow::bare_udp_payload([198, 51, 100, 7], msg.len());

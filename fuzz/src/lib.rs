@@ -20,8 +20,12 @@ blocked: [203.0.113.0/24, \"2001:db8:bad::/48\"]
 
 /// The first input byte selects one of these, so the fuzzer explores every
 /// policy and mode with the same frames.
-const VARIANTS: [&str; 4] =
-    ["policy: drop\n", "policy: inspect\n", "policy: drop\nmode: monitor\n", "policy: inspect\nmode: monitor\n"];
+const VARIANTS: [&str; 4] = [
+    "policy: drop\n",
+    "policy: inspect\n",
+    "policy: drop\nmode: monitor\n",
+    "policy: inspect\nmode: monitor\n",
+];
 
 pub fn policies() -> &'static [Policy] {
     static P: OnceLock<Vec<Policy>> = OnceLock::new();
@@ -58,13 +62,21 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
             };
             assert_eq!(r, want, "parse stopped with {stop:?}");
         }
-        (Err(stop), Judgement::Inspect(_)) => panic!("parse stopped with {stop:?} but judge asks for inspection"),
+        (Err(stop), Judgement::Inspect(_)) => {
+            panic!("parse stopped with {stop:?} but judge asks for inspection")
+        }
         (Ok(flow), j) => {
             // What the SIP inspector will read must lie inside the frame
             // unless the headers were flagged as lying.
             if !flow.malformed {
                 let end = flow.payload_off as usize + flow.payload_len as usize;
-                assert!(end <= frame.len(), "payload {}+{} past a {}-byte frame", flow.payload_off, flow.payload_len, frame.len());
+                assert!(
+                    end <= frame.len(),
+                    "payload {}+{} past a {}-byte frame",
+                    flow.payload_off,
+                    flow.payload_len,
+                    frame.len()
+                );
             }
             if !policy.settings.is_sip_port(flow.dport) {
                 assert_eq!(j, Judgement::Done(Reason::PassNotSipPort));
@@ -75,16 +87,28 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
             }
             if let Judgement::Done(r) = j {
                 assert!(
-                    !matches!(r, Reason::PassNotIp | Reason::PassNotUdpTcp | Reason::PassFragment | Reason::PassUnparsed),
+                    !matches!(
+                        r,
+                        Reason::PassNotIp
+                            | Reason::PassNotUdpTcp
+                            | Reason::PassFragment
+                            | Reason::PassUnparsed
+                    ),
                     "parsed flow judged as {r:?}"
                 );
             }
         }
     }
     let out = policy.evaluate(frame);
-    assert!(!(out.drop && out.monitored), "dropped and monitored at once");
+    assert!(
+        !(out.drop && out.monitored),
+        "dropped and monitored at once"
+    );
     assert_eq!(out.drop || out.monitored, out.reason.is_drop());
-    assert_eq!(out.monitored, out.reason.is_drop() && policy.settings.monitor());
+    assert_eq!(
+        out.monitored,
+        out.reason.is_drop() && policy.settings.monitor()
+    );
     assert_eq!(Reason::from_u32(out.reason as u32), Some(out.reason));
     // Reads past the end fail instead of wrapping.
     assert!(frame.read::<1>(usize::MAX).is_none());

@@ -107,7 +107,13 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * PORT_WORDS);
 
 impl Settings {
     pub const fn empty() -> Self {
-        Settings { policy: POLICY_DROP, flags: 0, rules: 0, methods: 0, sip_ports: [0; PORT_WORDS] }
+        Settings {
+            policy: POLICY_DROP,
+            flags: 0,
+            rules: 0,
+            methods: 0,
+            sip_ports: [0; PORT_WORDS],
+        }
     }
 
     #[inline(always)]
@@ -221,6 +227,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(counter_index(IFACE_SLOTS + 3, false, 1), counter_index(0, false, 1));
+        assert_eq!(
+            counter_index(IFACE_SLOTS + 3, false, 1),
+            counter_index(0, false, 1)
+        );
     }
 }

@@ -20,10 +20,24 @@ pub enum Teaching {
 #[inline(always)]
 pub fn request_method<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Option<Teaching> {
     let b = pkt.read::<7>(off)?;
-    if b[0] == b'I' && b[1] == b'N' && b[2] == b'V' && b[3] == b'I' && b[4] == b'T' && b[5] == b'E' && b[6] == b' ' {
+    if b[0] == b'I'
+        && b[1] == b'N'
+        && b[2] == b'V'
+        && b[3] == b'I'
+        && b[4] == b'T'
+        && b[5] == b'E'
+        && b[6] == b' '
+    {
         return Some(Teaching::Invite);
     }
-    if b[0] == b'R' && b[1] == b'E' && b[2] == b'G' && b[3] == b'I' && b[4] == b'S' && b[5] == b'T' && b[6] == b'E' {
+    if b[0] == b'R'
+        && b[1] == b'E'
+        && b[2] == b'G'
+        && b[3] == b'I'
+        && b[4] == b'S'
+        && b[5] == b'T'
+        && b[6] == b'E'
+    {
         let t = pkt.read::<2>(off + 7)?;
         if t[0] == b'R' && t[1] == b' ' {
             return Some(Teaching::Register);
@@ -36,9 +50,17 @@ pub fn request_method<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Option<Teaching
 /// REGISTER or INVITE to a SIP port. TCP is left out: a phone's TCP/TLS
 /// connection is its own pinhole, and segments need not start a message.
 #[inline(always)]
-pub fn teaching<B: Bytes + ?Sized>(pkt: &B, link: Link, settings: &Settings) -> Option<(Flow, Teaching)> {
+pub fn teaching<B: Bytes + ?Sized>(
+    pkt: &B,
+    link: Link,
+    settings: &Settings,
+) -> Option<(Flow, Teaching)> {
     let flow = packet::parse_link(pkt, link).ok()?;
-    if flow.proto != IPPROTO_UDP || flow.malformed || !settings.is_sip_port(flow.dport) || flow.payload_len < 7 {
+    if flow.proto != IPPROTO_UDP
+        || flow.malformed
+        || !settings.is_sip_port(flow.dport)
+        || flow.payload_len < 7
+    {
         return None;
     }
     let t = request_method(pkt, flow.payload_off as usize)?;

@@ -8,7 +8,10 @@
 //! collections. Tests assert that both give the same verdict for every packet.
 
 // Frames from the wire reach all of this: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
 pub mod abi;

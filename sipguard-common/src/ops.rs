@@ -19,7 +19,15 @@ pub mod map_names {
     pub const BAN_COUNTS: &str = "BAN_COUNTS";
     /// First fragments that were dropped (LRU hash `FragKey` -> `u64` time).
     pub const FRAGS: &str = "FRAGS";
-    pub const ALL: [&str; 7] = [EVENTS, EVENT_SAMPLER, OPS_STATS, OPS, BANS, BAN_COUNTS, FRAGS];
+    pub const ALL: [&str; 7] = [
+        EVENTS,
+        EVENT_SAMPLER,
+        OPS_STATS,
+        OPS,
+        BANS,
+        BAN_COUNTS,
+        FRAGS,
+    ];
 }
 
 /// Ring buffer size in bytes (power of two, multiple of the page size):
@@ -79,7 +87,10 @@ impl AddrKey {
     /// The key of `addr`; IPv6 addresses are cut to `v6_prefix` bits.
     #[inline(always)]
     pub fn new(ipv6: bool, addr: &[u8; 16], v6_prefix: u32) -> AddrKey {
-        let mut k = AddrKey { addr: [0; 16], family: if ipv6 { 6 } else { 4 } };
+        let mut k = AddrKey {
+            addr: [0; 16],
+            family: if ipv6 { 6 } else { 4 },
+        };
         if ipv6 {
             let prefix = if v6_prefix > 128 { 128 } else { v6_prefix };
             let mut i = 0;
@@ -187,7 +198,11 @@ pub struct SipEventInfo {
 }
 
 impl SipEventInfo {
-    pub const NONE: SipEventInfo = SipEventInfo { method: 0, ua_len: 0, user_agent: [0; EVENT_UA_LEN] };
+    pub const NONE: SipEventInfo = SipEventInfo {
+        method: 0,
+        ua_len: 0,
+        user_agent: [0; EVENT_UA_LEN],
+    };
 
     /// What a finished scan saw: the method and the first bytes of the
     /// User-Agent (lower-cased, as the inspector keeps them).
@@ -200,8 +215,16 @@ impl SipEventInfo {
         } else {
             sip_method::UNKNOWN
         };
-        let ua_len = if (s.ua_len as usize) < EVENT_UA_LEN { s.ua_len as u8 } else { EVENT_UA_LEN as u8 };
-        SipEventInfo { method, ua_len, user_agent: s.ua }
+        let ua_len = if (s.ua_len as usize) < EVENT_UA_LEN {
+            s.ua_len as u8
+        } else {
+            EVENT_UA_LEN as u8
+        };
+        SipEventInfo {
+            method,
+            ua_len,
+            user_agent: s.ua,
+        }
     }
 }
 
@@ -254,9 +277,14 @@ mod tests {
 
     #[test]
     fn v6_keys_are_cut_to_the_prefix() {
-        let a = [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let a = [
+            0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
         let k = AddrKey::new(true, &a, 64);
-        assert_eq!(k.addr, [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            k.addr,
+            [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(AddrKey::new(true, &a, 128).addr, a);
         assert_eq!(AddrKey::new(true, &a, 12).addr[..2], [0x20, 0x00]);
         assert_eq!(AddrKey::new(true, &a, 0).addr, [0; 16]);

@@ -243,7 +243,10 @@ fn parse_pppoe<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     let (proto, ip) = if first & 1 != 0 {
         (first as u16, off + PPPOE_HLEN + 1)
     } else {
-        (pkt.be16(off + PPPOE_HLEN).ok_or(Stop::Unparsed)?, off + PPPOE_HLEN + 2)
+        (
+            pkt.be16(off + PPPOE_HLEN).ok_or(Stop::Unparsed)?,
+            off + PPPOE_HLEN + 2,
+        )
     };
     match proto {
         PPP_IPV4 => parse_ipv4(pkt, ip),
@@ -268,7 +271,12 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     let first_fragment = frag & 0x2000 != 0;
     let frag_id = u16::from_be_bytes([h[4], h[5]]) as u32;
     if frag & 0x1fff != 0 {
-        let mut k = FragKey { src: [0; 16], dst: [0; 16], id: frag_id, family: 4 };
+        let mut k = FragKey {
+            src: [0; 16],
+            dst: [0; 16],
+            id: frag_id,
+            family: 4,
+        };
         k.src[..4].copy_from_slice(&h[12..16]);
         k.dst[..4].copy_from_slice(&h[16..20]);
         return Err(Stop::LaterFragment(k));
@@ -279,15 +287,29 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     }
     // Element by element: zeroing an array and copying into part of it
     // compiles to a call of a byte-at-a-time memset loop in BPF.
-    let src = [h[12], h[13], h[14], h[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    let dst = [h[16], h[17], h[18], h[19], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let src = [
+        h[12], h[13], h[14], h[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let dst = [
+        h[16], h[17], h[18], h[19], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let l4 = off + ihl;
     // The IP header claims more bytes than arrived: a lying total length.
     // Compared with the frame length rather than probed with a read: the
     // kernel's reads stop at 16 KiB, so a probe would call a big frame
     // truncated on the kernel side only.
     let truncated = off + total > pkt.len();
-    let mut flow = parse_l4(pkt, false, src, dst, proto, l4, total - ihl, first_fragment, truncated)?;
+    let mut flow = parse_l4(
+        pkt,
+        false,
+        src,
+        dst,
+        proto,
+        l4,
+        total - ihl,
+        first_fragment,
+        truncated,
+    )?;
     flow.frag_id = if first_fragment { frag_id } else { 0 };
     Ok(flow)
 }
@@ -326,7 +348,12 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
                 let fo = u16::from_be_bytes([e[2], e[3]]);
                 frag_id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
                 if fo & 0xfff8 != 0 {
-                    return Err(Stop::LaterFragment(FragKey { src, dst, id: frag_id, family: 6 }));
+                    return Err(Stop::LaterFragment(FragKey {
+                        src,
+                        dst,
+                        id: frag_id,
+                        family: 6,
+                    }));
                 }
                 first_fragment = fo & 1 != 0;
                 next = e[0];
@@ -349,7 +376,17 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         return Err(Stop::Unparsed);
     }
     let truncated = start + payload > pkt.len();
-    let mut flow = parse_l4(pkt, true, src, dst, next, l4, payload - ext, first_fragment, truncated)?;
+    let mut flow = parse_l4(
+        pkt,
+        true,
+        src,
+        dst,
+        next,
+        l4,
+        payload - ext,
+        first_fragment,
+        truncated,
+    )?;
     flow.frag_id = if first_fragment { frag_id } else { 0 };
     Ok(flow)
 }
@@ -425,7 +462,24 @@ mod tests {
         let total = (20 + 8 + payload.len()) as u16;
         f.extend([0x45, 0]);
         f.extend(total.to_be_bytes());
-        f.extend([0, 1, 0, 0, 64, IPPROTO_UDP, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2]);
+        f.extend([
+            0,
+            1,
+            0,
+            0,
+            64,
+            IPPROTO_UDP,
+            0,
+            0,
+            192,
+            0,
+            2,
+            1,
+            198,
+            51,
+            100,
+            2,
+        ]);
         f.extend(40000u16.to_be_bytes());
         f.extend(dport.to_be_bytes());
         f.extend(((8 + payload.len()) as u16).to_be_bytes());
@@ -440,7 +494,10 @@ mod tests {
         let flow = parse(&f[..]).unwrap();
         assert!(!flow.ipv6);
         assert_eq!(flow.src_v4(), [192, 0, 2, 1]);
-        assert_eq!((flow.sport, flow.dport, flow.proto), (40000, 5060, IPPROTO_UDP));
+        assert_eq!(
+            (flow.sport, flow.dport, flow.proto),
+            (40000, 5060, IPPROTO_UDP)
+        );
         assert_eq!(flow.payload_off, 42);
         assert_eq!(flow.payload_len, 25);
         assert!(!flow.malformed);
@@ -459,8 +516,16 @@ mod tests {
             f
         };
         assert_eq!(parse(&tagged(&[ETH_P_8021Q])[..]).unwrap().payload_off, 46);
-        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q])[..]).unwrap().payload_off, 50);
-        assert_eq!(parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q])[..]), Err(Stop::Unparsed));
+        assert_eq!(
+            parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q])[..])
+                .unwrap()
+                .payload_off,
+            50
+        );
+        assert_eq!(
+            parse(&tagged(&[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q])[..]),
+            Err(Stop::Unparsed)
+        );
     }
 
     #[test]
@@ -501,8 +566,16 @@ mod tests {
         assert_eq!(parse(&f[..]).unwrap().payload_off, 42 + 8);
         let pfc = pppoe(&inner, &[0x21]);
         assert_eq!(parse(&pfc[..]).unwrap().payload_off, 42 + 7);
-        assert_eq!(parse(&pppoe(&inner, &[0xc0, 0x21])[..]), Err(Stop::NotIp), "LCP");
-        assert_eq!(parse(&pppoe(&inner, &[0x80, 0x21])[..]), Err(Stop::NotIp), "IPCP");
+        assert_eq!(
+            parse(&pppoe(&inner, &[0xc0, 0x21])[..]),
+            Err(Stop::NotIp),
+            "LCP"
+        );
+        assert_eq!(
+            parse(&pppoe(&inner, &[0x80, 0x21])[..]),
+            Err(Stop::NotIp),
+            "IPCP"
+        );
         for n in 14..22 {
             assert_eq!(parse(&f[..n]), Err(Stop::Unparsed), "{n} bytes");
         }
@@ -546,7 +619,11 @@ mod tests {
     fn quick_l4_agrees_with_parse() {
         let mut tcp = ipv4_udp(&[0u8; 24], 80);
         tcp[23] = IPPROTO_TCP;
-        let mut frames = vec![ipv4_udp(b"INVITE sip:x SIP/2.0\r\n", 5060), ipv4_udp(b"", 53), tcp];
+        let mut frames = vec![
+            ipv4_udp(b"INVITE sip:x SIP/2.0\r\n", 5060),
+            ipv4_udp(b"", 53),
+            tcp,
+        ];
         let mut opts = ipv4_udp(b"xyz", 5060);
         opts[14] = 0x46;
         opts.splice(34..34, [1u8, 1, 1, 1]);
@@ -554,14 +631,18 @@ mod tests {
         let mut answered = 0;
         for base in &frames {
             for pos in 0..base.len().min(64) {
-                for v in [0u8, 1, 0x06, 0x08, 0x11, 0x20, 0x40, 0x45, 0x4f, 0x86, 0xdd, 0xff] {
+                for v in [
+                    0u8, 1, 0x06, 0x08, 0x11, 0x20, 0x40, 0x45, 0x4f, 0x86, 0xdd, 0xff,
+                ] {
                     let mut f = base.clone();
                     f[pos] = v;
                     for n in [f.len(), 33, 34, 41, 42, 45, 53] {
                         let g = &f[..n.min(f.len())];
                         if let Some((proto, dport)) = quick_l4(g) {
                             answered += 1;
-                            let flow = parse(g).unwrap_or_else(|e| panic!("quick_l4 answered, parse said {e:?}: {g:02x?}"));
+                            let flow = parse(g).unwrap_or_else(|e| {
+                                panic!("quick_l4 answered, parse said {e:?}: {g:02x?}")
+                            });
                             assert_eq!((flow.proto, flow.dport), (proto, dport), "{g:02x?}");
                             assert_eq!(parse_after_quick(g), Ok(flow), "{g:02x?}");
                         }

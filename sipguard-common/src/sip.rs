@@ -57,8 +57,21 @@ pub const RULE_SIPVICIOUS: u32 = 1 << 4;
 /// Known methods; the index is the method id and the bit in
 /// `Settings::methods`. Id 0 is any other token.
 pub const METHODS: [&str; 15] = [
-    "", "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH",
-    "INFO", "REFER", "MESSAGE", "UPDATE",
+    "",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
 ];
 pub const METHOD_OTHER: u32 = 0;
 pub const METHOD_INVITE: u32 = 1;
@@ -347,7 +360,14 @@ fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     }
     if b0 == b'S' {
         if let Some(v) = rd::<8, B>(pkt, s, p) {
-            if v[1] == b'I' && v[2] == b'P' && v[3] == b'/' && v[4] == b'2' && v[5] == b'.' && v[6] == b'0' && v[7] == b' ' {
+            if v[1] == b'I'
+                && v[2] == b'P'
+                && v[3] == b'/'
+                && v[4] == b'2'
+                && v[5] == b'.'
+                && v[6] == b'0'
+                && v[7] == b' '
+            {
                 return finish(s, F_RESPONSE);
             }
         }
@@ -387,7 +407,12 @@ fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     }
     let len = ld(&s.aux);
     // SAFETY: as above.
-    let (word, tail) = unsafe { (core::ptr::read_volatile(&s.name[0]), core::ptr::read_volatile(&s.name[1])) };
+    let (word, tail) = unsafe {
+        (
+            core::ptr::read_volatile(&s.name[0]),
+            core::ptr::read_volatile(&s.name[1]),
+        )
+    };
     let mut id = METHOD_OTHER;
     let mut i = 1;
     while i < METHOD_KEYS.len() {
@@ -399,7 +424,12 @@ fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     s.method = id;
     let u = p + len + 1;
     // Scheme, case-insensitive: sip:, sips:, tel:.
-    let (Some(a), Some(b), Some(c), Some(d)) = (at(pkt, s, u), at(pkt, s, u + 1), at(pkt, s, u + 2), at(pkt, s, u + 3)) else {
+    let (Some(a), Some(b), Some(c), Some(d)) = (
+        at(pkt, s, u),
+        at(pkt, s, u + 1),
+        at(pkt, s, u + 2),
+        at(pkt, s, u + 3),
+    ) else {
         s.pos = u;
         s.phase = PH_URI;
         return finish(s, F_CUT);
@@ -509,7 +539,8 @@ fn uri_end<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
         }
     }
     if f & F_TEL == 0
-        && (f & F_SEG_BRACKET != 0 || (f & F_SEG_ANY != 0 && f & F_SEG_DOT != 0 && f & F_SEG_NONIP == 0))
+        && (f & F_SEG_BRACKET != 0
+            || (f & F_SEG_ANY != 0 && f & F_SEG_DOT != 0 && f & F_SEG_NONIP == 0))
     {
         s.flags |= F_IP_HOST;
     }
@@ -605,7 +636,12 @@ fn line<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     }
     let n = ld(&s.aux);
     // SAFETY: as above.
-    let (w0, w1) = unsafe { (core::ptr::read_volatile(&s.name[0]), core::ptr::read_volatile(&s.name[1])) };
+    let (w0, w1) = unsafe {
+        (
+            core::ptr::read_volatile(&s.name[0]),
+            core::ptr::read_volatile(&s.name[1]),
+        )
+    };
     let mut kind = HDR_OTHER;
     if n == 10 && w0 == pack(b"user-age") && w1 == pack(b"nt") {
         kind = HDR_UA;
@@ -711,7 +747,12 @@ const AD_ANGLE: u32 = 4;
 /// track; [`decide`] compares them.
 #[inline(always)]
 fn addr<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B, q: u32) -> Addr {
-    let mut a = Addr { hash: FNV_OFFSET, name: FNV_OFFSET, host: FNV_OFFSET, flags: 0 };
+    let mut a = Addr {
+        hash: FNV_OFFSET,
+        name: FNV_OFFSET,
+        host: FNV_OFFSET,
+        flags: 0,
+    };
     // The part of the value being read (AD_*, plus AD_ANGLE inside <>)
     // lives in the scan state and is accessed volatile: in the kernel that
     // is a map value, which the verifier treats as unknown, so the loop
@@ -839,7 +880,11 @@ pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
         return Reason::PassInspected;
     }
     if f & F_NOT_SIP != 0 {
-        return if rules & RULE_NOT_SIP != 0 { Reason::DropNotSip } else { Reason::PassInspected };
+        return if rules & RULE_NOT_SIP != 0 {
+            Reason::DropNotSip
+        } else {
+            Reason::PassInspected
+        };
     }
     if s.phase == PH_START {
         // Cut inside the method token: nothing known.
@@ -866,7 +911,9 @@ pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
         }
         if rules & RULE_EXPECTED_USERS != 0
             && s.method == METHOD_INVITE
-            && (f & F_HAS_USER == 0 || f & F_USER_LONG != 0 || !lists.user_expected(&s.user, s.user_len))
+            && (f & F_HAS_USER == 0
+                || f & F_USER_LONG != 0
+                || !lists.user_expected(&s.user, s.user_len))
         {
             return Reason::DropUnknownUser;
         }
@@ -888,14 +935,21 @@ mod tests {
 
     impl SipLists for Lists {
         fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
-            self.uas.iter().any(|p| p.len() as u32 <= len && ua[..p.len()] == *p.as_bytes())
+            self.uas
+                .iter()
+                .any(|p| p.len() as u32 <= len && ua[..p.len()] == *p.as_bytes())
         }
         fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
-            self.users.iter().any(|u| u.len() as u32 == len && user[..u.len()] == *u.as_bytes())
+            self.users
+                .iter()
+                .any(|u| u.len() as u32 == len && user[..u.len()] == *u.as_bytes())
         }
     }
 
-    const LISTS: Lists = Lists { uas: &["friendly-scanner", "sipcli", "sipvicious"], users: &["alice", "+4930123"] };
+    const LISTS: Lists = Lists {
+        uas: &["friendly-scanner", "sipcli", "sipvicious"],
+        users: &["alice", "+4930123"],
+    };
 
     fn settings(rules: u32, methods: &[&str]) -> Settings {
         let mut s = Settings::empty();
@@ -906,7 +960,8 @@ mod tests {
         s
     }
 
-    const ALL_RULES: u32 = RULE_NOT_SIP | RULE_USER_AGENT | RULE_URI_IP_HOST | RULE_EXPECTED_USERS | RULE_SIPVICIOUS;
+    const ALL_RULES: u32 =
+        RULE_NOT_SIP | RULE_USER_AGENT | RULE_URI_IP_HOST | RULE_EXPECTED_USERS | RULE_SIPVICIOUS;
 
     fn run(msg: &[u8]) -> Scan {
         let flow = Flow::bare_udp_payload([0; 4], msg.len());
@@ -920,7 +975,10 @@ mod tests {
             if r == Step::Done {
                 break;
             }
-            assert!(s.pos > before.0 || s.phase != before.1, "no progress at {before:?}");
+            assert!(
+                s.pos > before.0 || s.phase != before.1,
+                "no progress at {before:?}"
+            );
         }
         assert!(steps < MAX_STEPS);
         assert_eq!(s, scan(&flow, msg));
@@ -958,25 +1016,43 @@ mod tests {
         assert_eq!(all(&m("my friendly-scanner")), Reason::PassInspected);
         let lf = m("sipcli").replace("User-Agent: ", "user-agent:\t  ");
         assert_eq!(all(&lf), Reason::DropUserAgent);
-        assert_eq!(all(&m("sipcli").replace("User-Agent: ", "USER-AGENT :")), Reason::DropUserAgent);
+        assert_eq!(
+            all(&m("sipcli").replace("User-Agent: ", "USER-AGENT :")),
+            Reason::DropUserAgent
+        );
         // Rule off.
         assert_eq!(reason(&m("sipcli"), 0, &[]), Reason::PassInspected);
         // In the body: never.
-        let body = INVITE.replace("Content-Length: 0\r\n\r\n", "Content-Length: 30\r\n\r\nUser-Agent: friendly-scanner\r\n");
+        let body = INVITE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Length: 30\r\n\r\nUser-Agent: friendly-scanner\r\n",
+        );
         assert_eq!(all(&body), Reason::PassInspected);
         // Bare LF line ends.
-        assert_eq!(all(&m("sipvicious").replace("\r\n", "\n")), Reason::DropUserAgent);
+        assert_eq!(
+            all(&m("sipvicious").replace("\r\n", "\n")),
+            Reason::DropUserAgent
+        );
         assert_eq!(all(&INVITE.replace("\r\n", "\n")), Reason::PassInspected);
         // A header whose name merely starts like one that matters.
-        assert_eq!(all(&m("sipcli").replace("User-Agent:", "User-Agents:")), Reason::PassInspected);
-        assert_eq!(all(&m("sipcli").replace("User-Agent:", "X-User-Agent:")), Reason::PassInspected);
+        assert_eq!(
+            all(&m("sipcli").replace("User-Agent:", "User-Agents:")),
+            Reason::PassInspected
+        );
+        assert_eq!(
+            all(&m("sipcli").replace("User-Agent:", "X-User-Agent:")),
+            Reason::PassInspected
+        );
     }
 
     #[test]
     fn sipvicious_fingerprint() {
         let sv = "OPTIONS sip:100@pbx.example SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK-1;rport\r\nMax-Forwards: 70\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=6331\r\nUser-Agent: something-else\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(all(sv), Reason::DropSipVicious);
-        assert_eq!(reason(sv, ALL_RULES & !RULE_SIPVICIOUS, &[]), Reason::PassInspected);
+        assert_eq!(
+            reason(sv, ALL_RULES & !RULE_SIPVICIOUS, &[]),
+            Reason::PassInspected
+        );
         // Compact forms.
         let compact = sv.replace("To:", "t:").replace("From:", "f:");
         assert_eq!(all(&compact), Reason::DropSipVicious);
@@ -990,28 +1066,51 @@ mod tests {
         let reg = "REGISTER sip:pbx.example SIP/2.0\r\nFrom: \"Alice\" <sip:alice@pbx.example>;tag=9\r\nTo: \"Alice\" <sip:alice@pbx.example>\r\n\r\n";
         assert_eq!(all(reg), Reason::PassInspected);
         // From != To with a 1.1.1.1 host.
-        let diff = sv.replace("To: \"sipvicious\"<sip:100@1.1.1.1>", "To: <sip:200@1.1.1.1>");
+        let diff = sv.replace(
+            "To: \"sipvicious\"<sip:100@1.1.1.1>",
+            "To: <sip:200@1.1.1.1>",
+        );
         assert_eq!(all(&diff), Reason::PassInspected);
-        let near = sv.replace("1.1.1.1", "1.1.1.10").replace("\"sipvicious\"", "");
+        let near = sv
+            .replace("1.1.1.1", "1.1.1.10")
+            .replace("\"sipvicious\"", "");
         assert_eq!(all(&near), Reason::PassInspected);
     }
 
     #[test]
     fn methods_uri_and_users() {
         assert_eq!(reason(INVITE, ALL_RULES, &["INVITE"]), Reason::DropMethod);
-        assert_eq!(reason(INVITE, ALL_RULES, &["OPTIONS", "MESSAGE"]), Reason::PassInspected);
+        assert_eq!(
+            reason(INVITE, ALL_RULES, &["OPTIONS", "MESSAGE"]),
+            Reason::PassInspected
+        );
         let sub = "SUBSCRIBE sip:alice@pbx.example SIP/2.0\r\n\r\n";
         assert_eq!(run(sub.as_bytes()).method, method_id("SUBSCRIBE").unwrap());
         assert_eq!(reason(sub, ALL_RULES, &["SUBSCRIBE"]), Reason::DropMethod);
-        assert_eq!(run(b"SUBSCRIBX sip:a@b SIP/2.0\r\n\r\n").method, METHOD_OTHER);
-        let ip = INVITE.replace("sip:alice@pbx.example SIP", "sip:alice@192.0.2.7:5060;transport=udp SIP");
+        assert_eq!(
+            run(b"SUBSCRIBX sip:a@b SIP/2.0\r\n\r\n").method,
+            METHOD_OTHER
+        );
+        let ip = INVITE.replace(
+            "sip:alice@pbx.example SIP",
+            "sip:alice@192.0.2.7:5060;transport=udp SIP",
+        );
         assert_eq!(all(&ip), Reason::DropUriIpHost);
-        assert_eq!(reason(&ip, ALL_RULES & !RULE_URI_IP_HOST, &[]), Reason::PassInspected);
+        assert_eq!(
+            reason(&ip, ALL_RULES & !RULE_URI_IP_HOST, &[]),
+            Reason::PassInspected
+        );
         let ip6 = INVITE.replace("sip:alice@pbx.example SIP", "sip:alice@[2001:db8::1] SIP");
         assert_eq!(all(&ip6), Reason::DropUriIpHost);
         let nouser = INVITE.replace("sip:alice@pbx.example SIP", "sip:192.0.2.7 SIP");
-        assert_eq!(reason(&nouser, RULE_URI_IP_HOST, &[]), Reason::DropUriIpHost);
-        assert_eq!(reason(&nouser, RULE_EXPECTED_USERS, &[]), Reason::DropUnknownUser);
+        assert_eq!(
+            reason(&nouser, RULE_URI_IP_HOST, &[]),
+            Reason::DropUriIpHost
+        );
+        assert_eq!(
+            reason(&nouser, RULE_EXPECTED_USERS, &[]),
+            Reason::DropUnknownUser
+        );
         let numeric_name = INVITE.replace("pbx.example SIP", "123.example SIP");
         assert_eq!(all(&numeric_name), Reason::PassInspected);
         let other = INVITE.replace("sip:alice@", "sip:100@");
@@ -1023,7 +1122,10 @@ mod tests {
         let long = INVITE.replace("sip:alice@", &format!("sip:{}@", "a".repeat(40)));
         assert_eq!(all(&long), Reason::DropUnknownUser);
         // Unknown users only matter for INVITE.
-        assert_eq!(all(&other.replace("INVITE sip", "OPTIONS sip")), Reason::PassInspected);
+        assert_eq!(
+            all(&other.replace("INVITE sip", "OPTIONS sip")),
+            Reason::PassInspected
+        );
         let tel = INVITE.replace("sip:alice@pbx.example", "tel:+4930123");
         assert_eq!(all(&tel), Reason::PassInspected);
     }
@@ -1033,7 +1135,10 @@ mod tests {
         assert_eq!(all(""), Reason::PassInspected);
         assert_eq!(all("\r\n\r\n"), Reason::PassInspected);
         assert_eq!(all("\0\0\0\0"), Reason::PassInspected);
-        assert_eq!(all("SIP/2.0 200 OK\r\nUser-Agent: sipcli\r\n\r\n"), Reason::PassInspected);
+        assert_eq!(
+            all("SIP/2.0 200 OK\r\nUser-Agent: sipcli\r\n\r\n"),
+            Reason::PassInspected
+        );
         assert_eq!(all("GET / HTTP/1.1\r\n\r\n"), Reason::DropNotSip);
         assert_eq!(all("hello"), Reason::DropNotSip);
         assert_eq!(all("\r\n\r\n\r\n\r\nINVITE"), Reason::DropNotSip);
@@ -1043,7 +1148,10 @@ mod tests {
         assert_eq!(reason("hello", 0, &[]), Reason::PassInspected);
         let mut stun = vec![0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
         stun.extend([7u8; 12]);
-        assert_eq!(decide(&run(&stun), &settings(ALL_RULES, &[]), &LISTS), Reason::PassInspected);
+        assert_eq!(
+            decide(&run(&stun), &settings(ALL_RULES, &[]), &LISTS),
+            Reason::PassInspected
+        );
     }
 
     #[test]
@@ -1053,7 +1161,10 @@ mod tests {
         assert_eq!(all(cut), Reason::PassPartial);
         // Cut after the User-Agent: judged on what was seen.
         let m = INVITE.replace("Yealink SIP-T46S", "sipcli");
-        assert_eq!(all(&m[..m.find("Content-Length").unwrap()]), Reason::DropUserAgent);
+        assert_eq!(
+            all(&m[..m.find("Content-Length").unwrap()]),
+            Reason::DropUserAgent
+        );
         assert_eq!(all("INV"), Reason::PassPartial);
         // Every prefix of every message gets some verdict without panicking.
         for msg in [INVITE, &m] {
@@ -1072,12 +1183,20 @@ mod tests {
     #[test]
     fn long_and_odd_lines() {
         let long = INVITE.replace("Via: ", &format!("Via: {}", "v".repeat(900)));
-        assert_eq!(all(&long.replace("Yealink SIP-T46S", "sipcli")), Reason::DropUserAgent);
+        assert_eq!(
+            all(&long.replace("Yealink SIP-T46S", "sipcli")),
+            Reason::DropUserAgent
+        );
         let folded = INVITE.replace("Content-Length", " folded\r\nContent-Length");
         assert_eq!(all(&folded), Reason::PassInspected);
-        let many = INVITE.replace("Content-Length", &"a:\r\n".repeat(300)).replace("Yealink SIP-T46S", "sipcli");
+        let many = INVITE
+            .replace("Content-Length", &"a:\r\n".repeat(300))
+            .replace("Yealink SIP-T46S", "sipcli");
         assert_eq!(all(&many), Reason::DropUserAgent);
-        let ws = INVITE.replace("User-Agent: Yealink SIP-T46S", &format!("User-Agent:{}sipcli", " ".repeat(40)));
+        let ws = INVITE.replace(
+            "User-Agent: Yealink SIP-T46S",
+            &format!("User-Agent:{}sipcli", " ".repeat(40)),
+        );
         assert_eq!(all(&ws), Reason::PassInspected);
     }
 }

@@ -38,7 +38,11 @@ pub enum Judgement {
 
 /// Steps 1-4 of the verdict order for an Ethernet frame.
 #[inline(always)]
-pub fn judge<B: Bytes + ?Sized, L: SourceLists>(pkt: &B, settings: &Settings, lists: &L) -> Judgement {
+pub fn judge<B: Bytes + ?Sized, L: SourceLists>(
+    pkt: &B,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
     judge_link(pkt, Link::Ethernet, settings, lists)
 }
 
@@ -165,5 +169,9 @@ pub struct Outcome {
 pub fn outcome(reason: Reason, settings: &Settings) -> Outcome {
     let would_drop = reason.is_drop();
     let monitored = would_drop && settings.monitor();
-    Outcome { reason, drop: would_drop && !monitored, monitored }
+    Outcome {
+        reason,
+        drop: would_drop && !monitored,
+        monitored,
+    }
 }

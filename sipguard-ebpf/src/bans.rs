@@ -43,10 +43,17 @@ pub fn banned(flow: &Flow) -> bool {
 #[inline(always)]
 pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
     // Banned and blocklisted sources are already dropped by their lists.
-    if ops.flags & OPS_AUTO_BAN == 0 || matches!(reason, Reason::DropBanned | Reason::DropBlocked) || ops.ban_threshold == 0 {
+    if ops.flags & OPS_AUTO_BAN == 0
+        || matches!(reason, Reason::DropBanned | Reason::DropBlocked)
+        || ops.ban_threshold == 0
+    {
         return;
     }
-    let prefix = if ops.ban_v6_prefix != 0 { ops.ban_v6_prefix } else { DEFAULT_V6_PREFIX };
+    let prefix = if ops.ban_v6_prefix != 0 {
+        ops.ban_v6_prefix
+    } else {
+        DEFAULT_V6_PREFIX
+    };
     let key = AddrKey::new(a.ipv6, &a.src, prefix);
     let count = match BAN_COUNTS.get_ptr_mut(&key) {
         Some(c) => unsafe {
@@ -61,12 +68,24 @@ pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
             (*c).count
         },
         None => {
-            let _ = BAN_COUNTS.insert(&key, &BanCount { window_start_ns: t, count: 1, _pad0: 0 }, 0);
+            let _ = BAN_COUNTS.insert(
+                &key,
+                &BanCount {
+                    window_start_ns: t,
+                    count: 1,
+                    _pad0: 0,
+                },
+                0,
+            );
             1
         }
     };
     if count >= ops.ban_threshold {
-        let entry = BanEntry { expires_ns: t.saturating_add(ops.ban_ttl_ns), origin: BAN_AUTO, count };
+        let entry = BanEntry {
+            expires_ns: t.saturating_add(ops.ban_ttl_ns),
+            origin: BAN_AUTO,
+            count,
+        };
         let _ = BANS.insert(&key, &entry, 0);
         let _ = BAN_COUNTS.remove(&key);
         stat(STAT_BANS_CREATED);

@@ -18,7 +18,8 @@ use sipguard_common::{
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map(name = "EVENT_SAMPLER")]
-pub static EVENT_SAMPLER: LruHashMap<AddrKey, SampleState> = LruHashMap::with_max_entries(SAMPLER_ENTRIES, 0);
+pub static EVENT_SAMPLER: LruHashMap<AddrKey, SampleState> =
+    LruHashMap::with_max_entries(SAMPLER_ENTRIES, 0);
 
 #[map(name = "OPS_STATS")]
 pub static OPS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -54,8 +55,22 @@ pub struct Addrs {
 #[inline(always)]
 pub fn addrs(parsed: &Result<Flow, Stop>) -> Option<Addrs> {
     match parsed {
-        Ok(f) => Some(Addrs { ipv6: f.ipv6, src: f.src, dst: f.dst, proto: f.proto, sport: f.sport, dport: f.dport }),
-        Err(Stop::LaterFragment(k)) => Some(Addrs { ipv6: k.family == 6, src: k.src, dst: k.dst, proto: 0, sport: 0, dport: 0 }),
+        Ok(f) => Some(Addrs {
+            ipv6: f.ipv6,
+            src: f.src,
+            dst: f.dst,
+            proto: f.proto,
+            sport: f.sport,
+            dport: f.dport,
+        }),
+        Err(Stop::LaterFragment(k)) => Some(Addrs {
+            ipv6: k.family == 6,
+            src: k.src,
+            dst: k.dst,
+            proto: 0,
+            sport: 0,
+            dport: 0,
+        }),
         Err(_) => None,
     }
 }
@@ -63,7 +78,14 @@ pub fn addrs(parsed: &Result<Flow, Stop>) -> Option<Addrs> {
 /// Sends an event for a dropped (or would-drop) packet unless its source
 /// already had one within the interval.
 #[inline(always)]
-pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: &SipEventInfo, t: u64) {
+pub fn emit(
+    ctx: &XdpContext,
+    ops: &OpsSettings,
+    a: &Addrs,
+    out: &Outcome,
+    sip: &SipEventInfo,
+    t: u64,
+) {
     let key = AddrKey::new(a.ipv6, &a.src, 128);
     let mut suppressed = 0u32;
     if let Some(s) = EVENT_SAMPLER.get_ptr_mut(&key) {
@@ -85,7 +107,14 @@ pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: 
         // lost) while the ring is full. Its next event carries this one in
         // `suppressed`.
         stat(STAT_EVENTS_LOST);
-        let _ = EVENT_SAMPLER.insert(&key, &SampleState { last_ns: t, suppressed: suppressed as u64 + 1 }, 0);
+        let _ = EVENT_SAMPLER.insert(
+            &key,
+            &SampleState {
+                last_ns: t,
+                suppressed: suppressed as u64 + 1,
+            },
+            0,
+        );
         return;
     };
     let ev = DropEvent {
@@ -99,7 +128,11 @@ pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: 
         dport: a.dport,
         family: if a.ipv6 { 6 } else { 4 },
         proto: a.proto,
-        action: if out.monitored { ACTION_WOULD_DROP } else { ACTION_DROP },
+        action: if out.monitored {
+            ACTION_WOULD_DROP
+        } else {
+            ACTION_DROP
+        },
         sip_method: sip.method,
         ua_len: sip.ua_len,
         _pad0: [0; 3],
@@ -107,6 +140,13 @@ pub fn emit(ctx: &XdpContext, ops: &OpsSettings, a: &Addrs, out: &Outcome, sip: 
     };
     entry.write(ev);
     entry.submit(0);
-    let _ = EVENT_SAMPLER.insert(&key, &SampleState { last_ns: t, suppressed: 0 }, 0);
+    let _ = EVENT_SAMPLER.insert(
+        &key,
+        &SampleState {
+            last_ns: t,
+            suppressed: 0,
+        },
+        0,
+    );
     stat(STAT_EVENTS_SENT);
 }

@@ -27,7 +27,12 @@ pub fn remember(ops: &OpsSettings, flow: &Flow, t: u64) {
     if ops.flags & OPS_FRAGS == 0 || !flow.first_fragment {
         return;
     }
-    let k = FragKey { src: flow.src, dst: flow.dst, id: flow.frag_id, family: if flow.ipv6 { 6 } else { 4 } };
+    let k = FragKey {
+        src: flow.src,
+        dst: flow.dst,
+        id: flow.frag_id,
+        family: if flow.ipv6 { 6 } else { 4 },
+    };
     let _ = FRAGS.insert(&k, &t, 0);
     stat(STAT_FRAGS_REMEMBERED);
 }

@@ -2,7 +2,9 @@
 //! their destination a learned registrar for `LEARN_CONFIG.ttl_ns`. It
 //! never changes or drops a packet. Verified on its own, apart from XDP.
 
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
+};
 use sipguard_common::{learn::teaching, packet::Link};
 
 use crate::{
@@ -29,22 +31,32 @@ pub fn sipguard_learn_rawip(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn learn(ctx: &TcContext, link: Link) {
-    let Some(cfg) = LEARN_CONFIG.get(0) else { return };
+    let Some(cfg) = LEARN_CONFIG.get(0) else {
+        return;
+    };
     let ttl = cfg.ttl_ns;
     if ttl == 0 {
         return;
     }
-    let Some(settings) = SETTINGS.get(0) else { return };
+    let Some(settings) = SETTINGS.get(0) else {
+        return;
+    };
     // A non-linear skb keeps part of the headers out of direct reach.
     let len = ctx.len();
     let _ = ctx.pull_data(if len < PULL { len } else { PULL });
     let pkt = Pkt::from_range(ctx.data(), ctx.data_end());
-    let Some((flow, _)) = teaching(&pkt, link, settings) else { return };
+    let Some((flow, _)) = teaching(&pkt, link, settings) else {
+        return;
+    };
     // SAFETY: helper without arguments.
     let expiry = unsafe { bpf_ktime_get_ns() } + ttl;
     if flow.ipv6 {
         let _ = LEARNED_V6.insert(flow.dst, expiry, 0);
     } else {
-        let _ = LEARNED_V4.insert([flow.dst[0], flow.dst[1], flow.dst[2], flow.dst[3]], expiry, 0);
+        let _ = LEARNED_V4.insert(
+            [flow.dst[0], flow.dst[1], flow.dst[2], flow.dst[3]],
+            expiry,
+            0,
+        );
     }
 }

@@ -28,7 +28,9 @@ use sipguard_common::{
     ops::SipEventInfo,
     packet::{self, Flow, Link, Stop},
     sip::{self, Scan, Step, MAX_STEPS},
-    verdict::{judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement, Outcome, Quick},
+    verdict::{
+        judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement, Outcome, Quick,
+    },
     Reason, Settings, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
@@ -131,7 +133,11 @@ fn finish(
 #[inline(always)]
 fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
     count(ctx, pkt, &out);
-    let action = if out.drop { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS };
+    let action = if out.drop {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    };
     // SAFETY: reading a plain static; volatile so it is not const-folded.
     if unsafe { core::ptr::read_volatile(&REPORT_REASON) } != 0 {
         return action | (out.reason as u32) << 8 | (out.monitored as u32) << 16;
@@ -165,7 +171,12 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
     let mut lc = LoopCtx { xdp: ctx.ctx, scan };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
-        bpf_loop(MAX_STEPS, scan_step as *mut c_void, &mut lc as *mut LoopCtx as *mut c_void, 0);
+        bpf_loop(
+            MAX_STEPS,
+            scan_step as *mut c_void,
+            &mut lc as *mut LoopCtx as *mut c_void,
+            0,
+        );
     }
     // SAFETY: as above.
     sip::decide(unsafe { &*scan }, settings, &KernelLists)
@@ -192,12 +203,21 @@ pub fn empty_pass(_ctx: XdpContext) -> u32 {
 /// Events, ban counting and fragment memory for a dropped (or would-drop)
 /// packet. The SIP inspector passes what it learned in `sip`.
 #[inline(always)]
-fn on_drop(ctx: &XdpContext, parsed: &Result<packet::Flow, Stop>, out: &Outcome, sip: &SipEventInfo) {
-    let Some(ops) = events::OPS.get(0) else { return };
+fn on_drop(
+    ctx: &XdpContext,
+    parsed: &Result<packet::Flow, Stop>,
+    out: &Outcome,
+    sip: &SipEventInfo,
+) {
+    let Some(ops) = events::OPS.get(0) else {
+        return;
+    };
     if ops.flags == 0 {
         return;
     }
-    let Some(a) = events::addrs(parsed) else { return };
+    let Some(a) = events::addrs(parsed) else {
+        return;
+    };
     let t = events::now();
     if let Ok(flow) = parsed {
         frags::remember(ops, flow, t);

@@ -10,8 +10,9 @@ use sipguard_common::{
     packet::Flow,
     sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
     verdict::SourceLists,
-    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
-    COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
+    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key,
+    V6Key, COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX,
+    MAX_UA_PREFIXES,
 };
 
 #[map(name = "SETTINGS")]
@@ -42,9 +43,11 @@ pub static IFACE_NAMES: Array<IfaceName> = Array::with_max_entries(SLOTS, 0);
 /// Registrars learned by the TC egress program: address -> expiry (ns).
 /// LRU so a flood of outbound REGISTERs cannot fill it for good.
 #[map(name = "LEARNED_V4")]
-pub static LEARNED_V4: LruHashMap<V4Key, LearnedExpiry> = LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
+pub static LEARNED_V4: LruHashMap<V4Key, LearnedExpiry> =
+    LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
 #[map(name = "LEARNED_V6")]
-pub static LEARNED_V6: LruHashMap<V6Key, LearnedExpiry> = LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
+pub static LEARNED_V6: LruHashMap<V6Key, LearnedExpiry> =
+    LruHashMap::with_max_entries(LEARNED_ENTRIES, 0);
 
 #[map(name = "LEARN_CONFIG")]
 pub static LEARN_CONFIG: Array<LearnConfig> = Array::with_max_entries(1, 0);
@@ -55,7 +58,8 @@ pub static UA_PREFIXES: LpmTrie<UaKey, ListValue> = LpmTrie::with_max_entries(MA
 
 /// Request-URI users INVITEs may go to (when the rule is on).
 #[map(name = "EXPECTED_USERS")]
-pub static EXPECTED_USERS: HashMap<UserKey, ListValue> = HashMap::with_max_entries(MAX_EXPECTED_USERS, 0);
+pub static EXPECTED_USERS: HashMap<UserKey, ListValue> =
+    HashMap::with_max_entries(MAX_EXPECTED_USERS, 0);
 
 /// The SIP scanner's state for the packet being inspected on this CPU.
 #[map(name = "SCAN")]
@@ -63,7 +67,8 @@ pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// The flow handed from the filter to the tail-called inspector.
 #[map(name = "INSPECT_FLOW")]
-pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> = PerCpuArray::with_max_entries(1, 0);
+pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Slot `INSPECTOR_SLOT` holds `sipguard_inspect`; filled by userspace.
 #[map(name = "INSPECTOR")]
@@ -119,7 +124,11 @@ impl SourceLists for KernelLists {
 impl SipLists for KernelLists {
     #[inline(always)]
     fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
-        let len = if len > UA_BYTES as u32 { UA_BYTES as u32 } else { len };
+        let len = if len > UA_BYTES as u32 {
+            UA_BYTES as u32
+        } else {
+            len
+        };
         UA_PREFIXES.get(Key::new(len * 8, *ua)).is_some()
     }
 

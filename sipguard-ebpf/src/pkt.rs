@@ -15,7 +15,10 @@ pub struct Pkt {
 impl Pkt {
     #[inline(always)]
     pub fn new(ctx: &XdpContext) -> Self {
-        Pkt { start: ctx.data(), end: ctx.data_end() }
+        Pkt {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
     }
 
     /// Packet memory of a TC program (`skb->data` .. `skb->data_end`).

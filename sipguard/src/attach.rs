@@ -22,11 +22,14 @@ impl AttachedMode {
 }
 
 pub fn ifindex(name: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(name).map_err(|_| anyhow!("interface name '{name}' contains a NUL byte"))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| anyhow!("interface name '{name}' contains a NUL byte"))?;
     // SAFETY: c is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
-        return Err(anyhow!("interface '{name}' does not exist (in this network namespace)"));
+        return Err(anyhow!(
+            "interface '{name}' does not exist (in this network namespace)"
+        ));
     }
     Ok(idx)
 }
@@ -52,7 +55,10 @@ const ARPHRD_NONE: u16 = 0xfffe;
 /// The link type of an interface in the current network namespace
 /// (`SIOCGIFHWADDR`; /sys/class/net may belong to another namespace).
 pub fn arphrd(name: &str) -> Result<u16> {
-    anyhow::ensure!(name.len() < libc::IF_NAMESIZE, "interface name '{name}' is too long");
+    anyhow::ensure!(
+        name.len() < libc::IF_NAMESIZE,
+        "interface name '{name}' is too long"
+    );
     // SAFETY: a plain datagram socket used only for the ioctl, closed below;
     // ifreq is zeroed and the name copied NUL-terminated.
     unsafe {
@@ -142,7 +148,11 @@ fn describe(e: &aya::programs::ProgramError) -> (Option<i32>, String) {
 
 /// Attaches `prog` to `iface`. `auto` tries native (driver) mode first and
 /// falls back to generic (skb) mode, saying which one it got.
-pub fn attach(prog: &mut Xdp, iface: &str, mode: XdpModeSetting) -> Result<(XdpLinkId, AttachedMode)> {
+pub fn attach(
+    prog: &mut Xdp,
+    iface: &str,
+    mode: XdpModeSetting,
+) -> Result<(XdpLinkId, AttachedMode)> {
     let idx = ifindex(iface)?;
     let mut try_mode = |m: XdpMode, name: &str| {
         prog.attach_to_if_index(idx, m).map_err(|e| {
@@ -152,8 +162,12 @@ pub fn attach(prog: &mut Xdp, iface: &str, mode: XdpModeSetting) -> Result<(XdpL
         })
     };
     match mode {
-        XdpModeSetting::Native => try_mode(XdpMode::Driver, "native").map(|l| (l, AttachedMode::Native)).map_err(|e| anyhow!(e.2)),
-        XdpModeSetting::Skb => try_mode(XdpMode::Skb, "skb").map(|l| (l, AttachedMode::Skb)).map_err(|e| anyhow!(e.2)),
+        XdpModeSetting::Native => try_mode(XdpMode::Driver, "native")
+            .map(|l| (l, AttachedMode::Native))
+            .map_err(|e| anyhow!(e.2)),
+        XdpModeSetting::Skb => try_mode(XdpMode::Skb, "skb")
+            .map(|l| (l, AttachedMode::Skb))
+            .map_err(|e| anyhow!(e.2)),
         XdpModeSetting::Auto => match try_mode(XdpMode::Driver, "native") {
             Ok(l) => Ok((l, AttachedMode::Native)),
             Err((_, native, _)) => {
@@ -173,13 +187,30 @@ mod tests {
     #[test]
     fn attach_errors_say_what_to_do() {
         let m = explain_attach_error("eth0", "native", Some(libc::EOPNOTSUPP), "x");
-        assert!(m.starts_with("cannot attach to eth0 in native mode: ") && m.contains("xdp_mode: skb"), "{m}");
+        assert!(
+            m.starts_with("cannot attach to eth0 in native mode: ") && m.contains("xdp_mode: skb"),
+            "{m}"
+        );
         let m = explain_attach_error("eth0", "skb", Some(libc::EBUSY), "x");
-        assert!(m.contains("already attached") && m.contains("ip link show eth0"), "{m}");
-        let m = explain_attach_error("wan0", "native", Some(libc::EINVAL), "`bpf_link_create` failed: Invalid argument");
-        assert!(m.contains("MTU of wan0") && m.contains("Invalid argument"), "{m}");
+        assert!(
+            m.contains("already attached") && m.contains("ip link show eth0"),
+            "{m}"
+        );
+        let m = explain_attach_error(
+            "wan0",
+            "native",
+            Some(libc::EINVAL),
+            "`bpf_link_create` failed: Invalid argument",
+        );
+        assert!(
+            m.contains("MTU of wan0") && m.contains("Invalid argument"),
+            "{m}"
+        );
         let m = explain_attach_error("eth0", "skb", Some(libc::EPERM), "x");
         assert!(m.contains("CAP_NET_ADMIN"), "{m}");
-        assert_eq!(explain_attach_error("eth0", "skb", None, "odd"), "cannot attach to eth0 in skb mode: odd");
+        assert_eq!(
+            explain_attach_error("eth0", "skb", None, "odd"),
+            "cannot attach to eth0 in skb mode: odd"
+        );
     }
 }

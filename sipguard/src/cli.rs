@@ -16,7 +16,11 @@ use crate::{
 pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "sipguard", version, about = "XDP filter against SIP scanners and ghost calls")]
+#[command(
+    name = "sipguard",
+    version,
+    about = "XDP filter against SIP scanners and ghost calls"
+)]
 pub struct Cli {
     /// bpffs directory for pins (maps live under <DIR>/v1/).
     #[arg(long, global = true, env = "SIPGUARD_PIN_ROOT", default_value = pins::DEFAULT_ROOT)]
@@ -116,7 +120,9 @@ pub enum Command {
 fn config_source(arg: Option<PathBuf>) -> ConfigSource {
     match arg {
         Some(p) => ConfigSource::File(p),
-        None if std::path::Path::new(config::DEFAULT_PATH).exists() => ConfigSource::File(config::DEFAULT_PATH.into()),
+        None if std::path::Path::new(config::DEFAULT_PATH).exists() => {
+            ConfigSource::File(config::DEFAULT_PATH.into())
+        }
         None => ConfigSource::Embedded,
     }
 }
@@ -142,7 +148,12 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { config, ifaces, json_events, events_socket } => {
+        Command::Run {
+            config,
+            ifaces,
+            json_events,
+            events_socket,
+        } => {
             let opts = RunOptions {
                 source: config_source(config),
                 ifaces,
@@ -153,7 +164,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             // Validate before touching the kernel, so a bad config exits 2.
             opts.source.load()?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(daemon::run(opts))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -163,12 +176,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let policy = Policy::from_config(&cfg);
             match &source {
                 ConfigSource::File(p) => println!("{}: valid", p.display()),
-                ConfigSource::Embedded => println!("no config file: the embedded default policy applies"),
+                ConfigSource::Embedded => {
+                    println!("no config file: the embedded default policy applies")
+                }
             }
             print!("{}", policy.describe(&cfg));
             let b = &cfg.bans;
             if cfg.bans_enabled() {
-                println!("bans:        after {} drops in {}, for {} (IPv6 per /{})", b.threshold, b.window, b.ttl, b.ipv6_prefix);
+                println!(
+                    "bans:        after {} drops in {}, for {} (IPv6 per /{})",
+                    b.threshold, b.window, b.ttl, b.ipv6_prefix
+                );
             } else {
                 println!("bans:        automatic bans off (manual `sipguard ban` still works)");
             }
@@ -180,7 +198,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .and_then(|t| crate::feeds::parse(&t, &f.display().to_string()));
                 match n {
                     Ok(v) => println!("feed:        {} ({} entries)", f.display(), v.len()),
-                    Err(e) => return Err(config::ConfigError { source_name: f.display().to_string(), line: None, message: format!("{e:#}") }.into()),
+                    Err(e) => {
+                        return Err(config::ConfigError {
+                            source_name: f.display().to_string(),
+                            line: None,
+                            message: format!("{e:#}"),
+                        }
+                        .into())
+                    }
                 }
             }
             if let Some(a) = cfg.metrics.listen {
@@ -188,7 +213,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let names = cfg.trusted_names();
             if !names.is_empty() {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
                 print!("{}", rt.block_on(crate::names::describe(&cfg.dns, &names)));
             }
             Ok(ExitCode::SUCCESS)
@@ -198,7 +225,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", crate::learn::trusted_report(&dir, json)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { config, capture, json } => {
+        Command::Replay {
+            config,
+            capture,
+            json,
+        } => {
             let cfg: Config = config_source(config).load()?;
             let policy = Policy::from_config(&cfg);
             crate::replay::run(&policy, &capture, json)?;
@@ -208,8 +239,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let dir = pins::versioned_dir(&cli.pin_root);
             loop {
                 let snap = metrics::snapshot_pinned(&dir)?;
-                let o = ops::stats_pinned(&dir).and_then(|m| ops::read_stats(&m)).ok();
-                let bans = ops::bans_pinned(&dir).map(|b| ops::count_active_bans(&b)).ok();
+                let o = ops::stats_pinned(&dir)
+                    .and_then(|m| ops::read_stats(&m))
+                    .ok();
+                let bans = ops::bans_pinned(&dir)
+                    .map(|b| ops::count_active_bans(&b))
+                    .ok();
                 if json {
                     let mut v = snap.to_json();
                     if let Some(o) = o {
@@ -219,7 +254,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                             "fragments_remembered": o.fragments_remembered, "active_bans": bans,
                         });
                     }
-                    if let (Some(o), Some(l)) = (v.as_object_mut(), crate::learn::summary_json(&dir)) {
+                    if let (Some(o), Some(l)) =
+                        (v.as_object_mut(), crate::learn::summary_json(&dir))
+                    {
                         o.insert("learned".into(), l);
                     }
                     println!("{v}");
@@ -232,7 +269,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         );
                     }
                     if let Some(l) = crate::learn::summary_json(&dir) {
-                        println!("learned registrars: {} active, {} expired", l["active"], l["expired"]);
+                        println!(
+                            "learned registrars: {} active, {} expired",
+                            l["active"], l["expired"]
+                        );
                     }
                 }
                 match watch {
@@ -246,7 +286,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Events { json, socket, count } => {
+        Command::Events {
+            json,
+            socket,
+            count,
+        } => {
             events::follow(&socket, json, count)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -269,10 +313,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&bans)?);
             } else {
-                println!("{:<45} {:<7} {:>12} {:>7}", "SOURCE", "ORIGIN", "REMAINING", "DROPS");
+                println!(
+                    "{:<45} {:<7} {:>12} {:>7}",
+                    "SOURCE", "ORIGIN", "REMAINING", "DROPS"
+                );
                 for b in &bans {
-                    let rem = b.remaining_secs.map(|s| format!("{s}s")).unwrap_or_else(|| "forever".into());
-                    println!("{:<45} {:<7} {:>12} {:>7}", b.source, b.origin, rem, b.drops);
+                    let rem = b
+                        .remaining_secs
+                        .map(|s| format!("{s}s"))
+                        .unwrap_or_else(|| "forever".into());
+                    println!(
+                        "{:<45} {:<7} {:>12} {:>7}",
+                        b.source, b.origin, rem, b.drops
+                    );
                 }
                 println!("{} active", bans.len());
             }
@@ -281,13 +334,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Detach { iface } => {
             let root = &cli.pin_root;
             if !pins::versioned_dir(root).exists() {
-                println!("nothing to detach: no pins under {}", pins::versioned_dir(root).display());
+                println!(
+                    "nothing to detach: no pins under {}",
+                    pins::versioned_dir(root).display()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let all = pins::pinned_links(root);
             let targets: Vec<String> = match iface {
                 Some(i) => {
-                    anyhow::ensure!(all.contains(&i), "sipguard is not attached to {i} (no link pinned under {})", pins::versioned_dir(root).display());
+                    anyhow::ensure!(
+                        all.contains(&i),
+                        "sipguard is not attached to {i} (no link pinned under {})",
+                        pins::versioned_dir(root).display()
+                    );
                     vec![i]
                 }
                 None => all.clone(),
@@ -298,7 +358,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if targets.len() == all.len() {
                 pins::remove(root);
-                println!("removed the pins under {}", pins::versioned_dir(root).display());
+                println!(
+                    "removed the pins under {}",
+                    pins::versioned_dir(root).display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

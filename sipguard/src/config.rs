@@ -83,7 +83,11 @@ pub struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { log: EventLog::default(), interval: default_event_interval(), socket: default_events_socket() }
+        EventsConfig {
+            log: EventLog::default(),
+            interval: default_event_interval(),
+            socket: default_events_socket(),
+        }
     }
 }
 
@@ -256,16 +260,23 @@ impl std::str::FromStr for Dur {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (like 500ms, 30s, 5m, 2h, 1d)"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a duration (like 500ms, 30s, 5m, 2h, 1d)"))?;
         let ms = match unit.trim() {
             "ms" => Some(n),
             "" | "s" => n.checked_mul(1000),
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
             "d" => n.checked_mul(86_400_000),
-            other => return Err(format!("'{s}': unknown duration unit '{other}' (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "'{s}': unknown duration unit '{other}' (use ms, s, m, h or d)"
+                ))
+            }
         };
-        ms.map(|ms| Dur(std::time::Duration::from_millis(ms))).ok_or_else(|| format!("'{s}' is too long"))
+        ms.map(|ms| Dur(std::time::Duration::from_millis(ms)))
+            .ok_or_else(|| format!("'{s}' is too long"))
     }
 }
 
@@ -279,7 +290,6 @@ impl fmt::Display for Dur {
         }
     }
 }
-
 
 /// `learn_registrars:` (opt-in): a TC egress program trusts the address a
 /// phone behind the router sends REGISTER or INVITE to, for `ttl` seconds
@@ -299,7 +309,10 @@ fn default_learn_ttl() -> u32 {
 
 impl Default for LearnRegistrars {
     fn default() -> Self {
-        LearnRegistrars { enabled: false, ttl: default_learn_ttl() }
+        LearnRegistrars {
+            enabled: false,
+            ttl: default_learn_ttl(),
+        }
     }
 }
 
@@ -329,7 +342,11 @@ fn default_max_ttl() -> u32 {
 
 impl Default for DnsSettings {
     fn default() -> Self {
-        DnsSettings { servers: Vec::new(), min_ttl: default_min_ttl(), max_ttl: default_max_ttl() }
+        DnsSettings {
+            servers: Vec::new(),
+            min_ttl: default_min_ttl(),
+            max_ttl: default_max_ttl(),
+        }
     }
 }
 
@@ -346,7 +363,11 @@ impl<'de> Deserialize<'de> for DnsServer {
         s.trim()
             .parse::<IpAddr>()
             .map(|ip| DnsServer(std::net::SocketAddr::new(ip, 53)))
-            .map_err(|_| de::Error::custom(format_args!("'{s}' is not a name server address (\"192.0.2.53:53\", \"[2001:db8::53]:53\")")))
+            .map_err(|_| {
+                de::Error::custom(format_args!(
+                    "'{s}' is not a name server address (\"192.0.2.53:53\", \"[2001:db8::53]:53\")"
+                ))
+            })
     }
 }
 
@@ -372,7 +393,10 @@ impl Inspect {
     pub fn scanner_user_agents(&self) -> Vec<String> {
         let mut v: Vec<String> = match &self.user_agents {
             Some(list) => list.clone(),
-            None => DEFAULT_SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_SCANNER_USER_AGENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         v.extend(self.extra_user_agents.iter().cloned());
         let mut v: Vec<String> = v.into_iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -395,12 +419,16 @@ fn host_name(s: &str) -> Option<String> {
             && l.len() <= 63
             && !l.starts_with('-')
             && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return None;
         }
     }
-    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     Some(s.to_ascii_lowercase())
@@ -416,12 +444,15 @@ impl<'de> Deserialize<'de> for Trusted {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Trusted, E> {
                 let t = s.trim();
-                let looks_numeric = t.contains([':', '/']) || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                let looks_numeric =
+                    t.contains([':', '/']) || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
                 if !looks_numeric {
                     if let Some(n) = host_name(t) {
                         return Ok(Trusted::Name(n));
                     }
-                    return Err(E::custom(format_args!("'{t}' is not an IPv4/IPv6 address, a CIDR or a DNS name")));
+                    return Err(E::custom(format_args!(
+                        "'{t}' is not an IPv4/IPv6 address, a CIDR or a DNS name"
+                    )));
                 }
                 s.parse().map(Trusted::Net).map_err(E::custom)
             }
@@ -450,20 +481,27 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 fn default_ports() -> Vec<PortRange> {
-    vec![PortRange { first: 5060, last: 5061 }]
+    vec![PortRange {
+        first: 5060,
+        last: 5061,
+    }]
 }
 
 /// A list that is present must have a value: `trusted:` with nothing after
 /// it (say, every entry commented out) is refused rather than read as an
 /// empty list, which would silently change who may send SIP.
 fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Option::<Vec<T>>::deserialize(d)?
-        .ok_or_else(|| de::Error::custom("has no value (write [] for an empty list, or remove the key)"))
+    Option::<Vec<T>>::deserialize(d)?.ok_or_else(|| {
+        de::Error::custom("has no value (write [] for an empty list, or remove the key)")
+    })
 }
 
 /// Deserializes one of a fixed set of words, with messages that list them
 /// (serde_yaml's own enum errors talk about YAML tags).
-fn keyword<'de, D: Deserializer<'de>, T: Copy>(d: D, choices: &'static [(&'static str, T)]) -> Result<T, D::Error> {
+fn keyword<'de, D: Deserializer<'de>, T: Copy>(
+    d: D,
+    choices: &'static [(&'static str, T)],
+) -> Result<T, D::Error> {
     struct V<T: 'static>(&'static [(&'static str, T)]);
     impl<T: Copy> V<T> {
         fn names(&self) -> String {
@@ -481,10 +519,18 @@ fn keyword<'de, D: Deserializer<'de>, T: Copy>(d: D, choices: &'static [(&'stati
                 .iter()
                 .find(|(n, _)| *n == s)
                 .map(|(_, v)| *v)
-                .ok_or_else(|| E::custom(format_args!("unknown value `{s}`, expected one of {}", self.names())))
+                .ok_or_else(|| {
+                    E::custom(format_args!(
+                        "unknown value `{s}`, expected one of {}",
+                        self.names()
+                    ))
+                })
         }
         fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-            Err(E::custom(format_args!("has no value, expected one of {}", self.names())))
+            Err(E::custom(format_args!(
+                "has no value, expected one of {}",
+                self.names()
+            )))
         }
     }
     d.deserialize_any(V(choices))
@@ -577,7 +623,9 @@ impl<'de> Deserialize<'de> for PortRange {
                     let t = t.trim();
                     let n: u64 = t.parse().map_err(|_| {
                         if t.is_empty() {
-                            E::custom(format_args!("'{s}' is not a port (5060) or a range (\"5060-5080\")"))
+                            E::custom(format_args!(
+                                "'{s}' is not a port (5060) or a range (\"5060-5080\")"
+                            ))
                         } else {
                             E::custom(format_args!("'{t}' is not a port number"))
                         }
@@ -701,7 +749,9 @@ impl Config {
         // not, and the line numbers in messages must match the parser's.
         let unified;
         let text = if text.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']) {
-            unified = text.replace("\r\n", "\n").replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
+            unified = text
+                .replace("\r\n", "\n")
+                .replace(['\r', '\u{85}', '\u{2028}', '\u{2029}'], "\n");
             unified.as_str()
         } else {
             text
@@ -714,7 +764,10 @@ impl Config {
         // Comments only, `---`, `~`: a document without settings.
         let value = serde_yaml::from_str::<serde_yaml::Value>(text);
         if matches!(value, Ok(serde_yaml::Value::Null)) || text.trim().is_empty() {
-            return Err(err(None, "config file is empty (an empty policy would filter nothing)".into()));
+            return Err(err(
+                None,
+                "config file is empty (an empty policy would filter nothing)".into(),
+            ));
         }
         // `key:` with nothing after it: serde_yaml reports these at the
         // start of the mapping, so find the key here.
@@ -728,13 +781,17 @@ impl Config {
                             }
                             _ => "remove the key for the default",
                         };
-                        return Err(err(find_top_level_key(text, k, 0), format!("{k}: has no value ({hint})")));
+                        return Err(err(
+                            find_top_level_key(text, k, 0),
+                            format!("{k}: has no value ({hint})"),
+                        ));
                     }
                 }
             }
         }
         let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
-            let (line, msg) = explain_yaml_error(text, e.location().map(|l| l.line()), &e.to_string());
+            let (line, msg) =
+                explain_yaml_error(text, e.location().map(|l| l.line()), &e.to_string());
             err(line, msg)
         })?;
         cfg.validate(text, source_name)?;
@@ -748,8 +805,16 @@ impl Config {
             message: format!("{field}: {message}"),
         };
         for (i, name) in self.interfaces.iter().enumerate() {
-            if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
-                return Err(err("interfaces", name, format!("'{name}' is not a valid interface name")));
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.contains(char::is_whitespace)
+            {
+                return Err(err(
+                    "interfaces",
+                    name,
+                    format!("'{name}' is not a valid interface name"),
+                ));
             }
             if self.interfaces[..i].contains(name) {
                 return Err(ConfigError {
@@ -763,14 +828,20 @@ impl Config {
             return Err(err(
                 "interfaces",
                 "interfaces",
-                format!("at most {} interfaces are supported", sipguard_common::IFACE_SLOTS - 1),
+                format!(
+                    "at most {} interfaces are supported",
+                    sipguard_common::IFACE_SLOTS - 1
+                ),
             ));
         }
         if self.dns.min_ttl == 0 || self.dns.min_ttl > self.dns.max_ttl {
             return Err(err(
                 "dns",
                 "min_ttl",
-                format!("min_ttl must be at least 1 and at most max_ttl ({})", self.dns.max_ttl),
+                format!(
+                    "min_ttl must be at least 1 and at most max_ttl ({})",
+                    self.dns.max_ttl
+                ),
             ));
         }
         if self.learn_registrars.ttl == 0 || self.learn_registrars.ttl > 7 * 86400 {
@@ -781,9 +852,18 @@ impl Config {
             ));
         }
         if self.sip_ports.is_empty() {
-            return Err(err("sip_ports", "sip_ports", "must list at least one port".into()));
+            return Err(err(
+                "sip_ports",
+                "sip_ports",
+                "must list at least one port".into(),
+            ));
         }
-        let uas = self.inspect.user_agents.iter().flatten().chain(&self.inspect.extra_user_agents);
+        let uas = self
+            .inspect
+            .user_agents
+            .iter()
+            .flatten()
+            .chain(&self.inspect.extra_user_agents);
         for ua in uas {
             let max = sipguard_common::sip::UA_BYTES;
             if ua.is_empty() || ua.len() > max || ua.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
@@ -797,12 +877,23 @@ impl Config {
         for m in &self.inspect.drop_methods {
             if sipguard_common::sip::method_id(&m.to_ascii_uppercase()).is_none() {
                 let known: Vec<&str> = sipguard_common::sip::METHODS[1..].to_vec();
-                return Err(err("inspect", m, format!("drop_methods: unknown SIP method '{m}' (known: {})", known.join(", "))));
+                return Err(err(
+                    "inspect",
+                    m,
+                    format!(
+                        "drop_methods: unknown SIP method '{m}' (known: {})",
+                        known.join(", ")
+                    ),
+                ));
             }
         }
         for (i, u) in self.inspect.expected_users.iter().enumerate() {
             let max = sipguard_common::sip::USER_BYTES;
-            if u.is_empty() || u.len() > max || u.bytes().any(|b| b <= b' ' || b == b'@' || b == b':' || b >= 0x7f) {
+            if u.is_empty()
+                || u.len() > max
+                || u.bytes()
+                    .any(|b| b <= b' ' || b == b'@' || b == b':' || b >= 0x7f)
+            {
                 return Err(err(
                     "inspect",
                     u,
@@ -810,26 +901,51 @@ impl Config {
                 ));
             }
             if self.inspect.expected_users[..i].contains(u) {
-                return Err(err("inspect", u, format!("expected_users: '{u}' is listed twice")));
+                return Err(err(
+                    "inspect",
+                    u,
+                    format!("expected_users: '{u}' is listed twice"),
+                ));
             }
         }
         for t in self.trusted_nets() {
-            if let Some(b) = self.blocked.iter().find(|b| b.0.contains(&t.0) || t.0.contains(&b.0)) {
+            if let Some(b) = self
+                .blocked
+                .iter()
+                .find(|b| b.0.contains(&t.0) || t.0.contains(&b.0))
+            {
                 return Err(err(
                     "blocked",
                     &b.to_string(),
-                    format!("{b} overlaps trusted {t}: a source cannot be both trusted and blocked"),
+                    format!(
+                        "{b} overlaps trusted {t}: a source cannot be both trusted and blocked"
+                    ),
                 ));
             }
         }
         if self.bans.ipv6_prefix == 0 || self.bans.ipv6_prefix > 128 {
-            return Err(err("bans", "ipv6_prefix", format!("ipv6_prefix {} is out of range 1-128", self.bans.ipv6_prefix)));
+            return Err(err(
+                "bans",
+                "ipv6_prefix",
+                format!(
+                    "ipv6_prefix {} is out of range 1-128",
+                    self.bans.ipv6_prefix
+                ),
+            ));
         }
         if self.bans.threshold == 0 {
-            return Err(err("bans", "threshold", "threshold must be at least 1".into()));
+            return Err(err(
+                "bans",
+                "threshold",
+                "threshold must be at least 1".into(),
+            ));
         }
         if self.bans.window.0.is_zero() || self.bans.ttl.0.is_zero() {
-            return Err(err("bans", "window", "window and ttl must be longer than 0".into()));
+            return Err(err(
+                "bans",
+                "window",
+                "window and ttl must be longer than 0".into(),
+            ));
         }
         Ok(())
     }
@@ -857,7 +973,9 @@ impl Config {
 
     /// Whether automatic bans are on (explicit, or by policy).
     pub fn bans_enabled(&self) -> bool {
-        self.bans.enabled.unwrap_or(self.policy == UntrustedPolicy::Inspect)
+        self.bans
+            .enabled
+            .unwrap_or(self.policy == UntrustedPolicy::Inspect)
     }
 
     /// The embedded default policy (tested to parse; an error here is a
@@ -869,8 +987,22 @@ impl Config {
 
 /// Top-level keys, as they appear in messages.
 const FIELDS: [&str; 16] = [
-    "interfaces", "xdp_mode", "mode", "policy", "sip_ports", "trusted", "blocked", "inspect", "dns", "learn_registrars",
-    "feeds", "events", "bans", "fragments", "on_exit", "metrics",
+    "interfaces",
+    "xdp_mode",
+    "mode",
+    "policy",
+    "sip_ports",
+    "trusted",
+    "blocked",
+    "inspect",
+    "dns",
+    "learn_registrars",
+    "feeds",
+    "events",
+    "bans",
+    "fragments",
+    "on_exit",
+    "metrics",
 ];
 
 /// Turns a serde_yaml error into (line, message) where the message starts
@@ -889,13 +1021,18 @@ fn explain_yaml_error(text: &str, line: Option<usize>, raw: &str) -> (Option<usi
         }
         msg.replace_range(i..end, "");
     }
-    let msg = msg.replace("expected struct Config", "expected settings as `key: value` lines (e.g. `policy: drop`)");
+    let msg = msg.replace(
+        "expected struct Config",
+        "expected settings as `key: value` lines (e.g. `policy: drop`)",
+    );
     if let Some(rest) = msg.strip_prefix("duplicate field `") {
         let field = rest.split('`').next().unwrap_or_default();
         let line = find_top_level_key(text, field, 1).or(line);
         return (line, format!("{field}: is set twice"));
     }
-    let names_field = FIELDS.iter().any(|f| msg.starts_with(&format!("{f}:")) || msg.starts_with(&format!("{f}[")));
+    let names_field = FIELDS
+        .iter()
+        .any(|f| msg.starts_with(&format!("{f}:")) || msg.starts_with(&format!("{f}[")));
     if names_field || msg.starts_with("unknown field") {
         return (line, msg);
     }
@@ -923,7 +1060,10 @@ fn governing_key(text: &str, line: usize) -> Option<String> {
 fn find_top_level_key(text: &str, key: &str, skip: usize) -> Option<usize> {
     text.lines()
         .enumerate()
-        .filter(|(_, l)| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')))
+        .filter(|(_, l)| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
         .nth(skip)
         .map(|(i, _)| i + 1)
 }
@@ -948,7 +1088,10 @@ fn find_nth_line(text: &str, field: &str, needle: &str, mut skip: usize) -> Opti
                 field_line = Some(i + 1);
             }
         }
-        if in_field && line.contains(needle) && (field_line != Some(i + 1) || trimmed.len() > key.len()) {
+        if in_field
+            && line.contains(needle)
+            && (field_line != Some(i + 1) || trimmed.len() > key.len())
+        {
             if skip == 0 {
                 return Some(i + 1);
             }
@@ -981,7 +1124,19 @@ mod tests {
         assert_eq!(c.xdp_mode, XdpModeSetting::Skb);
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.policy, UntrustedPolicy::Inspect);
-        assert_eq!(c.sip_ports, vec![PortRange { first: 5060, last: 5060 }, PortRange { first: 5070, last: 5080 }]);
+        assert_eq!(
+            c.sip_ports,
+            vec![
+                PortRange {
+                    first: 5060,
+                    last: 5060
+                },
+                PortRange {
+                    first: 5070,
+                    last: 5080
+                }
+            ]
+        );
         assert_eq!(c.trusted.len(), 2);
         assert_eq!(c.blocked[0].to_string(), "198.51.100.0/24");
     }
@@ -1005,40 +1160,103 @@ mod tests {
     fn expect_err(s: &str, line: Option<usize>, needle: &str) {
         let e = parse(s).unwrap_err();
         assert_eq!(e.line, line, "{e}");
-        assert!(e.to_string().contains(needle), "'{e}' does not mention '{needle}'");
+        assert!(
+            e.to_string().contains(needle),
+            "'{e}' does not mention '{needle}'"
+        );
     }
 
     #[test]
     fn errors_name_field_and_line() {
-        expect_err("trusted: [192.0.2.1]\ntrustd: [1.2.3.4]\n", Some(2), "unknown field `trustd`");
-        expect_err("trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n", Some(3), "trusted[1]");
-        expect_err("trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n", Some(3), "'300.1.2.3' is not an IPv4/IPv6 address or CIDR");
+        expect_err(
+            "trusted: [192.0.2.1]\ntrustd: [1.2.3.4]\n",
+            Some(2),
+            "unknown field `trustd`",
+        );
+        expect_err(
+            "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
+            Some(3),
+            "trusted[1]",
+        );
+        expect_err(
+            "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
+            Some(3),
+            "'300.1.2.3' is not an IPv4/IPv6 address or CIDR",
+        );
         expect_err("trusted: [10.0.0.1/24]\n", Some(1), "host bits set");
         expect_err("sip_ports: [70000]\n", Some(1), "out of range");
         expect_err("sip_ports: [0]\n", Some(1), "out of range");
         expect_err("sip_ports: [-5]\n", Some(1), "out of range");
         expect_err("sip_ports:\n  - \"5080-5060\"\n", Some(2), "reversed");
         expect_err("sip_ports: []\n", Some(1), "at least one port");
-        expect_err("mode: loud\n", Some(1), "mode: unknown value `loud`, expected one of `enforce`, `monitor`");
+        expect_err(
+            "mode: loud\n",
+            Some(1),
+            "mode: unknown value `loud`, expected one of `enforce`, `monitor`",
+        );
         expect_err("trusted: 5\n", Some(1), "trusted");
         expect_err("interfaces: [eth0, eth1, eth0]\n", Some(1), "listed twice");
-        expect_err("interfaces:\n  - eth0\n  - eth1\n  - eth0\n", Some(4), "interfaces: interface 'eth0' is listed twice");
-        expect_err("policy: drop\nmode: enforce\npolicy: inspect\n", Some(3), "policy: is set twice");
-        expect_err("trusted:\n#  - 192.0.2.1\n", Some(1), "trusted: has no value");
+        expect_err(
+            "interfaces:\n  - eth0\n  - eth1\n  - eth0\n",
+            Some(4),
+            "interfaces: interface 'eth0' is listed twice",
+        );
+        expect_err(
+            "policy: drop\nmode: enforce\npolicy: inspect\n",
+            Some(3),
+            "policy: is set twice",
+        );
+        expect_err(
+            "trusted:\n#  - 192.0.2.1\n",
+            Some(1),
+            "trusted: has no value",
+        );
         expect_err("mode:\n", Some(1), "mode: has no value");
-        expect_err("policy: {a: 1}\n", Some(1), "policy: invalid type: map, expected one of `drop`, `inspect`");
-        expect_err("trusted: [192.0.2.1\n", Some(2), "trusted: did not find expected");
-        expect_err("policy: drop\ntrusted:\n\t- 192.0.2.1\n", Some(3), "trusted: found character that cannot start any token");
+        expect_err(
+            "policy: {a: 1}\n",
+            Some(1),
+            "policy: invalid type: map, expected one of `drop`, `inspect`",
+        );
+        expect_err(
+            "trusted: [192.0.2.1\n",
+            Some(2),
+            "trusted: did not find expected",
+        );
+        expect_err(
+            "policy: drop\ntrusted:\n\t- 192.0.2.1\n",
+            Some(3),
+            "trusted: found character that cannot start any token",
+        );
         expect_err("---\n", None, "empty");
         // Old Mac line ends (found by the config fuzz target): lines count
         // as YAML counts them.
-        expect_err("policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r", Some(4), "trusted[1]");
-        expect_err("policy: drop\r\nsip_ports: [0]\r\n", Some(2), "sip_ports[0]");
-        expect_err("trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r", Some(3), "both trusted and blocked");
-        expect_err("policy: drop\rpolicy: drop\r", Some(2), "policy: is set twice");
+        expect_err(
+            "policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r",
+            Some(4),
+            "trusted[1]",
+        );
+        expect_err(
+            "policy: drop\r\nsip_ports: [0]\r\n",
+            Some(2),
+            "sip_ports[0]",
+        );
+        expect_err(
+            "trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r",
+            Some(3),
+            "both trusted and blocked",
+        );
+        expect_err(
+            "policy: drop\rpolicy: drop\r",
+            Some(2),
+            "policy: is set twice",
+        );
         expect_err("~\n", None, "empty");
         expect_err("- a\n", Some(1), "expected settings as `key: value` lines");
-        expect_err("trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n", Some(3), "both trusted and blocked");
+        expect_err(
+            "trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n",
+            Some(3),
+            "both trusted and blocked",
+        );
         expect_err("", None, "empty");
         expect_err("   \n# only a comment\n", None, "empty");
     }
@@ -1053,25 +1271,54 @@ mod tests {
         assert_eq!(c.inspect.drop_methods, vec!["message", "SUBSCRIBE"]);
         assert!(c.inspect.drop_ip_uri && !c.inspect.sipvicious && c.inspect.drop_not_sip);
         let uas = c.inspect.scanner_user_agents();
-        assert!(uas.contains(&"evilscan".to_string()) && uas.contains(&"friendly-scanner".to_string()));
+        assert!(
+            uas.contains(&"evilscan".to_string()) && uas.contains(&"friendly-scanner".to_string())
+        );
         let only = parse("inspect:\n  user_agents: [Foo]\n").unwrap();
         assert_eq!(only.inspect.scanner_user_agents(), vec!["foo"]);
         let none = parse("inspect:\n  user_agents: []\n").unwrap();
         assert!(none.inspect.scanner_user_agents().is_empty());
         let d = parse("policy: inspect\n").unwrap();
         assert_eq!(d.inspect, Inspect::default());
-        assert_eq!(d.inspect.scanner_user_agents().len(), DEFAULT_SCANNER_USER_AGENTS.len());
+        assert_eq!(
+            d.inspect.scanner_user_agents().len(),
+            DEFAULT_SCANNER_USER_AGENTS.len()
+        );
     }
 
     #[test]
     fn inspect_errors_name_field_and_line() {
-        expect_err("inspect:\n  drop_methodz: [INVITE]\n", Some(2), "unknown field `drop_methodz`");
-        expect_err("inspect:\n  drop_methods:\n    - INVITE\n    - FOO\n", Some(4), "unknown SIP method 'FOO'");
-        expect_err("inspect:\n  extra_user_agents: [\"\"]\n", Some(2), "user agent prefix");
+        expect_err(
+            "inspect:\n  drop_methodz: [INVITE]\n",
+            Some(2),
+            "unknown field `drop_methodz`",
+        );
+        expect_err(
+            "inspect:\n  drop_methods:\n    - INVITE\n    - FOO\n",
+            Some(4),
+            "unknown SIP method 'FOO'",
+        );
+        expect_err(
+            "inspect:\n  extra_user_agents: [\"\"]\n",
+            Some(2),
+            "user agent prefix",
+        );
         let long = "x".repeat(40);
-        expect_err(&format!("trusted: [192.0.2.1]\ninspect:\n  user_agents: [{long}]\n"), Some(3), "1-32 printable");
-        expect_err("inspect:\n  expected_users: [\"a b\"]\n", Some(2), "expected_users");
-        expect_err("inspect:\n  expected_users: [bob, bob]\n", Some(2), "listed twice");
+        expect_err(
+            &format!("trusted: [192.0.2.1]\ninspect:\n  user_agents: [{long}]\n"),
+            Some(3),
+            "1-32 printable",
+        );
+        expect_err(
+            "inspect:\n  expected_users: [\"a b\"]\n",
+            Some(2),
+            "expected_users",
+        );
+        expect_err(
+            "inspect:\n  expected_users: [bob, bob]\n",
+            Some(2),
+            "listed twice",
+        );
         expect_err("inspect:\n  sipvicious: maybe\n", Some(2), "sipvicious");
     }
 
@@ -1087,19 +1334,59 @@ mod tests {
         assert_eq!(c.dns.servers[0].0, "192.0.2.53:5353".parse().unwrap());
         assert_eq!(c.dns.servers[1].0, "[2001:db8::53]:53".parse().unwrap());
         assert_eq!((c.dns.min_ttl, c.dns.max_ttl), (1, 3600));
-        assert_eq!(parse("trusted: [a.b]\n").unwrap().dns, DnsSettings::default());
-        expect_err("trusted:\n  - sip provider.example\n", Some(2), "'sip provider.example' is not an IPv4/IPv6 address, a CIDR or a DNS name");
+        assert_eq!(
+            parse("trusted: [a.b]\n").unwrap().dns,
+            DnsSettings::default()
+        );
+        expect_err(
+            "trusted:\n  - sip provider.example\n",
+            Some(2),
+            "'sip provider.example' is not an IPv4/IPv6 address, a CIDR or a DNS name",
+        );
         expect_err("trusted:\n  - -bad.example\n", Some(2), "trusted[0]");
-        expect_err("trusted: [a..b]\n", Some(1), "not an IPv4/IPv6 address, a CIDR or a DNS name");
-        expect_err("trusted: [1.2.3.4.5]\n", Some(1), "not an IPv4/IPv6 address or CIDR");
-        expect_err("dns:\n  servers: [\"nowhere\"]\n", Some(2), "'nowhere' is not a name server address");
-        expect_err("dns:\n  min_ttl: 0\n", Some(2), "dns: min_ttl must be at least 1");
+        expect_err(
+            "trusted: [a..b]\n",
+            Some(1),
+            "not an IPv4/IPv6 address, a CIDR or a DNS name",
+        );
+        expect_err(
+            "trusted: [1.2.3.4.5]\n",
+            Some(1),
+            "not an IPv4/IPv6 address or CIDR",
+        );
+        expect_err(
+            "dns:\n  servers: [\"nowhere\"]\n",
+            Some(2),
+            "'nowhere' is not a name server address",
+        );
+        expect_err(
+            "dns:\n  min_ttl: 0\n",
+            Some(2),
+            "dns: min_ttl must be at least 1",
+        );
         expect_err("dns:\n  retries: 3\n", Some(2), "unknown field `retries`");
         let c = parse("learn_registrars: {enabled: true, ttl: 2}\n").unwrap();
-        assert_eq!(c.learn_registrars, LearnRegistrars { enabled: true, ttl: 2 });
-        assert_eq!(parse("learn_registrars: {}\n").unwrap().learn_registrars, LearnRegistrars::default());
-        expect_err("learn_registrars:\n  ttl: 0\n", Some(2), "learn_registrars: ttl must be between");
-        expect_err("learn_registrars:\n  enable: true\n", Some(2), "unknown field `enable`");
+        assert_eq!(
+            c.learn_registrars,
+            LearnRegistrars {
+                enabled: true,
+                ttl: 2
+            }
+        );
+        assert_eq!(
+            parse("learn_registrars: {}\n").unwrap().learn_registrars,
+            LearnRegistrars::default()
+        );
+        expect_err(
+            "learn_registrars:\n  ttl: 0\n",
+            Some(2),
+            "learn_registrars: ttl must be between",
+        );
+        expect_err(
+            "learn_registrars:\n  enable: true\n",
+            Some(2),
+            "unknown field `enable`",
+        );
     }
 
     #[test]
@@ -1117,7 +1404,10 @@ mod tests {
         assert_eq!(c.bans.ttl.0, std::time::Duration::from_secs(120));
         assert_eq!(c.bans.ipv6_prefix, 56);
         assert!(!c.bans_enabled(), "off by default under policy: drop");
-        assert!(Config::embedded_default().unwrap().bans_enabled(), "on by default under inspect");
+        assert!(
+            Config::embedded_default().unwrap().bans_enabled(),
+            "on by default under inspect"
+        );
         assert_eq!(c.metrics.listen.unwrap().port(), 9560);
         expect_err("bans:\n  ttl: 5 weeks\n", Some(2), "duration");
         expect_err("bans:\n  ipv6_prefix: 129\n", Some(2), "out of range");

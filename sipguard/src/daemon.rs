@@ -25,8 +25,8 @@ use crate::{
     events,
     feeds::FeedWatch,
     maps::PolicyMaps,
-    policy::Policy,
     ops, pins,
+    policy::Policy,
     program::{self, LoadOptions},
 };
 
@@ -78,14 +78,24 @@ struct Daemon {
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
-    let list = if cli.is_empty() { cfg.interfaces.clone() } else { cli.to_vec() };
-    anyhow::ensure!(!list.is_empty(), "no interface to attach to: list them under `interfaces:` in the config or pass --iface");
+    let list = if cli.is_empty() {
+        cfg.interfaces.clone()
+    } else {
+        cli.to_vec()
+    };
+    anyhow::ensure!(
+        !list.is_empty(),
+        "no interface to attach to: list them under `interfaces:` in the config or pass --iface"
+    );
     Ok(list)
 }
 
 /// Kernel tag (hash of the instructions) of a loaded program id.
 fn program_tag(id: u32) -> Option<u64> {
-    aya::programs::loaded_programs().filter_map(|p| p.ok()).find(|p| p.id() == id).map(|p| p.tag())
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id)
+        .map(|p| p.tag())
 }
 
 impl Daemon {
@@ -97,19 +107,33 @@ impl Daemon {
         let pin_dir = pins::prepare(&opts.pin_root)?;
         let adopting = pin_dir.join(sipguard_common::map_names::SETTINGS).exists();
         if adopting {
-            log::info!("adopting the maps pinned under {} (filter kept running)", pin_dir.display());
+            log::info!(
+                "adopting the maps pinned under {} (filter kept running)",
+                pin_dir.display()
+            );
         }
-        let mut ebpf = program::load_pinned(LoadOptions { report_reason: false, verbose: opts.verbose }, &pin_dir)?;
+        let mut ebpf = program::load_pinned(
+            LoadOptions {
+                report_reason: false,
+                verbose: opts.verbose,
+            },
+            &pin_dir,
+        )?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
-        let mut ops: Array<MapData, OpsSettings> = take(&mut ebpf, sipguard_common::ops::map_names::OPS)?.try_into()?;
-        let ring: RingBuf<MapData> = take(&mut ebpf, sipguard_common::ops::map_names::EVENTS)?.try_into()?;
+        let mut ops: Array<MapData, OpsSettings> =
+            take(&mut ebpf, sipguard_common::ops::map_names::OPS)?.try_into()?;
+        let ring: RingBuf<MapData> =
+            take(&mut ebpf, sipguard_common::ops::map_names::EVENTS)?.try_into()?;
         let feeds = FeedWatch::new(&cfg.feeds);
         let policy = feeds.policy(cfg)?.with_names(&dns.state);
         // Entries are added before stale ones go: adopted maps never lose a
         // still-wanted entry.
         maps.apply(&policy)?;
         ops.set(0, ops::settings(cfg), 0).context("updating OPS")?;
-        crate::learn::set_ttl(&mut ebpf, crate::learn::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl))?;
+        crate::learn::set_ttl(
+            &mut ebpf,
+            crate::learn::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl),
+        )?;
         let mut d = Daemon {
             ebpf,
             maps,
@@ -157,16 +181,22 @@ impl Daemon {
                         if old_tag.is_none() {
                             // Reading another program's tag needs CAP_SYS_ADMIN
                             // (BPF_PROG_GET_FD_BY_ID); a swap is harmless.
-                            log::info!("{name}: cannot read the tag of the running program; replacing it");
+                            log::info!(
+                                "{name}: cannot read the tag of the running program; replacing it"
+                            );
                         }
                         // bpf_link_update swaps the program in one step: no
                         // packet sees no program.
                         let fd: FdLink = aya::programs::links::PinnedLink::from_pin(&path)?.into();
                         let link = XdpLink::try_from(fd)?;
-                        prog.attach_to_link(link).map_err(|e| anyhow!("cannot replace the program on {name}: {e}"))?;
+                        prog.attach_to_link(link)
+                            .map_err(|e| anyhow!("cannot replace the program on {name}: {e}"))?;
                         log::info!("{name}: replaced the program of the pinned XDP link (new build, tag {new_tag:016x})");
                     }
-                    self.attached.push(Attached { name: name.to_string(), ifindex: idx });
+                    self.attached.push(Attached {
+                        name: name.to_string(),
+                        ifindex: idx,
+                    });
                     return Ok(());
                 }
                 Ok(_) | Err(_) => {
@@ -181,13 +211,24 @@ impl Daemon {
         let link = prog.take_link(id)?;
         let fd = FdLink::try_from(link)
             .map_err(|e| anyhow!("{name}: the kernel attached XDP without a bpf_link ({e}); sipguard needs Linux 5.9+ to pin it"))?;
-        fd.pin(&path).with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
-        let what = if program == PROGRAM_NAME { "" } else { " (no Ethernet header: raw IP entry point)" };
-        log::info!("attached to {name} (ifindex {idx}) in {} mode{what}", mode.as_str());
+        fd.pin(&path)
+            .with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
+        let what = if program == PROGRAM_NAME {
+            ""
+        } else {
+            " (no Ethernet header: raw IP entry point)"
+        };
+        log::info!(
+            "attached to {name} (ifindex {idx}) in {} mode{what}",
+            mode.as_str()
+        );
         if cfg.learn_registrars.enabled {
             self.learner.attach(&mut self.ebpf, name, l2)?;
         }
-        self.attached.push(Attached { name: name.to_string(), ifindex: idx });
+        self.attached.push(Attached {
+            name: name.to_string(),
+            ifindex: idx,
+        });
         Ok(())
     }
 
@@ -200,7 +241,9 @@ impl Daemon {
     fn apply(&mut self, cfg: &Config) -> Result<()> {
         let policy = self.policy(cfg)?;
         self.maps.apply(&policy)?;
-        self.ops.set(0, ops::settings(cfg), 0).context("updating OPS")?;
+        self.ops
+            .set(0, ops::settings(cfg), 0)
+            .context("updating OPS")?;
         Ok(())
     }
 
@@ -258,7 +301,8 @@ impl Daemon {
             let names: Vec<String> = self.attached.iter().map(|a| a.name.clone()).collect();
             for n in names {
                 if !self.learner.is_attached(&n) {
-                    self.learner.attach(&mut self.ebpf, &n, attach::link_of(&n)?)?;
+                    self.learner
+                        .attach(&mut self.ebpf, &n, attach::link_of(&n)?)?;
                 }
             }
         } else {
@@ -293,7 +337,8 @@ impl Daemon {
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
-    ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
@@ -308,7 +353,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let (dns, mut dns_rx) = DnsNames::start(&cfg).await?;
     // Pins from an earlier daemon are its running filter: a failed start
     // leaves them alone. Only what this start created is cleaned up.
-    let fresh = !pins::versioned_dir(&opts.pin_root).join(sipguard_common::map_names::SETTINGS).exists();
+    let fresh = !pins::versioned_dir(&opts.pin_root)
+        .join(sipguard_common::map_names::SETTINGS)
+        .exists();
     let (mut daemon, ring) = match Daemon::start(&opts, &cfg, dns) {
         Ok(d) => d,
         Err(e) => {
@@ -322,9 +369,16 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         }
     };
 
-    let log_mode = if opts.json_events { EventLog::Json } else { cfg.events.log };
+    let log_mode = if opts.json_events {
+        EventLog::Json
+    } else {
+        cfg.events.log
+    };
     let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(65536);
-    let sock_path = opts.events_socket.clone().unwrap_or_else(|| cfg.events.socket.clone());
+    let sock_path = opts
+        .events_socket
+        .clone()
+        .unwrap_or_else(|| cfg.events.socket.clone());
     let listener = events::bind(&sock_path)?;
     let _sock_guard = events::SocketGuard(sock_path.clone());
     tokio::spawn(events::serve(listener, feed.clone()));
@@ -394,14 +448,27 @@ struct DnsNames {
 }
 
 impl DnsNames {
-    async fn start(cfg: &Config) -> Result<(DnsNames, tokio::sync::mpsc::Receiver<crate::names::Update>)> {
+    async fn start(
+        cfg: &Config,
+    ) -> Result<(DnsNames, tokio::sync::mpsc::Receiver<crate::names::Update>)> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut d = DnsNames { cfg: cfg.clone(), state: Default::default(), task: None, tx };
+        let mut d = DnsNames {
+            cfg: cfg.clone(),
+            state: Default::default(),
+            task: None,
+            tx,
+        };
         let names = cfg.trusted_names();
         if !names.is_empty() {
             let r = crate::names::resolver(&cfg.dns)?;
             let next = crate::names::resolve_all(&r, &names, &cfg.dns, &mut d.state).await;
-            d.task = Some(tokio::spawn(crate::names::refresh_task(r, cfg.dns.clone(), d.state.clone(), next, d.tx.clone())));
+            d.task = Some(tokio::spawn(crate::names::refresh_task(
+                r,
+                cfg.dns.clone(),
+                d.state.clone(),
+                next,
+                d.tx.clone(),
+            )));
         }
         Ok((d, rx))
     }
@@ -420,7 +487,13 @@ impl DnsNames {
                 let r = crate::names::resolver(&cfg.dns)?;
                 let now = tokio::time::Instant::now();
                 let next = names.iter().map(|n| (n.clone(), now)).collect();
-                self.task = Some(tokio::spawn(crate::names::refresh_task(r, cfg.dns.clone(), self.state.clone(), next, self.tx.clone())));
+                self.task = Some(tokio::spawn(crate::names::refresh_task(
+                    r,
+                    cfg.dns.clone(),
+                    self.state.clone(),
+                    next,
+                    self.tx.clone(),
+                )));
             }
         }
         self.cfg = cfg.clone();
@@ -429,7 +502,9 @@ impl DnsNames {
 
     /// Records new addresses for a name; true when the maps must change.
     fn update(&mut self, u: crate::names::Update) -> bool {
-        if !self.cfg.trusted_names().contains(&u.name) || self.state.addrs.get(&u.name) == Some(&u.addrs) {
+        if !self.cfg.trusted_names().contains(&u.name)
+            || self.state.addrs.get(&u.name) == Some(&u.addrs)
+        {
             return false;
         }
         let list: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();

@@ -14,7 +14,7 @@ use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use serde::{Deserialize, Serialize};
 use sipguard_common::{ops::*, Reason};
-use tokio::{io::AsyncWriteExt as _, io::unix::AsyncFd, net::UnixListener, sync::broadcast};
+use tokio::{io::unix::AsyncFd, io::AsyncWriteExt as _, net::UnixListener, sync::broadcast};
 
 use crate::{attach::ifname, config::EventLog};
 
@@ -63,14 +63,18 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
 
 impl Event {
     pub fn from_raw(e: &DropEvent) -> Event {
-        Self::from_raw_with(e, &mut |i| ifname(i).unwrap_or_else(|| format!("ifindex {i}")))
+        Self::from_raw_with(e, &mut |i| {
+            ifname(i).unwrap_or_else(|| format!("ifindex {i}"))
+        })
     }
 
     /// Like `from_raw` with a caller-supplied interface name lookup (the
     /// daemon caches names: one syscall per event is too many in a flood).
     pub fn from_raw_with(e: &DropEvent, name: &mut dyn FnMut(u32) -> String) -> Event {
         let unix = crate::ops::boot_to_unix_ns(e.time_ns);
-        let reason = Reason::from_u32(e.reason).map(|r| r.name().to_string()).unwrap_or_else(|| format!("reason_{}", e.reason));
+        let reason = Reason::from_u32(e.reason)
+            .map(|r| r.name().to_string())
+            .unwrap_or_else(|| format!("reason_{}", e.reason));
         let ua_len = (e.ua_len as usize).min(EVENT_UA_LEN);
         Event {
             time: rfc3339(unix),
@@ -88,17 +92,32 @@ impl Event {
                 p => format!("ip{p}"),
             },
             reason,
-            action: if e.action == ACTION_WOULD_DROP { "would_drop" } else { "drop" }.into(),
+            action: if e.action == ACTION_WOULD_DROP {
+                "would_drop"
+            } else {
+                "drop"
+            }
+            .into(),
             suppressed: e.suppressed,
-            method: (e.sip_method != sip_method::UNKNOWN).then(|| sip_method::name(e.sip_method).to_string()),
-            user_agent: (ua_len > 0).then(|| String::from_utf8_lossy(&e.user_agent[..ua_len]).into_owned()),
+            method: (e.sip_method != sip_method::UNKNOWN)
+                .then(|| sip_method::name(e.sip_method).to_string()),
+            user_agent: (ua_len > 0)
+                .then(|| String::from_utf8_lossy(&e.user_agent[..ua_len]).into_owned()),
         }
     }
 
     pub fn to_text(&self) -> String {
         let ep = |a: &str, p: u16| {
-            let a = if a.contains(':') { format!("[{a}]") } else { a.to_string() };
-            if p == 0 { a } else { format!("{a}:{p}") }
+            let a = if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_string()
+            };
+            if p == 0 {
+                a
+            } else {
+                format!("{a}:{p}")
+            }
         };
         let mut s = format!(
             "{} {} {} {} {} -> {} on {}",
@@ -139,7 +158,12 @@ pub fn rfc3339(unix_ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 /// Events fanned out to socket clients as JSON lines.
@@ -153,7 +177,8 @@ pub async fn pump(ring: RingBuf<MapData>, feed: Feed, log: EventLog) -> Result<(
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow!("cannot poll the EVENTS ring buffer: {e}"))?;
     let stdout = std::io::stdout();
-    let mut names: std::collections::HashMap<u32, (String, std::time::Instant)> = Default::default();
+    let mut names: std::collections::HashMap<u32, (String, std::time::Instant)> =
+        Default::default();
     let mut name = |i: u32| {
         // Re-resolved every 10 s so a renamed interface shows up.
         if let Some((n, t)) = names.get(&i) {
@@ -203,7 +228,8 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         // A socket left by a killed daemon: nobody can be listening on it
         // once we hold the pins, so it is replaced.
-        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
     // SAFETY: umask only changes this process's file creation mask; the
     // daemon's runtime is single-threaded here.
@@ -218,7 +244,9 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
 /// Accepts `sipguard events` clients and streams JSON lines to each.
 pub async fn serve(listener: UnixListener, feed: Feed) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let mut rx = feed.subscribe();
         tokio::spawn(async move {
             let mut buf = String::new();
@@ -229,14 +257,18 @@ pub async fn serve(listener: UnixListener, feed: Feed) {
                 while let Some(r) = next.take() {
                     match r {
                         Ok(l) => buf.push_str(&l),
-                        Err(broadcast::error::RecvError::Lagged(n)) => buf.push_str(&format!("{{\"skipped\":{n}}}")),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            buf.push_str(&format!("{{\"skipped\":{n}}}"))
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                     }
                     buf.push('\n');
                     if buf.len() < 1 << 16 {
                         next = match rx.try_recv() {
                             Ok(l) => Some(Ok(l)),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(broadcast::error::RecvError::Lagged(n))),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                Some(Err(broadcast::error::RecvError::Lagged(n)))
+                            }
                             Err(_) => None,
                         };
                     }
@@ -261,7 +293,10 @@ impl Drop for SocketGuard {
 /// `sipguard events`: follows the daemon's socket and prints each event.
 pub fn follow(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        anyhow!("cannot connect to {} ({e}); is `sipguard run` running, and are you root?", path.display())
+        anyhow!(
+            "cannot connect to {} ({e}); is `sipguard run` running, and are you root?",
+            path.display()
+        )
     })?;
     let mut seen = 0u64;
     let stdout = std::io::stdout();
@@ -299,7 +334,10 @@ mod tests {
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_123_000_000), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(1_798_761_599_000_000_000), "2026-12-31T23:59:59.000Z");
+        assert_eq!(
+            rfc3339(1_798_761_599_000_000_000),
+            "2026-12-31T23:59:59.000Z"
+        );
     }
 
     #[test]
@@ -325,14 +363,22 @@ mod tests {
         raw.dst[..4].copy_from_slice(&[100, 64, 0, 1]);
         raw.user_agent[..16].copy_from_slice(b"friendly-scanner");
         // SAFETY: viewing a plain struct as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(&raw as *const _ as *const u8, std::mem::size_of::<DropEvent>()) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &raw as *const _ as *const u8,
+                std::mem::size_of::<DropEvent>(),
+            )
+        };
         let ev = Event::from_raw(&decode(bytes).unwrap());
         assert_eq!(ev.src, "203.0.113.66");
         assert_eq!(ev.reason, "blocked");
         assert_eq!(ev.method.as_deref(), Some("INVITE"));
         assert_eq!(ev.user_agent.as_deref(), Some("friendly-scanner"));
         let t = ev.to_text();
-        assert!(t.contains("drop blocked udp 203.0.113.66:40000 -> 100.64.0.1:5060"), "{t}");
+        assert!(
+            t.contains("drop blocked udp 203.0.113.66:40000 -> 100.64.0.1:5060"),
+            "{t}"
+        );
         assert!(t.contains("(+4 suppressed)"), "{t}");
         assert!(decode(&bytes[..10]).is_none());
     }

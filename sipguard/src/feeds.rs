@@ -27,7 +27,9 @@ use crate::{
 type Stamp = Option<(i64, i64, u64, u64)>;
 
 fn stamp(p: &Path) -> Stamp {
-    std::fs::metadata(p).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
 }
 
 pub struct FeedWatch {
@@ -38,7 +40,10 @@ pub struct FeedWatch {
 
 impl FeedWatch {
     pub fn new(paths: &[PathBuf]) -> FeedWatch {
-        FeedWatch { files: paths.iter().map(|p| (p.clone(), stamp(p))).collect(), pending: false }
+        FeedWatch {
+            files: paths.iter().map(|p| (p.clone(), stamp(p))).collect(),
+            pending: false,
+        }
     }
 
     /// Called once per poll interval: true when a feed file changed and has
@@ -68,17 +73,26 @@ impl FeedWatch {
         let mut policy = Policy::from_config(cfg);
         let mut skipped = 0usize;
         for (p, _) in &self.files {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read blocklist feed {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read blocklist feed {}", p.display()))?;
             let nets = parse(&text, &p.display().to_string())?;
             let before = policy.blocked.len();
             for n in nets {
-                if policy.trusted.iter().any(|t| t.contains(&n) || n.contains(t)) {
+                if policy
+                    .trusted
+                    .iter()
+                    .any(|t| t.contains(&n) || n.contains(t))
+                {
                     skipped += 1;
                     continue;
                 }
                 policy.blocked.push(n);
             }
-            log::debug!("feed {}: {} entries", p.display(), policy.blocked.len() - before);
+            log::debug!(
+                "feed {}: {} entries",
+                p.display(),
+                policy.blocked.len() - before
+            );
         }
         if skipped > 0 {
             log::warn!("{skipped} feed entries overlap trusted sources and were not blocked");
@@ -101,7 +115,9 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<IpNet>> {
         if line.is_empty() {
             continue;
         }
-        let c: Cidr = line.parse().map_err(|e: String| anyhow::anyhow!("{name}: line {}: {e}", i + 1))?;
+        let c: Cidr = line
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{name}: line {}: {e}", i + 1))?;
         out.push(c.0);
     }
     Ok(out)
@@ -113,12 +129,21 @@ mod tests {
 
     #[test]
     fn parses_comments_and_both_families() {
-        let v = parse("# header\n203.0.113.5\n198.51.100.0/24 ; SBL123\n\n  2001:db8::/32  # x\n", "f").unwrap();
+        let v = parse(
+            "# header\n203.0.113.5\n198.51.100.0/24 ; SBL123\n\n  2001:db8::/32  # x\n",
+            "f",
+        )
+        .unwrap();
         assert_eq!(v.len(), 3);
         assert_eq!(v[1].to_string(), "198.51.100.0/24");
-        let e = parse("1.2.3.4\nnot-an-ip\n", "feed.txt").unwrap_err().to_string();
+        let e = parse("1.2.3.4\nnot-an-ip\n", "feed.txt")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("feed.txt: line 2"), "{e}");
-        assert!(parse("10.0.0.1/8\n", "f").unwrap_err().to_string().contains("host bits"));
+        assert!(parse("10.0.0.1/8\n", "f")
+            .unwrap_err()
+            .to_string()
+            .contains("host bits"));
     }
 
     #[test]
@@ -127,10 +152,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("feed.txt");
         std::fs::write(&f, "192.0.2.0/24\n203.0.113.9\n").unwrap();
-        let cfg = Config::parse(&format!("trusted: [192.0.2.10]\nfeeds: [{}]\n", f.display()), "t").unwrap();
+        let cfg = Config::parse(
+            &format!("trusted: [192.0.2.10]\nfeeds: [{}]\n", f.display()),
+            "t",
+        )
+        .unwrap();
         let mut w = FeedWatch::new(&cfg.feeds);
         let p = w.policy(&cfg).unwrap();
-        assert_eq!(p.blocked.iter().map(|n| n.to_string()).collect::<Vec<_>>(), vec!["203.0.113.9/32"]);
+        assert_eq!(
+            p.blocked.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            vec!["203.0.113.9/32"]
+        );
         assert!(!w.changed());
         std::fs::write(&f, "203.0.113.9\n203.0.113.10\n").unwrap();
         assert!(!w.changed(), "not while it may still be written");

@@ -14,7 +14,8 @@ use aya::{
     Ebpf,
 };
 use sipguard_common::{
-    map_names, packet::Link, LearnConfig, LearnedExpiry, V4Key, V6Key, LEARN_PROGRAM_NAME, LEARN_PROGRAM_NAME_RAW_IP,
+    map_names, packet::Link, LearnConfig, LearnedExpiry, V4Key, V6Key, LEARN_PROGRAM_NAME,
+    LEARN_PROGRAM_NAME_RAW_IP,
 };
 
 /// `learn_registrars.ttl` in the kernel's unit.
@@ -28,11 +29,15 @@ pub fn ttl_ns(enabled: bool, ttl_secs: u32) -> u64 {
 
 /// Writes the TTL the TC program stamps on each learned entry (0: off).
 pub fn set_ttl(ebpf: &mut Ebpf, ttl_ns: u64) -> Result<()> {
-    let map = ebpf
-        .map_mut(map_names::LEARN_CONFIG)
-        .ok_or_else(|| anyhow!("map {} is missing from the eBPF object", map_names::LEARN_CONFIG))?;
+    let map = ebpf.map_mut(map_names::LEARN_CONFIG).ok_or_else(|| {
+        anyhow!(
+            "map {} is missing from the eBPF object",
+            map_names::LEARN_CONFIG
+        )
+    })?;
     let mut a: Array<&mut MapData, LearnConfig> = Array::try_from(map)?;
-    a.set(0, LearnConfig { ttl_ns }, 0).context("updating LEARN_CONFIG")
+    a.set(0, LearnConfig { ttl_ns }, 0)
+        .context("updating LEARN_CONFIG")
 }
 
 fn program_name(link: Link) -> &'static str {
@@ -69,7 +74,8 @@ impl Learner {
         let name = program_name(link);
         let prog = program(ebpf, name)?;
         if prog.fd().is_err() {
-            prog.load().with_context(|| format!("the kernel refused the TC program '{name}'"))?;
+            prog.load()
+                .with_context(|| format!("the kernel refused the TC program '{name}'"))?;
         }
         let id = match prog.attach(iface, TcAttachType::Egress) {
             Ok(id) => id,
@@ -112,10 +118,15 @@ impl Learner {
 
 /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// One learned registrar.
@@ -129,8 +140,12 @@ pub struct Learned {
 
 fn pinned_hash(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join(name);
-    let data = MapData::from_pin(&path)
-        .with_context(|| format!("cannot open pinned map {} (is `sipguard run` running?)", path.display()))?;
+    let data = MapData::from_pin(&path).with_context(|| {
+        format!(
+            "cannot open pinned map {} (is `sipguard run` running?)",
+            path.display()
+        )
+    })?;
     Ok(Map::LruHashMap(data))
 }
 
@@ -139,15 +154,23 @@ pub fn learned_pinned(dir: &Path) -> Result<Vec<Learned>> {
     let now = monotonic_ns();
     let left = |e: u64| (e > now).then(|| Duration::from_nanos(e - now));
     let mut out = Vec::new();
-    let v4: HashMap<MapData, V4Key, LearnedExpiry> = pinned_hash(dir, map_names::LEARNED_V4)?.try_into()?;
+    let v4: HashMap<MapData, V4Key, LearnedExpiry> =
+        pinned_hash(dir, map_names::LEARNED_V4)?.try_into()?;
     for kv in v4.iter() {
         let (k, e) = kv?;
-        out.push(Learned { addr: IpAddr::from(k), left: left(e) });
+        out.push(Learned {
+            addr: IpAddr::from(k),
+            left: left(e),
+        });
     }
-    let v6: HashMap<MapData, V6Key, LearnedExpiry> = pinned_hash(dir, map_names::LEARNED_V6)?.try_into()?;
+    let v6: HashMap<MapData, V6Key, LearnedExpiry> =
+        pinned_hash(dir, map_names::LEARNED_V6)?.try_into()?;
     for kv in v6.iter() {
         let (k, e) = kv?;
-        out.push(Learned { addr: IpAddr::from(k), left: left(e) });
+        out.push(Learned {
+            addr: IpAddr::from(k),
+            left: left(e),
+        });
     }
     out.sort_by(|a, b| b.left.cmp(&a.left).then(a.addr.cmp(&b.addr)));
     Ok(out)
@@ -169,11 +192,17 @@ pub fn trusted_report(dir: &Path, json: bool) -> Result<String> {
     let mut nets = Vec::new();
     for k in maps.trusted_v4.keys() {
         let k = k?;
-        nets.push(ipnet::IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)?);
+        nets.push(ipnet::IpNet::new(
+            IpAddr::from(k.data()),
+            k.prefix_len() as u8,
+        )?);
     }
     for k in maps.trusted_v6.keys() {
         let k = k?;
-        nets.push(ipnet::IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)?);
+        nets.push(ipnet::IpNet::new(
+            IpAddr::from(k.data()),
+            k.prefix_len() as u8,
+        )?);
     }
     nets.sort();
     let learned = learned_pinned(dir)?;
@@ -197,7 +226,12 @@ pub fn trusted_report(dir: &Path, json: bool) -> Result<String> {
     for l in &learned {
         match l.left {
             Some(d) => {
-                let _ = writeln!(s, "  {:<40} expires in {:.1} s", l.addr.to_string(), d.as_secs_f64());
+                let _ = writeln!(
+                    s,
+                    "  {:<40} expires in {:.1} s",
+                    l.addr.to_string(),
+                    d.as_secs_f64()
+                );
             }
             None => {
                 let _ = writeln!(s, "  {:<40} expired", l.addr.to_string());

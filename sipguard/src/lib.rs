@@ -8,7 +8,10 @@
 
 // User input and the kernel reach this crate: no unwrap/expect/panic outside
 // tests (clippy -D warnings in CI turns these into errors).
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod attach;
 pub mod cli;
@@ -24,8 +27,8 @@ pub mod ops;
 pub mod pins;
 pub mod policy;
 pub mod preflight;
+pub mod program;
 pub mod prom;
 pub mod replay;
-pub mod program;
 pub mod systemd;
 pub mod testrun;

@@ -10,7 +10,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use sipguard_common::{
-    map_names as names, sip::USER_BYTES, Counter, IfaceName, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
+    map_names as names, sip::USER_BYTES, Counter, IfaceName, ListValue, Settings, UaKey, UserKey,
+    V4Key, V6Key,
 };
 
 use crate::policy::Policy;
@@ -28,13 +29,17 @@ pub struct PolicyMaps {
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
-    ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
 }
 
 fn pinned(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).with_context(|| {
-        format!("cannot open pinned map {} (is `sipguard run` running?)", path.display())
+        format!(
+            "cannot open pinned map {} (is `sipguard run` running?)",
+            path.display()
+        )
     })?;
     Ok(match name {
         names::SETTINGS | names::IFACE_SLOTS | names::IFACE_NAMES => Map::Array(data),
@@ -82,8 +87,11 @@ impl PolicyMaps {
         let stale_b4 = sync_add(&mut self.blocked_v4, &b4).context("updating BLOCKED_V4")?;
         let stale_b6 = sync_add(&mut self.blocked_v6, &b6).context("updating BLOCKED_V6")?;
         let stale_ua = sync_add(&mut self.ua_prefixes, &uas).context("updating UA_PREFIXES")?;
-        let stale_users = sync_users(&mut self.expected_users, &users).context("updating EXPECTED_USERS")?;
-        self.settings.set(0, policy.settings, 0).context("updating SETTINGS")?;
+        let stale_users =
+            sync_users(&mut self.expected_users, &users).context("updating EXPECTED_USERS")?;
+        self.settings
+            .set(0, policy.settings, 0)
+            .context("updating SETTINGS")?;
         remove(&mut self.blocked_v4, stale_b4)?;
         remove(&mut self.blocked_v6, stale_b6)?;
         remove(&mut self.trusted_v4, stale_t4)?;
@@ -98,12 +106,20 @@ impl PolicyMaps {
     /// Adds IPv4 blocklist entries `(prefix length, network)` one by one
     /// without reading the trie first: the path for large lists (feeds,
     /// benchmarks) where `apply`'s full diff would be wasted work.
-    pub fn insert_blocked_v4(&mut self, entries: impl IntoIterator<Item = (u32, V4Key)>) -> Result<usize> {
+    pub fn insert_blocked_v4(
+        &mut self,
+        entries: impl IntoIterator<Item = (u32, V4Key)>,
+    ) -> Result<usize> {
         let mut n = 0;
         for (len, data) in entries {
             self.blocked_v4
                 .insert(&Key::new(len, data), 1, 0)
-                .with_context(|| format!("adding {}/{len} to BLOCKED_V4 (after {n} entries)", std::net::Ipv4Addr::from(data)))?;
+                .with_context(|| {
+                    format!(
+                        "adding {}/{len} to BLOCKED_V4 (after {n} entries)",
+                        std::net::Ipv4Addr::from(data)
+                    )
+                })?;
             n += 1;
         }
         Ok(n)
@@ -120,14 +136,18 @@ impl PolicyMaps {
     /// the slot's name for `stats`.
     pub fn set_iface_slot(&mut self, ifindex: u32, slot: u32, name: &str) -> Result<()> {
         if ifindex < sipguard_common::MAX_IFINDEX {
-            self.iface_slots.set(ifindex, slot, 0).context("updating IFACE_SLOTS")?;
+            self.iface_slots
+                .set(ifindex, slot, 0)
+                .context("updating IFACE_SLOTS")?;
         }
         if slot != 0 && slot < sipguard_common::IFACE_SLOTS {
             let mut n: IfaceName = [0; 16];
             let b = name.as_bytes();
             let len = b.len().min(15);
             n[..len].copy_from_slice(&b[..len]);
-            self.iface_names.set(slot, n, 0).context("updating IFACE_NAMES")?;
+            self.iface_names
+                .set(slot, n, 0)
+                .context("updating IFACE_NAMES")?;
         }
         Ok(())
     }
@@ -168,14 +188,20 @@ fn user_keys(users: &[String]) -> BTreeSet<UserKey> {
     let mut out = BTreeSet::new();
     for u in users {
         let b = u.as_bytes();
-        let mut key = UserKey { len: b.len().min(USER_BYTES) as u32, user: [0; USER_BYTES] };
+        let mut key = UserKey {
+            len: b.len().min(USER_BYTES) as u32,
+            user: [0; USER_BYTES],
+        };
         key.user[..key.len as usize].copy_from_slice(&b[..key.len as usize]);
         out.insert(key);
     }
     out
 }
 
-fn sync_users(map: &mut HashMap<MapData, UserKey, ListValue>, want: &BTreeSet<UserKey>) -> Result<Vec<UserKey>> {
+fn sync_users(
+    map: &mut HashMap<MapData, UserKey, ListValue>,
+    want: &BTreeSet<UserKey>,
+) -> Result<Vec<UserKey>> {
     let mut have = BTreeSet::new();
     for key in map.keys() {
         have.insert(key?);
@@ -187,7 +213,10 @@ fn sync_users(map: &mut HashMap<MapData, UserKey, ListValue>, want: &BTreeSet<Us
 }
 
 /// Inserts what is missing; returns the entries present but not wanted.
-fn sync_add<K>(trie: &mut LpmTrie<MapData, K, ListValue>, want: &BTreeSet<Entry<K>>) -> Result<Vec<Entry<K>>>
+fn sync_add<K>(
+    trie: &mut LpmTrie<MapData, K, ListValue>,
+    want: &BTreeSet<Entry<K>>,
+) -> Result<Vec<Entry<K>>>
 where
     K: aya::Pod + Ord + Copy,
 {
@@ -202,7 +231,10 @@ where
     Ok(have.difference(want).copied().collect())
 }
 
-fn remove<K: aya::Pod>(trie: &mut LpmTrie<MapData, K, ListValue>, stale: Vec<Entry<K>>) -> Result<()> {
+fn remove<K: aya::Pod>(
+    trie: &mut LpmTrie<MapData, K, ListValue>,
+    stale: Vec<Entry<K>>,
+) -> Result<()> {
     for (len, data) in stale {
         trie.remove(&Key::new(len, data))?;
     }
@@ -217,7 +249,10 @@ pub fn map_memlock(map: &MapData) -> Result<u64> {
     let path = format!("/proc/self/fdinfo/{fd}");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("memlock:")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .ok_or_else(|| anyhow!("no memlock line in {path}"))
 }
 

@@ -41,14 +41,23 @@ pub fn read_cell(map: &PerCpuArray<MapData, Counter>, idx: u32) -> Result<Counte
 pub type SlotMaps<'a> = (&'a Array<MapData, u32>, &'a Array<MapData, IfaceName>);
 
 /// Reads every known reason of every slot.
-pub fn snapshot(counters: &PerCpuArray<MapData, Counter>, slots: Option<SlotMaps<'_>>) -> Result<Snapshot> {
+pub fn snapshot(
+    counters: &PerCpuArray<MapData, Counter>,
+    slots: Option<SlotMaps<'_>>,
+) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for slot in 0..IFACE_SLOTS {
         for monitored in [false, true] {
             for reason in Reason::ALL {
                 let c = read_cell(counters, counter_index(slot, monitored, reason as u32))?;
                 if c.packets != 0 {
-                    snap.cells.push(Cell { slot, monitored, reason, packets: c.packets, bytes: c.bytes });
+                    snap.cells.push(Cell {
+                        slot,
+                        monitored,
+                        reason,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    });
                 }
             }
         }
@@ -117,7 +126,11 @@ fn action(c: &Cell) -> &'static str {
 fn reasons_json<'a>(cells: impl Iterator<Item = &'a Cell>) -> Value {
     let mut m: BTreeMap<String, (u64, u64, &'static str)> = BTreeMap::new();
     for c in cells {
-        let key = if c.monitored { format!("{}(would_drop)", c.reason.name()) } else { c.reason.name().to_string() };
+        let key = if c.monitored {
+            format!("{}(would_drop)", c.reason.name())
+        } else {
+            c.reason.name().to_string()
+        };
         let e = m.entry(key).or_insert((0, 0, action(c)));
         e.0 = e.0.wrapping_add(c.packets);
         e.1 = e.1.wrapping_add(c.bytes);
@@ -170,7 +183,11 @@ impl Snapshot {
         use std::fmt::Write as _;
         let t = totals(self.cells.iter());
         let mut s = String::new();
-        let _ = writeln!(s, "{:<16} {:<24} {:<11} {:>14} {:>16}", "INTERFACE", "REASON", "ACTION", "PACKETS", "BYTES");
+        let _ = writeln!(
+            s,
+            "{:<16} {:<24} {:<11} {:>14} {:>16}",
+            "INTERFACE", "REASON", "ACTION", "PACKETS", "BYTES"
+        );
         let mut cells = self.cells.clone();
         cells.sort_by_key(|c| (c.slot, c.monitored, c.reason));
         for c in &cells {
@@ -201,4 +218,3 @@ impl Snapshot {
             .sum()
     }
 }
-

@@ -59,7 +59,8 @@ impl Resolution {
 /// A resolver from `dns.servers`, or from /etc/resolv.conf when none are set.
 pub fn resolver(dns: &DnsSettings) -> Result<TokioResolver> {
     let mut builder = if dns.servers.is_empty() {
-        TokioResolver::builder_tokio().context("reading the system resolver configuration (/etc/resolv.conf)")?
+        TokioResolver::builder_tokio()
+            .context("reading the system resolver configuration (/etc/resolv.conf)")?
     } else {
         let servers = dns
             .servers
@@ -101,11 +102,26 @@ struct Answer {
 
 /// One record type of one name; empty (no error) when it does not exist.
 async fn query(r: &TokioResolver, name: &str, t: RecordType) -> Answer {
-    let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-    let mut a = Answer { data: Vec::new(), ttl: None, error: None };
-    match tokio::time::timeout(QUERY_TIMEOUT + Duration::from_secs(1), r.lookup(fqdn.as_str(), t)).await {
+    let fqdn = if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    };
+    let mut a = Answer {
+        data: Vec::new(),
+        ttl: None,
+        error: None,
+    };
+    match tokio::time::timeout(
+        QUERY_TIMEOUT + Duration::from_secs(1),
+        r.lookup(fqdn.as_str(), t),
+    )
+    .await
+    {
         Ok(Ok(lookup)) => {
-            let left = lookup.valid_until().saturating_duration_since(std::time::Instant::now());
+            let left = lookup
+                .valid_until()
+                .saturating_duration_since(std::time::Instant::now());
             for rec in lookup.answers() {
                 if rec.record_type() == t {
                     a.ttl = Some(left);
@@ -170,7 +186,8 @@ pub async fn resolve(r: &TokioResolver, name: &str) -> Resolution {
     }
     for t in targets {
         if t != name {
-            let (a, aaaa) = tokio::join!(query(r, &t, RecordType::A), query(r, &t, RecordType::AAAA));
+            let (a, aaaa) =
+                tokio::join!(query(r, &t, RecordType::A), query(r, &t, RecordType::AAAA));
             out.take(a);
             out.take(aaaa);
         }
@@ -226,7 +243,12 @@ pub fn merge(last: Option<&BTreeSet<IpAddr>>, res: &Resolution) -> BTreeSet<IpAd
 
 /// Resolves every name once (start-up, or names new after a reload) and
 /// logs what each resolved to. Failures are counted in `state`.
-pub async fn resolve_all(r: &TokioResolver, names: &[String], dns: &DnsSettings, state: &mut NameState) -> BTreeMap<String, Instant> {
+pub async fn resolve_all(
+    r: &TokioResolver,
+    names: &[String],
+    dns: &DnsSettings,
+    state: &mut NameState,
+) -> BTreeMap<String, Instant> {
     let mut next = BTreeMap::new();
     for name in names {
         let started = Instant::now();
@@ -234,14 +256,33 @@ pub async fn resolve_all(r: &TokioResolver, names: &[String], dns: &DnsSettings,
         let merged = merge(state.addrs.get(name), &res);
         log_result(name, &res, &merged, started.elapsed(), state);
         let after = refresh_after(res.ttl, dns);
-        next.insert(name.clone(), Instant::now() + if res.failed() { refresh_after(None, dns) } else { after });
+        next.insert(
+            name.clone(),
+            Instant::now()
+                + if res.failed() {
+                    refresh_after(None, dns)
+                } else {
+                    after
+                },
+        );
         state.addrs.insert(name.clone(), merged);
     }
     next
 }
 
-fn log_result(name: &str, res: &Resolution, merged: &BTreeSet<IpAddr>, took: Duration, state: &mut NameState) {
-    let list = |s: &BTreeSet<IpAddr>| s.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+fn log_result(
+    name: &str,
+    res: &Resolution,
+    merged: &BTreeSet<IpAddr>,
+    took: Duration,
+    state: &mut NameState,
+) {
+    let list = |s: &BTreeSet<IpAddr>| {
+        s.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if res.failed() {
         state.failures += 1;
         log::warn!(
@@ -271,7 +312,11 @@ pub async fn refresh_task(
     tx: mpsc::Sender<Update>,
 ) {
     loop {
-        let Some((name, when)) = next.iter().min_by_key(|(_, w)| **w).map(|(n, w)| (n.clone(), *w)) else {
+        let Some((name, when)) = next
+            .iter()
+            .min_by_key(|(_, w)| **w)
+            .map(|(n, w)| (n.clone(), *w))
+        else {
             return;
         };
         tokio::time::sleep_until(when).await;
@@ -279,11 +324,22 @@ pub async fn refresh_task(
         let res = resolve(&r, &name).await;
         let merged = merge(state.addrs.get(&name), &res);
         log_result(&name, &res, &merged, started.elapsed(), &mut state);
-        let wait = if res.failed() { refresh_after(None, &dns) } else { refresh_after(res.ttl, &dns) };
+        let wait = if res.failed() {
+            refresh_after(None, &dns)
+        } else {
+            refresh_after(res.ttl, &dns)
+        };
         next.insert(name.clone(), Instant::now() + wait);
         if state.addrs.get(&name) != Some(&merged) {
             state.addrs.insert(name.clone(), merged.clone());
-            if tx.send(Update { name, addrs: merged }).await.is_err() {
+            if tx
+                .send(Update {
+                    name,
+                    addrs: merged,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -298,7 +354,11 @@ pub async fn describe(dns: &DnsSettings, names: &[String]) -> String {
     let servers = if dns.servers.is_empty() {
         "system resolver".to_string()
     } else {
-        dns.servers.iter().map(|s| s.0.to_string()).collect::<Vec<_>>().join(", ")
+        dns.servers
+            .iter()
+            .map(|s| s.0.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = writeln!(s, "trusted names ({}, via {servers}):", names.len());
     let r = match resolver(dns) {
@@ -312,11 +372,17 @@ pub async fn describe(dns: &DnsSettings, names: &[String]) -> String {
         let started = Instant::now();
         match tokio::time::timeout(QUERY_TIMEOUT * 8, resolve(&r, name)).await {
             Err(_) => {
-                let _ = writeln!(s, "  {name}: no answer within {}s", (QUERY_TIMEOUT * 8).as_secs());
+                let _ = writeln!(
+                    s,
+                    "  {name}: no answer within {}s",
+                    (QUERY_TIMEOUT * 8).as_secs()
+                );
             }
             Ok(res) => {
                 let addrs: Vec<String> = res.addrs.iter().map(|a| a.to_string()).collect();
-                let ttl = res.ttl.map_or("-".to_string(), |t| format!("{}s", t.as_secs_f64().round()));
+                let ttl = res
+                    .ttl
+                    .map_or("-".to_string(), |t| format!("{}s", t.as_secs_f64().round()));
                 let _ = writeln!(
                     s,
                     "  {name} -> [{}] (ttl {ttl}, refresh in {}s, {} ms)",
@@ -328,7 +394,11 @@ pub async fn describe(dns: &DnsSettings, names: &[String]) -> String {
                     let _ = writeln!(s, "    srv {t}");
                 }
                 if res.failed() {
-                    let _ = writeln!(s, "    failed: {} (the daemon keeps the last good addresses)", res.failure());
+                    let _ = writeln!(
+                        s,
+                        "    failed: {} (the daemon keeps the last good addresses)",
+                        res.failure()
+                    );
                 }
             }
         }
@@ -342,10 +412,23 @@ mod tests {
 
     #[test]
     fn ttl_is_clamped() {
-        let dns = DnsSettings { servers: vec![], min_ttl: 30, max_ttl: 3600 };
-        assert_eq!(refresh_after(Some(Duration::from_secs(2)), &dns), Duration::from_secs(30));
-        assert_eq!(refresh_after(Some(Duration::from_secs(300)), &dns), Duration::from_secs(300));
-        assert_eq!(refresh_after(Some(Duration::from_secs(86400)), &dns), Duration::from_secs(3600));
+        let dns = DnsSettings {
+            servers: vec![],
+            min_ttl: 30,
+            max_ttl: 3600,
+        };
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(2)), &dns),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(300)), &dns),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(86400)), &dns),
+            Duration::from_secs(3600)
+        );
         assert_eq!(refresh_after(None, &dns), Duration::from_secs(30));
     }
 
@@ -354,12 +437,20 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let last: BTreeSet<IpAddr> = [a].into();
-        let ok = Resolution { addrs: [b].into(), ttl: Some(Duration::from_secs(5)), ..Default::default() };
+        let ok = Resolution {
+            addrs: [b].into(),
+            ttl: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
         assert_eq!(merge(Some(&last), &ok), [b].into());
         let empty = Resolution::default();
         assert!(empty.failed());
         assert_eq!(merge(Some(&last), &empty), last);
-        let partial = Resolution { addrs: [b].into(), errors: vec!["SRV: timed out".into()], ..Default::default() };
+        let partial = Resolution {
+            addrs: [b].into(),
+            errors: vec!["SRV: timed out".into()],
+            ..Default::default()
+        };
         assert_eq!(merge(Some(&last), &partial), [a, b].into());
         assert_eq!(merge(None, &empty), BTreeSet::new());
     }

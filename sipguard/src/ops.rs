@@ -55,7 +55,12 @@ pub fn boot_to_unix_ns(boot: u64) -> u64 {
 
 fn pinned(dir: &Path, name: &str) -> Result<MapData> {
     let path = dir.join(name);
-    MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {} (is `sipguard run` running?)", path.display()))
+    MapData::from_pin(&path).with_context(|| {
+        format!(
+            "cannot open pinned map {} (is `sipguard run` running?)",
+            path.display()
+        )
+    })
 }
 
 pub fn ops_pinned(dir: &Path) -> Result<Array<MapData, OpsSettings>> {
@@ -63,11 +68,17 @@ pub fn ops_pinned(dir: &Path) -> Result<Array<MapData, OpsSettings>> {
 }
 
 pub fn bans_pinned(dir: &Path) -> Result<HashMap<MapData, AddrKey, BanEntry>> {
-    Ok(HashMap::try_from(Map::LruHashMap(pinned(dir, names::BANS)?))?)
+    Ok(HashMap::try_from(Map::LruHashMap(pinned(
+        dir,
+        names::BANS,
+    )?))?)
 }
 
 pub fn stats_pinned(dir: &Path) -> Result<PerCpuArray<MapData, u64>> {
-    Ok(PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::OPS_STATS)?))?)
+    Ok(PerCpuArray::try_from(Map::PerCpuArray(pinned(
+        dir,
+        names::OPS_STATS,
+    )?))?)
 }
 
 /// Sum of one `OPS_STATS` slot over all CPUs.
@@ -133,7 +144,16 @@ pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<String> {
         Some(d) => boot_ns().saturating_add(d.as_nanos() as u64),
         None => BAN_FOREVER,
     };
-    bans.insert(key, BanEntry { expires_ns, origin: BAN_MANUAL, count: 0 }, 0).context("updating BANS")?;
+    bans.insert(
+        key,
+        BanEntry {
+            expires_ns,
+            origin: BAN_MANUAL,
+            count: 0,
+        },
+        0,
+    )
+    .context("updating BANS")?;
     Ok(key_label(&key, prefix))
 }
 
@@ -142,7 +162,8 @@ pub fn unban(dir: &Path, addr: IpAddr) -> Result<String> {
     let mut bans = bans_pinned(dir)?;
     let key = key_for(addr, prefix);
     let label = key_label(&key, prefix);
-    bans.remove(&key).map_err(|_| anyhow!("{label} is not banned"))?;
+    bans.remove(&key)
+        .map_err(|_| anyhow!("{label} is not banned"))?;
     Ok(label)
 }
 
@@ -169,8 +190,13 @@ pub fn list_bans(dir: &Path) -> Result<Vec<BanInfo>> {
         }
         out.push(BanInfo {
             source: key_label(&k, prefix),
-            origin: if v.origin == BAN_MANUAL { "manual" } else { "auto" },
-            remaining_secs: (v.expires_ns != BAN_FOREVER).then(|| (v.expires_ns - now).div_ceil(1_000_000_000)),
+            origin: if v.origin == BAN_MANUAL {
+                "manual"
+            } else {
+                "auto"
+            },
+            remaining_secs: (v.expires_ns != BAN_FOREVER)
+                .then(|| (v.expires_ns - now).div_ceil(1_000_000_000)),
             drops: v.count,
         });
     }
@@ -180,5 +206,8 @@ pub fn list_bans(dir: &Path) -> Result<Vec<BanInfo>> {
 
 pub fn count_active_bans(bans: &HashMap<MapData, AddrKey, BanEntry>) -> u64 {
     let now = boot_ns();
-    bans.iter().filter_map(|r| r.ok()).filter(|(_, v)| v.expires_ns > now).count() as u64
+    bans.iter()
+        .filter_map(|r| r.ok())
+        .filter(|(_, v)| v.expires_ns > now)
+        .count() as u64
 }

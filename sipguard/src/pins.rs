@@ -17,7 +17,8 @@ pub fn versioned_dir(root: &Path) -> PathBuf {
 pub fn prepare(root: &Path) -> Result<PathBuf> {
     ensure_bpffs(root)?;
     let dir = versioned_dir(root);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create pin directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create pin directory {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -26,7 +27,10 @@ pub fn ensure_bpffs(root: &Path) -> Result<()> {
     if !root.starts_with(bpf) {
         // Elsewhere the directory (or what exists of its path) must be on
         // a bpffs already: pinning anywhere else fails with a bare EPERM.
-        let existing = root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+        let existing = root
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
         anyhow::ensure!(
             is_bpffs(existing),
             "pin root {} is not on a BPF filesystem ({} is not bpffs); use a directory under /sys/fs/bpf \
@@ -51,7 +55,9 @@ pub fn ensure_bpffs(root: &Path) -> Result<()> {
 
 fn is_bpffs(p: &Path) -> bool {
     const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     // SAFETY: statfs writes into the zeroed struct we own.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
@@ -69,7 +75,12 @@ pub fn pinned_links(root: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("link_")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("link_"))
+                .map(str::to_string)
+        })
         .collect();
     v.sort();
     v
@@ -79,7 +90,8 @@ pub fn pinned_links(root: &Path) -> Vec<String> {
 /// link even while a daemon still holds a descriptor of it.
 pub fn detach_link(root: &Path, ifname: &str) -> Result<()> {
     let path = link_path(root, ifname);
-    let fd = obj_get(&path).with_context(|| format!("no sipguard link pinned for {ifname} ({})", path.display()))?;
+    let fd = obj_get(&path)
+        .with_context(|| format!("no sipguard link pinned for {ifname} ({})", path.display()))?;
     let r = link_detach(&fd);
     std::fs::remove_file(&path).with_context(|| format!("cannot remove pin {}", path.display()))?;
     r
@@ -140,7 +152,10 @@ fn link_detach(fd: &std::os::fd::OwnedFd) -> Result<()> {
 /// Removes the pins this daemon created and the directories if empty.
 pub fn remove(root: &Path) {
     let dir = versioned_dir(root);
-    for name in map_names::ALL.iter().chain(sipguard_common::ops::map_names::ALL.iter()) {
+    for name in map_names::ALL
+        .iter()
+        .chain(sipguard_common::ops::map_names::ALL.iter())
+    {
         let p = dir.join(name);
         if p.exists() {
             if let Err(e) = std::fs::remove_file(&p) {

@@ -71,7 +71,13 @@ impl Policy {
                 settings.methods |= 1 << id;
             }
         }
-        Policy { settings, trusted, blocked, user_agents, expected_users }
+        Policy {
+            settings,
+            trusted,
+            blocked,
+            user_agents,
+            expected_users,
+        }
     }
 
     /// Adds the addresses trusted DNS names currently resolve to (host
@@ -101,7 +107,15 @@ impl Policy {
     /// Human-readable summary for `sipguard check`.
     pub fn describe(&self, cfg: &Config) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "mode:        {}", if cfg.mode == Mode::Monitor { "monitor (count only, drop nothing)" } else { "enforce" });
+        let _ = writeln!(
+            s,
+            "mode:        {}",
+            if cfg.mode == Mode::Monitor {
+                "monitor (count only, drop nothing)"
+            } else {
+                "enforce"
+            }
+        );
         let _ = writeln!(
             s,
             "untrusted:   {}",
@@ -116,7 +130,11 @@ impl Policy {
         let _ = writeln!(
             s,
             "interfaces:  {}",
-            if cfg.interfaces.is_empty() { "(none; pass --iface)".to_string() } else { cfg.interfaces.join(", ") }
+            if cfg.interfaces.is_empty() {
+                "(none; pass --iface)".to_string()
+            } else {
+                cfg.interfaces.join(", ")
+            }
         );
         let list = |s: &mut String, title: &str, v: &[IpNet]| {
             let _ = writeln!(s, "{title} ({}):", v.len());
@@ -136,24 +154,38 @@ impl Policy {
                 "  user agent prefixes:   {} ({}{})",
                 on(!self.user_agents.is_empty()),
                 self.user_agents.len(),
-                if ins.user_agents.is_none() { ", built-in list" } else { ", configured list" }
+                if ins.user_agents.is_none() {
+                    ", built-in list"
+                } else {
+                    ", configured list"
+                }
             );
             for ua in &self.user_agents {
                 let _ = writeln!(s, "    {ua}");
             }
             let _ = writeln!(s, "  sipvicious fingerprint: {}", on(ins.sipvicious));
-            let methods: Vec<&str> =
-                (1..sip::METHODS.len()).filter(|i| self.settings.methods & (1 << i) != 0).map(|i| sip::METHODS[i]).collect();
+            let methods: Vec<&str> = (1..sip::METHODS.len())
+                .filter(|i| self.settings.methods & (1 << i) != 0)
+                .map(|i| sip::METHODS[i])
+                .collect();
             let _ = writeln!(
                 s,
                 "  dropped methods:       {}",
-                if methods.is_empty() { "none".to_string() } else { methods.join(", ") }
+                if methods.is_empty() {
+                    "none".to_string()
+                } else {
+                    methods.join(", ")
+                }
             );
             let _ = writeln!(s, "  IP-literal URI host:   {}", on(ins.drop_ip_uri));
             if self.expected_users.is_empty() {
                 let _ = writeln!(s, "  expected users:        off (INVITEs to any user)");
             } else {
-                let _ = writeln!(s, "  expected users:        {}", self.expected_users.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  expected users:        {}",
+                    self.expected_users.join(", ")
+                );
             }
         }
         s
@@ -182,10 +214,16 @@ impl SourceLists for Policy {
 impl SipLists for Policy {
     fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
         let seen = &ua[..(len as usize).min(UA_BYTES)];
-        self.user_agents.iter().any(|p| seen.starts_with(p.as_bytes()))
+        self.user_agents
+            .iter()
+            .any(|p| seen.starts_with(p.as_bytes()))
     }
     fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
         let len = len as usize;
-        len <= USER_BYTES && self.expected_users.iter().any(|u| u.as_bytes() == &user[..len])
+        len <= USER_BYTES
+            && self
+                .expected_users
+                .iter()
+                .any(|u| u.as_bytes() == &user[..len])
     }
 }

@@ -18,7 +18,10 @@ const CAP_BPF: u32 = 39;
 
 /// The capability mask from `/proc/self/status` (`CapEff:` in hex).
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -45,7 +48,9 @@ pub fn missing_privileges(cap_eff: u64) -> Option<String> {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// One kernel feature the program needs, how to probe it, and since when
@@ -80,7 +85,10 @@ const FEATURES: &[Feature] = &[
     Feature {
         what: "the bpf_loop helper (scanning SIP payloads)",
         since: "5.17",
-        probe: || is_helper_supported(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop).map_err(|e| format!("{e:#}")),
+        probe: || {
+            is_helper_supported(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)
+                .map_err(|e| format!("{e:#}"))
+        },
     },
 ];
 
@@ -121,7 +129,10 @@ pub fn check(pin_root: &Path) -> Result<()> {
     match problems.len() {
         0 => Ok(()),
         1 => Err(anyhow!("{}", problems[0])),
-        _ => Err(anyhow!("this machine cannot run sipguard yet:\n  - {}", problems.join("\n  - "))),
+        _ => Err(anyhow!(
+            "this machine cannot run sipguard yet:\n  - {}",
+            problems.join("\n  - ")
+        )),
     }
 }
 
@@ -135,14 +146,27 @@ mod tests {
         assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
         assert_eq!(missing_privileges(0x1ff_ffff_ffff), None);
         // CAP_BPF + CAP_NET_ADMIN without CAP_SYS_ADMIN is enough.
-        assert_eq!(missing_privileges((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)), None);
+        assert_eq!(
+            missing_privileges((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)),
+            None
+        );
         // Older kernels: CAP_SYS_ADMIN stands for CAP_BPF.
-        assert_eq!(missing_privileges((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)), None);
+        assert_eq!(
+            missing_privileges((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)),
+            None
+        );
         let none = missing_privileges(0).unwrap();
-        assert!(none.contains("missing: CAP_BPF, CAP_NET_ADMIN") && none.contains("sudo"), "{none}");
+        assert!(
+            none.contains("missing: CAP_BPF, CAP_NET_ADMIN") && none.contains("sudo"),
+            "{none}"
+        );
         let no_net = missing_privileges(1 << CAP_BPF).unwrap();
         assert!(no_net.contains("missing: CAP_NET_ADMIN)"), "{no_net}");
-        assert_eq!(missing_privileges(0).unwrap().lines().count(), 1, "one sentence");
+        assert_eq!(
+            missing_privileges(0).unwrap().lines().count(),
+            1,
+            "one sentence"
+        );
         assert_eq!(parse_cap_eff("Name: x\n"), None);
     }
 }

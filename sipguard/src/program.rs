@@ -50,7 +50,11 @@ pub fn load_object(object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
 fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Result<Ebpf> {
     static ON: u32 = 1;
     static OFF: u32 = 0;
-    loader.override_global("REPORT_REASON", if opts.report_reason { &ON } else { &OFF }, true);
+    loader.override_global(
+        "REPORT_REASON",
+        if opts.report_reason { &ON } else { &OFF },
+        true,
+    );
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }
@@ -73,11 +77,16 @@ fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
     use sipguard_common::{map_names, INSPECTOR_SLOT, INSPECT_PROGRAM_NAME};
     load_program(ebpf, INSPECT_PROGRAM_NAME, verbose)?;
     let fd = xdp_program(ebpf, INSPECT_PROGRAM_NAME)?.fd()?.try_clone()?;
-    let map = ebpf
-        .map_mut(map_names::INSPECTOR)
-        .ok_or_else(|| anyhow!("map {} is missing from the embedded object", map_names::INSPECTOR))?;
+    let map = ebpf.map_mut(map_names::INSPECTOR).ok_or_else(|| {
+        anyhow!(
+            "map {} is missing from the embedded object",
+            map_names::INSPECTOR
+        )
+    })?;
     let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
-    array.set(INSPECTOR_SLOT, &fd, 0).context("installing the SIP inspector in the INSPECTOR program array")?;
+    array
+        .set(INSPECTOR_SLOT, &fd, 0)
+        .context("installing the SIP inspector in the INSPECTOR program array")?;
     Ok(())
 }
 
@@ -94,9 +103,21 @@ pub fn load_program(ebpf: &mut Ebpf, name: &str, verbose: bool) -> Result<()> {
 fn verifier_error(name: &str, e: &aya::programs::ProgramError, verbose: bool) -> anyhow::Error {
     use aya::programs::ProgramError;
     match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-            anyhow!("{}", verifier_message(name, &io_error.to_string(), &verifier_log.to_string(), verbose, release.trim()))
+            anyhow!(
+                "{}",
+                verifier_message(
+                    name,
+                    &io_error.to_string(),
+                    &verifier_log.to_string(),
+                    verbose,
+                    release.trim()
+                )
+            )
         }
         other => anyhow!("cannot load XDP program '{name}': {other}"),
     }
@@ -109,13 +130,25 @@ pub const VERIFIER_TAIL: usize = 20;
 /// with `-v`), then what to do.
 pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kernel: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-    let shown = if verbose { &lines[..] } else { &lines[lines.len().saturating_sub(VERIFIER_TAIL)..] };
+    let shown = if verbose {
+        &lines[..]
+    } else {
+        &lines[lines.len().saturating_sub(VERIFIER_TAIL)..]
+    };
     let which = if verbose || shown.len() == lines.len() {
         format!("complete, {} lines", lines.len())
     } else {
-        format!("last {} of {} lines; `sipguard -v run` prints all", shown.len(), lines.len())
+        format!(
+            "last {} of {} lines; `sipguard -v run` prints all",
+            shown.len(),
+            lines.len()
+        )
     };
-    let body = if lines.is_empty() { "(the kernel returned no log)".to_string() } else { shown.join("\n") };
+    let body = if lines.is_empty() {
+        "(the kernel returned no log)".to_string()
+    } else {
+        shown.join("\n")
+    };
     format!(
         "the kernel's verifier rejected XDP program '{name}': {error}\n\
          --- verifier log ({which}) ---\n{body}\n---\n\
@@ -136,23 +169,50 @@ mod tests {
     use super::*;
 
     fn log_of(n: usize) -> String {
-        (1..=n).map(|i| format!("{i}: (b7) r0 = {i}\n")).collect::<String>() + "R0 !read_ok\nprocessed 42 insns\n"
+        (1..=n)
+            .map(|i| format!("{i}: (b7) r0 = {i}\n"))
+            .collect::<String>()
+            + "R0 !read_ok\nprocessed 42 insns\n"
     }
 
     #[test]
     fn rejection_shows_the_tail_and_what_to_do() {
-        let m = verifier_message("sipguard", "Permission denied (os error 13)", &log_of(100), false, "6.18.0");
-        assert!(m.contains("rejected XDP program 'sipguard': Permission denied"), "{m}");
-        assert!(m.contains("last 20 of 102 lines; `sipguard -v run` prints all"), "{m}");
-        assert!(m.contains("R0 !read_ok\nprocessed 42 insns\n---"), "the end of the log is shown: {m}");
-        assert!(m.contains("100: (b7)") && !m.contains("\n80: (b7)"), "only the tail: {m}");
-        assert!(m.contains("What to do") && m.contains("6.18.0") && m.contains("sipguard -v run"), "{m}");
+        let m = verifier_message(
+            "sipguard",
+            "Permission denied (os error 13)",
+            &log_of(100),
+            false,
+            "6.18.0",
+        );
+        assert!(
+            m.contains("rejected XDP program 'sipguard': Permission denied"),
+            "{m}"
+        );
+        assert!(
+            m.contains("last 20 of 102 lines; `sipguard -v run` prints all"),
+            "{m}"
+        );
+        assert!(
+            m.contains("R0 !read_ok\nprocessed 42 insns\n---"),
+            "the end of the log is shown: {m}"
+        );
+        assert!(
+            m.contains("100: (b7)") && !m.contains("\n80: (b7)"),
+            "only the tail: {m}"
+        );
+        assert!(
+            m.contains("What to do") && m.contains("6.18.0") && m.contains("sipguard -v run"),
+            "{m}"
+        );
     }
 
     #[test]
     fn verbose_shows_everything() {
         let m = verifier_message("sipguard", "e", &log_of(100), true, "6.18.0");
-        assert!(m.contains("complete, 102 lines") && m.contains("\n1: (b7) r0 = 1\n"), "{m}");
+        assert!(
+            m.contains("complete, 102 lines") && m.contains("\n1: (b7) r0 = 1\n"),
+            "{m}"
+        );
         let short = verifier_message("sipguard", "e", &log_of(3), false, "6.18.0");
         assert!(short.contains("complete, 5 lines"), "{short}");
         let empty = verifier_message("sipguard", "e", "", false, "6.18.0");

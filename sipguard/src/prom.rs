@@ -38,12 +38,23 @@ pub fn render(dir: &Path) -> Result<String> {
         let l = CellLabels {
             interface: snap.slot_label(c.slot),
             reason: c.reason.name().to_string(),
-            action: (if c.monitored { "would_drop" } else if c.reason.is_drop() { "drop" } else { "pass" }).to_string(),
+            action: (if c.monitored {
+                "would_drop"
+            } else if c.reason.is_drop() {
+                "drop"
+            } else {
+                "pass"
+            })
+            .to_string(),
         };
         packets.get_or_create(&l).inc_by(c.packets);
         bytes.get_or_create(&l).inc_by(c.bytes);
     }
-    reg.register("packets", "Packets by interface, reason and action", packets);
+    reg.register(
+        "packets",
+        "Packets by interface, reason and action",
+        packets,
+    );
     reg.register("bytes", "Bytes by interface, reason and action", bytes);
 
     let stats = ops::read_stats(&ops::stats_pinned(dir)?)?;
@@ -52,11 +63,36 @@ pub fn render(dir: &Path) -> Result<String> {
         c.inc_by(v);
         reg.register(name, help, c);
     };
-    counter(&mut reg, "events_sent", "Drop events written to the ring buffer", stats.events_sent);
-    counter(&mut reg, "events_lost", "Drop events lost because the ring buffer was full", stats.events_lost);
-    counter(&mut reg, "events_suppressed", "Drop events suppressed by per-source sampling", stats.events_suppressed);
-    counter(&mut reg, "bans_created", "Automatic bans made by the kernel", stats.bans_created);
-    counter(&mut reg, "fragments_remembered", "Dropped first fragments remembered", stats.fragments_remembered);
+    counter(
+        &mut reg,
+        "events_sent",
+        "Drop events written to the ring buffer",
+        stats.events_sent,
+    );
+    counter(
+        &mut reg,
+        "events_lost",
+        "Drop events lost because the ring buffer was full",
+        stats.events_lost,
+    );
+    counter(
+        &mut reg,
+        "events_suppressed",
+        "Drop events suppressed by per-source sampling",
+        stats.events_suppressed,
+    );
+    counter(
+        &mut reg,
+        "bans_created",
+        "Automatic bans made by the kernel",
+        stats.bans_created,
+    );
+    counter(
+        &mut reg,
+        "fragments_remembered",
+        "Dropped first fragments remembered",
+        stats.fragments_remembered,
+    );
 
     let active = Gauge::<i64>::default();
     active.set(ops::count_active_bans(&ops::bans_pinned(dir)?) as i64);
@@ -78,11 +114,24 @@ pub fn render(dir: &Path) -> Result<String> {
 
 async fn scrape(State(dir): State<PathBuf>) -> axum::response::Response {
     match tokio::task::spawn_blocking(move || render(&dir)).await {
-        Ok(Ok(body)) => {
-            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
-        }
-        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the maps: {e:#}\n")).into_response(),
-        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Ok(Ok(body)) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the maps: {e:#}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e}\n"),
+        )
+            .into_response(),
     }
 }
 

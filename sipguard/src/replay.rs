@@ -62,7 +62,9 @@ fn to_ethernet(link: DataLink, data: &[u8]) -> Result<Vec<u8>, String> {
             _ => Err("Linux cooked (SLL2) packet shorter than its header".into()),
         },
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => raw_ip(data),
-        other => Err(format!("link type {other:?} is not supported (Ethernet, Linux cooked SLL/SLL2 and raw IP are)")),
+        other => Err(format!(
+            "link type {other:?} is not supported (Ethernet, Linux cooked SLL/SLL2 and raw IP are)"
+        )),
     }
 }
 
@@ -71,7 +73,9 @@ pub type CapturedFrame = Result<Vec<u8>, String>;
 
 /// Reads every packet of a pcap or pcapng file, in file order.
 pub fn read_capture(path: &Path) -> Result<Vec<CapturedFrame>> {
-    let mut file = BufReader::new(File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?);
+    let mut file = BufReader::new(
+        File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?,
+    );
     let mut magic = [0u8; 4];
     file.read_exact(&mut magic)
         .with_context(|| format!("{}: too short to be a pcap or pcapng file", path.display()))?;
@@ -104,7 +108,8 @@ pub fn read_capture(path: &Path) -> Result<Vec<CapturedFrame>> {
             out.push(frame);
         }
     } else {
-        let mut r = PcapReader::new(file).with_context(|| format!("{}: not a pcap or pcapng file", path.display()))?;
+        let mut r = PcapReader::new(file)
+            .with_context(|| format!("{}: not a pcap or pcapng file", path.display()))?;
         let link = r.header().datalink;
         while let Some(pkt) = r.next_packet() {
             let pkt = pkt.with_context(what)?;
@@ -144,9 +149,21 @@ impl Verdict {
 }
 
 fn describe_flow(frame: &[u8]) -> String {
-    let Ok(f) = packet::parse(frame) else { return String::new() };
-    let addr = |a: [u8; 16]| if f.ipv6 { IpAddr::from(a) } else { IpAddr::from([a[0], a[1], a[2], a[3]]) };
-    let proto = if f.proto == packet::IPPROTO_UDP { "udp" } else { "tcp" };
+    let Ok(f) = packet::parse(frame) else {
+        return String::new();
+    };
+    let addr = |a: [u8; 16]| {
+        if f.ipv6 {
+            IpAddr::from(a)
+        } else {
+            IpAddr::from([a[0], a[1], a[2], a[3]])
+        }
+    };
+    let proto = if f.proto == packet::IPPROTO_UDP {
+        "udp"
+    } else {
+        "tcp"
+    };
     match (addr(f.src), addr(f.dst)) {
         (s @ IpAddr::V6(_), d) => format!("[{s}]:{} -> [{d}]:{} {proto}", f.sport, f.dport),
         (s, d) => format!("{s}:{} -> {d}:{} {proto}", f.sport, f.dport),
@@ -161,20 +178,36 @@ pub fn replay(policy: &Policy, frames: &[CapturedFrame]) -> Result<Vec<Verdict>>
         let (frame, len) = match frame {
             Ok(f) => (f, f.len()),
             Err(why) => {
-                out.push(Verdict { index, verdict: "skipped", reason: why.clone(), would_drop: false, len: 0, flow: String::new() });
+                out.push(Verdict {
+                    index,
+                    verdict: "skipped",
+                    reason: why.clone(),
+                    would_drop: false,
+                    len: 0,
+                    flow: String::new(),
+                });
                 continue;
             }
         };
         let flow = describe_flow(frame);
         if len < packet::ETH_HLEN {
-            out.push(Verdict { index, verdict: "skipped", reason: "shorter than an Ethernet header".into(), would_drop: false, len, flow });
+            out.push(Verdict {
+                index,
+                verdict: "skipped",
+                reason: "shorter than an Ethernet header".into(),
+                would_drop: false,
+                len,
+                flow,
+            });
             continue;
         }
         if len > MAX_TEST_FRAME {
             out.push(Verdict {
                 index,
                 verdict: "skipped",
-                reason: format!("larger than the {MAX_TEST_FRAME} bytes a test run shows the program"),
+                reason: format!(
+                    "larger than the {MAX_TEST_FRAME} bytes a test run shows the program"
+                ),
                 would_drop: false,
                 len,
                 flow,
@@ -209,7 +242,10 @@ pub fn format_line(v: &Verdict) -> String {
     if v.would_drop {
         reason.push_str(" (would drop: monitor mode)");
     }
-    format!("#{:<6} {:<7} {:<28} {:>5} B  {}", v.index, v.verdict, reason, v.len, v.flow)
+    format!(
+        "#{:<6} {:<7} {:<28} {:>5} B  {}",
+        v.index, v.verdict, reason, v.len, v.flow
+    )
 }
 
 /// Totals and a per-reason breakdown.
@@ -219,7 +255,11 @@ pub fn summary(verdicts: &[Verdict]) -> String {
     let mut would_drop = 0;
     for v in verdicts {
         *totals.entry(v.verdict).or_default() += 1;
-        let reason = if v.verdict == "skipped" { "skipped" } else { v.reason.as_str() };
+        let reason = if v.verdict == "skipped" {
+            "skipped"
+        } else {
+            v.reason.as_str()
+        };
         *by_reason.entry((v.verdict, reason)).or_default() += 1;
         would_drop += v.would_drop as usize;
     }
@@ -232,7 +272,11 @@ pub fn summary(verdicts: &[Verdict]) -> String {
         get("pass"),
         get("drop"),
         get("skipped"),
-        if would_drop > 0 { format!(" ({would_drop} passed only because of monitor mode)") } else { String::new() }
+        if would_drop > 0 {
+            format!(" ({would_drop} passed only because of monitor mode)")
+        } else {
+            String::new()
+        }
     );
     for ((verdict, reason), n) in by_reason {
         let _ = writeln!(s, "  {verdict:<7} {reason:<28} {n}");
@@ -270,21 +314,30 @@ mod tests {
 
     #[test]
     fn link_types_become_ethernet() {
-        let ip4 = [0x45u8, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let ip4 = [
+            0x45u8, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
         let want: Vec<u8> = [&[0u8; 12][..], &[0x08, 0x00], &ip4].concat();
         let mut sll = vec![0u8, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
         sll.extend(ip4);
         assert_eq!(to_ethernet(DataLink::LINUX_SLL, &sll), Ok(want.clone()));
-        let mut sll2 = vec![0x08u8, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
+        let mut sll2 = vec![
+            0x08u8, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0,
+        ];
         sll2.extend(ip4);
         assert_eq!(to_ethernet(DataLink::LINUX_SLL2, &sll2), Ok(want.clone()));
         assert_eq!(to_ethernet(DataLink::RAW, &ip4), Ok(want.clone()));
         let mut ip6 = vec![0x60u8; 1];
         ip6.extend([0u8; 39]);
-        assert_eq!(to_ethernet(DataLink::IPV6, &ip6).map(|f| [f[12], f[13]]), Ok([0x86, 0xdd]));
+        assert_eq!(
+            to_ethernet(DataLink::IPV6, &ip6).map(|f| [f[12], f[13]]),
+            Ok([0x86, 0xdd])
+        );
         assert_eq!(to_ethernet(DataLink::ETHERNET, &want), Ok(want.clone()));
         assert!(to_ethernet(DataLink::LINUX_SLL, &[0u8; 10]).is_err());
         assert!(to_ethernet(DataLink::RAW, &[0x10u8]).is_err());
-        assert!(to_ethernet(DataLink::IEEE802_11, &want).unwrap_err().contains("not supported"));
+        assert!(to_ethernet(DataLink::IEEE802_11, &want)
+            .unwrap_err()
+            .contains("not supported"));
     }
 }

@@ -60,14 +60,25 @@ impl Sandbox {
     }
 
     fn from_object(object: &[u8], policy: &Policy, report_reason: bool) -> Result<Self> {
-        let mut ebpf = program::load_object(object, LoadOptions { report_reason, verbose: false })?;
+        let mut ebpf = program::load_object(
+            object,
+            LoadOptions {
+                report_reason,
+                verbose: false,
+            },
+        )?;
         let counters = ebpf
             .take_map(map_names::COUNTERS)
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?
             .try_into()?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         maps.apply(policy)?;
-        Ok(Sandbox { ebpf, maps, counters, report_reason })
+        Ok(Sandbox {
+            ebpf,
+            maps,
+            counters,
+            report_reason,
+        })
     }
 
     pub fn apply(&mut self, policy: &Policy) -> Result<()> {
@@ -82,8 +93,17 @@ impl Sandbox {
     fn test_run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
         let prog = program::xdp_program(&mut self.ebpf, name)?;
         let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() })
-            .with_context(|| format!("BPF_PROG_TEST_RUN of {name} on a {}-byte frame", frame.len()))?;
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .with_context(|| {
+                format!(
+                    "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
+                    frame.len()
+                )
+            })?;
         Ok((r.return_value, r.duration))
     }
 
@@ -95,14 +115,22 @@ impl Sandbox {
     /// Runs one packet through the entry point for `link` (the raw-IP entry
     /// point is loaded on first use, as the daemon does).
     pub fn run_link(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
-        anyhow::ensure!(self.report_reason, "Sandbox::production() cannot report reasons; use run_action");
+        anyhow::ensure!(
+            self.report_reason,
+            "Sandbox::production() cannot report reasons; use run_action"
+        );
         let name = crate::attach::program_for(link);
         if program::xdp_program(&mut self.ebpf, name)?.fd().is_err() {
             program::load_program(&mut self.ebpf, name, false)?;
         }
         let (rv, _) = self.test_run(name, frame, 1)?;
-        let reason = Reason::from_u32((rv >> 8) & 0xff).ok_or_else(|| anyhow!("kernel returned unknown reason in {rv:#x}"))?;
-        Ok(KernelVerdict { action: rv & 0xff, reason, monitored: rv & (1 << 16) != 0 })
+        let reason = Reason::from_u32((rv >> 8) & 0xff)
+            .ok_or_else(|| anyhow!("kernel returned unknown reason in {rv:#x}"))?;
+        Ok(KernelVerdict {
+            action: rv & 0xff,
+            reason,
+            monitored: rv & (1 << 16) != 0,
+        })
     }
 
     /// Runs one frame and returns the bare XDP action.
@@ -118,7 +146,11 @@ impl Sandbox {
 
     /// The same for the empty XDP program in the same object: the baseline.
     pub fn time_empty(&mut self, frame: &[u8], repeat: u32) -> Result<Duration> {
-        if self.ebpf.program(EMPTY_PROGRAM_NAME).is_some_and(|p| p.fd().is_err()) {
+        if self
+            .ebpf
+            .program(EMPTY_PROGRAM_NAME)
+            .is_some_and(|p| p.fd().is_err())
+        {
             program::load_program(&mut self.ebpf, EMPTY_PROGRAM_NAME, false)?;
         }
         Ok(self.test_run(EMPTY_PROGRAM_NAME, frame, repeat)?.1)
@@ -132,7 +164,10 @@ impl Sandbox {
     /// The verifier's instruction count for any loaded program of the object
     /// (e.g. the tail-called inspector).
     pub fn verified_instructions_of(&self, name: &str) -> Result<Option<u32>> {
-        let prog = self.ebpf.program(name).ok_or_else(|| anyhow!("program {name} missing"))?;
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?;
         Ok(prog.info()?.verified_instruction_count())
     }
 
@@ -142,12 +177,18 @@ impl Sandbox {
         use aya::maps::HashMap;
         match addr {
             std::net::IpAddr::V4(a) => {
-                let m = self.ebpf.map_mut(map_names::LEARNED_V4).ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
+                let m = self
+                    .ebpf
+                    .map_mut(map_names::LEARNED_V4)
+                    .ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
                 let mut h: HashMap<&mut MapData, [u8; 4], u64> = HashMap::try_from(m)?;
                 h.insert(a.octets(), expiry_ns, 0)?;
             }
             std::net::IpAddr::V6(a) => {
-                let m = self.ebpf.map_mut(map_names::LEARNED_V6).ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
+                let m = self
+                    .ebpf
+                    .map_mut(map_names::LEARNED_V6)
+                    .ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
                 let mut h: HashMap<&mut MapData, [u8; 16], u64> = HashMap::try_from(m)?;
                 h.insert(a.octets(), expiry_ns, 0)?;
             }
@@ -159,13 +200,19 @@ impl Sandbox {
     pub fn learned(&self) -> Result<Vec<(std::net::IpAddr, u64)>> {
         use aya::maps::HashMap;
         let mut out = Vec::new();
-        let m = self.ebpf.map(map_names::LEARNED_V4).ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
+        let m = self
+            .ebpf
+            .map(map_names::LEARNED_V4)
+            .ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
         let h: HashMap<&MapData, [u8; 4], u64> = HashMap::try_from(m)?;
         for kv in h.iter() {
             let (k, v) = kv?;
             out.push((std::net::IpAddr::from(k), v));
         }
-        let m = self.ebpf.map(map_names::LEARNED_V6).ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
+        let m = self
+            .ebpf
+            .map(map_names::LEARNED_V6)
+            .ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
         let h: HashMap<&MapData, [u8; 16], u64> = HashMap::try_from(m)?;
         for kv in h.iter() {
             let (k, v) = kv?;
@@ -193,8 +240,16 @@ impl Sandbox {
             prog.load()?;
         }
         let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() })
-            .with_context(|| format!("BPF_PROG_TEST_RUN of {name} on a {}-byte frame", frame.len()))?;
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..TestRunOptions::default()
+            })
+            .with_context(|| {
+                format!(
+                    "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
+                    frame.len()
+                )
+            })?;
         Ok(r.return_value)
     }
 
@@ -202,8 +257,12 @@ impl Sandbox {
     /// sandbox has them off: its verdicts then depend on the frame and the
     /// policy alone, as the host's do.
     pub fn set_ops(&mut self, ops: sipguard_common::ops::OpsSettings) -> Result<()> {
-        let map = self.ebpf.map_mut(sipguard_common::ops::map_names::OPS).ok_or_else(|| anyhow!("OPS map missing"))?;
-        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::OpsSettings> = aya::maps::Array::try_from(map)?;
+        let map = self
+            .ebpf
+            .map_mut(sipguard_common::ops::map_names::OPS)
+            .ok_or_else(|| anyhow!("OPS map missing"))?;
+        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::OpsSettings> =
+            aya::maps::Array::try_from(map)?;
         arr.set(0, ops, 0)?;
         Ok(())
     }
@@ -212,10 +271,23 @@ impl Sandbox {
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
         use sipguard_common::ops::{BanEntry, BAN_FOREVER, BAN_MANUAL};
-        let map = self.ebpf.map_mut(sipguard_common::ops::map_names::BANS).ok_or_else(|| anyhow!("BANS map missing"))?;
-        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> = aya::maps::HashMap::try_from(map)?;
+        let map = self
+            .ebpf
+            .map_mut(sipguard_common::ops::map_names::BANS)
+            .ok_or_else(|| anyhow!("BANS map missing"))?;
+        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> =
+            aya::maps::HashMap::try_from(map)?;
         let key = crate::ops::key_for(addr, 64);
-        bans.insert(key, BanEntry { expires_ns: BAN_FOREVER, origin: BAN_MANUAL, count: 0 }, 0).context("updating BANS")?;
+        bans.insert(
+            key,
+            BanEntry {
+                expires_ns: BAN_FOREVER,
+                origin: BAN_MANUAL,
+                count: 0,
+            },
+            0,
+        )
+        .context("updating BANS")?;
         Ok(())
     }
 
@@ -230,7 +302,10 @@ impl Sandbox {
 
     /// One `OPS_STATS` slot summed over CPUs.
     pub fn ops_stat(&self, idx: u32) -> Result<u64> {
-        let map = self.ebpf.map(sipguard_common::ops::map_names::OPS_STATS).ok_or_else(|| anyhow!("OPS_STATS map missing"))?;
+        let map = self
+            .ebpf
+            .map(sipguard_common::ops::map_names::OPS_STATS)
+            .ok_or_else(|| anyhow!("OPS_STATS map missing"))?;
         let arr: aya::maps::PerCpuArray<&MapData, u64> = aya::maps::PerCpuArray::try_from(map)?;
         Ok(arr.get(&idx, 0)?.iter().sum())
     }

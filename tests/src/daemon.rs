@@ -47,7 +47,12 @@ impl Daemon {
             .stderr(logf)
             .spawn()
             .expect("spawning sipguard run");
-        let mut d = Daemon { child, log, pin_root, dir };
+        let mut d = Daemon {
+            child,
+            log,
+            pin_root,
+            dir,
+        };
         d.wait_for_log("ready:", Duration::from_secs(30));
         d
     }
@@ -68,9 +73,16 @@ impl Daemon {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sipguard exited ({status}) before logging '{needle}':\n{}", self.log_text());
+                panic!(
+                    "sipguard exited ({status}) before logging '{needle}':\n{}",
+                    self.log_text()
+                );
             }
-            assert!(start.elapsed() < timeout, "no '{needle}' in the log after {timeout:?}:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < timeout,
+                "no '{needle}' in the log after {timeout:?}:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -97,7 +109,11 @@ impl Daemon {
 
     pub fn stats_json(&self) -> serde_json::Value {
         let out = self.cli(&["stats", "--json"]);
-        assert!(out.status.success(), "sipguard stats failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sipguard stats failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("stats --json is JSON")
     }
 
@@ -109,7 +125,11 @@ impl Daemon {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 return st;
             }
-            assert!(start.elapsed() < Duration::from_secs(15), "sipguard did not exit after SIGTERM:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "sipguard did not exit after SIGTERM:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -125,9 +145,12 @@ impl Drop for Daemon {
             let _ = fs::remove_dir_all(&self.pin_root);
         }
         if std::thread::panicking() {
-            eprintln!("--- sipguard log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- sipguard log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
-

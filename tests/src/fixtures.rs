@@ -16,7 +16,11 @@ pub struct Row {
 }
 
 pub fn row(name: impl Into<String>, frame: Vec<u8>, reason: Reason) -> Row {
-    Row { name: name.into(), frame, reason }
+    Row {
+        name: name.into(),
+        frame,
+        reason,
+    }
 }
 
 /// Runs every row; returns the failures (all rows run, so one report shows
@@ -26,12 +30,21 @@ pub fn run_rows(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row]) -> Vec<Str
 }
 
 /// `run_rows` for packets that start with the link header `link` says.
-pub fn run_rows_on(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row], link: Link) -> Vec<String> {
+pub fn run_rows_on(
+    sandbox: &mut Sandbox,
+    policy: &Policy,
+    rows: &[Row],
+    link: Link,
+) -> Vec<String> {
     let monitored_mode = policy.settings.monitor();
     let mut failures = Vec::new();
     for r in rows {
         let monitored = monitored_mode && r.reason.is_drop();
-        let want_action = if r.reason.is_drop() && !monitored { XDP_DROP } else { XDP_PASS };
+        let want_action = if r.reason.is_drop() && !monitored {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
         let before: Vec<_> = all_cells(sandbox);
         let got = match sandbox.run_link(&r.frame, link) {
             Ok(v) => v,
@@ -49,16 +62,29 @@ pub fn run_rows_on(sandbox: &mut Sandbox, policy: &Policy, rows: &[Row], link: L
         }
         // Exactly one counter moved, by one packet of this frame's size.
         for ((reason, m, b), (_, _, a)) in before.iter().zip(after.iter()) {
-            let expect = if *reason == r.reason && *m == monitored { (1, r.frame.len() as u64) } else { (0, 0) };
+            let expect = if *reason == r.reason && *m == monitored {
+                (1, r.frame.len() as u64)
+            } else {
+                (0, 0)
+            };
             let delta = (a.packets - b.packets, a.bytes - b.bytes);
             if delta != expect {
-                failures.push(format!("{}: counter {:?}/monitored={} moved by {:?}, expected {:?}", r.name, reason, m, delta, expect));
+                failures.push(format!(
+                    "{}: counter {:?}/monitored={} moved by {:?}, expected {:?}",
+                    r.name, reason, m, delta, expect
+                ));
             }
         }
         // The host's verdict, from the same shared code, must agree.
         let host = policy.evaluate_link(&r.frame, link);
-        if host.reason != got.reason || host.drop != (got.action == XDP_DROP) || host.monitored != got.monitored {
-            failures.push(format!("{}: host verdict {:?} differs from kernel {:?}", r.name, host, got));
+        if host.reason != got.reason
+            || host.drop != (got.action == XDP_DROP)
+            || host.monitored != got.monitored
+        {
+            failures.push(format!(
+                "{}: host verdict {:?} differs from kernel {:?}",
+                r.name, host, got
+            ));
         }
     }
     failures

@@ -7,16 +7,32 @@ pub const MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 #[derive(Clone, Debug)]
 pub enum L4 {
-    Udp { sport: u16, dport: u16 },
-    Tcp { sport: u16, dport: u16 },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Tcp {
+        sport: u16,
+        dport: u16,
+    },
     /// Any other IP protocol, payload only.
     Other(u8),
 }
 
 #[derive(Clone, Debug)]
 pub enum L3 {
-    V4 { src: [u8; 4], dst: [u8; 4], options: Vec<u8>, frag: u16, id: u16 },
-    V6 { src: [u8; 16], dst: [u8; 16], ext: Vec<(u8, Vec<u8>)> },
+    V4 {
+        src: [u8; 4],
+        dst: [u8; 4],
+        options: Vec<u8>,
+        frag: u16,
+        id: u16,
+    },
+    V6 {
+        src: [u8; 16],
+        dst: [u8; 16],
+        ext: Vec<(u8, Vec<u8>)>,
+    },
 }
 
 /// A frame under construction.
@@ -35,8 +51,17 @@ pub fn v4(src: [u8; 4], dst: [u8; 4]) -> Frame {
     Frame {
         vlans: vec![],
         pppoe: None,
-        l3: L3::V4 { src, dst, options: vec![], frag: 0, id: 0x1234 },
-        l4: L4::Udp { sport: 5060, dport: 5060 },
+        l3: L3::V4 {
+            src,
+            dst,
+            options: vec![],
+            frag: 0,
+            id: 0x1234,
+        },
+        l4: L4::Udp {
+            sport: 5060,
+            dport: 5060,
+        },
         payload: vec![],
     }
 }
@@ -45,14 +70,23 @@ pub fn v6(src: [u8; 16], dst: [u8; 16]) -> Frame {
     Frame {
         vlans: vec![],
         pppoe: None,
-        l3: L3::V6 { src, dst, ext: vec![] },
-        l4: L4::Udp { sport: 5060, dport: 5060 },
+        l3: L3::V6 {
+            src,
+            dst,
+            ext: vec![],
+        },
+        l4: L4::Udp {
+            sport: 5060,
+            dport: 5060,
+        },
         payload: vec![],
     }
 }
 
 pub fn ip6(s: &str) -> [u8; 16] {
-    s.parse::<std::net::Ipv6Addr>().expect("test IPv6 literal").octets()
+    s.parse::<std::net::Ipv6Addr>()
+        .expect("test IPv6 literal")
+        .octets()
 }
 
 impl Frame {
@@ -166,11 +200,13 @@ impl Frame {
                 f.extend(((proto.len() + ip.len()) as u16).to_be_bytes());
                 f.extend(proto);
             }
-            None => f.extend(match self.l3 {
-                L3::V4 { .. } => 0x0800u16,
-                L3::V6 { .. } => 0x86DD,
-            }
-            .to_be_bytes()),
+            None => f.extend(
+                match self.l3 {
+                    L3::V4 { .. } => 0x0800u16,
+                    L3::V6 { .. } => 0x86DD,
+                }
+                .to_be_bytes(),
+            ),
         }
         f.extend(ip);
         f
@@ -189,7 +225,13 @@ impl Frame {
         let mut f = Vec::new();
         let l4 = self.l4_bytes();
         match &self.l3 {
-            L3::V4 { src, dst, options, frag, id } => {
+            L3::V4 {
+                src,
+                dst,
+                options,
+                frag,
+                id,
+            } => {
                 let ihl = 20 + options.len();
                 f.push(0x40 | (ihl / 4) as u8);
                 f.push(0);

@@ -137,11 +137,25 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         b
     };
     let mut v: Vec<Shape> = Vec::new();
-    let mut add = |name: &'static str, frame: Vec<u8>, expect: Expect| v.push(Shape { name, frame, expect });
+    let mut add = |name: &'static str, frame: Vec<u8>, expect: Expect| {
+        v.push(Shape {
+            name,
+            frame,
+            expect,
+        })
+    };
 
     // IPv4 IHL and total length.
-    add("v4 IHL 0", patched(f4(), &|b| b[V4_IHL] = 0x40), Expect::Unparsed);
-    add("v4 IHL 4 (< 20 bytes)", patched(f4(), &|b| b[V4_IHL] = 0x44), Expect::Unparsed);
+    add(
+        "v4 IHL 0",
+        patched(f4(), &|b| b[V4_IHL] = 0x40),
+        Expect::Unparsed,
+    );
+    add(
+        "v4 IHL 4 (< 20 bytes)",
+        patched(f4(), &|b| b[V4_IHL] = 0x44),
+        Expect::Unparsed,
+    );
     add(
         "v4 IHL 15 with total length 28",
         patched(v4(s4, PBX4).udp(40000, 5060), &|b| b[V4_IHL] = 0x4f),
@@ -156,14 +170,46 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         Expect::Unparsed,
     );
     // The UDP header is read 4 bytes late: dport is the (zero) checksum.
-    add("v4 IHL 6 without options", patched(f4(), &|b| b[V4_IHL] = 0x46), Expect::NotSipPort);
-    add("v4 version 5", patched(f4(), &|b| b[V4_IHL] = 0x55), Expect::Unparsed);
-    add("v4 total length 0", patched(f4(), &|b| set16(b, V4_TOTAL, 0)), Expect::Unparsed);
-    add("v4 total length 19 (< IHL)", patched(f4(), &|b| set16(b, V4_TOTAL, 19)), Expect::Unparsed);
-    add("v4 total length 20 (no room for UDP)", patched(f4(), &|b| set16(b, V4_TOTAL, 20)), Expect::Lying);
-    add("v4 total length 24 (half a UDP header)", patched(f4(), &|b| set16(b, V4_TOTAL, 24)), Expect::Lying);
-    add("v4 total length beyond the frame", patched(f4(), &|b| set16(b, V4_TOTAL, 1500)), Expect::Lying);
-    add("v4 total length 65535", patched(f4(), &|b| set16(b, V4_TOTAL, 65535)), Expect::Lying);
+    add(
+        "v4 IHL 6 without options",
+        patched(f4(), &|b| b[V4_IHL] = 0x46),
+        Expect::NotSipPort,
+    );
+    add(
+        "v4 version 5",
+        patched(f4(), &|b| b[V4_IHL] = 0x55),
+        Expect::Unparsed,
+    );
+    add(
+        "v4 total length 0",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 0)),
+        Expect::Unparsed,
+    );
+    add(
+        "v4 total length 19 (< IHL)",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 19)),
+        Expect::Unparsed,
+    );
+    add(
+        "v4 total length 20 (no room for UDP)",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 20)),
+        Expect::Lying,
+    );
+    add(
+        "v4 total length 24 (half a UDP header)",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 24)),
+        Expect::Lying,
+    );
+    add(
+        "v4 total length beyond the frame",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 1500)),
+        Expect::Lying,
+    );
+    add(
+        "v4 total length 65535",
+        patched(f4(), &|b| set16(b, V4_TOTAL, 65535)),
+        Expect::Lying,
+    );
     add(
         "v4 total length shorter than the UDP length",
         patched(f4(), &|b| set16(b, V4_TOTAL, 20 + 8 + 10)),
@@ -171,7 +217,9 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     );
     add(
         "v4 TCP data offset 0",
-        patched(v4(s4, PBX4).tcp(40000, 5060).payload(&inv), &|b| b[14 + 20 + 12] = 0),
+        patched(v4(s4, PBX4).tcp(40000, 5060).payload(&inv), &|b| {
+            b[14 + 20 + 12] = 0
+        }),
         Expect::Lying,
     );
     add(
@@ -181,31 +229,83 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     );
 
     // UDP length.
-    add("UDP length 0", patched(f4(), &|b| set16(b, V4_UDP_LEN, 0)), Expect::Lying);
-    add("UDP length 7", patched(f4(), &|b| set16(b, V4_UDP_LEN, 7)), Expect::Lying);
-    add("UDP length 65535", patched(f4(), &|b| set16(b, V4_UDP_LEN, 65535)), Expect::Lying);
-    add("UDP length 1 past the IP payload", patched(f4(), &|b| {
-        let l = u16::from_be_bytes([b[V4_UDP_LEN], b[V4_UDP_LEN + 1]]);
-        set16(b, V4_UDP_LEN, l + 1)
-    }), Expect::Lying);
+    add(
+        "UDP length 0",
+        patched(f4(), &|b| set16(b, V4_UDP_LEN, 0)),
+        Expect::Lying,
+    );
+    add(
+        "UDP length 7",
+        patched(f4(), &|b| set16(b, V4_UDP_LEN, 7)),
+        Expect::Lying,
+    );
+    add(
+        "UDP length 65535",
+        patched(f4(), &|b| set16(b, V4_UDP_LEN, 65535)),
+        Expect::Lying,
+    );
+    add(
+        "UDP length 1 past the IP payload",
+        patched(f4(), &|b| {
+            let l = u16::from_be_bytes([b[V4_UDP_LEN], b[V4_UDP_LEN + 1]]);
+            set16(b, V4_UDP_LEN, l + 1)
+        }),
+        Expect::Lying,
+    );
     // Bytes after the datagram inside the IP payload: trailing, not a lie.
-    add("UDP length shorter than the payload", patched(f4(), &|b| set16(b, V4_UDP_LEN, 8 + 10)), Expect::Inspect(Reason::PassPartial));
-    add("UDP length 8 with payload after it", patched(f4(), &|b| set16(b, V4_UDP_LEN, 8)), Expect::Sip);
+    add(
+        "UDP length shorter than the payload",
+        patched(f4(), &|b| set16(b, V4_UDP_LEN, 8 + 10)),
+        Expect::Inspect(Reason::PassPartial),
+    );
+    add(
+        "UDP length 8 with payload after it",
+        patched(f4(), &|b| set16(b, V4_UDP_LEN, 8)),
+        Expect::Sip,
+    );
     add("zero-length UDP payload", udp4(b""), Expect::Sip);
 
     // IPv6 payload length.
-    add("v6 payload length 0", patched(f6(), &|b| set16(b, V6_PAYLOAD, 0)), Expect::Lying);
-    add("v6 payload length 4 (half a UDP header)", patched(f6(), &|b| set16(b, V6_PAYLOAD, 4)), Expect::Lying);
-    add("v6 payload length beyond the frame", patched(f6(), &|b| set16(b, V6_PAYLOAD, 1500)), Expect::Lying);
-    add("v6 payload length 65535", patched(f6(), &|b| set16(b, V6_PAYLOAD, 65535)), Expect::Lying);
+    add(
+        "v6 payload length 0",
+        patched(f6(), &|b| set16(b, V6_PAYLOAD, 0)),
+        Expect::Lying,
+    );
+    add(
+        "v6 payload length 4 (half a UDP header)",
+        patched(f6(), &|b| set16(b, V6_PAYLOAD, 4)),
+        Expect::Lying,
+    );
+    add(
+        "v6 payload length beyond the frame",
+        patched(f6(), &|b| set16(b, V6_PAYLOAD, 1500)),
+        Expect::Lying,
+    );
+    add(
+        "v6 payload length 65535",
+        patched(f6(), &|b| set16(b, V6_PAYLOAD, 65535)),
+        Expect::Lying,
+    );
     add(
         "v6 payload length shorter than its extension headers",
         patched(f6().ext(0, vec![]), &|b| set16(b, V6_PAYLOAD, 4)),
         Expect::Unparsed,
     );
-    add("v6 UDP length beyond the payload length", patched(f6(), &|b| set16(b, V6_UDP_LEN, 4000)), Expect::Lying);
-    add("v6 UDP length 0", patched(f6(), &|b| set16(b, V6_UDP_LEN, 0)), Expect::Lying);
-    add("v6 version 4", patched(f6(), &|b| b[14] = 0x40), Expect::Unparsed);
+    add(
+        "v6 UDP length beyond the payload length",
+        patched(f6(), &|b| set16(b, V6_UDP_LEN, 4000)),
+        Expect::Lying,
+    );
+    add(
+        "v6 UDP length 0",
+        patched(f6(), &|b| set16(b, V6_UDP_LEN, 0)),
+        Expect::Lying,
+    );
+    add(
+        "v6 version 4",
+        patched(f6(), &|b| b[14] = 0x40),
+        Expect::Unparsed,
+    );
 
     // IPv6 extension header chains.
     let chain = |n: usize| (0..n).fold(f6(), |f, _| f.ext(60, vec![])).build();
@@ -214,63 +314,184 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     add("v6 16 extension headers", chain(16), Expect::Unparsed);
     add(
         "v6 6 mixed extension headers then a fragment header",
-        f6().ext(0, vec![]).ext(43, vec![0; 6]).ext(60, vec![]).ext(51, vec![0; 10]).ext(60, vec![]).ext(60, vec![]).ext(44, vec![0; 6]).build(),
+        f6().ext(0, vec![])
+            .ext(43, vec![0; 6])
+            .ext(60, vec![])
+            .ext(51, vec![0; 10])
+            .ext(60, vec![])
+            .ext(60, vec![])
+            .ext(44, vec![0; 6])
+            .build(),
         Expect::Unparsed,
     );
-    add("v6 hop-by-hop length past the frame", patched(f6().ext(0, vec![]), &|b| b[14 + 40 + 1] = 255), Expect::Unparsed);
-    add("v6 AH length past the frame", patched(f6().ext(51, vec![0; 10]), &|b| b[14 + 40 + 1] = 255), Expect::Unparsed);
-    add("v6 frame ends inside a fragment header", {
-        let b = f6().ext(44, vec![0; 6]).build();
-        b[..14 + 40 + 3].to_vec()
-    }, Expect::Unparsed);
-    add("v6 No Next Header", v6(s6, pbx6()).proto(59).payload(&inv).build(), Expect::NotUdpTcp);
-    add("v6 extension chain ending in ICMPv6", v6(s6, pbx6()).ext(0, vec![]).proto(58).payload([128, 0, 0, 0]).build(), Expect::NotUdpTcp);
+    add(
+        "v6 hop-by-hop length past the frame",
+        patched(f6().ext(0, vec![]), &|b| b[14 + 40 + 1] = 255),
+        Expect::Unparsed,
+    );
+    add(
+        "v6 AH length past the frame",
+        patched(f6().ext(51, vec![0; 10]), &|b| b[14 + 40 + 1] = 255),
+        Expect::Unparsed,
+    );
+    add(
+        "v6 frame ends inside a fragment header",
+        {
+            let b = f6().ext(44, vec![0; 6]).build();
+            b[..14 + 40 + 3].to_vec()
+        },
+        Expect::Unparsed,
+    );
+    add(
+        "v6 No Next Header",
+        v6(s6, pbx6()).proto(59).payload(&inv).build(),
+        Expect::NotUdpTcp,
+    );
+    add(
+        "v6 extension chain ending in ICMPv6",
+        v6(s6, pbx6())
+            .ext(0, vec![])
+            .proto(58)
+            .payload([128, 0, 0, 0])
+            .build(),
+        Expect::NotUdpTcp,
+    );
 
     // VLAN stacks.
-    add("3 VLAN tags", f4().vlan(0x88a8).vlan(0x8100).vlan(0x8100).build(), Expect::Unparsed);
-    add("4 VLAN tags", f4().vlan(0x88a8).vlan(0x88a8).vlan(0x8100).vlan(0x8100).build(), Expect::Unparsed);
-    add("8 VLAN tags", (0..8).fold(f4(), |f, _| f.vlan(0x8100)).build(), Expect::Unparsed);
-    add("2 VLAN tags, both 802.1ad", f4().vlan(0x88a8).vlan(0x88a8).build(), Expect::Sip);
-    add("2 VLAN tags then IPv6 with extension headers", f6().vlan(0x88a8).vlan(0x8100).ext(0, vec![]).ext(60, vec![]).build(), Expect::Sip);
-    add("frame ends inside a VLAN tag", f4().vlan(0x8100).build()[..16].to_vec(), Expect::Unparsed);
+    add(
+        "3 VLAN tags",
+        f4().vlan(0x88a8).vlan(0x8100).vlan(0x8100).build(),
+        Expect::Unparsed,
+    );
+    add(
+        "4 VLAN tags",
+        f4().vlan(0x88a8)
+            .vlan(0x88a8)
+            .vlan(0x8100)
+            .vlan(0x8100)
+            .build(),
+        Expect::Unparsed,
+    );
+    add(
+        "8 VLAN tags",
+        (0..8).fold(f4(), |f, _| f.vlan(0x8100)).build(),
+        Expect::Unparsed,
+    );
+    add(
+        "2 VLAN tags, both 802.1ad",
+        f4().vlan(0x88a8).vlan(0x88a8).build(),
+        Expect::Sip,
+    );
+    add(
+        "2 VLAN tags then IPv6 with extension headers",
+        f6().vlan(0x88a8)
+            .vlan(0x8100)
+            .ext(0, vec![])
+            .ext(60, vec![])
+            .build(),
+        Expect::Sip,
+    );
+    add(
+        "frame ends inside a VLAN tag",
+        f4().vlan(0x8100).build()[..16].to_vec(),
+        Expect::Unparsed,
+    );
 
     // Payloads: the headers are right, the SIP message is hostile.
-    add("1-byte payload", udp4(b"I"), Expect::Inspect(Reason::PassPartial));
+    add(
+        "1-byte payload",
+        udp4(b"I"),
+        Expect::Inspect(Reason::PassPartial),
+    );
     add("1-byte NUL payload", udp4(&[0]), Expect::Sip);
-    add("512 NUL bytes", udp4(&[0; 512]), Expect::Inspect(Reason::DropNotSip));
-    add("non-UTF-8 bytes", udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()), Expect::Inspect(Reason::DropNotSip));
-    add("INVITE with NUL in the request line", udp4(&{
-        let mut m = inv.clone();
-        m[6] = 0;
-        m
-    }), Expect::Inspect(Reason::DropNotSip));
-    add("INVITE with NUL and 0xff in User-Agent", udp4(&replace(&inv, b"Yealink", b"\0\xffsip\xfe")), Expect::Sip);
+    add(
+        "512 NUL bytes",
+        udp4(&[0; 512]),
+        Expect::Inspect(Reason::DropNotSip),
+    );
+    add(
+        "non-UTF-8 bytes",
+        udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()),
+        Expect::Inspect(Reason::DropNotSip),
+    );
+    add(
+        "INVITE with NUL in the request line",
+        udp4(&{
+            let mut m = inv.clone();
+            m[6] = 0;
+            m
+        }),
+        Expect::Inspect(Reason::DropNotSip),
+    );
+    add(
+        "INVITE with NUL and 0xff in User-Agent",
+        udp4(&replace(&inv, b"Yealink", b"\0\xffsip\xfe")),
+        Expect::Sip,
+    );
     add("header lines without a colon", udp4(b"INVITE sip:100@pbx.example SIP/2.0\r\nVia SIP/2.0/UDP 1.2.3.4\r\nUser-Agent friendly-scanner\r\nFrom\r\n\r\n"), Expect::Sip);
-    add("bare LF line endings", udp4(&replace(&inv, b"\r\n", b"\n")), Expect::Sip);
-    add("request line only, no line end", udp4(b"OPTIONS sip:100@198.51.100.1 SIP/2.0"), Expect::Inspect(Reason::PassPartial));
-    add("scanner OPTIONS cut inside User-Agent (lengths agree)", udp4(cut_in(&sip::svmap_options(), b"friendly-sc")), Expect::Inspect(Reason::DropSipVicious));
+    add(
+        "bare LF line endings",
+        udp4(&replace(&inv, b"\r\n", b"\n")),
+        Expect::Sip,
+    );
+    add(
+        "request line only, no line end",
+        udp4(b"OPTIONS sip:100@198.51.100.1 SIP/2.0"),
+        Expect::Inspect(Reason::PassPartial),
+    );
+    add(
+        "scanner OPTIONS cut inside User-Agent (lengths agree)",
+        udp4(cut_in(&sip::svmap_options(), b"friendly-sc")),
+        Expect::Inspect(Reason::DropSipVicious),
+    );
     // The datagram was cut after the headers were written: the lengths
     // still count the missing bytes.
-    add("INVITE cut inside User-Agent (lengths claim more)", {
-        let b = f4().build();
-        let at = find(&b, b"User-Agent: Yeal").map(|i| i + 16).unwrap_or(b.len());
-        b[..at].to_vec()
-    }, Expect::Lying);
-    add("1400 bytes of 0xff", udp4(&[0xff; 1400]), Expect::Inspect(Reason::DropNotSip));
+    add(
+        "INVITE cut inside User-Agent (lengths claim more)",
+        {
+            let b = f4().build();
+            let at = find(&b, b"User-Agent: Yeal")
+                .map(|i| i + 16)
+                .unwrap_or(b.len());
+            b[..at].to_vec()
+        },
+        Expect::Lying,
+    );
+    add(
+        "1400 bytes of 0xff",
+        udp4(&[0xff; 1400]),
+        Expect::Inspect(Reason::DropNotSip),
+    );
 
     // Big frames: BPF_PROG_TEST_RUN shows a program without multi-buffer
     // support only the first 3520 bytes (tests/tests/hostile.rs has the
     // 9000-byte case), so this is the largest frame it sees whole.
-    add("3520-byte frame (largest linear test frame)", udp4(&invite_of_len(3520 - 42)), Expect::Sip);
-    add("3520-byte frame, UDP length claims 9000", patched(v4(s4, PBX4).udp(40000, 5060).payload(invite_of_len(3520 - 42)), &|b| {
-        set16(b, V4_UDP_LEN, 9000 - 34);
-    }), Expect::Lying);
+    add(
+        "3520-byte frame (largest linear test frame)",
+        udp4(&invite_of_len(3520 - 42)),
+        Expect::Sip,
+    );
+    add(
+        "3520-byte frame, UDP length claims 9000",
+        patched(
+            v4(s4, PBX4)
+                .udp(40000, 5060)
+                .payload(invite_of_len(3520 - 42)),
+            &|b| {
+                set16(b, V4_UDP_LEN, 9000 - 34);
+            },
+        ),
+        Expect::Lying,
+    );
     v
 }
 
 /// A 9000-byte jumbo INVITE (what a 9000-MTU link delivers whole).
 pub fn jumbo_9000(src: Source) -> Vec<u8> {
-    v4(src.v4(), PBX4).udp(40000, 5060).payload(invite_of_len(9000 - 42)).build()
+    v4(src.v4(), PBX4)
+        .udp(40000, 5060)
+        .payload(invite_of_len(9000 - 42))
+        .build()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

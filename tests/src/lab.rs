@@ -685,7 +685,11 @@ impl Lab {
 
     /// The counters by reason (`name`, `name(would_drop)`) from `sipguard stats --json`.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let v = self.daemon.as_ref().expect("sipguard is running").stats_json();
+        let v = self
+            .daemon
+            .as_ref()
+            .expect("sipguard is running")
+            .stats_json();
         let mut m = BTreeMap::new();
         if let Some(r) = v["reasons"].as_object() {
             for (k, e) in r {
@@ -933,10 +937,7 @@ fn call_stats(path: &Path) -> Option<CallFigures> {
     let text = fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines
-        .rfind(|l| !l.trim().is_empty())?
-        .split(';')
-        .collect();
+    let last: Vec<&str> = lines.rfind(|l| !l.trim().is_empty())?.split(';').collect();
     let get = |name: &str| -> Option<u64> {
         last.get(head.iter().position(|h| *h == name)?)?
             .trim()

@@ -6,8 +6,8 @@ pub mod fixtures;
 pub mod frames;
 pub mod hostile;
 pub mod lab;
-pub mod opslab;
 pub mod netns;
+pub mod opslab;
 pub mod sip;
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
@@ -34,13 +34,27 @@ pub fn sipguard_bin() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(&root)
-            .args(["build", "--quiet", "-p", "sipguard", "--bin", "sipguard", "--message-format=json"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "sipguard",
+                "--bin",
+                "sipguard",
+                "--message-format=json",
+            ])
             .output()
             .expect("running cargo build for the sipguard binary");
-        assert!(out.status.success(), "cargo build -p sipguard failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cargo build -p sipguard failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         for line in stdout.lines().rev() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             if v["reason"] == "compiler-artifact" && v["target"]["name"] == "sipguard" {
                 if let Some(exe) = v["executable"].as_str() {
                     return PathBuf::from(exe);

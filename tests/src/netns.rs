@@ -18,8 +18,16 @@ pub fn unique(tag: &str) -> String {
 }
 
 pub fn ip(args: &[&str]) -> Output {
-    let out = Command::new("ip").args(args).output().expect("running ip(8)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip(8)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -66,7 +74,9 @@ impl Netns {
     /// /sys, so pins under /sys/fs/bpf stay visible to other processes).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path())).arg("--").arg(program);
+        c.arg(format!("--net={}", self.path()))
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -88,13 +98,18 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 /// Creates a veth pair with one end in each namespace and brings both up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-    ip(&["link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    ip(&[
+        "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ]);
     a.exec(&["ip", "link", "set", a_if, "up"]);
     b.exec(&["ip", "link", "set", b_if, "up"]);
 }

@@ -75,12 +75,22 @@ impl Lab {
 
     /// `sipguard` with this lab's pin root, in the host namespace.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(sipguard_bin()).arg("--pin-root").arg(&self.pin_root).args(args).output().unwrap()
+        Command::new(sipguard_bin())
+            .arg("--pin-root")
+            .arg(&self.pin_root)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let o = self.cli(args);
-        assert!(o.status.success(), "sipguard {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "sipguard {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -126,7 +136,11 @@ impl Lab {
                     panic!("daemon exited ({st}) before '{needle}':\n{}", self.log());
                 }
             }
-            assert!(t0.elapsed() < timeout, "no '{needle}' in the daemon log after {timeout:?}:\n{}", self.log());
+            assert!(
+                t0.elapsed() < timeout,
+                "no '{needle}' in the daemon log after {timeout:?}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -144,7 +158,10 @@ impl Lab {
         let mut c = self.daemon.take().unwrap();
         let t0 = Instant::now();
         while c.try_wait().unwrap().is_none() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "daemon did not exit after signal {sig}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not exit after signal {sig}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self.log()
@@ -152,10 +169,16 @@ impl Lab {
 
     /// A UDP receiver on the router counting datagrams per source address.
     pub fn receiver(&self, port: u16) -> Receiver {
-        let sock = self.router.run(move || UdpSocket::bind(("0.0.0.0", port)).unwrap());
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let sock = self
+            .router
+            .run(move || UdpSocket::bind(("0.0.0.0", port)).unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let counts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new()));
+        let counts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            u64,
+        >::new()));
         let (s2, c2) = (stop.clone(), counts.clone());
         let handle = std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
@@ -165,13 +188,18 @@ impl Lab {
                 }
             }
         });
-        Receiver { stop, counts, handle: Some(handle) }
+        Receiver {
+            stop,
+            counts,
+            handle: Some(handle),
+        }
     }
 
     /// A UDP socket in the sender namespace bound to `src`.
     pub fn sender_socket(&self, src: &str) -> UdpSocket {
         let src = src.to_string();
-        self.sender.run(move || UdpSocket::bind((src.as_str(), 0)).unwrap())
+        self.sender
+            .run(move || UdpSocket::bind((src.as_str(), 0)).unwrap())
     }
 
     pub fn router_addr(port: u16) -> SocketAddr {
@@ -182,7 +210,11 @@ impl Lab {
     pub fn send(&self, src: &str, port: u16, n: u64, gap: Duration) {
         let s = self.sender_socket(src);
         for i in 0..n {
-            s.send_to(format!("OPTIONS sip:probe{i}@{ROUTER} SIP/2.0\r\n\r\n").as_bytes(), Self::router_addr(port)).unwrap();
+            s.send_to(
+                format!("OPTIONS sip:probe{i}@{ROUTER} SIP/2.0\r\n\r\n").as_bytes(),
+                Self::router_addr(port),
+            )
+            .unwrap();
             if !gap.is_zero() {
                 std::thread::sleep(gap);
             }
@@ -201,11 +233,16 @@ impl Lab {
     /// `sipguard events` following this lab's socket.
     pub fn events_client(&self, json: bool, count: u64) -> Child {
         let mut c = Command::new(sipguard_bin());
-        c.args(["events", "--socket"]).arg(&self.sock).args(["--count", &count.to_string()]);
+        c.args(["events", "--socket"])
+            .arg(&self.sock)
+            .args(["--count", &count.to_string()]);
         if json {
             c.arg("--json");
         }
-        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn pin_dir(&self) -> PathBuf {
@@ -223,7 +260,11 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(sipguard_bin()).arg("--pin-root").arg(&self.pin_root).arg("detach").output();
+        let _ = Command::new(sipguard_bin())
+            .arg("--pin-root")
+            .arg(&self.pin_root)
+            .arg("detach")
+            .output();
         let _ = std::fs::remove_dir_all(&self.pin_root);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -38,7 +38,13 @@ Content-Length: 0\r\n\r\n"
 
 /// A request with exactly these header lines (name, value) and body; line
 /// ends are `eol` ("\r\n" or "\n").
-pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &str, eol: &str) -> Vec<u8> {
+pub fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    eol: &str,
+) -> Vec<u8> {
     let mut s = format!("{method} {uri} SIP/2.0{eol}");
     for (n, v) in headers {
         s.push_str(&format!("{n}: {v}{eol}"));
@@ -51,7 +57,10 @@ pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &str, eo
 /// The headers of a typical call setup, User-Agent last but one.
 pub fn call_headers<'a>(from: &'a str, to: &'a str, ua: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
-        ("Via", "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1;rport"),
+        (
+            "Via",
+            "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1;rport",
+        ),
         ("Max-Forwards", "70"),
         ("From", from),
         ("To", to),

@@ -61,7 +61,10 @@ fn sipguard(args: &[&str], file: &Path) -> Output {
         .arg(file)
         // `run` must fail before touching the kernel; should a case ever be
         // accepted, the interface does not exist and the pin root is private.
-        .args(["--pin-root", &format!("/sys/fs/bpf/sg-test-{}", unique("cfg"))])
+        .args([
+            "--pin-root",
+            &format!("/sys/fs/bpf/sg-test-{}", unique("cfg")),
+        ])
         .env_remove("RUST_LOG")
         .output()
         .expect("running sipguard")
@@ -69,7 +72,12 @@ fn sipguard(args: &[&str], file: &Path) -> Output {
 
 /// Exit code 2, nothing on stdout, one line on stderr:
 /// `sipguard: invalid config: FILE[: line N]: MESSAGE`.
-fn assert_rejected(out: &Output, file: &Path, line: Option<usize>, needle: &str) -> Result<(), String> {
+fn assert_rejected(
+    out: &Output,
+    file: &Path,
+    line: Option<usize>,
+    needle: &str,
+) -> Result<(), String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     let want_prefix = match line {
@@ -77,17 +85,24 @@ fn assert_rejected(out: &Output, file: &Path, line: Option<usize>, needle: &str)
         None => format!("sipguard: invalid config: {}: ", file.display()),
     };
     let problems = [
-        (out.status.code() != Some(2)).then(|| format!("exit code {:?}, want 2", out.status.code())),
-        (!out.stdout.is_empty()).then(|| format!("stdout not empty: {}", String::from_utf8_lossy(&out.stdout))),
+        (out.status.code() != Some(2))
+            .then(|| format!("exit code {:?}, want 2", out.status.code())),
+        (!out.stdout.is_empty())
+            .then(|| format!("stdout not empty: {}", String::from_utf8_lossy(&out.stdout))),
         (lines.len() != 1).then(|| format!("{} lines on stderr, want 1", lines.len())),
-        (!stderr.starts_with(&want_prefix)).then(|| format!("stderr does not start with '{want_prefix}'")),
+        (!stderr.starts_with(&want_prefix))
+            .then(|| format!("stderr does not start with '{want_prefix}'")),
         (!stderr.contains(needle)).then(|| format!("stderr does not contain '{needle}'")),
     ];
     let problems: Vec<String> = problems.into_iter().flatten().collect();
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}:\n    {}\n    stderr: {stderr}", file.display(), problems.join("\n    ")))
+        Err(format!(
+            "{}:\n    {}\n    stderr: {stderr}",
+            file.display(),
+            problems.join("\n    ")
+        ))
     }
 }
 
@@ -97,13 +112,21 @@ fn every_invalid_config_exits_2_with_one_message() {
     let mut failures = Vec::new();
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .expect("tests/configs/invalid")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     files.sort();
     // Every file has a case and every case a file.
     for f in &files {
         let stem = f.trim_end_matches(".yaml");
-        assert!(CASES.iter().any(|c| c.0 == stem), "{f} has no expected message in CASES");
+        assert!(
+            CASES.iter().any(|c| c.0 == stem),
+            "{f} has no expected message in CASES"
+        );
     }
     for (name, line, needle) in CASES {
         let file = dir.join(format!("{name}.yaml"));
@@ -114,7 +137,12 @@ fn every_invalid_config_exits_2_with_one_message() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} invalid configs rejected by check and run", CASES.len());
 }
 
@@ -123,7 +151,13 @@ fn missing_file_exits_2() {
     let file = PathBuf::from(format!("/nonexistent-{}/sipguard.yaml", unique("cfg")));
     for verb in [&["check"][..], &["run", "--iface", "sgnone0"][..]] {
         let out = sipguard(verb, &file);
-        assert_rejected(&out, &file, None, "cannot read config file: No such file or directory").unwrap();
+        assert_rejected(
+            &out,
+            &file,
+            None,
+            "cannot read config file: No such file or directory",
+        )
+        .unwrap();
     }
 }
 
@@ -159,7 +193,13 @@ fn unreadable_file_exits_2() {
         .output()
         .expect("running setpriv");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_rejected(&out, &file, None, "cannot read config file: Permission denied").unwrap();
+    assert_rejected(
+        &out,
+        &file,
+        None,
+        "cannot read config file: Permission denied",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -167,12 +207,32 @@ fn valid_examples_pass_check() {
     let dir = configs().join("valid");
     for e in std::fs::read_dir(&dir).expect("tests/configs/valid") {
         let file = e.unwrap().path();
-        let out = Command::new(sipguard_bin()).arg("check").arg("-c").arg(&file).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"), "{}", file.display());
+        let out = Command::new(sipguard_bin())
+            .arg("check")
+            .arg("-c")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("valid"),
+            "{}",
+            file.display()
+        );
     }
     // The README's example is one of them, verbatim.
-    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     let example = std::fs::read_to_string(dir.join("readme-example.yaml")).unwrap();
-    assert!(readme.contains(&example), "README's example config differs from tests/configs/valid/readme-example.yaml");
+    assert!(
+        readme.contains(&example),
+        "README's example config differs from tests/configs/valid/readme-example.yaml"
+    );
 }

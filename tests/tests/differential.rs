@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sipguard::{config::Config, policy::Policy, testrun::{Sandbox, XDP_DROP}};
+use sipguard::{
+    config::Config,
+    policy::Policy,
+    testrun::{Sandbox, XDP_DROP},
+};
 use sipguard_tests::{
     frames::{ip6, v4, v6},
     require_root,
@@ -18,33 +22,142 @@ const PACKETS: usize = 120_000;
 const SEED: u64 = 0x5195_6a4d;
 
 const METHODS: &[&str] = &[
-    "INVITE", "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO", "PRACK",
-    "UPDATE", "REFER", "PUBLISH", "SUBSCRIBX", "FOO", "invite", "INVITEINVITEINVITE", "", "OPTIONS ",
+    "INVITE",
+    "REGISTER",
+    "OPTIONS",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "MESSAGE",
+    "INFO",
+    "PRACK",
+    "UPDATE",
+    "REFER",
+    "PUBLISH",
+    "SUBSCRIBX",
+    "FOO",
+    "invite",
+    "INVITEINVITEINVITE",
+    "",
+    "OPTIONS ",
 ];
-const SCHEMES: &[&str] = &["sip:", "SIP:", "sips:", "tel:", "Sip:", "http:", "", "sipx:"];
-const USERS: &[&str] = &["alice", "100", "+4930123", "1000", "bob", "", "alice:pw", "a;b=c", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"];
+const SCHEMES: &[&str] = &[
+    "sip:", "SIP:", "sips:", "tel:", "Sip:", "http:", "", "sipx:",
+];
+const USERS: &[&str] = &[
+    "alice",
+    "100",
+    "+4930123",
+    "1000",
+    "bob",
+    "",
+    "alice:pw",
+    "a;b=c",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
 const HOSTS: &[&str] = &[
-    "pbx.example", "1.1.1.1", "198.51.100.1", "198.51.100.1:5060", "[2001:db8::1]", "[2001:db8::1]:5080", "123.example",
-    "10.0.0", "host;transport=udp", "a.b.c?x=y", "", "1.2.3.4.5",
+    "pbx.example",
+    "1.1.1.1",
+    "198.51.100.1",
+    "198.51.100.1:5060",
+    "[2001:db8::1]",
+    "[2001:db8::1]:5080",
+    "123.example",
+    "10.0.0",
+    "host;transport=udp",
+    "a.b.c?x=y",
+    "",
+    "1.2.3.4.5",
 ];
-const VERSIONS: &[&str] = &[" SIP/2.0", " SIP/2.0", " SIP/2.0", " SIP/3.0", " sip/2.0", "", " SIP/2.0 "];
+const VERSIONS: &[&str] = &[
+    " SIP/2.0",
+    " SIP/2.0",
+    " SIP/2.0",
+    " SIP/3.0",
+    " sip/2.0",
+    "",
+    " SIP/2.0 ",
+];
 const NAMES: &[&str] = &[
-    "User-Agent", "user-agent", "USER-AGENT", "User-Agents", "X-User-Agent", "User-Agent ", "From", "from", "f", "F",
-    "To", "to", "t", "T", "Via", "v", "Call-ID", "i", "Contact", "m", "Content-Length", "l", "CSeq", "Max-Forwards",
-    "Subject", "s", "Server", "A-Very-Long-Header-Name-Indeed", "", "Content-Type",
+    "User-Agent",
+    "user-agent",
+    "USER-AGENT",
+    "User-Agents",
+    "X-User-Agent",
+    "User-Agent ",
+    "From",
+    "from",
+    "f",
+    "F",
+    "To",
+    "to",
+    "t",
+    "T",
+    "Via",
+    "v",
+    "Call-ID",
+    "i",
+    "Contact",
+    "m",
+    "Content-Length",
+    "l",
+    "CSeq",
+    "Max-Forwards",
+    "Subject",
+    "s",
+    "Server",
+    "A-Very-Long-Header-Name-Indeed",
+    "",
+    "Content-Type",
 ];
 const UAS: &[&str] = &[
-    "friendly-scanner", "Friendly-Scanner", "sipcli/v1.8", "sipvicious", "SIPVicious 0.3", "sundayddr", "VaxSIPUserAgent/3.1",
-    "pplsip", "iWar", "sip-scan", "smap 0.6", "siparmyknife", "Yealink SIP-T46S 66.86.0.15", "Grandstream GXP2170",
-    "Linphone/5.2.5", "Asterisk PBX 20.5.0", "FreeSWITCH-mod_sofia/1.10", "Cisco/SPA504G", "", "friendly",
-    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "my friendly-scanner", "evilscan",
+    "friendly-scanner",
+    "Friendly-Scanner",
+    "sipcli/v1.8",
+    "sipvicious",
+    "SIPVicious 0.3",
+    "sundayddr",
+    "VaxSIPUserAgent/3.1",
+    "pplsip",
+    "iWar",
+    "sip-scan",
+    "smap 0.6",
+    "siparmyknife",
+    "Yealink SIP-T46S 66.86.0.15",
+    "Grandstream GXP2170",
+    "Linphone/5.2.5",
+    "Asterisk PBX 20.5.0",
+    "FreeSWITCH-mod_sofia/1.10",
+    "Cisco/SPA504G",
+    "",
+    "friendly",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "my friendly-scanner",
+    "evilscan",
 ];
 const ADDRS: &[&str] = &[
-    "\"sipvicious\"<sip:100@1.1.1.1>", "\"sipvicious\" <sip:100@example.com>", "<sip:100@1.1.1.1>", "sip:100@1.1.1.1",
-    "\"SIPVicious\"<sip:100@1.1.1.1:5060>", "<sip:alice@pbx.example>", "\"Alice\" <sip:alice@pbx.example>",
-    "<sip:bob@pbx.example;transport=udp>", "sip:bob@1.1.1.10", "\"100\"<sip:100@1.1.1.1>", "<sip:100@1.1.1.1>;x=y",
+    "\"sipvicious\"<sip:100@1.1.1.1>",
+    "\"sipvicious\" <sip:100@example.com>",
+    "<sip:100@1.1.1.1>",
+    "sip:100@1.1.1.1",
+    "\"SIPVicious\"<sip:100@1.1.1.1:5060>",
+    "<sip:alice@pbx.example>",
+    "\"Alice\" <sip:alice@pbx.example>",
+    "<sip:bob@pbx.example;transport=udp>",
+    "sip:bob@1.1.1.10",
+    "\"100\"<sip:100@1.1.1.1>",
+    "<sip:100@1.1.1.1>;x=y",
 ];
-const WS: &[&str] = &["", " ", "  ", "\t", " \t ", "                                         "];
+const WS: &[&str] = &[
+    "",
+    " ",
+    "  ",
+    "\t",
+    " \t ",
+    "                                         ",
+];
 const EOLS: &[&str] = &["\r\n", "\r\n", "\n", "\r"];
 
 fn pick<'a>(r: &mut ChaCha8Rng, v: &[&'a str]) -> &'a str {
@@ -61,7 +174,11 @@ fn mostly<'a>(r: &mut ChaCha8Rng, v: &[&'a str], good: usize) -> &'a str {
 }
 
 fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
-    let eol = if r.gen_bool(0.9) { pick(r, &EOLS[..3]) } else { pick(r, EOLS) };
+    let eol = if r.gen_bool(0.9) {
+        pick(r, &EOLS[..3])
+    } else {
+        pick(r, EOLS)
+    };
     let mut s = String::new();
     match r.gen_range(0..20) {
         0 => return b"\r\n\r\n".to_vec(),
@@ -70,8 +187,15 @@ fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
         _ => {
             let user = pick(r, USERS);
             let at = if user.is_empty() { "" } else { "@" };
-            let (method, scheme, version) = (mostly(r, METHODS, 14), mostly(r, SCHEMES, 5), mostly(r, VERSIONS, 1));
-            s.push_str(&format!("{method} {scheme}{user}{at}{}{version}", pick(r, HOSTS)));
+            let (method, scheme, version) = (
+                mostly(r, METHODS, 14),
+                mostly(r, SCHEMES, 5),
+                mostly(r, VERSIONS, 1),
+            );
+            s.push_str(&format!(
+                "{method} {scheme}{user}{at}{}{version}",
+                pick(r, HOSTS)
+            ));
         }
     }
     s.push_str(eol);
@@ -83,22 +207,42 @@ fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
         let value = match lname.as_str() {
             "user-agent" | "user-agents" | "x-user-agent" | "server" => pick(r, UAS).to_string(),
             "from" | "f" => format!("{addr};tag={}", r.gen::<u16>()),
-            "to" | "t" => if same { addr.to_string() } else { pick(r, ADDRS).to_string() },
-            "via" | "v" => format!("SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK-{}{}", r.gen::<u32>(), "x".repeat(r.gen_range(0..3) * 300)),
+            "to" | "t" => {
+                if same {
+                    addr.to_string()
+                } else {
+                    pick(r, ADDRS).to_string()
+                }
+            }
+            "via" | "v" => format!(
+                "SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK-{}{}",
+                r.gen::<u32>(),
+                "x".repeat(r.gen_range(0..3) * 300)
+            ),
             _ => format!("{}", r.gen::<u32>()),
         };
         let colon = if r.gen_bool(0.95) { ":" } else { "" };
-        s.push_str(&format!("{name}{}{colon}{}{value}{eol}", if r.gen_bool(0.1) { pick(r, WS) } else { "" }, pick(r, WS)));
+        s.push_str(&format!(
+            "{name}{}{colon}{}{value}{eol}",
+            if r.gen_bool(0.1) { pick(r, WS) } else { "" },
+            pick(r, WS)
+        ));
     }
     if r.gen_bool(0.8) {
         s.push_str(eol);
     }
     if r.gen_bool(0.3) {
-        s.push_str(&format!("v=0{eol}User-Agent: friendly-scanner{eol}From: \"sipvicious\"<sip:100@1.1.1.1>{eol}"));
+        s.push_str(&format!(
+            "v=0{eol}User-Agent: friendly-scanner{eol}From: \"sipvicious\"<sip:100@1.1.1.1>{eol}"
+        ));
     }
     if r.gen_bool(0.05) {
         let pad = "p".repeat(r.gen_range(1000..2400));
-        s = s.replacen(eol, &format!("{eol}X-Pad: {pad}{eol}"), if r.gen_bool(0.5) { 1 } else { 2 });
+        s = s.replacen(
+            eol,
+            &format!("{eol}X-Pad: {pad}{eol}"),
+            if r.gen_bool(0.5) { 1 } else { 2 },
+        );
     }
     s.into_bytes()
 }
@@ -127,11 +271,28 @@ fn mutate(r: &mut ChaCha8Rng, m: &mut Vec<u8>) {
 fn frame(r: &mut ChaCha8Rng, payload: &[u8]) -> Vec<u8> {
     let src4 = [198, 51, 100, r.gen_range(1..250)];
     let mut f = match r.gen_range(0..10) {
-        0 => v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1")).udp(r.gen(), 5060).payload(payload).build(),
-        1 => v4(src4, [100, 64, 0, 1]).udp(r.gen(), 5060).payload(payload).vlan(0x8100).build(),
-        2 => v4(src4, [100, 64, 0, 1]).udp(r.gen(), 5060).payload(payload).frag(0x2000).build(),
-        3 => v4([192, 0, 2, 10], [100, 64, 0, 1]).udp(r.gen(), 5060).payload(payload).build(),
-        _ => v4(src4, [100, 64, 0, 1]).udp(r.gen(), 5060).payload(payload).build(),
+        0 => v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1"))
+            .udp(r.gen(), 5060)
+            .payload(payload)
+            .build(),
+        1 => v4(src4, [100, 64, 0, 1])
+            .udp(r.gen(), 5060)
+            .payload(payload)
+            .vlan(0x8100)
+            .build(),
+        2 => v4(src4, [100, 64, 0, 1])
+            .udp(r.gen(), 5060)
+            .payload(payload)
+            .frag(0x2000)
+            .build(),
+        3 => v4([192, 0, 2, 10], [100, 64, 0, 1])
+            .udp(r.gen(), 5060)
+            .payload(payload)
+            .build(),
+        _ => v4(src4, [100, 64, 0, 1])
+            .udp(r.gen(), 5060)
+            .payload(payload)
+            .build(),
     };
     if r.gen_bool(0.02) {
         // A frame cut short: the IP length lies.
@@ -181,12 +342,34 @@ fn kernel_and_host_agree_on_random_sip() {
         }
     }
     let count = mismatches.iter().filter(|m| m.is_empty()).count();
-    eprintln!("differential: {PACKETS} packets (seed {SEED:#x}) in {:.1?}, {count} mismatches", start.elapsed());
+    eprintln!(
+        "differential: {PACKETS} packets (seed {SEED:#x}) in {:.1?}, {count} mismatches",
+        start.elapsed()
+    );
     eprintln!("verdicts: {seen:?}");
-    assert_eq!(count, 0, "kernel and host disagree:\n{}", mismatches.join("\n"));
+    assert_eq!(
+        count,
+        0,
+        "kernel and host disagree:\n{}",
+        mismatches.join("\n")
+    );
     // The generator must reach every inspection outcome, or the test
     // proves less than it claims.
-    for reason in ["inspected_clean", "inspected_partial", "user_agent", "sipvicious", "method", "uri_ip_host", "unknown_user", "not_sip", "trusted", "malformed"] {
-        assert!(seen.get(reason).copied().unwrap_or(0) > 50, "too few '{reason}' verdicts: {seen:?}");
+    for reason in [
+        "inspected_clean",
+        "inspected_partial",
+        "user_agent",
+        "sipvicious",
+        "method",
+        "uri_ip_host",
+        "unknown_user",
+        "not_sip",
+        "trusted",
+        "malformed",
+    ] {
+        assert!(
+            seen.get(reason).copied().unwrap_or(0) > 50,
+            "too few '{reason}' verdicts: {seen:?}"
+        );
     }
 }

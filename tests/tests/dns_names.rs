@@ -51,11 +51,20 @@ fn net() -> Net {
         wan.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &wan_if]);
     }
     pbx.exec(&["ip", "addr", "add", &format!("{PBX}/24"), "dev", &pbx_if]);
-    Net { wan, pbx, pbx_if, dir: scratch("dns") }
+    Net {
+        wan,
+        pbx,
+        pbx_if,
+        dir: scratch("dns"),
+    }
 }
 
 fn write_hosts(path: &Path, provider: &str) {
-    fs::write(path, format!("{provider} {NAME}\n{EDGE} edge1.provider.test\n")).unwrap();
+    fs::write(
+        path,
+        format!("{provider} {NAME}\n{EDGE} edge1.provider.test\n"),
+    )
+    .unwrap();
 }
 
 /// dnsmasq inside the WAN namespace, bound to its address only, answering
@@ -78,13 +87,24 @@ fn dnsmasq(net: &Net, hosts: &Path) -> Proc {
     ]);
     cmd.arg(format!("--listen-address={DNS}"));
     cmd.arg(format!("--addn-hosts={}", hosts.display()));
-    cmd.arg(format!("--pid-file={}", net.dir.join("dnsmasq.pid").display()));
-    cmd.arg(format!("--srv-host=_sip._udp.{NAME},edge1.provider.test,5060"));
+    cmd.arg(format!(
+        "--pid-file={}",
+        net.dir.join("dnsmasq.pid").display()
+    ));
+    cmd.arg(format!(
+        "--srv-host=_sip._udp.{NAME},edge1.provider.test,5060"
+    ));
     let p = Proc::spawn("dnsmasq", cmd, &net.dir.join("dnsmasq.log"));
     // Ready when it answers.
     let start = Instant::now();
-    while !fs::read_to_string(net.dir.join("dnsmasq.log")).unwrap_or_default().contains("read ") {
-        assert!(start.elapsed() < Duration::from_secs(10), "dnsmasq did not start");
+    while !fs::read_to_string(net.dir.join("dnsmasq.log"))
+        .unwrap_or_default()
+        .contains("read ")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "dnsmasq did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     p
@@ -102,7 +122,8 @@ fn config(net: &Net) -> String {
 fn exchange(net: &Net, sources: &[&str]) -> HashMap<IpAddr, usize> {
     let listener = net.pbx.run(|| {
         let s = UdpSocket::bind(format!("{PBX}:5060")).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         s
     });
     let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
@@ -129,8 +150,18 @@ fn arrived(got: &HashMap<IpAddr, usize>, a: &str) -> usize {
 }
 
 fn check_output(net: &Net, cfg: &Path) -> String {
-    let out = net.pbx.command(sipguard_bin().to_str().unwrap()).args(["check", "-c"]).arg(cfg).output().unwrap();
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = net
+        .pbx
+        .command(sipguard_bin().to_str().unwrap())
+        .args(["check", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -144,11 +175,22 @@ fn name_change_moves_trust_without_restart() {
     write_hosts(&hosts, FIRST);
     let dns = dnsmasq(&net, &hosts);
     let mut d = Daemon::start(&net.pbx, &config(&net), &[]);
-    assert!(d.log_text().contains(&format!("dns: {NAME} -> [{FIRST}, {EDGE}]")), "{}", d.log_text());
+    assert!(
+        d.log_text()
+            .contains(&format!("dns: {NAME} -> [{FIRST}, {EDGE}]")),
+        "{}",
+        d.log_text()
+    );
 
     let check = check_output(&net, &d.config_path());
-    assert!(check.contains(&format!("{NAME} -> [{FIRST}, {EDGE}]")), "{check}");
-    assert!(check.contains("srv _sip._udp -> edge1.provider.test.:5060"), "{check}");
+    assert!(
+        check.contains(&format!("{NAME} -> [{FIRST}, {EDGE}]")),
+        "{check}"
+    );
+    assert!(
+        check.contains("srv _sip._udp -> edge1.provider.test.:5060"),
+        "{check}"
+    );
 
     let got = exchange(&net, &[FIRST, SECOND, OTHER, EDGE]);
     assert_eq!(arrived(&got, FIRST), PER_SOURCE, "{got:?}");
@@ -160,12 +202,22 @@ fn name_change_moves_trust_without_restart() {
     write_hosts(&hosts, SECOND);
     let moved = Instant::now();
     dns.signal(libc::SIGHUP);
-    d.wait_for_log(&format!("dns: {NAME} changed; trusted now [{SECOND}, {EDGE}]"), Duration::from_secs(15));
-    eprintln!("record change seen by the daemon after {} ms (ttl 2 s)", moved.elapsed().as_millis());
+    d.wait_for_log(
+        &format!("dns: {NAME} changed; trusted now [{SECOND}, {EDGE}]"),
+        Duration::from_secs(15),
+    );
+    eprintln!(
+        "record change seen by the daemon after {} ms (ttl 2 s)",
+        moved.elapsed().as_millis()
+    );
     let got = exchange(&net, &[FIRST, SECOND, OTHER, EDGE]);
     assert_eq!(arrived(&got, SECOND), PER_SOURCE, "{got:?}");
     assert_eq!(arrived(&got, EDGE), PER_SOURCE, "{got:?}");
-    assert_eq!(arrived(&got, FIRST), 0, "old address still trusted: {got:?}");
+    assert_eq!(
+        arrived(&got, FIRST),
+        0,
+        "old address still trusted: {got:?}"
+    );
     assert_eq!(arrived(&got, OTHER), 0, "{got:?}");
     let stats = d.stats_json().to_string();
     assert!(stats.contains("trusted"), "{stats}");
@@ -185,9 +237,18 @@ fn dead_dns_server_keeps_last_good_addresses() {
     let mut d = Daemon::start(&net.pbx, &config(&net), &[]);
     dns.stop(libc::SIGTERM, Duration::from_secs(5));
     let stopped = Instant::now();
-    d.wait_for_log(&format!("dns: resolving {NAME} failed"), Duration::from_secs(30));
-    eprintln!("failed refresh logged {} ms after dnsmasq stopped", stopped.elapsed().as_millis());
-    d.wait_for_log(&format!("keeping [{FIRST}, {EDGE}] (dns failures: 1)"), Duration::from_secs(1));
+    d.wait_for_log(
+        &format!("dns: resolving {NAME} failed"),
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "failed refresh logged {} ms after dnsmasq stopped",
+        stopped.elapsed().as_millis()
+    );
+    d.wait_for_log(
+        &format!("keeping [{FIRST}, {EDGE}] (dns failures: 1)"),
+        Duration::from_secs(1),
+    );
     let got = exchange(&net, &[FIRST, EDGE, OTHER]);
     assert_eq!(arrived(&got, FIRST), PER_SOURCE, "{got:?}");
     assert_eq!(arrived(&got, EDGE), PER_SOURCE, "{got:?}");
@@ -197,6 +258,10 @@ fn dead_dns_server_keeps_last_good_addresses() {
     let started = Instant::now();
     let check = check_output(&net, &d.config_path());
     assert!(check.contains("failed:"), "{check}");
-    assert!(started.elapsed() < Duration::from_secs(30), "check took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "check took {:?}",
+        started.elapsed()
+    );
     assert!(d.stop().success());
 }

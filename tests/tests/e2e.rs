@@ -42,7 +42,15 @@ fn lab() -> Lab {
         wan.exec(&["ip", "addr", "add", &a, "dev", &wan_if, "nodad"]);
     }
     pbx.exec(&["ip", "addr", "add", &format!("{PBX4}/24"), "dev", &pbx_if]);
-    pbx.exec(&["ip", "addr", "add", &format!("{PBX6}/64"), "dev", &pbx_if, "nodad"]);
+    pbx.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{PBX6}/64"),
+        "dev",
+        &pbx_if,
+        "nodad",
+    ]);
     Lab { wan, pbx, pbx_if }
 }
 
@@ -60,7 +68,8 @@ fn exchange(lab: &Lab, sources: &[&str]) -> HashMap<IpAddr, usize> {
         let v4 = UdpSocket::bind("0.0.0.0:5060").expect("bind v4");
         let v6 = socket2_v6only("[::]:5060");
         for s in [&v4, &v6] {
-            s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
         }
         (v4, v6)
     });
@@ -69,7 +78,13 @@ fn exchange(lab: &Lab, sources: &[&str]) -> HashMap<IpAddr, usize> {
         for src in &sources {
             let ip: IpAddr = src.parse().expect("source address");
             let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind source");
-            let dst: SocketAddr = if ip.is_ipv4() { format!("{PBX4}:5060") } else { format!("[{PBX6}]:5060") }.parse().expect("dst");
+            let dst: SocketAddr = if ip.is_ipv4() {
+                format!("{PBX4}:5060")
+            } else {
+                format!("[{PBX6}]:5060")
+            }
+            .parse()
+            .expect("dst");
             for i in 0..PER_SOURCE {
                 let msg = sip::invite(&format!("caller{i}"), "100", "pbx.example", "Test/1.0");
                 sock.send_to(&msg, dst).expect("send");
@@ -88,7 +103,10 @@ fn exchange(lab: &Lab, sources: &[&str]) -> HashMap<IpAddr, usize> {
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -102,31 +120,57 @@ fn socket2_v6only(addr: &str) -> UdpSocket {
         let fd = libc::socket(libc::AF_INET6, libc::SOCK_DGRAM, 0);
         assert!(fd >= 0);
         let one: libc::c_int = 1;
-        libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one as *const _ as *const libc::c_void, 4);
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            &one as *const _ as *const libc::c_void,
+            4,
+        );
         let mut raw: libc::sockaddr_in6 = std::mem::zeroed();
         raw.sin6_family = libc::AF_INET6 as u16;
         raw.sin6_port = sa.port().to_be();
         raw.sin6_addr.s6_addr = sa.ip().octets();
-        let rc = libc::bind(fd, &raw as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in6>() as u32);
+        let rc = libc::bind(
+            fd,
+            &raw as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in6>() as u32,
+        );
         assert_eq!(rc, 0, "bind v6: {}", std::io::Error::last_os_error());
         UdpSocket::from_raw_fd(fd)
     }
 }
 
 fn count(got: &HashMap<IpAddr, usize>, addr: &str) -> usize {
-    got.get(&addr.parse::<IpAddr>().expect("addr")).copied().unwrap_or(0)
+    got.get(&addr.parse::<IpAddr>().expect("addr"))
+        .copied()
+        .unwrap_or(0)
 }
 
 fn xdp_attached(lab: &Lab) -> bool {
-    let out = lab.pbx.exec(&["ip", "-d", "link", "show", "dev", &lab.pbx_if]);
+    let out = lab
+        .pbx
+        .exec(&["ip", "-d", "link", "show", "dev", &lab.pbx_if]);
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
 fn allowlist_end_to_end(mode: &str) {
     let lab = lab();
-    let mut d = Daemon::start(&lab.pbx, &config(&lab.pbx_if, mode, &[TRUSTED4, TRUSTED6]), &[]);
-    assert!(d.log_text().contains(&format!("in {mode} mode")), "not attached in {mode} mode:\n{}", d.log_text());
-    assert!(xdp_attached(&lab), "no XDP program on {} after start", lab.pbx_if);
+    let mut d = Daemon::start(
+        &lab.pbx,
+        &config(&lab.pbx_if, mode, &[TRUSTED4, TRUSTED6]),
+        &[],
+    );
+    assert!(
+        d.log_text().contains(&format!("in {mode} mode")),
+        "not attached in {mode} mode:\n{}",
+        d.log_text()
+    );
+    assert!(
+        xdp_attached(&lab),
+        "no XDP program on {} after start",
+        lab.pbx_if
+    );
 
     // Only the trusted sources get through, on IPv4 and IPv6.
     let got = exchange(&lab, &[TRUSTED4, OTHER4, TRUSTED6, OTHER6]);
@@ -137,16 +181,42 @@ fn allowlist_end_to_end(mode: &str) {
 
     let stats = d.stats_json();
     assert_eq!(stats["dropped"], 2 * PER_SOURCE as u64, "{stats:#}");
-    assert_eq!(stats["reasons"]["untrusted"]["packets"], 2 * PER_SOURCE as u64, "{stats:#}");
-    assert_eq!(stats["reasons"]["trusted"]["packets"], 2 * PER_SOURCE as u64, "{stats:#}");
-    assert!(stats["reasons"]["untrusted"]["bytes"].as_u64().unwrap_or(0) > 2 * PER_SOURCE as u64 * 400, "{stats:#}");
-    assert_eq!(stats["interfaces"][0]["interface"], lab.pbx_if.as_str(), "{stats:#}");
-    assert_eq!(stats["interfaces"][0]["dropped"], 2 * PER_SOURCE as u64, "{stats:#}");
+    assert_eq!(
+        stats["reasons"]["untrusted"]["packets"],
+        2 * PER_SOURCE as u64,
+        "{stats:#}"
+    );
+    assert_eq!(
+        stats["reasons"]["trusted"]["packets"],
+        2 * PER_SOURCE as u64,
+        "{stats:#}"
+    );
+    assert!(
+        stats["reasons"]["untrusted"]["bytes"].as_u64().unwrap_or(0) > 2 * PER_SOURCE as u64 * 400,
+        "{stats:#}"
+    );
+    assert_eq!(
+        stats["interfaces"][0]["interface"],
+        lab.pbx_if.as_str(),
+        "{stats:#}"
+    );
+    assert_eq!(
+        stats["interfaces"][0]["dropped"],
+        2 * PER_SOURCE as u64,
+        "{stats:#}"
+    );
     let table = d.cli(&["stats"]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("untrusted"), "stats table lacks reasons");
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("untrusted"),
+        "stats table lacks reasons"
+    );
 
     // SIGHUP with the other source trusted changes the verdict, no restart.
-    std::fs::write(d.config_path(), config(&lab.pbx_if, mode, &[TRUSTED4, TRUSTED6, OTHER4])).expect("rewrite config");
+    std::fs::write(
+        d.config_path(),
+        config(&lab.pbx_if, mode, &[TRUSTED4, TRUSTED6, OTHER4]),
+    )
+    .expect("rewrite config");
     d.signal(libc::SIGHUP);
     d.wait_for_log("policy reloaded", Duration::from_secs(10));
     let got = exchange(&lab, &[OTHER4, OTHER6]);
@@ -157,8 +227,15 @@ fn allowlist_end_to_end(mode: &str) {
     let pin_root = d.pin_root.clone();
     let status = d.stop();
     assert!(status.success(), "sipguard exited with {status}");
-    assert!(!xdp_attached(&lab), "XDP program still attached after SIGTERM");
-    assert!(!pin_root.exists(), "pins remain under {}", pin_root.display());
+    assert!(
+        !xdp_attached(&lab),
+        "XDP program still attached after SIGTERM"
+    );
+    assert!(
+        !pin_root.exists(),
+        "pins remain under {}",
+        pin_root.display()
+    );
 }
 
 #[test]
@@ -183,8 +260,15 @@ fn auto_mode_falls_back_or_goes_native_and_says_which() {
     let lab = lab();
     let d = Daemon::start(&lab.pbx, &config(&lab.pbx_if, "auto", &[TRUSTED4]), &[]);
     let log = d.log_text();
-    assert!(log.contains("in native mode") || log.contains("in skb mode"), "{log}");
+    assert!(
+        log.contains("in native mode") || log.contains("in skb mode"),
+        "{log}"
+    );
     let got = exchange(&lab, &[TRUSTED4, OTHER4]);
-    assert_eq!((count(&got, TRUSTED4), count(&got, OTHER4)), (PER_SOURCE, 0), "{got:?}");
+    assert_eq!(
+        (count(&got, TRUSTED4), count(&got, OTHER4)),
+        (PER_SOURCE, 0),
+        "{got:?}"
+    );
     assert!(d.stop().success());
 }

@@ -13,7 +13,16 @@ use sipguard_tests::{
 };
 
 fn slug(name: &str) -> String {
-    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
     while s.contains("--") {
         s = s.replace("--", "-");
     }
@@ -26,13 +35,44 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
     let pbx = [100, 64, 0, 1];
     let inv = sip::invite("alice", "bob", "pbx.example", "Yealink SIP-T46S 66.86.0.15");
     let mut frames: Vec<(String, Vec<u8>)> = vec![
-        ("trusted v4 INVITE".into(), v4(t4, pbx).udp(5060, 5060).payload(&inv).build()),
-        ("svmap OPTIONS v4".into(), v4(u4, pbx).udp(5060, 5060).payload(sip::svmap_options()).build()),
-        ("svmap OPTIONS v6".into(), v6(Source::Untrusted.v6(), ip6("2001:db8:f::1")).udp(5060, 5060).payload(sip::svmap_options()).build()),
-        ("TCP INVITE".into(), v4(u4, pbx).tcp(40000, 5061).payload(&inv).build()),
-        ("first fragment".into(), v4(u4, pbx).udp(5060, 5060).frag(0x2000).payload(&inv).build()),
-        ("later fragment".into(), v4(u4, pbx).udp(5060, 5060).frag(185).payload(&inv).build()),
-        ("DNS".into(), v4(u4, pbx).udp(5353, 53).payload([0u8; 12]).build()),
+        (
+            "trusted v4 INVITE".into(),
+            v4(t4, pbx).udp(5060, 5060).payload(&inv).build(),
+        ),
+        (
+            "svmap OPTIONS v4".into(),
+            v4(u4, pbx)
+                .udp(5060, 5060)
+                .payload(sip::svmap_options())
+                .build(),
+        ),
+        (
+            "svmap OPTIONS v6".into(),
+            v6(Source::Untrusted.v6(), ip6("2001:db8:f::1"))
+                .udp(5060, 5060)
+                .payload(sip::svmap_options())
+                .build(),
+        ),
+        (
+            "TCP INVITE".into(),
+            v4(u4, pbx).tcp(40000, 5061).payload(&inv).build(),
+        ),
+        (
+            "first fragment".into(),
+            v4(u4, pbx)
+                .udp(5060, 5060)
+                .frag(0x2000)
+                .payload(&inv)
+                .build(),
+        ),
+        (
+            "later fragment".into(),
+            v4(u4, pbx).udp(5060, 5060).frag(185).payload(&inv).build(),
+        ),
+        (
+            "DNS".into(),
+            v4(u4, pbx).udp(5353, 53).payload([0u8; 12]).build(),
+        ),
     ];
     for s in shapes(Source::Untrusted) {
         frames.push((s.name.to_string(), s.frame));
@@ -63,11 +103,19 @@ fn packet_seed_corpus_matches_generator() {
         return;
     }
     let mut have = BTreeMap::new();
-    for e in std::fs::read_dir(&dir).expect("fuzz/seeds/packet exists (SIPGUARD_WRITE_SEEDS=1 creates it)") {
+    for e in std::fs::read_dir(&dir)
+        .expect("fuzz/seeds/packet exists (SIPGUARD_WRITE_SEEDS=1 creates it)")
+    {
         let p = e.unwrap().path();
-        have.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+        have.insert(
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&p).unwrap(),
+        );
     }
-    let stale: Vec<_> = want.keys().filter(|k| have.get(*k) != want.get(*k)).collect();
+    let stale: Vec<_> = want
+        .keys()
+        .filter(|k| have.get(*k) != want.get(*k))
+        .collect();
     let extra: Vec<_> = have.keys().filter(|k| !want.contains_key(*k)).collect();
     assert!(
         stale.is_empty() && extra.is_empty(),

@@ -21,7 +21,11 @@ fn rows(inspect: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     for src in Source::ALL {
         for s in shapes(src) {
-            rows.push(row(format!("{} from {src:?}", s.name), s.frame, s.expect.reason(src, inspect)));
+            rows.push(row(
+                format!("{} from {src:?}", s.name),
+                s.frame,
+                s.expect.reason(src, inspect),
+            ));
         }
     }
     rows
@@ -32,8 +36,19 @@ fn check(extra: &str, inspect: bool) -> usize {
     let mut sb = Sandbox::new(&policy).expect("loading the eBPF object (root, BPF)");
     let rows = rows(inspect);
     let failures = run_rows(&mut sb, &policy, &rows);
-    assert!(failures.is_empty(), "{} of {} hostile rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
-    eprintln!("{} hostile rows passed ({} shapes x 3 sources) under '{}'", rows.len(), rows.len() / 3, extra.trim());
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} hostile rows passed ({} shapes x 3 sources) under '{}'",
+        rows.len(),
+        rows.len() / 3,
+        extra.trim()
+    );
     rows.len()
 }
 
@@ -77,20 +92,38 @@ fn jumbo_frames_in_test_run() {
     for src in Source::ALL {
         let jumbo = jumbo_9000(src);
         assert_eq!(jumbo.len(), 9000);
-        let k = sb.run(&jumbo).expect("BPF_PROG_TEST_RUN accepts a 9000-byte frame");
+        let k = sb
+            .run(&jumbo)
+            .expect("BPF_PROG_TEST_RUN accepts a 9000-byte frame");
         // What the program sees is the linear part; the host agrees on it.
         let host = policy.evaluate(&jumbo[..LINEAR]);
-        assert_eq!((k.reason, k.action == 1), (host.reason, host.drop), "{src:?}");
+        assert_eq!(
+            (k.reason, k.action == 1),
+            (host.reason, host.drop),
+            "{src:?}"
+        );
         assert_eq!(k.reason, Expect::Lying.reason(src, true), "{src:?}");
         // The whole frame on the host (what a real link delivers) is fine.
-        assert_eq!(policy.evaluate(&jumbo).reason, Expect::Sip.reason(src, true), "{src:?}");
+        assert_eq!(
+            policy.evaluate(&jumbo).reason,
+            Expect::Sip.reason(src, true),
+            "{src:?}"
+        );
     }
     // The boundary: 3520 bytes are all visible, 3521 are not.
     for (n, lying) in [(LINEAR, false), (LINEAR + 1, true)] {
-        let f = v4(Source::Untrusted.v4(), [100, 64, 0, 1]).udp(40000, 5060).payload(vec![b'x'; n - 42]).build();
+        let f = v4(Source::Untrusted.v4(), [100, 64, 0, 1])
+            .udp(40000, 5060)
+            .payload(vec![b'x'; n - 42])
+            .build();
         let k = sb.run(&f).expect("run");
         // The payload is 'x' bytes: not SIP, once the lengths are believed.
-        let want = if lying { Expect::Lying } else { Expect::Inspect(Reason::DropNotSip) }.reason(Source::Untrusted, true);
+        let want = if lying {
+            Expect::Lying
+        } else {
+            Expect::Inspect(Reason::DropNotSip)
+        }
+        .reason(Source::Untrusted, true);
         assert_eq!(k.reason, want, "{n}-byte frame");
     }
 }

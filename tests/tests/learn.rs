@@ -24,7 +24,8 @@ use sipguard_tests::{
     require_root, sip,
 };
 
-const CONFIG: &str = "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
+const CONFIG: &str =
+    "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
 const PBX4: [u8; 4] = [100, 64, 0, 1];
 
 /// The host's view: the policy's lists plus learned entries with expiry.
@@ -42,7 +43,11 @@ impl SourceLists for HostLists<'_> {
         self.policy.trusted(f)
     }
     fn learned(&self, f: &Flow) -> bool {
-        let a = if f.ipv6 { IpAddr::from(f.src) } else { IpAddr::from(f.src_v4()) };
+        let a = if f.ipv6 {
+            IpAddr::from(f.src)
+        } else {
+            IpAddr::from(f.src_v4())
+        };
         self.learned.get(&a).is_some_and(|&e| e > self.now)
     }
 }
@@ -71,20 +76,73 @@ fn learned_sources_pass_until_expiry() {
     }
     let invite = sip::invite("1000", "100", "pbx.example", "Test/1.0");
     let rows: Vec<(&str, Vec<u8>, Reason)> = vec![
-        ("learned v4", v4([198, 51, 100, 7], PBX4).udp(5060, 5060).payload(&invite).build(), Reason::PassLearned),
-        ("expired v4", v4([198, 51, 100, 8], PBX4).udp(5060, 5060).payload(&invite).build(), Reason::DropUntrusted),
-        ("never learned", v4([198, 51, 100, 9], PBX4).udp(5060, 5060).payload(&invite).build(), Reason::DropUntrusted),
         (
-            "learned v6",
-            v6(ip6("2001:db8:77::7"), ip6("2001:db8:f::1")).udp(5060, 5060).payload(&invite).build(),
+            "learned v4",
+            v4([198, 51, 100, 7], PBX4)
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
             Reason::PassLearned,
         ),
-        ("learned over TCP", v4([198, 51, 100, 7], PBX4).tcp(5060, 5060).build(), Reason::PassLearned),
-        ("blocked beats learned", v4([203, 0, 113, 5], PBX4).udp(5060, 5060).payload(&invite).build(), Reason::DropBlocked),
-        ("trusted before learned", v4([192, 0, 2, 10], PBX4).udp(5060, 5060).payload(&invite).build(), Reason::PassTrusted),
-        ("learned, not a SIP port", v4([198, 51, 100, 7], PBX4).udp(5060, 80).payload(&invite).build(), Reason::PassNotSipPort),
+        (
+            "expired v4",
+            v4([198, 51, 100, 8], PBX4)
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
+            Reason::DropUntrusted,
+        ),
+        (
+            "never learned",
+            v4([198, 51, 100, 9], PBX4)
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
+            Reason::DropUntrusted,
+        ),
+        (
+            "learned v6",
+            v6(ip6("2001:db8:77::7"), ip6("2001:db8:f::1"))
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
+            Reason::PassLearned,
+        ),
+        (
+            "learned over TCP",
+            v4([198, 51, 100, 7], PBX4).tcp(5060, 5060).build(),
+            Reason::PassLearned,
+        ),
+        (
+            "blocked beats learned",
+            v4([203, 0, 113, 5], PBX4)
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
+            Reason::DropBlocked,
+        ),
+        (
+            "trusted before learned",
+            v4([192, 0, 2, 10], PBX4)
+                .udp(5060, 5060)
+                .payload(&invite)
+                .build(),
+            Reason::PassTrusted,
+        ),
+        (
+            "learned, not a SIP port",
+            v4([198, 51, 100, 7], PBX4)
+                .udp(5060, 80)
+                .payload(&invite)
+                .build(),
+            Reason::PassNotSipPort,
+        ),
     ];
-    let host = HostLists { policy: &policy, learned, now: monotonic_ns() };
+    let host = HostLists {
+        policy: &policy,
+        learned,
+        now: monotonic_ns(),
+    };
     let mut failures = Vec::new();
     for (name, frame, want) in &rows {
         let before = sb.counter(*want, false).unwrap().packets;
@@ -94,8 +152,17 @@ fn learned_sources_pass_until_expiry() {
             Judgement::Inspect(_) => Reason::PassInspected,
         };
         let after = sb.counter(*want, false).unwrap().packets;
-        if k.reason != *want || h != *want || after != before + 1 || (k.action == 1) != want.is_drop() {
-            failures.push(format!("{name}: kernel {:?} (action {}), host {h:?}, want {want:?}, counter +{}", k.reason, k.action, after - before));
+        if k.reason != *want
+            || h != *want
+            || after != before + 1
+            || (k.action == 1) != want.is_drop()
+        {
+            failures.push(format!(
+                "{name}: kernel {:?} (action {}), host {h:?}, want {want:?}, counter +{}",
+                k.reason,
+                k.action,
+                after - before
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -112,22 +179,93 @@ fn egress_learner_matches_host_decision() {
     sb.set_learn_ttl(ttl).unwrap();
     let phone = [10, 0, 0, 2];
     let reg = |dst: [u8; 4]| {
-        v4(phone, dst).udp(5060, 5060).payload(b"REGISTER sip:provider.example SIP/2.0\r\nVia: x\r\n\r\n").build()
+        v4(phone, dst)
+            .udp(5060, 5060)
+            .payload(b"REGISTER sip:provider.example SIP/2.0\r\nVia: x\r\n\r\n")
+            .build()
     };
     let rows: Vec<(&str, Vec<u8>, bool)> = vec![
         ("REGISTER", reg([198, 51, 100, 20]), true),
-        ("INVITE", v4(phone, [198, 51, 100, 21]).udp(5060, 5060).payload(sip::invite("100", "200", "p.example", "Phone/1")).build(), true),
-        ("OPTIONS", v4(phone, [198, 51, 100, 22]).udp(5060, 5060).payload(sip::svmap_options()).build(), false),
-        ("REGISTER to a non-SIP port", v4(phone, [198, 51, 100, 23]).udp(5060, 8080).payload(b"REGISTER sip:x SIP/2.0\r\n").build(), false),
-        ("REGISTERX", v4(phone, [198, 51, 100, 24]).udp(5060, 5060).payload(b"REGISTERX sip:x SIP/2.0\r\n").build(), false),
-        ("cut after REGISTER", v4(phone, [198, 51, 100, 25]).udp(5060, 5060).payload(b"REGISTER").build(), false),
-        ("lower case", v4(phone, [198, 51, 100, 26]).udp(5060, 5060).payload(b"register sip:x SIP/2.0\r\n").build(), false),
-        ("REGISTER over TCP", v4(phone, [198, 51, 100, 27]).tcp(5060, 5060).payload(b"REGISTER sip:x SIP/2.0\r\n").build(), false),
-        ("VLAN REGISTER", v4(phone, [198, 51, 100, 28]).vlan(0x8100).udp(5060, 5060).payload(b"REGISTER sip:x SIP/2.0\r\n").build(), true),
-        ("PPPoE INVITE", v4(phone, [198, 51, 100, 29]).pppoe().udp(5060, 5060).payload(b"INVITE sip:x SIP/2.0\r\n").build(), true),
+        (
+            "INVITE",
+            v4(phone, [198, 51, 100, 21])
+                .udp(5060, 5060)
+                .payload(sip::invite("100", "200", "p.example", "Phone/1"))
+                .build(),
+            true,
+        ),
+        (
+            "OPTIONS",
+            v4(phone, [198, 51, 100, 22])
+                .udp(5060, 5060)
+                .payload(sip::svmap_options())
+                .build(),
+            false,
+        ),
+        (
+            "REGISTER to a non-SIP port",
+            v4(phone, [198, 51, 100, 23])
+                .udp(5060, 8080)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
+            false,
+        ),
+        (
+            "REGISTERX",
+            v4(phone, [198, 51, 100, 24])
+                .udp(5060, 5060)
+                .payload(b"REGISTERX sip:x SIP/2.0\r\n")
+                .build(),
+            false,
+        ),
+        (
+            "cut after REGISTER",
+            v4(phone, [198, 51, 100, 25])
+                .udp(5060, 5060)
+                .payload(b"REGISTER")
+                .build(),
+            false,
+        ),
+        (
+            "lower case",
+            v4(phone, [198, 51, 100, 26])
+                .udp(5060, 5060)
+                .payload(b"register sip:x SIP/2.0\r\n")
+                .build(),
+            false,
+        ),
+        (
+            "REGISTER over TCP",
+            v4(phone, [198, 51, 100, 27])
+                .tcp(5060, 5060)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
+            false,
+        ),
+        (
+            "VLAN REGISTER",
+            v4(phone, [198, 51, 100, 28])
+                .vlan(0x8100)
+                .udp(5060, 5060)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
+            true,
+        ),
+        (
+            "PPPoE INVITE",
+            v4(phone, [198, 51, 100, 29])
+                .pppoe()
+                .udp(5060, 5060)
+                .payload(b"INVITE sip:x SIP/2.0\r\n")
+                .build(),
+            true,
+        ),
         (
             "IPv6 REGISTER",
-            v6(ip6("2001:db8:10::2"), ip6("2001:db8:77::20")).udp(5060, 5060).payload(b"REGISTER sip:x SIP/2.0\r\n").build(),
+            v6(ip6("2001:db8:10::2"), ip6("2001:db8:77::20"))
+                .udp(5060, 5060)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
             true,
         ),
     ];
@@ -135,32 +273,58 @@ fn egress_learner_matches_host_decision() {
     for (name, frame, want) in &rows {
         let before = sb.learned().unwrap();
         let t0 = monotonic_ns();
-        assert_eq!(sb.run_learner(frame).unwrap(), 0, "{name}: TC action must be TC_ACT_OK");
+        assert_eq!(
+            sb.run_learner(frame).unwrap(),
+            0,
+            "{name}: TC action must be TC_ACT_OK"
+        );
         let t1 = monotonic_ns();
         let after = sb.learned().unwrap();
         let new: Vec<_> = after.iter().filter(|e| !before.contains(e)).collect();
         let host = teaching(frame.as_slice(), Link::Ethernet, &policy.settings).is_some();
         let kernel = !new.is_empty();
         if kernel != *want || host != *want {
-            failures.push(format!("{name}: kernel learned {new:?}, host says {host}, want {want}"));
+            failures.push(format!(
+                "{name}: kernel learned {new:?}, host says {host}, want {want}"
+            ));
         }
         for (_, exp) in new {
             if *exp < t0 + ttl || *exp > t1 + ttl {
-                failures.push(format!("{name}: expiry {exp} outside [{}, {}]", t0 + ttl, t1 + ttl));
+                failures.push(format!(
+                    "{name}: expiry {exp} outside [{}, {}]",
+                    t0 + ttl,
+                    t1 + ttl
+                ));
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // A second REGISTER refreshes the expiry; TTL 0 (learning off) learns nothing.
-    let first = sb.learned().unwrap().into_iter().find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap()).unwrap().1;
+    let first = sb
+        .learned()
+        .unwrap()
+        .into_iter()
+        .find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap())
+        .unwrap()
+        .1;
     std::thread::sleep(Duration::from_millis(20));
     sb.run_learner(&reg([198, 51, 100, 20])).unwrap();
-    let second = sb.learned().unwrap().into_iter().find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap()).unwrap().1;
+    let second = sb
+        .learned()
+        .unwrap()
+        .into_iter()
+        .find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap())
+        .unwrap()
+        .1;
     assert!(second >= first + 20_000_000, "refresh: {first} -> {second}");
     sb.set_learn_ttl(0).unwrap();
     let n = sb.learned().unwrap().len();
     sb.run_learner(&reg([198, 51, 100, 30])).unwrap();
-    assert_eq!(sb.learned().unwrap().len(), n, "learning off must learn nothing");
+    assert_eq!(
+        sb.learned().unwrap().len(),
+        n,
+        "learning off must learn nothing"
+    );
 }
 
 // ------------------------------------------------------------ end to end
@@ -187,14 +351,33 @@ fn net() -> Net {
     veth(&router, &rw_if, &wan, &w_if);
     phone.exec(&["ip", "addr", "add", &format!("{PHONE}/24"), "dev", &p_if]);
     phone.exec(&["ip", "route", "add", "default", "via", ROUTER_LAN]);
-    router.exec(&["ip", "addr", "add", &format!("{ROUTER_LAN}/24"), "dev", &rl_if]);
-    router.exec(&["ip", "addr", "add", &format!("{ROUTER_WAN}/24"), "dev", &rw_if]);
+    router.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{ROUTER_LAN}/24"),
+        "dev",
+        &rl_if,
+    ]);
+    router.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{ROUTER_WAN}/24"),
+        "dev",
+        &rw_if,
+    ]);
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for a in [REGISTRAR, SCANNER] {
         wan.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &w_if]);
     }
     wan.exec(&["ip", "route", "add", "10.77.0.0/24", "via", ROUTER_WAN]);
-    Net { phone, router, wan, wan_if: rw_if }
+    Net {
+        phone,
+        router,
+        wan,
+        wan_if: rw_if,
+    }
 }
 
 /// INVITEs from the registrar and the scanner to the phone; arrivals per
@@ -202,14 +385,19 @@ fn net() -> Net {
 fn invites_to_phone(net: &Net, n: usize) -> HashMap<IpAddr, usize> {
     let listener = net.phone.run(|| {
         let s = UdpSocket::bind(format!("{PHONE}:5060")).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         s
     });
     net.wan.run(move || {
         for src in [REGISTRAR, SCANNER] {
             let s = UdpSocket::bind(SocketAddr::new(src.parse().unwrap(), 5060)).unwrap();
             for i in 0..n {
-                s.send_to(&sip::invite(&format!("c{i}"), "100", PHONE, "Provider/1"), format!("{PHONE}:5060")).unwrap();
+                s.send_to(
+                    &sip::invite(&format!("c{i}"), "100", PHONE, "Provider/1"),
+                    format!("{PHONE}:5060"),
+                )
+                .unwrap();
             }
         }
     });
@@ -240,7 +428,9 @@ fn register(net: &Net) {
         s.send_to(msg.as_bytes(), format!("{REGISTRAR}:5060")).unwrap();
     });
     let mut buf = [0u8; 2048];
-    let (n, _) = reg.recv_from(&mut buf).expect("the registrar gets the REGISTER (egress is never dropped)");
+    let (n, _) = reg
+        .recv_from(&mut buf)
+        .expect("the registrar gets the REGISTER (egress is never dropped)");
     assert!(buf[..n].starts_with(b"REGISTER "));
 }
 
@@ -264,17 +454,32 @@ fn registrar_learned_from_register_passes_then_expires() {
     register(&net);
     let registered = Instant::now();
     let out = d.cli(&["trusted", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = t["learned"].as_array().unwrap().iter().find(|e| e["address"] == REGISTRAR).cloned();
+    let entry = t["learned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == REGISTRAR)
+        .cloned();
     let entry = entry.unwrap_or_else(|| panic!("registrar not listed: {t}"));
     let left = entry["expires_in_ms"].as_u64().unwrap();
     assert!(left > 1000 && left <= 2000, "expiry {left} ms");
     let human = String::from_utf8_lossy(&d.cli(&["trusted"]).stdout).into_owned();
-    assert!(human.contains(REGISTRAR) && human.contains("expires in"), "{human}");
+    assert!(
+        human.contains(REGISTRAR) && human.contains("expires in"),
+        "{human}"
+    );
 
     let got = invites_to_phone(&net, 5);
-    assert!(registered.elapsed() < Duration::from_millis(1800), "too slow to test before expiry");
+    assert!(
+        registered.elapsed() < Duration::from_millis(1800),
+        "too slow to test before expiry"
+    );
     assert_eq!(count(&got, REGISTRAR), 5, "learned registrar: {got:?}");
     assert_eq!(count(&got, SCANNER), 0, "{got:?}");
     let stats = d.stats_json();

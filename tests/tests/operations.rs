@@ -15,7 +15,9 @@ use sipguard_tests::{
 const MS: Duration = Duration::from_millis(1);
 
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    s.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn stats(lab: &Lab) -> serde_json::Value {
@@ -32,11 +34,17 @@ fn drop_events_reach_the_log_and_the_events_client() {
         return;
     }
     let mut lab = Lab::new("ev");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\nevents:\n  interval: 1s\n"));
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\nevents:\n  interval: 1s\n"
+    ));
     lab.start();
     let meta = std::fs::metadata(&lab.sock).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "events socket must be root-only");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "events socket must be root-only"
+    );
 
     let mut json = lab.events_client(true, 2);
     let mut text = lab.events_client(false, 1);
@@ -51,16 +59,25 @@ fn drop_events_reach_the_log_and_the_events_client() {
     assert!(json.wait().unwrap().success());
     let evs = json_lines(&out);
     assert_eq!(evs.len(), 2, "{out}");
-    let scan = evs.iter().find(|e| e["src"] == SCANNER).unwrap_or_else(|| panic!("no event for the scanner: {out}"));
+    let scan = evs
+        .iter()
+        .find(|e| e["src"] == SCANNER)
+        .unwrap_or_else(|| panic!("no event for the scanner: {out}"));
     assert_eq!(scan["reason"], "untrusted");
     assert_eq!(scan["action"], "drop");
     assert_eq!(scan["dport"], 5060);
     assert_eq!(scan["protocol"], "udp");
     assert_eq!(scan["interface"], lab.r_if.as_str());
-    let blk = evs.iter().find(|e| e["src"] == OTHER).unwrap_or_else(|| panic!("no event for the blocked source: {out}"));
+    let blk = evs
+        .iter()
+        .find(|e| e["src"] == OTHER)
+        .unwrap_or_else(|| panic!("no event for the blocked source: {out}"));
     assert_eq!(blk["reason"], "blocked");
     let t = Lab::read_all(&mut text);
-    assert!(t.contains("drop untrusted udp 10.99.0.2:") && t.contains("-> 10.99.0.1:5060"), "{t}");
+    assert!(
+        t.contains("drop untrusted udp 10.99.0.2:") && t.contains("-> 10.99.0.1:5060"),
+        "{t}"
+    );
 
     // The daemon logs them readably, and sampling held the rest back.
     lab.wait_log("drop blocked udp 10.99.0.4", Duration::from_secs(2));
@@ -74,7 +91,11 @@ fn drop_events_reach_the_log_and_the_events_client() {
     let drops = s["dropped"].as_u64().unwrap();
     assert_eq!(drops, 14, "{m}");
     let (sent, supp, lost) = ops_stats(&lab);
-    assert_eq!(sent + supp + lost, drops, "sent {sent} suppressed {supp} lost {lost}");
+    assert_eq!(
+        sent + supp + lost,
+        drops,
+        "sent {sent} suppressed {supp} lost {lost}"
+    );
     assert_eq!(lost, 0);
 }
 
@@ -111,11 +132,21 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
     lab.cli_ok(&["ban", PROVIDER, "--for", "1h"]);
     lab.cli_ok(&["ban", OTHER]);
     let t = lab.cli_ok(&["bans"]);
-    assert!(t.contains(PROVIDER) && t.contains("manual") && t.contains("forever") && t.contains("3 active"), "{t}");
+    assert!(
+        t.contains(PROVIDER)
+            && t.contains("manual")
+            && t.contains("forever")
+            && t.contains("3 active"),
+        "{t}"
+    );
     lab.send(PROVIDER, 5060, 2, MS);
     lab.cli_ok(&["unban", PROVIDER]);
     lab.send(PROVIDER, 5060, 2, MS);
-    assert_eq!(rx.wait_for(PROVIDER, 4, Duration::from_secs(2)), 4, "a trusted source passes, banned or not");
+    assert_eq!(
+        rx.wait_for(PROVIDER, 4, Duration::from_secs(2)),
+        4,
+        "a trusted source passes, banned or not"
+    );
     assert_eq!(reason_packets(&stats(&lab), "banned"), 3);
     let o = lab.cli(&["unban", PROVIDER]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not banned"));
@@ -123,7 +154,11 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
     // The automatic ban ends by itself after its TTL.
     std::thread::sleep(Duration::from_millis(2100));
     let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
-    assert_eq!(bans.as_array().unwrap().len(), 1, "only the manual ban of {OTHER} is left: {bans}");
+    assert_eq!(
+        bans.as_array().unwrap().len(),
+        1,
+        "only the manual ban of {OTHER} is left: {bans}"
+    );
     lab.send(SCANNER, 5060, 1, MS);
     let s = stats(&lab);
     assert_eq!(reason_packets(&s, "banned"), 3, "no ban after the TTL");
@@ -136,14 +171,17 @@ fn metrics_are_served_over_http() {
         return;
     }
     let mut lab = Lab::new("met");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"));
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"
+    ));
     lab.start();
     lab.send(SCANNER, 5060, 4, MS);
     lab.send(PROVIDER, 5060, 2, MS);
     lab.cli_ok(&["ban", OTHER2, "--for", "10m"]);
     let body = lab.router.run(|| {
         let mut s = std::net::TcpStream::connect("127.0.0.1:9560").unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -151,8 +189,12 @@ fn metrics_are_served_over_http() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let r_if = &lab.r_if;
     for want in [
-        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"untrusted\",action=\"drop\"}} 4"),
-        format!("sipguard_packets_total{{interface=\"{r_if}\",reason=\"trusted\",action=\"pass\"}} 2"),
+        format!(
+            "sipguard_packets_total{{interface=\"{r_if}\",reason=\"untrusted\",action=\"drop\"}} 4"
+        ),
+        format!(
+            "sipguard_packets_total{{interface=\"{r_if}\",reason=\"trusted\",action=\"pass\"}} 2"
+        ),
         "sipguard_active_bans 1".to_string(),
         "sipguard_events_lost_total 0".to_string(),
         "sipguard_events_suppressed_total 3".to_string(),
@@ -163,7 +205,13 @@ fn metrics_are_served_over_http() {
 }
 
 /// Sends from `src` every millisecond until stopped; returns how many.
-fn steady(lab: &Lab, src: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+fn steady(
+    lab: &Lab,
+    src: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let s = lab.sender_socket(src);
@@ -171,7 +219,11 @@ fn steady(lab: &Lab, src: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool
     let h = std::thread::spawn(move || {
         let mut n = 0u64;
         while !st.load(Ordering::Relaxed) {
-            s.send_to(format!("OPTIONS sip:{n}@x SIP/2.0\r\n\r\n").as_bytes(), Lab::router_addr(5060)).unwrap();
+            s.send_to(
+                format!("OPTIONS sip:{n}@x SIP/2.0\r\n\r\n").as_bytes(),
+                Lab::router_addr(5060),
+            )
+            .unwrap();
             n += 1;
             std::thread::sleep(MS);
         }
@@ -180,7 +232,12 @@ fn steady(lab: &Lab, src: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool
     (stop, h)
 }
 
-fn finish(t: (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>)) -> u64 {
+fn finish(
+    t: (
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<u64>,
+    ),
+) -> u64 {
     t.0.store(true, std::sync::atomic::Ordering::Relaxed);
     t.1.join().unwrap()
 }
@@ -191,7 +248,9 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
         return;
     }
     let mut lab = Lab::new("kill");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"));
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"
+    ));
     lab.start();
     let rx = lab.receiver(5060);
     let scan = steady(&lab, SCANNER);
@@ -203,13 +262,34 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
     std::thread::sleep(Duration::from_millis(500));
     let during = stats(&lab);
     lab.start();
-    assert!(lab.log().contains("adopting the maps pinned"), "{}", lab.log());
-    assert!(lab.log().contains("adopted the pinned XDP link (program unchanged)"), "{}", lab.log());
+    assert!(
+        lab.log().contains("adopting the maps pinned"),
+        "{}",
+        lab.log()
+    );
+    assert!(
+        lab.log()
+            .contains("adopted the pinned XDP link (program unchanged)"),
+        "{}",
+        lab.log()
+    );
     std::thread::sleep(Duration::from_millis(200));
     let (n_scan, n_blocked, n_good) = (finish(scan), finish(blocked), finish(good));
-    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "every trusted packet arrived");
-    assert_eq!(rx.count(SCANNER), 0, "no scanner packet got through at any time");
-    assert_eq!(rx.count(OTHER), 0, "no blocked packet got through at any time");
+    assert_eq!(
+        rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
+        n_good,
+        "every trusted packet arrived"
+    );
+    assert_eq!(
+        rx.count(SCANNER),
+        0,
+        "no scanner packet got through at any time"
+    );
+    assert_eq!(
+        rx.count(OTHER),
+        0,
+        "no blocked packet got through at any time"
+    );
     // Counters kept counting across the kill: one continuous series.
     let s = stats(&lab);
     assert_eq!(reason_packets(&s, "untrusted"), n_scan);
@@ -227,7 +307,11 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
     assert!(out.contains("detached from"), "{out}");
     assert!(!lab.pin_root.join("v1").exists(), "pins removed");
     lab.send(SCANNER, 5060, 3, MS);
-    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "filter gone after detach");
+    assert_eq!(
+        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
+        3,
+        "filter gone after detach"
+    );
 }
 
 #[test]
@@ -236,7 +320,9 @@ fn sigterm_with_on_exit_detach_removes_the_filter() {
         return;
     }
     let mut lab = Lab::new("term");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"));
+    lab.write_config(&format!(
+        "policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"
+    ));
     lab.start();
     let rx = lab.receiver(5060);
     lab.send(SCANNER, 5060, 3, MS);
@@ -245,7 +331,11 @@ fn sigterm_with_on_exit_detach_removes_the_filter() {
     assert!(!lab.pin_root.exists(), "pins removed");
     assert!(!lab.sock.exists(), "socket removed");
     lab.send(SCANNER, 5060, 3, MS);
-    assert_eq!(rx.wait_for(SCANNER, 3, Duration::from_secs(2)), 3, "only the packets after SIGTERM arrive");
+    assert_eq!(
+        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
+        3,
+        "only the packets after SIGTERM arrive"
+    );
 }
 
 #[test]
@@ -272,10 +362,19 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
     let rx = lab.receiver(5060);
     lab.send(SCANNER, 5060, 2, MS);
-    assert_eq!(rx.wait_for(SCANNER, 2, Duration::from_secs(2)), 2, "the old program passes everything");
+    assert_eq!(
+        rx.wait_for(SCANNER, 2, Duration::from_secs(2)),
+        2,
+        "the old program passes everything"
+    );
     let good = steady(&lab, PROVIDER);
     lab.start();
-    assert!(lab.log().contains("replaced the program of the pinned XDP link"), "{}", lab.log());
+    assert!(
+        lab.log()
+            .contains("replaced the program of the pinned XDP link"),
+        "{}",
+        lab.log()
+    );
     let (new_prog, ifindex) = sipguard::pins::link_info(&link_pin).unwrap();
     assert_ne!(new_prog, old_prog);
     assert_ne!(ifindex, 0);
@@ -283,7 +382,11 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     std::thread::sleep(Duration::from_millis(100));
     let n_good = finish(good);
     assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
-    assert_eq!(rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)), n_good, "no trusted packet lost during the swap");
+    assert_eq!(
+        rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
+        n_good,
+        "no trusted packet lost during the swap"
+    );
 }
 
 /// A feed of `n` filler /32s in 172.16.0.0/12 starting at `base`, plus `extra`.
@@ -315,7 +418,10 @@ fn feeds_reload_under_traffic_without_a_gap() {
     write_atomically(&feed, &feed_text(20_000, 0, &[SCANNER, "10.99.0.64/26"]));
     // inspect: untrusted sources that are not blocked pass (the inspector's
     // rules are not this test's business); bans off so only the feed drops.
-    lab.write_config(&format!("policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n", feed.display()));
+    lab.write_config(&format!(
+        "policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n",
+        feed.display()
+    ));
     lab.start();
     let rx = lab.receiver(5060);
     let scan = steady(&lab, SCANNER);
@@ -330,8 +436,16 @@ fn feeds_reload_under_traffic_without_a_gap() {
     lab.wait_log("policy reloaded", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(200));
     let (n_scan, n_legit) = (finish(scan), finish(legit));
-    assert_eq!(rx.wait_for(PROVIDER, n_legit, Duration::from_secs(2)), n_legit, "no legitimate packet dropped");
-    assert_eq!(rx.count(SCANNER), 0, "the scanner, in every version of the feed, never got through");
+    assert_eq!(
+        rx.wait_for(PROVIDER, n_legit, Duration::from_secs(2)),
+        n_legit,
+        "no legitimate packet dropped"
+    );
+    assert_eq!(
+        rx.count(SCANNER),
+        0,
+        "the scanner, in every version of the feed, never got through"
+    );
     assert_eq!(reason_packets(&stats(&lab), "blocked"), n_scan);
     // The last version is in force: OTHER is now blocked, OTHER2 not.
     lab.send(OTHER, 5060, 2, MS);
@@ -339,11 +453,18 @@ fn feeds_reload_under_traffic_without_a_gap() {
     assert_eq!(rx.wait_for(OTHER2, 2, Duration::from_secs(2)), 2);
     assert_eq!(rx.count(OTHER), 0);
     let blocked = sipguard::maps::PolicyMaps::open_pinned(&lab.pin_dir()).unwrap();
-    assert_eq!(blocked.blocked_v4.keys().count(), 20_002, "old filler entries were removed");
+    assert_eq!(
+        blocked.blocked_v4.keys().count(),
+        20_002,
+        "old filler entries were removed"
+    );
 
     // A broken feed is not applied: the running lists stay.
     std::fs::write(&feed, "10.99.0.4\nnot-an-address\n").unwrap();
-    lab.wait_log("feed reload failed, keeping the running lists", Duration::from_secs(10));
+    lab.wait_log(
+        "feed reload failed, keeping the running lists",
+        Duration::from_secs(10),
+    );
     assert!(lab.log().contains("line 2"), "{}", lab.log());
     lab.send(SCANNER, 5060, 2, MS);
     std::thread::sleep(Duration::from_millis(100));
@@ -362,12 +483,21 @@ fn million_entry_feed_load_time() {
     let feed = dir.join("feed.txt");
     let mut text = String::with_capacity(16 << 20);
     for i in 0..1_000_000u32 {
-        text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0000u32 + i * 3)));
+        text.push_str(&format!(
+            "{}\n",
+            std::net::Ipv4Addr::from(0x6400_0000u32 + i * 3)
+        ));
     }
     std::fs::write(&feed, &text).unwrap();
-    let cfg = sipguard::config::Config::parse(&format!("policy: drop\nfeeds: [{}]\n", feed.display()), "t").unwrap();
+    let cfg = sipguard::config::Config::parse(
+        &format!("policy: drop\nfeeds: [{}]\n", feed.display()),
+        "t",
+    )
+    .unwrap();
     let t0 = Instant::now();
-    let policy = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let policy = sipguard::feeds::FeedWatch::new(&cfg.feeds)
+        .policy(&cfg)
+        .unwrap();
     let parse = t0.elapsed();
     let t1 = Instant::now();
     let mut sb = sipguard::testrun::Sandbox::new(&policy).unwrap();
@@ -378,10 +508,15 @@ fn million_entry_feed_load_time() {
     // Worst case: every entry replaced (1M adds, then 1M removals).
     let mut text2 = String::with_capacity(16 << 20);
     for i in 0..1_000_000u32 {
-        text2.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x6400_0001u32 + i * 3)));
+        text2.push_str(&format!(
+            "{}\n",
+            std::net::Ipv4Addr::from(0x6400_0001u32 + i * 3)
+        ));
     }
     std::fs::write(&feed, &text2).unwrap();
-    let policy2 = sipguard::feeds::FeedWatch::new(&cfg.feeds).policy(&cfg).unwrap();
+    let policy2 = sipguard::feeds::FeedWatch::new(&cfg.feeds)
+        .policy(&cfg)
+        .unwrap();
     let t3 = Instant::now();
     sb.apply(&policy2).unwrap();
     let all_new = t3.elapsed();
@@ -405,7 +540,11 @@ fn event_flood_delivery() {
     let out = client.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead as _;
-        std::io::BufReader::new(out).lines().map_while(Result::ok).filter(|l| l.contains("\"src\"")).count() as u64
+        std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains("\"src\""))
+            .count() as u64
     });
     std::thread::sleep(Duration::from_millis(300));
     let s_if = lab.s_if.clone();
@@ -422,14 +561,24 @@ fn event_flood_delivery() {
         let frames: Vec<Vec<u8>> = (0..65536u32)
             .map(|i| {
                 let src = [10, 100, (i >> 8) as u8, i as u8];
-                sipguard_tests::frames::v4(src, [10, 99, 0, 1]).udp(40000, 5060).payload(b"OPTIONS sip:x SIP/2.0\r\n\r\n").build()
+                sipguard_tests::frames::v4(src, [10, 99, 0, 1])
+                    .udp(40000, 5060)
+                    .payload(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+                    .build()
             })
             .collect();
         let t0 = Instant::now();
         for i in 0..FRAMES {
             let f = &frames[(i % 65536) as usize];
             unsafe {
-                libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+                libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
             };
         }
         let e = t0.elapsed();

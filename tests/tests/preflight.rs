@@ -25,9 +25,18 @@ fn unprivileged_run_says_what_is_missing() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "--"])
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(sipguard_bin())
-        .args(["--pin-root", &format!("/sys/fs/bpf/sg-test-{}", unique("pf"))])
+        .args([
+            "--pin-root",
+            &format!("/sys/fs/bpf/sg-test-{}", unique("pf")),
+        ])
         .arg("run")
         .arg("-c")
         .arg(valid_config())
@@ -37,8 +46,9 @@ fn unprivileged_run_says_what_is_missing() {
         .expect("setpriv");
     let err = one_line_error(&out);
     assert!(
-        err.starts_with("sipguard: sipguard needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN")
-            && err.contains("missing: CAP_BPF, CAP_NET_ADMIN"),
+        err.starts_with(
+            "sipguard: sipguard needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"
+        ) && err.contains("missing: CAP_BPF, CAP_NET_ADMIN"),
         "{err}"
     );
 }
@@ -59,7 +69,10 @@ fn pin_root_off_bpffs_is_refused_before_loading() {
         .output()
         .expect("sipguard");
     let err = one_line_error(&out);
-    assert!(err.contains("is not on a BPF filesystem") && err.contains("mount -t bpf bpf"), "{err}");
+    assert!(
+        err.contains("is not on a BPF filesystem") && err.contains("mount -t bpf bpf"),
+        "{err}"
+    );
     assert!(!root.exists(), "nothing created");
 }
 
@@ -69,7 +82,10 @@ fn privileged_preflight_passes_and_the_interface_is_checked() {
         return;
     }
     let out = Command::new(sipguard_bin())
-        .args(["--pin-root", &format!("/sys/fs/bpf/sg-test-{}", unique("pf"))])
+        .args([
+            "--pin-root",
+            &format!("/sys/fs/bpf/sg-test-{}", unique("pf")),
+        ])
         .arg("run")
         .arg("-c")
         .arg(valid_config())
@@ -113,7 +129,14 @@ fn rejected_program_log() -> (i32, String) {
         ..Default::default()
     };
     // SAFETY: attr points at live buffers for the duration of the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     if fd >= 0 {
         // SAFETY: closing the fd we were just given.
@@ -134,8 +157,14 @@ fn a_real_verifier_rejection_is_readable() {
     assert!(log.contains("R0 !read_ok"), "kernel log:\n{log}");
     let err = std::io::Error::from_raw_os_error(errno).to_string();
     let m = verifier_message("sipguard", &err, &log, false, "6.18");
-    assert!(m.contains("rejected XDP program 'sipguard': Permission denied"), "{m}");
-    assert!(m.contains("R0 !read_ok"), "the rejection line is in the tail:\n{m}");
+    assert!(
+        m.contains("rejected XDP program 'sipguard': Permission denied"),
+        "{m}"
+    );
+    assert!(
+        m.contains("R0 !read_ok"),
+        "the rejection line is in the tail:\n{m}"
+    );
     assert!(m.contains("What to do"), "{m}");
     eprintln!("{m}");
 }

@@ -53,7 +53,12 @@ impl Lab {
         target.exec(&["ip", "addr", "add", &format!("{TARGET}/24"), "dev", &b]);
         let dir = std::env::temp_dir().join(unique("replay"));
         std::fs::create_dir_all(&dir).unwrap();
-        Lab { scanner, target, target_if: b, dir }
+        Lab {
+            scanner,
+            target,
+            target_if: b,
+            dir,
+        }
     }
 
     /// tcpdump in the target namespace, returned once it is listening.
@@ -104,18 +109,26 @@ fn responder(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let f = std::fs::File::open(&path).unwrap();
         // SAFETY: setns on this thread only.
-        assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }, 0);
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
+            0
+        );
         let sock = UdpSocket::bind(format!("{TARGET}:5060")).expect("bind responder");
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut buf = [0u8; 4096];
         while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
             let keep: Vec<&str> = req
                 .lines()
                 .filter(|l| {
                     let l = l.to_ascii_lowercase();
-                    ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h))
+                    ["via:", "from:", "to:", "call-id:", "cseq:"]
+                        .iter()
+                        .any(|h| l.starts_with(h))
                 })
                 .collect();
             let status = if req.starts_with("REGISTER") {
@@ -123,14 +136,18 @@ fn responder(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
             } else {
                 "404 Not Found"
             };
-            let resp = format!("SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n", keep.join("\r\n"));
+            let resp = format!(
+                "SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                keep.join("\r\n")
+            );
             let _ = sock.send_to(resp.as_bytes(), from);
         }
     })
 }
 
 fn sipvicious(ns: &Netns, tool: &str, args: &[&str]) {
-    let code = format!("import sys; from sipvicious.{tool} import main; sys.argv[0] = '{tool}'; main()");
+    let code =
+        format!("import sys; from sipvicious.{tool} import main; sys.argv[0] = '{tool}'; main()");
     let out = ns
         .command("timeout")
         .args(["60", "python3", "-c", &code])
@@ -138,8 +155,15 @@ fn sipvicious(ns: &Netns, tool: &str, args: &[&str]) {
         .output()
         .expect("running python3 (pip install sipvicious)");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("ModuleNotFoundError"), "sipvicious is not installed: {stderr}");
-    eprintln!("{tool} {}: {}", args.join(" "), stderr.lines().last().unwrap_or(""));
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "sipvicious is not installed: {stderr}"
+    );
+    eprintln!(
+        "{tool} {}: {}",
+        args.join(" "),
+        stderr.lines().last().unwrap_or("")
+    );
 }
 
 #[derive(Debug)]
@@ -156,7 +180,11 @@ fn replay(config: Option<&Path>, capture: &Path) -> Vec<Line> {
         cmd.arg("-c").arg(c);
     }
     let out = cmd.arg(capture).output().expect("running sipguard replay");
-    assert!(out.status.success(), "sipguard replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sipguard replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -172,7 +200,11 @@ fn replay(config: Option<&Path>, capture: &Path) -> Vec<Line> {
 }
 
 fn packets_in(capture: &Path) -> usize {
-    let out = Command::new("tcpdump").arg("-nr").arg(capture).output().expect("tcpdump -r");
+    let out = Command::new("tcpdump")
+        .arg("-nr")
+        .arg(capture)
+        .output()
+        .expect("tcpdump -r");
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -180,12 +212,20 @@ fn packets_in(capture: &Path) -> usize {
 fn to_pcapng(pcap: &Path, out: &Path) {
     use pcap_file::{
         pcap::PcapReader,
-        pcapng::{blocks::enhanced_packet::EnhancedPacketBlock, blocks::interface_description::InterfaceDescriptionBlock, PcapNgWriter},
+        pcapng::{
+            blocks::enhanced_packet::EnhancedPacketBlock,
+            blocks::interface_description::InterfaceDescriptionBlock, PcapNgWriter,
+        },
     };
     let mut r = PcapReader::new(std::fs::File::open(pcap).unwrap()).unwrap();
     let link = r.header().datalink;
     let mut w = PcapNgWriter::new(std::fs::File::create(out).unwrap()).unwrap();
-    w.write_pcapng_block(InterfaceDescriptionBlock { linktype: link, snaplen: 0xffff, options: vec![] }).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: link,
+        snaplen: 0xffff,
+        options: vec![],
+    })
+    .unwrap();
     while let Some(p) = r.next_packet() {
         let p = p.unwrap();
         let epb = EnhancedPacketBlock {
@@ -213,10 +253,18 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     let scan = lab.dir.join("scan.pcap");
     let stop = Arc::new(AtomicBool::new(false));
     let resp = responder(&lab.target, stop.clone());
-    let cap = lab.capture(&lab.target_if, &format!("udp and dst port 5060 and src host {SCANNER}"), &scan);
+    let cap = lab.capture(
+        &lab.target_if,
+        &format!("udp and dst port 5060 and src host {SCANNER}"),
+        &scan,
+    );
     sipvicious(&lab.scanner, "svmap", &[TARGET, "-p", "5060"]);
     sipvicious(&lab.scanner, "svwar", &["-e100-110", TARGET]);
-    sipvicious(&lab.scanner, "svwar", &["-e200-205", "-m", "INVITE", TARGET]);
+    sipvicious(
+        &lab.scanner,
+        "svwar",
+        &["-e200-205", "-m", "INVITE", TARGET],
+    );
     sipvicious(&lab.scanner, "svcrack", &["-u100", "-r1-15", TARGET]);
     lab.stop_capture(cap);
     stop.store(true, Ordering::Relaxed);
@@ -230,15 +278,30 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
         assert_eq!(l.index, i as u64, "indexes are 0-based in file order");
     }
     let passed: Vec<&Line> = lines.iter().filter(|l| l.verdict != "drop").collect();
-    assert!(passed.is_empty(), "{} of {captured} scanner packets got through: {passed:?}", passed.len());
-    assert!(lines.iter().all(|l| l.reason == "user_agent" || l.reason == "sipvicious"), "{lines:?}");
+    assert!(
+        passed.is_empty(),
+        "{} of {captured} scanner packets got through: {passed:?}",
+        passed.len()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.reason == "user_agent" || l.reason == "sipvicious"),
+        "{lines:?}"
+    );
     eprintln!("scanners: {captured} packets, all dropped");
 
     // Without the scanner rules the same capture passes: the verdicts come
     // from the config, not from the capture.
     let off = lab.dir.join("off.yaml");
-    std::fs::write(&off, "policy: inspect\ninspect:\n  user_agents: []\n  sipvicious: false\n").unwrap();
-    assert!(replay(Some(&off), &scan).iter().all(|l| l.verdict == "pass"));
+    std::fs::write(
+        &off,
+        "policy: inspect\ninspect:\n  user_agents: []\n  sipvicious: false\n",
+    )
+    .unwrap();
+    assert!(replay(Some(&off), &scan)
+        .iter()
+        .all(|l| l.verdict == "pass"));
 
     // 2. SIPp calls (INVITE, 180, 200, ACK, BYE, 200), Linux cooked (SLL2)
     //    capture on "any", both directions.
@@ -247,7 +310,9 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     let uas = Proc(
         lab.target
             .command("sipp")
-            .args(["-sn", "uas", "-i", TARGET, "-p", "5060", "-m", "5", "-nostdin"])
+            .args([
+                "-sn", "uas", "-i", TARGET, "-p", "5060", "-m", "5", "-nostdin",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -257,11 +322,18 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     let uac = lab
         .scanner
         .command("timeout")
-        .args(["30", "sipp", "-sn", "uac", "-i", SCANNER, "-p", "5070", "-m", "5", "-r", "20", "-nostdin"])
+        .args([
+            "30", "sipp", "-sn", "uac", "-i", SCANNER, "-p", "5070", "-m", "5", "-r", "20",
+            "-nostdin",
+        ])
         .arg(format!("{TARGET}:5060"))
         .output()
         .expect("running sipp");
-    assert!(uac.status.success(), "SIPp calls failed: {}", String::from_utf8_lossy(&uac.stdout));
+    assert!(
+        uac.status.success(),
+        "SIPp calls failed: {}",
+        String::from_utf8_lossy(&uac.stdout)
+    );
     drop(uas);
     lab.stop_capture(cap);
 
@@ -271,8 +343,14 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     assert!(captured >= 30, "SIPp exchanged only {captured} packets");
     let dropped: Vec<&Line> = lines.iter().filter(|l| l.verdict != "pass").collect();
     assert!(dropped.is_empty(), "false positives on SIPp: {dropped:?}");
-    let inspected = lines.iter().filter(|l| l.reason == "inspected_clean").count();
-    assert!(inspected >= 15, "only {inspected} SIPp requests were inspected: {lines:?}");
+    let inspected = lines
+        .iter()
+        .filter(|l| l.reason == "inspected_clean")
+        .count();
+    assert!(
+        inspected >= 15,
+        "only {inspected} SIPp requests were inspected: {lines:?}"
+    );
     eprintln!("SIPp: {captured} packets, 0 dropped, {inspected} requests inspected");
 
     // 3. The same capture as pcapng gives the same verdicts.
@@ -294,15 +372,27 @@ fn replay_errors_are_clear() {
     std::fs::create_dir_all(&dir).unwrap();
     let garbage = dir.join("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture at all").unwrap();
-    for (path, needle) in [(dir.join("missing.pcap"), "cannot open capture"), (garbage, "not a pcap or pcapng file")] {
-        let out = Command::new(sipguard_bin()).arg("replay").arg(&path).output().unwrap();
+    for (path, needle) in [
+        (dir.join("missing.pcap"), "cannot open capture"),
+        (garbage, "not a pcap or pcapng file"),
+    ] {
+        let out = Command::new(sipguard_bin())
+            .arg("replay")
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{err}");
     }
     let bad_cfg = dir.join("bad.yaml");
     std::fs::write(&bad_cfg, "inspect:\n  drop_methods: [FOO]\n").unwrap();
-    let out = Command::new(sipguard_bin()).args(["replay", "-c"]).arg(&bad_cfg).arg("/dev/null").output().unwrap();
+    let out = Command::new(sipguard_bin())
+        .args(["replay", "-c"])
+        .arg(&bad_cfg)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "an invalid config exits 2");
     let _ = std::fs::remove_dir_all(&dir);
 }

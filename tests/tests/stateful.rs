@@ -34,7 +34,10 @@ fn reason(sb: &mut Sandbox, f: &[u8]) -> Reason {
 }
 
 fn invite4(src: [u8; 4]) -> Vec<u8> {
-    v4(src, PBX4).udp(40000, 5060).payload(sip::invite("a", "b", "h", "x")).build()
+    v4(src, PBX4)
+        .udp(40000, 5060)
+        .payload(sip::invite("a", "b", "h", "x"))
+        .build()
 }
 
 #[test]
@@ -53,24 +56,56 @@ fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
     for _ in 0..3 {
         assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
     }
-    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned, "banned after 3 drops");
-    assert_eq!(reason(&mut sb, &invite4(OTHER4B)), DropUntrusted, "a neighbour is not banned");
+    assert_eq!(
+        reason(&mut sb, &invite4(OTHER4)),
+        DropBanned,
+        "banned after 3 drops"
+    );
+    assert_eq!(
+        reason(&mut sb, &invite4(OTHER4B)),
+        DropUntrusted,
+        "a neighbour is not banned"
+    );
     assert_eq!(reason(&mut sb, &invite4(TRUSTED4)), PassTrusted);
     // A non-SIP port stays untouched even for a banned source.
-    assert_eq!(reason(&mut sb, &v4(OTHER4, PBX4).udp(40000, 53).build()), PassNotSipPort);
+    assert_eq!(
+        reason(&mut sb, &v4(OTHER4, PBX4).udp(40000, 53).build()),
+        PassNotSipPort
+    );
     assert_eq!(sb.ops_stat(ops::STAT_BANS_CREATED).unwrap(), 1);
 
-    let f6 = |a: &str| v6(ip6(a), ip6("2001:db8:f::1")).udp(40000, 5060).payload(b"OPTIONS x").build();
+    let f6 = |a: &str| {
+        v6(ip6(a), ip6("2001:db8:f::1"))
+            .udp(40000, 5060)
+            .payload(b"OPTIONS x")
+            .build()
+    };
     for _ in 0..3 {
         assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::1")), DropUntrusted);
     }
-    assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::ffff")), DropBanned, "same /64");
-    assert_eq!(reason(&mut sb, &f6("2001:db8:5:7::1")), DropUntrusted, "other /64");
+    assert_eq!(
+        reason(&mut sb, &f6("2001:db8:5:6::ffff")),
+        DropBanned,
+        "same /64"
+    );
+    assert_eq!(
+        reason(&mut sb, &f6("2001:db8:5:7::1")),
+        DropUntrusted,
+        "other /64"
+    );
 
     // Expiry is the kernel comparing times: no daemon involved.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted, "ban expired");
-    assert_eq!(reason(&mut sb, &f6("2001:db8:5:6::1")), DropUntrusted, "v6 ban expired");
+    assert_eq!(
+        reason(&mut sb, &invite4(OTHER4)),
+        DropUntrusted,
+        "ban expired"
+    );
+    assert_eq!(
+        reason(&mut sb, &f6("2001:db8:5:6::1")),
+        DropUntrusted,
+        "v6 ban expired"
+    );
 }
 
 #[test]
@@ -78,7 +113,13 @@ fn bans_off_means_no_bans() {
     if !require_root("bans_off_means_no_bans") {
         return;
     }
-    let mut sb = sandbox(OpsSettings { flags: OPS_EVENTS, ban_threshold: 1, ban_window_ns: u64::MAX, ban_ttl_ns: u64::MAX, ..Default::default() });
+    let mut sb = sandbox(OpsSettings {
+        flags: OPS_EVENTS,
+        ban_threshold: 1,
+        ban_window_ns: u64::MAX,
+        ban_ttl_ns: u64::MAX,
+        ..Default::default()
+    });
     for _ in 0..5 {
         assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
     }
@@ -89,22 +130,64 @@ fn later_fragments_of_dropped_datagrams_are_dropped() {
     if !require_root("later_fragments_of_dropped_datagrams_are_dropped") {
         return;
     }
-    let mut sb = sandbox(OpsSettings { flags: OPS_FRAGS, ..Default::default() });
-    let f4 = |src, id, frag| v4(src, PBX4).udp(40000, 5060).payload(b"INVITE sip:x SIP/2.0\r\n").ip_id(id).frag(frag).build();
-    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 0x2000)), DropUntrusted, "first fragment");
-    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 0x2000 | 185)), DropFragment, "middle fragment");
-    assert_eq!(reason(&mut sb, &f4(OTHER4, 77, 370)), DropFragment, "last fragment");
-    assert_eq!(reason(&mut sb, &f4(OTHER4, 78, 185)), PassFragment, "other datagram");
+    let mut sb = sandbox(OpsSettings {
+        flags: OPS_FRAGS,
+        ..Default::default()
+    });
+    let f4 = |src, id, frag| {
+        v4(src, PBX4)
+            .udp(40000, 5060)
+            .payload(b"INVITE sip:x SIP/2.0\r\n")
+            .ip_id(id)
+            .frag(frag)
+            .build()
+    };
+    assert_eq!(
+        reason(&mut sb, &f4(OTHER4, 77, 0x2000)),
+        DropUntrusted,
+        "first fragment"
+    );
+    assert_eq!(
+        reason(&mut sb, &f4(OTHER4, 77, 0x2000 | 185)),
+        DropFragment,
+        "middle fragment"
+    );
+    assert_eq!(
+        reason(&mut sb, &f4(OTHER4, 77, 370)),
+        DropFragment,
+        "last fragment"
+    );
+    assert_eq!(
+        reason(&mut sb, &f4(OTHER4, 78, 185)),
+        PassFragment,
+        "other datagram"
+    );
     assert_eq!(reason(&mut sb, &f4(TRUSTED4, 79, 0x2000)), PassTrusted);
-    assert_eq!(reason(&mut sb, &f4(TRUSTED4, 79, 185)), PassFragment, "trusted datagram's rest passes");
+    assert_eq!(
+        reason(&mut sb, &f4(TRUSTED4, 79, 185)),
+        PassFragment,
+        "trusted datagram's rest passes"
+    );
     // Same id from another source is another datagram.
     assert_eq!(reason(&mut sb, &f4(OTHER4B, 77, 185)), PassFragment);
 
     let o6 = ip6("2001:db8:99::7");
-    let f6 = |body: Vec<u8>| v6(o6, ip6("2001:db8:f::1")).udp(40000, 5060).payload(b"x").ext(44, body).build();
+    let f6 = |body: Vec<u8>| {
+        v6(o6, ip6("2001:db8:f::1"))
+            .udp(40000, 5060)
+            .payload(b"x")
+            .ext(44, body)
+            .build()
+    };
     assert_eq!(reason(&mut sb, &f6(vec![0, 1, 0, 0, 0, 9])), DropUntrusted);
-    assert_eq!(reason(&mut sb, &f6(vec![0x05, 0x01, 0, 0, 0, 9])), DropFragment);
-    assert_eq!(reason(&mut sb, &f6(vec![0x05, 0x00, 0, 0, 0, 10])), PassFragment);
+    assert_eq!(
+        reason(&mut sb, &f6(vec![0x05, 0x01, 0, 0, 0, 9])),
+        DropFragment
+    );
+    assert_eq!(
+        reason(&mut sb, &f6(vec![0x05, 0x00, 0, 0, 0, 10])),
+        PassFragment
+    );
 
     // With tracking off every later fragment passes.
     sb.set_ops(OpsSettings::default()).unwrap();
@@ -116,7 +199,11 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
     if !require_root("events_are_sampled_per_source_and_carry_the_suppressed_count") {
         return;
     }
-    let mut sb = sandbox(OpsSettings { flags: OPS_EVENTS, event_interval_ns: 300_000_000, ..Default::default() });
+    let mut sb = sandbox(OpsSettings {
+        flags: OPS_EVENTS,
+        event_interval_ns: 300_000_000,
+        ..Default::default()
+    });
     let mut ring = sb.take_events().unwrap();
     for _ in 0..5 {
         reason(&mut sb, &invite4(OTHER4));
@@ -131,7 +218,10 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
     assert_eq!(got[0].src, "198.51.100.7");
     assert_eq!(got[0].reason, "untrusted");
     assert_eq!(got[0].action, "drop");
-    assert_eq!((got[0].sport, got[0].dport, got[0].protocol.as_str()), (40000, 5060, "udp"));
+    assert_eq!(
+        (got[0].sport, got[0].dport, got[0].protocol.as_str()),
+        (40000, 5060, "udp")
+    );
     assert_eq!(got[1].src, "198.51.100.8");
     assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
     assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SENT).unwrap(), 2);
@@ -140,10 +230,20 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
     reason(&mut sb, &invite4(OTHER4));
     let item = ring.next().expect("an event after the interval");
     let ev = events::Event::from_raw(&events::decode(&item).unwrap());
-    assert_eq!(ev.suppressed, 4, "carries the count suppressed since the last event");
+    assert_eq!(
+        ev.suppressed, 4,
+        "carries the count suppressed since the last event"
+    );
     // Event time is wall time, close to now.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    assert!(now.abs_diff(ev.time_unix_ns) < 5_000_000_000, "{} vs {now}", ev.time_unix_ns);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(
+        now.abs_diff(ev.time_unix_ns) < 5_000_000_000,
+        "{} vs {now}",
+        ev.time_unix_ns
+    );
 }
 
 #[test]
@@ -153,12 +253,27 @@ fn inspected_drops_carry_method_and_user_agent_in_events() {
     }
     let cfg = Config::parse("policy: inspect\ntrusted: [192.0.2.10]\n", "t").unwrap();
     let mut sb = Sandbox::new(&Policy::from_config(&cfg)).expect("loading the program");
-    sb.set_ops(OpsSettings { flags: OPS_EVENTS, event_interval_ns: 1, ..Default::default() }).unwrap();
+    sb.set_ops(OpsSettings {
+        flags: OPS_EVENTS,
+        event_interval_ns: 1,
+        ..Default::default()
+    })
+    .unwrap();
     let mut ring = sb.take_events().unwrap();
-    let scanner = v4(OTHER4, PBX4).udp(5060, 5060).payload(sip::svmap_options()).build();
+    let scanner = v4(OTHER4, PBX4)
+        .udp(5060, 5060)
+        .payload(sip::svmap_options())
+        .build();
     assert_eq!(reason(&mut sb, &scanner), DropUserAgent);
-    let phone = v4(OTHER4B, PBX4).udp(5060, 5060).payload(sip::invite("a", "100", "h", "Yealink SIP-T46S")).build();
-    assert_eq!(reason(&mut sb, &phone), PassInspected, "a clean INVITE makes no event");
+    let phone = v4(OTHER4B, PBX4)
+        .udp(5060, 5060)
+        .payload(sip::invite("a", "100", "h", "Yealink SIP-T46S"))
+        .build();
+    assert_eq!(
+        reason(&mut sb, &phone),
+        PassInspected,
+        "a clean INVITE makes no event"
+    );
     let ev = {
         let item = ring.next().expect("an event for the scanner");
         events::Event::from_raw(&events::decode(&item).unwrap())

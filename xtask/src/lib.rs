@@ -26,7 +26,11 @@ pub fn ebpf_toolchain() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("LLVM version: 22."))
         .unwrap_or(false);
-    if llvm22 { "nightly".into() } else { PINNED_NIGHTLY.into() }
+    if llvm22 {
+        "nightly".into()
+    } else {
+        PINNED_NIGHTLY.into()
+    }
 }
 
 /// Builds the eBPF object into `$OUT_DIR/sipguard` (the build-script
@@ -34,11 +38,20 @@ pub fn ebpf_toolchain() -> String {
 pub fn build_ebpf(workspace_root: &Path) -> Result<()> {
     let toolchain = ebpf_toolchain();
     let root = workspace_root.join(EBPF_PACKAGE);
-    let root = root.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", root.display()))?;
+    let root = root
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", root.display()))?;
     println!("cargo:rerun-if-env-changed=SIPGUARD_EBPF_TOOLCHAIN");
-    println!("cargo:rerun-if-changed={}", workspace_root.join("sipguard-common").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace_root.join("sipguard-common").display()
+    );
     aya_build::build_ebpf(
-        [aya_build::Package { name: EBPF_PACKAGE, root_dir: root, ..Default::default() }],
+        [aya_build::Package {
+            name: EBPF_PACKAGE,
+            root_dir: root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::Custom(&toolchain),
     )
 }

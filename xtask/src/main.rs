@@ -34,7 +34,10 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
@@ -50,12 +53,23 @@ fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point.
     unsafe {
         env::set_var("OUT_DIR", &out);
-        env::set_var("CARGO_CFG_TARGET_ENDIAN", if cfg!(target_endian = "big") { "big" } else { "little" });
+        env::set_var(
+            "CARGO_CFG_TARGET_ENDIAN",
+            if cfg!(target_endian = "big") {
+                "big"
+            } else {
+                "little"
+            },
+        );
         env::set_var("CARGO_CFG_TARGET_ARCH", env::consts::ARCH);
     }
     xtask::build_ebpf(&root)?;
     let obj = out.join(xtask::EBPF_OBJECT);
-    anyhow::ensure!(obj.is_file(), "build finished but {} is missing", obj.display());
+    anyhow::ensure!(
+        obj.is_file(),
+        "build finished but {} is missing",
+        obj.display()
+    );
     println!("{}", obj.display());
     Ok(())
 }
@@ -65,10 +79,22 @@ fn lab(args: &[String]) -> anyhow::Result<()> {
     // One scenario at a time so the reports do not interleave.
     let status = std::process::Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["test", "-p", "sipguard-tests", "--test", "lab", "--", "--nocapture", "--test-threads=1"])
+        .args([
+            "test",
+            "-p",
+            "sipguard-tests",
+            "--test",
+            "lab",
+            "--",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .args(args)
         .status()?;
-    anyhow::ensure!(status.success(), "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures");
+    anyhow::ensure!(
+        status.success(),
+        "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures"
+    );
     Ok(())
 }
 
@@ -76,7 +102,16 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["run", "--release", "--quiet", "-p", "sipguard-tests", "--bin", "bench", "--"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "sipguard-tests",
+            "--bin",
+            "bench",
+            "--",
+        ])
         .args(args)
         .status()?;
     anyhow::ensure!(status.success(), "bench failed ({status})");

@@ -19,7 +19,12 @@ fn height(rows: &[Row]) -> u32 {
     120 + 34 * rows.len() as u32
 }
 
-fn hbars<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, title: &str, x_label: &str, rows: &[Row]) -> Result<()>
+fn hbars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    rows: &[Row],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -41,9 +46,10 @@ where
         .disable_y_mesh()
         .x_desc(x_label)
         .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                rows.get((n - 1 - *i) as usize).map(|r| r.0.clone()).unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows
+                .get((n - 1 - *i) as usize)
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .y_labels(rows.len())
@@ -58,22 +64,51 @@ where
                 Some(_) => RGBColor(77, 146, 33),
                 None => RGBColor(67, 147, 195),
             };
-            Rectangle::new([(0.0, SegmentValue::Exact(y(i))), (r.1, SegmentValue::Exact(y(i) + 1))], color.filled())
+            Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(y(i))),
+                    (r.1, SegmentValue::Exact(y(i) + 1)),
+                ],
+                color.filled(),
+            )
         }))
         .map_err(err)?;
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-            r.2.map(|(lo, hi)| PathElement::new(vec![(lo, SegmentValue::CenterOf(y(i))), (hi, SegmentValue::CenterOf(y(i)))], BLACK.stroke_width(2)))
+            r.2.map(|(lo, hi)| {
+                PathElement::new(
+                    vec![
+                        (lo, SegmentValue::CenterOf(y(i))),
+                        (hi, SegmentValue::CenterOf(y(i))),
+                    ],
+                    BLACK.stroke_width(2),
+                )
+            })
         }))
         .map_err(err)?;
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-            r.3.map(|t| PathElement::new(vec![(t, SegmentValue::Exact(y(i))), (t, SegmentValue::Exact(y(i) + 1))], BLACK.stroke_width(3)))
+            r.3.map(|t| {
+                PathElement::new(
+                    vec![
+                        (t, SegmentValue::Exact(y(i))),
+                        (t, SegmentValue::Exact(y(i) + 1)),
+                    ],
+                    BLACK.stroke_width(3),
+                )
+            })
         }))
         .map_err(err)?;
     chart
         .draw_series(rows.iter().enumerate().map(|(i, r)| {
-            Text::new(format!("{:.2}", r.1), (r.2.map(|s| s.1).unwrap_or(r.1) + max * 0.01, SegmentValue::CenterOf(y(i))), ("sans-serif", 12))
+            Text::new(
+                format!("{:.2}", r.1),
+                (
+                    r.2.map(|s| s.1).unwrap_or(r.1) + max * 0.01,
+                    SegmentValue::CenterOf(y(i)),
+                ),
+                ("sans-serif", 12),
+            )
         }))
         .map_err(err)?;
     Ok(())
@@ -88,12 +123,22 @@ pub fn ratios(r: &Value, path: &Path) -> Result<()> {
         .flatten()
         .map(|c| {
             let g = |k: &str| c["ratio"][k].as_f64().unwrap_or(0.0);
-            (c["name"].as_str().unwrap_or("?").to_string(), g("median"), Some((g("p25"), g("p75"))), c["target_ratio"].as_f64())
+            (
+                c["name"].as_str().unwrap_or("?").to_string(),
+                g("median"),
+                Some((g("p25"), g("p75"))),
+                c["target_ratio"].as_f64(),
+            )
         })
         .collect();
     let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    hbars(&root, "sipguard cost per packet class, x empty XDP program (black tick: target)", "ratio to the empty XDP program (same run)", &rows)?;
+    hbars(
+        &root,
+        "sipguard cost per packet class, x empty XDP program (black tick: target)",
+        "ratio to the empty XDP program (same run)",
+        &rows,
+    )?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -102,7 +147,16 @@ pub fn ratios(r: &Value, path: &Path) -> Result<()> {
 pub fn flood(r: &Value, path: &Path) -> Result<()> {
     let arms: Vec<&Value> = r["arms"].as_array().into_iter().flatten().collect();
     let rows = |f: &dyn Fn(&Value) -> f64| -> Vec<Row> {
-        arms.iter().map(|a| (a["label"].as_str().unwrap_or("?").to_string(), f(a), None, None)).collect()
+        arms.iter()
+            .map(|a| {
+                (
+                    a["label"].as_str().unwrap_or("?").to_string(),
+                    f(a),
+                    None,
+                    None,
+                )
+            })
+            .collect()
     };
     let wall = rows(&|a| a["dropped_pps"].as_f64().unwrap_or(0.0) / 1e6);
     let cap = rows(&|a| 1e3 / a["cpu_ns_per_packet"].as_f64().unwrap_or(f64::INFINITY));
@@ -110,8 +164,18 @@ pub fn flood(r: &Value, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (960, 2 * h)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (top, bottom) = root.split_vertically(h);
-    hbars(&top, "scanner INVITE flood over veth: packets dropped per second (same run)", "Mpps dropped (wall clock, shared machine)", &wall)?;
-    hbars(&bottom, "the same flood: packets dropped per CPU-second (generator included)", "Mpps per CPU-second = 1000 / CPU ns per packet", &cap)?;
+    hbars(
+        &top,
+        "scanner INVITE flood over veth: packets dropped per second (same run)",
+        "Mpps dropped (wall clock, shared machine)",
+        &wall,
+    )?;
+    hbars(
+        &bottom,
+        "the same flood: packets dropped per CPU-second (generator included)",
+        "Mpps per CPU-second = 1000 / CPU ns per packet",
+        &cap,
+    )?;
     root.present().map_err(err)?;
     Ok(())
 }

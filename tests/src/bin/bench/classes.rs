@@ -17,7 +17,8 @@ pub const UNTRUSTED: [u8; 4] = [198, 51, 100, 7];
 pub const PBX: [u8; 4] = [100, 64, 0, 1];
 pub const BLOCKED_ENTRIES: usize = 1_000_000;
 
-const ALLOWLIST: &str = "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
+const ALLOWLIST: &str =
+    "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
 
 pub struct Params {
     pub rounds: usize,
@@ -78,7 +79,12 @@ fn kmalloc_bytes() -> Option<u64> {
 
 fn unreclaimable_slab_kib() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/meminfo").ok()?;
-    m.lines().find(|l| l.starts_with("SUnreclaim:"))?.split_whitespace().nth(1)?.parse().ok()
+    m.lines()
+        .find(|l| l.starts_with("SUnreclaim:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn udp_to(src: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -109,29 +115,105 @@ pub fn run(p: &Params) -> Result<Value> {
     let slab0 = unreclaimable_slab_kib();
     let kmalloc0 = kmalloc_bytes();
     let t = Instant::now();
-    let inserted = sandboxes[1].1.maps_mut().insert_blocked_v4(list.iter().copied())?;
+    let inserted = sandboxes[1]
+        .1
+        .maps_mut()
+        .insert_blocked_v4(list.iter().copied())?;
     let insert_secs = t.elapsed().as_secs_f64();
     // fdinfo's memlock counts one node per entry; the trie also allocates
     // intermediate nodes. The machine-wide unreclaimable slab growth
     // catches those too, plus whatever else the kernel allocated meanwhile.
-    let slab_delta = slab0.zip(unreclaimable_slab_kib()).map(|(a, b)| b.saturating_sub(a) * 1024);
-    let kmalloc_delta = kmalloc0.zip(kmalloc_bytes()).map(|(a, b)| b.saturating_sub(a));
+    let slab_delta = slab0
+        .zip(unreclaimable_slab_kib())
+        .map(|(a, b)| b.saturating_sub(a) * 1024);
+    let kmalloc_delta = kmalloc0
+        .zip(kmalloc_bytes())
+        .map(|(a, b)| b.saturating_sub(a));
     let memory = sandboxes[1].1.maps_mut().blocked_v4_memory()?;
-    eprintln!("loaded {inserted} blocklist entries in {insert_secs:.1} s; trie memory {:.1} MiB", memory as f64 / 1048576.0);
+    eprintln!(
+        "loaded {inserted} blocklist entries in {insert_secs:.1} s; trie memory {:.1} MiB",
+        memory as f64 / 1048576.0
+    );
     // A /32 and an address inside a /24, both from the random list.
-    let hit32 = list.iter().rev().find(|e| e.0 == 32).map(|e| e.1).unwrap_or_default();
-    let mut hit24 = list.iter().rev().find(|e| e.0 == 24).map(|e| e.1).unwrap_or_default();
+    let hit32 = list
+        .iter()
+        .rev()
+        .find(|e| e.0 == 32)
+        .map(|e| e.1)
+        .unwrap_or_default();
+    let mut hit24 = list
+        .iter()
+        .rev()
+        .find(|e| e.0 == 24)
+        .map(|e| e.1)
+        .unwrap_or_default();
     hit24[3] = 77;
 
     let mut classes = vec![
-        Class { key: "non_sip_udp", name: "non-SIP UDP (dport 53)".into(), sandbox: 0, frame: udp_to(UNTRUSTED, 53, &[0u8; 64]), reason: Reason::PassNotSipPort, target: Some(1.2) },
-        Class { key: "trusted_invite", name: "trusted INVITE (pass)".into(), sandbox: 0, frame: udp_to(TRUSTED, 5060, &invite), reason: Reason::PassTrusted, target: Some(2.0) },
-        Class { key: "untrusted_invite_drop", name: "untrusted INVITE, allowlist (drop)".into(), sandbox: 0, frame: udp_to(UNTRUSTED, 5060, &invite), reason: Reason::DropUntrusted, target: Some(2.0) },
-        Class { key: "blocked_small", name: "blocked source, 1-entry list (drop)".into(), sandbox: 0, frame: udp_to([203, 0, 113, 9], 5060, &invite), reason: Reason::DropBlocked, target: None },
-        Class { key: "blocked_1m_32", name: "blocked /32 of 1M entries (drop)".into(), sandbox: 1, frame: udp_to(hit32, 5060, &invite), reason: Reason::DropBlocked, target: None },
-        Class { key: "blocked_1m_24", name: "blocked /24 of 1M entries (drop)".into(), sandbox: 1, frame: udp_to(hit24, 5060, &invite), reason: Reason::DropBlocked, target: None },
-        Class { key: "trusted_invite_1m", name: "trusted INVITE, 1M blocked loaded".into(), sandbox: 1, frame: udp_to(TRUSTED, 5060, &invite), reason: Reason::PassTrusted, target: None },
-        Class { key: "untrusted_invite_drop_1m", name: "untrusted INVITE, 1M blocked loaded".into(), sandbox: 1, frame: udp_to(UNTRUSTED, 5060, &invite), reason: Reason::DropUntrusted, target: None },
+        Class {
+            key: "non_sip_udp",
+            name: "non-SIP UDP (dport 53)".into(),
+            sandbox: 0,
+            frame: udp_to(UNTRUSTED, 53, &[0u8; 64]),
+            reason: Reason::PassNotSipPort,
+            target: Some(1.2),
+        },
+        Class {
+            key: "trusted_invite",
+            name: "trusted INVITE (pass)".into(),
+            sandbox: 0,
+            frame: udp_to(TRUSTED, 5060, &invite),
+            reason: Reason::PassTrusted,
+            target: Some(2.0),
+        },
+        Class {
+            key: "untrusted_invite_drop",
+            name: "untrusted INVITE, allowlist (drop)".into(),
+            sandbox: 0,
+            frame: udp_to(UNTRUSTED, 5060, &invite),
+            reason: Reason::DropUntrusted,
+            target: Some(2.0),
+        },
+        Class {
+            key: "blocked_small",
+            name: "blocked source, 1-entry list (drop)".into(),
+            sandbox: 0,
+            frame: udp_to([203, 0, 113, 9], 5060, &invite),
+            reason: Reason::DropBlocked,
+            target: None,
+        },
+        Class {
+            key: "blocked_1m_32",
+            name: "blocked /32 of 1M entries (drop)".into(),
+            sandbox: 1,
+            frame: udp_to(hit32, 5060, &invite),
+            reason: Reason::DropBlocked,
+            target: None,
+        },
+        Class {
+            key: "blocked_1m_24",
+            name: "blocked /24 of 1M entries (drop)".into(),
+            sandbox: 1,
+            frame: udp_to(hit24, 5060, &invite),
+            reason: Reason::DropBlocked,
+            target: None,
+        },
+        Class {
+            key: "trusted_invite_1m",
+            name: "trusted INVITE, 1M blocked loaded".into(),
+            sandbox: 1,
+            frame: udp_to(TRUSTED, 5060, &invite),
+            reason: Reason::PassTrusted,
+            target: None,
+        },
+        Class {
+            key: "untrusted_invite_drop_1m",
+            name: "untrusted INVITE, 1M blocked loaded".into(),
+            sandbox: 1,
+            frame: udp_to(UNTRUSTED, 5060, &invite),
+            reason: Reason::DropUntrusted,
+            target: None,
+        },
     ];
 
     // The inspect classes need the SIP inspector: present when the
@@ -142,10 +224,27 @@ pub fn run(p: &Params) -> Result<Value> {
     if inspector {
         sandboxes.push(("inspect (default policy)", Sandbox::production(&inspect)?));
         let s = sandboxes.len() - 1;
-        for (size, key_l, key_s) in [(400, "inspect_legit_400", "inspect_scanner_400"), (1400, "inspect_legit_1400", "inspect_scanner_1400")] {
+        for (size, key_l, key_s) in [
+            (400, "inspect_legit_400", "inspect_scanner_400"),
+            (1400, "inspect_legit_1400", "inspect_scanner_1400"),
+        ] {
             let body = size - 42;
-            classes.push(Class { key: key_l, name: format!("inspect, legit INVITE {size} B, UA last (pass)"), sandbox: s, frame: udp_to(UNTRUSTED, 5060, &payload::invite(false, body)), reason: Reason::PassInspected, target: Some(4.0) });
-            classes.push(Class { key: key_s, name: format!("inspect, scanner INVITE {size} B, UA last (drop)"), sandbox: s, frame: udp_to(UNTRUSTED, 5060, &payload::invite(true, body)), reason: Reason::DropUserAgent, target: Some(4.0) });
+            classes.push(Class {
+                key: key_l,
+                name: format!("inspect, legit INVITE {size} B, UA last (pass)"),
+                sandbox: s,
+                frame: udp_to(UNTRUSTED, 5060, &payload::invite(false, body)),
+                reason: Reason::PassInspected,
+                target: Some(4.0),
+            });
+            classes.push(Class {
+                key: key_s,
+                name: format!("inspect, scanner INVITE {size} B, UA last (drop)"),
+                sandbox: s,
+                frame: udp_to(UNTRUSTED, 5060, &payload::invite(true, body)),
+                reason: Reason::DropUserAgent,
+                target: Some(4.0),
+            });
         }
     } else {
         missing.push("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)");
@@ -154,7 +253,14 @@ pub fn run(p: &Params) -> Result<Value> {
     // becomes in the BANS map): present since the bans work landed.
     let banned_src = [198, 51, 100, 66];
     sandboxes[0].1.ban(std::net::IpAddr::from(banned_src))?;
-    classes.push(Class { key: "banned", name: "banned source (drop)".into(), sandbox: 0, frame: udp_to(banned_src, 5060, &invite), reason: Reason::DropBanned, target: None });
+    classes.push(Class {
+        key: "banned",
+        name: "banned source (drop)".into(),
+        sandbox: 0,
+        frame: udp_to(banned_src, 5060, &invite),
+        reason: Reason::DropBanned,
+        target: None,
+    });
 
     // Each class must really take the path it is named after: one run,
     // the counter of its reason must move by exactly one.
@@ -163,8 +269,18 @@ pub fn run(p: &Params) -> Result<Value> {
         let before = sb.counter(c.reason, false)?.packets;
         let action = sb.run_action(&c.frame)?;
         let after = sb.counter(c.reason, false)?.packets;
-        ensure!(after == before + 1, "class '{}' did not count as {:?}", c.name, c.reason);
-        ensure!((action == 1) == c.reason.is_drop(), "class '{}': action {action} does not match {:?}", c.name, c.reason);
+        ensure!(
+            after == before + 1,
+            "class '{}' did not count as {:?}",
+            c.name,
+            c.reason
+        );
+        ensure!(
+            (action == 1) == c.reason.is_drop(),
+            "class '{}': action {action} does not match {:?}",
+            c.name,
+            c.reason
+        );
     }
 
     // The compared builds: same policies and lists. Their verdicts are not
@@ -173,8 +289,13 @@ pub fn run(p: &Params) -> Result<Value> {
     for (label, obj) in &p.compare {
         let mut v = Vec::new();
         for (i, (name, _)) in sandboxes.iter().enumerate() {
-            let policy = if name.starts_with("inspect") { &inspect } else { &allowlist };
-            let mut sb = Sandbox::production_from(obj, policy).with_context(|| format!("loading build '{label}'"))?;
+            let policy = if name.starts_with("inspect") {
+                &inspect
+            } else {
+                &allowlist
+            };
+            let mut sb = Sandbox::production_from(obj, policy)
+                .with_context(|| format!("loading build '{label}'"))?;
             if i == 1 {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
             }
@@ -185,7 +306,8 @@ pub fn run(p: &Params) -> Result<Value> {
         }
         others.push(v);
     }
-    let mut other_ratio: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(p.rounds); classes.len()]; others.len()];
+    let mut other_ratio: Vec<Vec<Vec<f64>>> =
+        vec![vec![Vec::with_capacity(p.rounds); classes.len()]; others.len()];
 
     let verifier = sandboxes[0].1.verified_instructions()?;
     let mut empty = Vec::with_capacity(p.rounds);
@@ -194,20 +316,27 @@ pub fn run(p: &Params) -> Result<Value> {
     for round in 0..p.rounds {
         // The empty program before and after the round; its mean is the
         // round's baseline.
-        let e0 = cpu_ns_per_run(p.repeat, || sandboxes[0].1.time_empty(&classes[0].frame, p.repeat))?;
+        let e0 = cpu_ns_per_run(p.repeat, || {
+            sandboxes[0].1.time_empty(&classes[0].frame, p.repeat)
+        })?;
         let mut this = Vec::with_capacity(classes.len());
         let mut other_this = Vec::new();
         // Rotate the order so no class always runs right after another.
         for k in 0..classes.len() {
             let i = (k + round) % classes.len();
             let c = &classes[i];
-            this.push((i, cpu_ns_per_run(p.repeat, || sandboxes[c.sandbox].1.time(&c.frame, p.repeat))?));
+            this.push((
+                i,
+                cpu_ns_per_run(p.repeat, || sandboxes[c.sandbox].1.time(&c.frame, p.repeat))?,
+            ));
             for (b, o) in others.iter_mut().enumerate() {
                 let t = cpu_ns_per_run(p.repeat, || o[c.sandbox].time(&c.frame, p.repeat))?;
                 other_this.push((b, i, t));
             }
         }
-        let e1 = cpu_ns_per_run(p.repeat, || sandboxes[0].1.time_empty(&classes[0].frame, p.repeat))?;
+        let e1 = cpu_ns_per_run(p.repeat, || {
+            sandboxes[0].1.time_empty(&classes[0].frame, p.repeat)
+        })?;
         let base = (e0 + e1) / 2.0;
         empty.push(base);
         for (i, v) in this {

@@ -39,7 +39,13 @@ pub enum Arm {
 }
 
 impl Arm {
-    pub const ALL: [Arm; 5] = [Arm::Floor, Arm::SipguardNative, Arm::SipguardSkb, Arm::IptablesString, Arm::NftSaddr];
+    pub const ALL: [Arm; 5] = [
+        Arm::Floor,
+        Arm::SipguardNative,
+        Arm::SipguardSkb,
+        Arm::IptablesString,
+        Arm::NftSaddr,
+    ];
 
     fn key(self) -> &'static str {
         match self {
@@ -64,15 +70,24 @@ impl Arm {
 
 /// The one CPU the generator (and with it veth's receive softirq) runs on.
 fn flood_cpu() -> usize {
-    std::thread::available_parallelism().map(|n| n.get() - 1).unwrap_or(0)
+    std::thread::available_parallelism()
+        .map(|n| n.get() - 1)
+        .unwrap_or(0)
 }
 
 /// (system + irq + softirq, all non-idle) jiffies of one CPU.
 fn cpu_jiffies(cpu: usize) -> Result<(u64, u64)> {
     let stat = fs::read_to_string("/proc/stat")?;
     let tag = format!("cpu{cpu} ");
-    let line = stat.lines().find(|l| l.starts_with(&tag)).ok_or_else(|| anyhow!("no {tag} in /proc/stat"))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&tag))
+        .ok_or_else(|| anyhow!("no {tag} in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     ensure!(v.len() >= 8, "short /proc/stat line: {line}");
     // user nice system idle iowait irq softirq steal
     let kernel = v[2] + v[5] + v[6];
@@ -93,7 +108,11 @@ fn ksoftirqd_ns(cpu: usize) -> Result<f64> {
         let p = e?.path();
         if fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == want) {
             let s = fs::read_to_string(p.join("schedstat"))?;
-            return s.split_whitespace().next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("bad schedstat of {want}"));
+            return s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("bad schedstat of {want}"));
         }
     }
     bail!("no {want} thread")
@@ -101,7 +120,12 @@ fn ksoftirqd_ns(cpu: usize) -> Result<f64> {
 
 fn vm_rss_kib(pid: u32, field: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// veth drops XDP_TX frames unless the peer has NAPI: an XDP program or
@@ -115,7 +139,10 @@ fn enable_gro(ifname: &str) -> Result<()> {
         cmd: u32,
         data: u32,
     }
-    let mut val = EthtoolValue { cmd: ETHTOOL_SGRO, data: 1 };
+    let mut val = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: 1,
+    };
     // SAFETY: plain socket(2).
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
     ensure!(sock >= 0, "socket: {}", std::io::Error::last_os_error());
@@ -135,13 +162,20 @@ fn enable_gro(ifname: &str) -> Result<()> {
     Ok(())
 }
 
-fn on_thread_in<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> Result<T> + Send + 'static) -> std::thread::JoinHandle<Result<T>> {
+fn on_thread_in<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<Result<T>> {
     let path = ns.path();
     std::thread::spawn(move || {
         let file = fs::File::open(&path).with_context(|| format!("opening {path}"))?;
         // SAFETY: setns on this thread only, with a valid netns fd.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        ensure!(rc == 0, "setns({path}): {}", std::io::Error::last_os_error());
+        ensure!(
+            rc == 0,
+            "setns({path}): {}",
+            std::io::Error::last_os_error()
+        );
         f()
     })
 }
@@ -160,14 +194,24 @@ struct GenResult {
 }
 
 /// Floods from `tx` (inside `ns`) for `seconds`, pinned to one CPU.
-fn generate(ns: &Netns, tx: String, frame: Vec<u8>, seconds: f64, started: mpsc::Sender<()>, go: mpsc::Receiver<()>) -> std::thread::JoinHandle<Result<GenResult>> {
+fn generate(
+    ns: &Netns,
+    tx: String,
+    frame: Vec<u8>,
+    seconds: f64,
+    started: mpsc::Sender<()>,
+    go: mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<Result<GenResult>> {
     on_thread_in(ns, move || {
         let cpu = flood_cpu();
         // SAFETY: cpu_set_t is plain data; affinity of this thread only.
         unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
-            ensure!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0, "sched_setaffinity");
+            ensure!(
+                libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0,
+                "sched_setaffinity"
+            );
         }
         // Other jobs on a shared machine would otherwise take most of this
         // CPU (autogroups make nice ineffective across sessions). SCHED_FIFO
@@ -176,7 +220,10 @@ fn generate(ns: &Netns, tx: String, frame: Vec<u8>, seconds: f64, started: mpsc:
         let param = libc::sched_param { sched_priority: 1 };
         // SAFETY: scheduling policy of this thread only.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-            eprintln!("note: no SCHED_FIFO for the generator: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "note: no SCHED_FIFO for the generator: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let ifindex = sipguard::attach::ifindex(&tx)?;
         let prog = rawbpf::const_program(rawbpf::XDP_TX)?;
@@ -184,7 +231,8 @@ fn generate(ns: &Netns, tx: String, frame: Vec<u8>, seconds: f64, started: mpsc:
         rawbpf::live_frames(&prog, &frame, ifindex, 1 << 14)?;
         let _ = started.send(());
         // The caller reads the drop counters between `started` and `go`.
-        go.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("no go signal"))?;
+        go.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| anyhow!("no go signal"))?;
         // Each BPF_PROG_TEST_RUN call has a fixed cost of tens of ms of
         // mostly idle wall time (live-frames setup and teardown), so calls
         // are sized to about a second of traffic, the last one to what is
@@ -207,13 +255,26 @@ fn generate(ns: &Netns, tx: String, frame: Vec<u8>, seconds: f64, started: mpsc:
         let c1 = thread_cpu_ns();
         let s1 = ksoftirqd_ns(cpu)?;
         let (k1, b1) = cpu_jiffies(cpu)?;
-        Ok(GenResult { sent, secs, thread_cpu_ns: c1 - c0, ksoftirqd_ns: s1 - s0, cpu_kernel_jiffies: k1 - k0, cpu_busy_jiffies: b1 - b0 })
+        Ok(GenResult {
+            sent,
+            secs,
+            thread_cpu_ns: c1 - c0,
+            ksoftirqd_ns: s1 - s0,
+            cpu_kernel_jiffies: k1 - k0,
+            cpu_busy_jiffies: b1 - b0,
+        })
     })
 }
 
 fn rx_packets(ns: &Netns, ifname: &str) -> Result<u64> {
-    let out = ns.exec_unchecked(&["cat", &format!("/sys/class/net/{ifname}/statistics/rx_packets")]);
-    String::from_utf8_lossy(&out.stdout).trim().parse().with_context(|| format!("rx_packets of {ifname}"))
+    let out = ns.exec_unchecked(&[
+        "cat",
+        &format!("/sys/class/net/{ifname}/statistics/rx_packets"),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("rx_packets of {ifname}"))
 }
 
 fn iptables_drops(ns: &Netns) -> Result<u64> {
@@ -238,7 +299,9 @@ fn nft_drops(ns: &Netns) -> Result<u64> {
 fn sipguard_config(iface: &str, mode: &str, inspect: bool) -> String {
     if inspect {
         // The embedded default's rules, on this interface and mode.
-        format!("interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: inspect\nsip_ports: [5060, 5061]\n")
+        format!(
+            "interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: inspect\nsip_ports: [5060, 5061]\n"
+        )
     } else {
         format!("interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\n")
     }
@@ -248,7 +311,10 @@ fn sipguard_config(iface: &str, mode: &str, inspect: bool) -> String {
 /// the receiver's address and MAC, with a valid IPv4 header checksum so the
 /// stack does not discard it before netfilter sees it.
 pub fn flood_frame() -> Vec<u8> {
-    let mut f = v4(classes::UNTRUSTED, classes::PBX).udp(5060, 5060).payload(payload::invite(true, 400 - 42)).build();
+    let mut f = v4(classes::UNTRUSTED, classes::PBX)
+        .udp(5060, 5060)
+        .payload(payload::invite(true, 400 - 42))
+        .build();
     let mut sum = 0u32;
     for i in (14..34).step_by(2) {
         sum += u16::from_be_bytes([f[i], f[i + 1]]) as u32;
@@ -261,7 +327,10 @@ pub fn flood_frame() -> Vec<u8> {
 }
 
 fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
@@ -288,22 +357,49 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
                     .args(["link", "set", "dev", &rx, "xdpdrv", "pinned"])
                     .arg(&path)
                     .output()?;
-                ensure!(out.status.success(), "attaching the floor program: {}", String::from_utf8_lossy(&out.stderr));
+                ensure!(
+                    out.status.success(),
+                    "attaching the floor program: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             Arm::SipguardNative | Arm::SipguardSkb => {
-                let mode = if arm == Arm::SipguardNative { "native" } else { "skb" };
+                let mode = if arm == Arm::SipguardNative {
+                    "native"
+                } else {
+                    "skb"
+                };
                 if arm == Arm::SipguardSkb {
                     let rx = rx.clone();
                     join(on_thread_in(&rxns, move || enable_gro(&rx)))?;
                 }
-                daemon = Some(Daemon::start(&rxns, &sipguard_config(&rx, mode, inspect), &[]));
+                daemon = Some(Daemon::start(
+                    &rxns,
+                    &sipguard_config(&rx, mode, inspect),
+                    &[],
+                ));
             }
             Arm::IptablesString => {
                 let rx = rx.clone();
                 join(on_thread_in(&rxns, move || enable_gro(&rx)))?;
                 rxns.exec(&[
-                    "iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "5060", "-m", "string", "--algo",
-                    "bm", "--string", "friendly-scanner", "-j", "DROP",
+                    "iptables",
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "5060",
+                    "-m",
+                    "string",
+                    "--algo",
+                    "bm",
+                    "--string",
+                    "friendly-scanner",
+                    "-j",
+                    "DROP",
                 ]);
             }
             Arm::NftSaddr => {
@@ -331,7 +427,9 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
             Arm::Floor => rx_packets(&rxns, &rx),
             Arm::SipguardNative | Arm::SipguardSkb => {
                 let d = d.as_ref().ok_or_else(|| anyhow!("no daemon"))?;
-                d.stats_json()["dropped"].as_u64().ok_or_else(|| anyhow!("stats --json has no 'dropped'"))
+                d.stats_json()["dropped"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("stats --json has no 'dropped'"))
             }
             Arm::IptablesString => iptables_drops(&rxns),
             Arm::NftSaddr => nft_drops(&rxns),
@@ -343,7 +441,14 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     let rss_idle = pid.and_then(|p| vm_rss_kib(p, "VmRSS:"));
     let (tx_started, rx_started) = mpsc::channel();
     let (tx_go, rx_go) = mpsc::channel();
-    let gen = generate(&txns, tx.clone(), flood_frame(), p.seconds, tx_started, rx_go);
+    let gen = generate(
+        &txns,
+        tx.clone(),
+        flood_frame(),
+        p.seconds,
+        tx_started,
+        rx_go,
+    );
     if rx_started.recv_timeout(Duration::from_secs(10)).is_err() {
         drop(tx_go);
         join(gen)?;
@@ -373,7 +478,13 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     }
     let _ = fs::remove_dir_all(&dir);
     let jns = jiffy_ns();
-    let per = |x: f64| if dropped > 0 { x / dropped as f64 } else { f64::NAN };
+    let per = |x: f64| {
+        if dropped > 0 {
+            x / dropped as f64
+        } else {
+            f64::NAN
+        }
+    };
     Ok(json!({
         "key": arm.key(),
         "label": arm.label(),

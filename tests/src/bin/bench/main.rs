@@ -44,7 +44,10 @@ impl Rng {
 /// this kernel without IRQ_TIME_ACCOUNTING it includes softirqs the thread
 /// ran, such as veth's receive path after the generator's batches).
 pub fn thread_cpu_ns() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
@@ -68,7 +71,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { flood: false, classes: true, quick: false, out: None, seconds: None, compare: Vec::new() };
+    let mut a = Args {
+        flood: false,
+        classes: true,
+        quick: false,
+        out: None,
+        seconds: None,
+        compare: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -84,7 +94,14 @@ fn parse_args() -> Result<Args> {
                 a.compare.push((label.to_string(), path.into()));
             }
             "--out" => a.out = Some(it.next().context("--out needs a directory")?.into()),
-            "--seconds" => a.seconds = Some(it.next().context("--seconds needs a number")?.parse().context("--seconds")?),
+            "--seconds" => {
+                a.seconds = Some(
+                    it.next()
+                        .context("--seconds needs a number")?
+                        .parse()
+                        .context("--seconds")?,
+                )
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: cargo xtask bench [--flood | --flood-only] [--quick] [--seconds S] [--out DIR]\n\
@@ -104,15 +121,27 @@ fn parse_args() -> Result<Args> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     // SAFETY: geteuid has no preconditions.
-    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the benchmark loads XDP programs and creates network namespaces: run it as root");
+    anyhow::ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the benchmark loads XDP programs and creates network namespaces: run it as root"
+    );
     // Other jobs share this machine: nice -20 (inherited by the flood
     // threads) keeps them from taking most of the benchmark's CPU.
     // SAFETY: setpriority on the calling thread.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } != 0 {
-        eprintln!("note: could not raise priority: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "note: could not raise priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = args.out.clone().unwrap_or_else(|| root.join(if args.quick { "target/bench" } else { "docs/bench" }));
+    let out = args.out.clone().unwrap_or_else(|| {
+        root.join(if args.quick {
+            "target/bench"
+        } else {
+            "docs/bench"
+        })
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let machine = report::machine();
     // A full run with the default output refreshes the published figures
@@ -123,24 +152,47 @@ fn main() -> Result<()> {
     if args.classes {
         let mut compare = Vec::new();
         for (label, path) in &args.compare {
-            compare.push((label.clone(), std::fs::read(path).with_context(|| format!("reading {}", path.display()))?));
+            compare.push((
+                label.clone(),
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            ));
         }
-        let (rounds, repeat) = if args.quick { (3, 200_000) } else { (21, 1_000_000) };
-        let p = classes::Params { rounds, repeat, compare };
-        eprintln!("per-class: {} rounds x {} runs per class ...", p.rounds, p.repeat);
+        let (rounds, repeat) = if args.quick {
+            (3, 200_000)
+        } else {
+            (21, 1_000_000)
+        };
+        let p = classes::Params {
+            rounds,
+            repeat,
+            compare,
+        };
+        eprintln!(
+            "per-class: {} rounds x {} runs per class ...",
+            p.rounds, p.repeat
+        );
         let mut r = classes::run(&p)?;
         r["machine"] = machine.clone();
-        inspect_exists = r["classes"].as_array().is_some_and(|c| c.iter().any(|c| c["key"].as_str().is_some_and(|k| k.starts_with("inspect"))));
+        inspect_exists = r["classes"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["key"].as_str().is_some_and(|k| k.starts_with("inspect")))
+        });
         println!("{}", report::classes_table(&r));
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
         report::write_section(&out, "classes", &report::classes_table(&r))?;
         if publish {
-            report::update_doc(&root.join("docs/BENCHMARKS.md"), "classes", &report::classes_table(&r))?;
+            report::update_doc(
+                &root.join("docs/BENCHMARKS.md"),
+                "classes",
+                &report::classes_table(&r),
+            )?;
         }
     }
     if args.flood {
-        let p = flood::Params { seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 }) };
+        let p = flood::Params {
+            seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 }),
+        };
         let mut r = flood::run(&p, inspect_exists)?;
         r["machine"] = machine;
         println!("{}", report::flood_table(&r));
@@ -148,7 +200,11 @@ fn main() -> Result<()> {
         chart::flood(&r, &out.join("flood.svg"))?;
         report::write_section(&out, "flood", &report::flood_table(&r))?;
         if publish {
-            report::update_doc(&root.join("docs/BENCHMARKS.md"), "flood", &report::flood_table(&r))?;
+            report::update_doc(
+                &root.join("docs/BENCHMARKS.md"),
+                "flood",
+                &report::flood_table(&r),
+            )?;
         }
     }
     eprintln!("results in {}", out.display());

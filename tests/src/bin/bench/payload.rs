@@ -6,7 +6,11 @@
 /// the User-Agent is its last header (the inspector's worst case: every
 /// header before it is looked at); with 0 it is a typical INVITE with SDP.
 pub fn invite(scanner: bool, size: usize) -> Vec<u8> {
-    let ua = if scanner { "friendly-scanner" } else { "Yealink SIP-T46S 66.86.0.15" };
+    let ua = if scanner {
+        "friendly-scanner"
+    } else {
+        "Yealink SIP-T46S 66.86.0.15"
+    };
     if size == 0 {
         return sipguard_tests::sip::invite("alice", "100", "pbx.example.com", ua);
     }
@@ -23,7 +27,10 @@ pub fn invite(scanner: bool, size: usize) -> Vec<u8> {
     let ua_line = format!("User-Agent: {ua}\r\n");
     let mut msg = head.to_string();
     let fixed = head.len() + ua_line.len() + 2;
-    assert!(size >= fixed + 16, "an INVITE of {size} bytes cannot hold its headers");
+    assert!(
+        size >= fixed + 16,
+        "an INVITE of {size} bytes cannot hold its headers"
+    );
     let mut left = size - fixed;
     let mut n = 0;
     while left > 0 {

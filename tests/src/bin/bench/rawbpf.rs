@@ -6,7 +6,7 @@
 use std::{
     ffi::CString,
     io,
-    os::fd::{FromRawFd as _, OwnedFd, AsRawFd as _},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
 };
 
@@ -52,7 +52,8 @@ pub fn const_program(action: u32) -> Result<OwnedFd> {
     put64(&mut attr, 16, license.as_ptr() as u64);
     let name = b"sg_bench";
     attr[48..48 + name.len()].copy_from_slice(name);
-    let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| anyhow!("loading a 2-instruction XDP program: {e}"))?;
+    let fd = bpf(BPF_PROG_LOAD, &mut attr)
+        .map_err(|e| anyhow!("loading a 2-instruction XDP program: {e}"))?;
     // SAFETY: the kernel just returned this fd to us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -83,6 +84,7 @@ pub fn live_frames(prog: &OwnedFd, frame: &[u8], ifindex: u32, repeat: u32) -> R
     put32(&mut attr, 40, std::mem::size_of_val(&ctx) as u32);
     put64(&mut attr, 48, ctx.as_ptr() as u64);
     put32(&mut attr, 64, BPF_F_TEST_XDP_LIVE_FRAMES);
-    bpf(BPF_PROG_TEST_RUN, &mut attr).map_err(|e| anyhow!("BPF_PROG_TEST_RUN live frames on ifindex {ifindex}: {e}"))?;
+    bpf(BPF_PROG_TEST_RUN, &mut attr)
+        .map_err(|e| anyhow!("BPF_PROG_TEST_RUN live frames on ifindex {ifindex}: {e}"))?;
     Ok(())
 }
