@@ -69,11 +69,13 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
 fi
 
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
-  # CI runs clippy with -D warnings on the default toolchain.
-  if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
-    log "rustup component add clippy"
-    rustup component add clippy
-  fi
+  # CI runs rustfmt --check and clippy -D warnings on the default toolchain.
+  for comp in clippy rustfmt; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+      log "rustup component add $comp"
+      rustup component add "$comp"
+    fi
+  done
   # Fuzz targets (scripts/fuzz-smoke.sh) build with cargo-fuzz on nightly.
   if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     log "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION"
