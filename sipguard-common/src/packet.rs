@@ -24,6 +24,13 @@ pub trait Bytes {
     fn be16(&self, off: usize) -> Option<u16> {
         self.read::<2>(off).map(u16::from_be_bytes)
     }
+    /// 8 bytes at `off` as a little-endian word (byte `off` in the low
+    /// bits), for scanning several bytes at once. The XDP side overrides it
+    /// with one 8-byte load where the kernel allows unaligned packet loads.
+    #[inline(always)]
+    fn u64_le(&self, off: usize) -> Option<u64> {
+        self.read::<8>(off).map(u64::from_le_bytes)
+    }
 }
 
 impl Bytes for [u8] {

@@ -198,33 +198,61 @@ pub struct Scan {
     pub mode: u32,
     /// Scratch for [`line`] and [`start`]: a packed header name or method.
     pub name: [u64; 2],
+    // `user` and `ua` sit at multiples of 8 (checked below): they are
+    // cleared and filled a word at a time.
+    pub user: [u8; USER_BYTES],
+    /// Lowercased first bytes of the User-Agent value.
+    pub ua: [u8; UA_BYTES],
     /// Scratch: a length or flag passed through memory (see [`line`]).
     pub aux: u32,
     pub from: Addr,
     pub to: Addr,
-    pub user: [u8; USER_BYTES],
-    /// Lowercased first bytes of the User-Agent value.
-    pub ua: [u8; UA_BYTES],
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(Scan, user).is_multiple_of(8));
+    assert!(core::mem::offset_of!(Scan, ua).is_multiple_of(8));
+    assert!(core::mem::size_of::<Scan>().is_multiple_of(8));
+    assert!(core::mem::align_of::<Scan>() == 8);
+};
+
+/// Zeroes `N` words at `p` with one store each. A plain `= [0; N]` becomes
+/// a call of a byte-at-a-time `memset` in BPF (one loop iteration, five
+/// instructions, per byte).
+///
+/// # Safety
+/// `p` must be valid for writing `N` u64s and aligned to 8.
+#[inline(always)]
+unsafe fn zero_words<const N: usize>(p: *mut u64) {
+    let mut i = 0;
+    while i < N {
+        // SAFETY: in bounds by the caller's contract; volatile so that the
+        // stores are not merged back into a `memset` call.
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// Clears a 32-byte array of `Scan` (`user` or `ua`) with four stores.
+#[inline(always)]
+fn clear32(a: &mut [u8; 32]) {
+    // SAFETY: `user` and `ua` are 32 bytes at 8-aligned offsets of an
+    // 8-aligned struct (checked at compile time above).
+    unsafe { zero_words::<4>(a.as_mut_ptr() as *mut u64) }
+}
+
+/// Stores word `i` (0-3) of a 32-byte array of `Scan`.
+#[inline(always)]
+fn store32(a: &mut [u8; 32], i: usize, v: u64) {
+    // SAFETY: as in `clear32`; `i & 3` keeps the store inside the array.
+    unsafe { core::ptr::write_volatile((a.as_mut_ptr() as *mut u64).add(i & 3), v.to_le()) }
 }
 
 impl Scan {
     /// A scan of the UDP payload of `flow` in a frame of `frame_len` bytes.
     #[inline(always)]
     pub fn new(flow: &Flow, frame_len: usize) -> Scan {
-        let start = flow.payload_off;
-        let mut end = start.saturating_add(flow.payload_len);
-        let window_end = start.saturating_add(WINDOW);
-        if end > window_end {
-            end = window_end;
-        }
-        if end as usize > frame_len {
-            end = frame_len as u32;
-        }
-        // Headers end long before this (at most ~12.4 KiB with the deepest
-        // IPv6 extension chain), so it never cuts a real message.
-        if end > MAX_SCAN_OFF {
-            end = MAX_SCAN_OFF;
-        }
+        let (start, end) = Scan::span(flow, frame_len);
         Scan {
             pos: start,
             end,
@@ -242,6 +270,44 @@ impl Scan {
             user: [0; USER_BYTES],
             ua: [0; UA_BYTES],
         }
+    }
+
+    /// First and end (exclusive) frame offset of the inspected bytes.
+    #[inline(always)]
+    fn span(flow: &Flow, frame_len: usize) -> (u32, u32) {
+        let start = flow.payload_off;
+        let mut end = start.saturating_add(flow.payload_len);
+        let window_end = start.saturating_add(WINDOW);
+        if end > window_end {
+            end = window_end;
+        }
+        if end as usize > frame_len {
+            end = frame_len as u32;
+        }
+        // Headers end long before this (at most ~12.4 KiB with the deepest
+        // IPv6 extension chain), so it never cuts a real message.
+        if end > MAX_SCAN_OFF {
+            end = MAX_SCAN_OFF;
+        }
+        (start, end)
+    }
+
+    /// Makes `self` what [`Scan::new`] returns, in place and a word at a
+    /// time: the kernel's scan state is a map value, and building a new
+    /// `Scan` and copying it there compiles to byte-at-a-time `memset`
+    /// loops (~150 iterations per packet).
+    #[inline(always)]
+    pub fn reset(&mut self, flow: &Flow, frame_len: usize) {
+        // SAFETY: `Scan` is 8-aligned and a multiple of 8 bytes (checked at
+        // compile time), and every field is an integer, so all-zero bytes
+        // are a valid value.
+        unsafe {
+            zero_words::<{ core::mem::size_of::<Scan>() / 8 }>(self as *mut Scan as *mut u64)
+        };
+        // Everything else of `new` is zero; `reset_equals_new` checks it.
+        let (start, end) = Scan::span(flow, frame_len);
+        self.pos = start;
+        self.end = end;
     }
 
     #[inline(always)]
@@ -281,6 +347,81 @@ fn rd<const N: usize, B: Bytes + ?Sized>(pkt: &B, s: &Scan, off: u32) -> Option<
         return None;
     }
     pkt.read::<N>((off & MAX_SCAN_OFF) as usize)
+}
+
+/// The 8 bytes at `off` as a little-endian word if they all lie before the
+/// end of the inspected bytes.
+#[inline(always)]
+fn word<B: Bytes + ?Sized>(pkt: &B, s: &Scan, off: u32) -> Option<u64> {
+    let end = ld(&s.end);
+    if off >= end || end - off < 8 {
+        return None;
+    }
+    pkt.u64_le((off & MAX_SCAN_OFF) as usize)
+}
+
+/// `b` in every byte of a word.
+#[inline(always)]
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101u64.wrapping_mul(b as u64)
+}
+
+/// The high bit of each byte of `v` that is zero. Exact for the lowest
+/// zero byte; above it a borrow can mark a byte that is not zero, so only
+/// the lowest mark is used (also of an or of several such masks: each
+/// mask's lowest mark is exact, so the lowest of all is).
+#[inline(always)]
+const fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080
+}
+
+/// Marks (see [`zero_bytes`]) of the bytes of `v` equal to `b`.
+#[inline(always)]
+const fn bytes_eq(v: u64, b: u8) -> u64 {
+    zero_bytes(v ^ splat(b))
+}
+
+/// Index (0-7) of the lowest marked byte of a non-zero mask, without a
+/// count-trailing-zeros instruction: isolate the mark, move it to bit 8k,
+/// and let the multiplication carry byte 7-k of the constant (= k) to the
+/// top byte.
+#[inline(always)]
+const fn first_mark(z: u64) -> u32 {
+    let low = (z & z.wrapping_neg()) >> 7;
+    (low.wrapping_mul(0x0001_0203_0405_0607) >> 56) as u32 & 7
+}
+
+/// The low `n` bytes of a word (`n` at most 7).
+#[inline(always)]
+const fn low_bytes(v: u64, n: u32) -> u64 {
+    v & ((1u64 << ((8 * n) & 63)) - 1)
+}
+
+/// Marks of the bytes that end a header name: ':', space, tab, CR, LF.
+#[inline(always)]
+const fn name_ends(v: u64) -> u64 {
+    bytes_eq(v, b':')
+        | bytes_eq(v, b' ')
+        | bytes_eq(v, b'\t')
+        | bytes_eq(v, b'\r')
+        | bytes_eq(v, b'\n')
+}
+
+/// Marks of CR and LF bytes.
+#[inline(always)]
+const fn line_ends(v: u64) -> u64 {
+    bytes_eq(v, b'\r') | bytes_eq(v, b'\n')
+}
+
+/// [`lower`] of every byte of a word.
+#[inline(always)]
+const fn lower_word(v: u64) -> u64 {
+    // Per byte, on its low 7 bits (so no carry crosses bytes): the high
+    // bit of `+ 0x3f` is set from 'A' up, of `+ 0x25` from '['; a byte
+    // with its own high bit set is no letter.
+    let h = v & 0x7f7f_7f7f_7f7f_7f7f;
+    let upper = h.wrapping_add(splat(0x80 - b'A')) & !h.wrapping_add(splat(0x80 - b'[')) & !v;
+    v | ((upper & 0x8080_8080_8080_8080) >> 2)
 }
 
 #[inline(always)]
@@ -534,7 +675,7 @@ fn uri_end<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
             s.flags |= F_HAS_USER;
         } else {
             s.user_len = 0;
-            s.user = [0; USER_BYTES];
+            clear32(&mut s.user);
             s.flags &= !F_USER_LONG;
         }
     }
@@ -596,30 +737,49 @@ fn line<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
             Some(_) => {}
         }
     }
-    // Name, lowercased, packed into two words.
-    let mut w0 = 0u64;
-    let mut w1 = 0u64;
-    let mut n = 0u32;
-    let mut ended = false;
-    while n < NAME_MAX {
-        let Some(b) = at(pkt, s, p + n) else {
-            return finish(s, F_CUT);
-        };
-        if b == b':' || is_ws(b) || b == b'\r' || b == b'\n' {
+    // Name, lowercased, packed into two words. Setting bit 5 lowercases
+    // letters without a branch (a branch per byte would give the verifier
+    // 2^16 paths to tell apart). Other bytes change too, but none of them
+    // becomes a byte of the names compared below: '-' keeps its value and
+    // CR ends the name.
+    let (mut w0, mut w1, mut n, mut ended) = (0u64, 0u64, 0u32, false);
+    if let (Some(a), Some(b)) = (word(pkt, s, p), word(pkt, s, p + 8)) {
+        // All NAME_MAX bytes are there: find the end of the name in two
+        // words instead of byte by byte.
+        const L: u64 = 0x2020_2020_2020_2020;
+        let (e0, e1) = (name_ends(a), name_ends(b));
+        if e0 != 0 {
+            n = first_mark(e0);
+            w0 = low_bytes(a | L, n);
             ended = true;
-            break;
-        }
-        // Setting bit 5 lowercases letters without a branch (a branch per
-        // byte would give the verifier 2^16 paths to tell apart). Other
-        // bytes change too, but none of them becomes a byte of the names
-        // compared below: '-' keeps its value and CR stops the loop.
-        let l = (b | 0x20) as u64;
-        if n < 8 {
-            w0 |= l << (8 * n);
+        } else if e1 != 0 {
+            let k = first_mark(e1);
+            n = 8 + k;
+            w0 = a | L;
+            w1 = low_bytes(b | L, k);
+            ended = true;
         } else {
-            w1 |= l << (8 * (n - 8));
+            n = NAME_MAX;
+            w0 = a | L;
+            w1 = b | L;
         }
-        n += 1;
+    } else {
+        while n < NAME_MAX {
+            let Some(b) = at(pkt, s, p + n) else {
+                return finish(s, F_CUT);
+            };
+            if b == b':' || is_ws(b) || b == b'\r' || b == b'\n' {
+                ended = true;
+                break;
+            }
+            let l = (b | 0x20) as u64;
+            if n < 8 {
+                w0 |= l << (8 * n);
+            } else {
+                w1 |= l << (8 * (n - 8));
+            }
+            n += 1;
+        }
     }
     // A line starting with ':' or whitespace (a folded continuation) still
     // consumes its first byte.
@@ -702,8 +862,26 @@ fn value<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
 #[inline(always)]
 fn user_agent<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B, q: u32) {
     s.flags |= F_UA;
-    s.ua = [0; UA_BYTES];
+    clear32(&mut s.ua);
     let mut n = 0u32;
+    // A word at a time while whole words are there.
+    let mut i = 0;
+    while i < UA_BYTES / 8 {
+        let Some(v) = word(pkt, s, q + n) else {
+            break;
+        };
+        let l = lower_word(v);
+        let e = line_ends(v);
+        if e != 0 {
+            let k = first_mark(e);
+            store32(&mut s.ua, i, low_bytes(l, k));
+            s.ua_len = n + k;
+            return;
+        }
+        store32(&mut s.ua, i, l);
+        n += 8;
+        i += 1;
+    }
     while n < UA_BYTES as u32 {
         match at(pkt, s, q + n) {
             Some(b) if b != b'\r' && b != b'\n' => {
@@ -818,8 +996,8 @@ fn skip<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     let mut w = 0;
     while w < SKIP_WORDS {
         let p = ld(&s.pos);
-        if let Some(bytes) = rd::<8, B>(pkt, s, p) {
-            let v = u64::from_le_bytes(bytes) ^ 0x0a0a_0a0a_0a0a_0a0a;
+        if let Some(v) = word(pkt, s, p) {
+            let v = v ^ 0x0a0a_0a0a_0a0a_0a0a;
             // High bit of each byte that was '\n' (exact for the lowest
             // one; a borrow can only mark bytes above it).
             let z = v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080;
@@ -1178,6 +1356,213 @@ mod tests {
         assert_eq!(all(&big), Reason::PassPartial);
         let early = m.replace("Content-Length: 0\r\n", &pad);
         assert_eq!(all(&early), Reason::DropUserAgent);
+    }
+
+    /// The same bytes without word reads: every scanner path falls back to
+    /// its byte-at-a-time loop (the code the word paths replaced).
+    struct NoWords<'a>(&'a [u8]);
+
+    impl Bytes for NoWords<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+            self.0.read::<N>(off)
+        }
+        fn u64_le(&self, _off: usize) -> Option<u64> {
+            None
+        }
+    }
+
+    /// A word with byte `i` = `b` and every other byte `fill`.
+    fn word_with(fill: u8, i: usize, b: u8) -> u64 {
+        let mut a = [fill; 8];
+        a[i] = b;
+        u64::from_le_bytes(a)
+    }
+
+    #[test]
+    fn word_helpers_at_every_byte_position() {
+        let name_end = |b: u8| b == b':' || is_ws(b) || b == b'\r' || b == b'\n';
+        for fill in [b'a', b'A', b'-', 0x00, 0x01, 0x3b, 0xff, 0x80] {
+            if name_end(fill) {
+                continue;
+            }
+            for i in 0..8 {
+                for b in 0..=255u8 {
+                    let v = word_with(fill, i, b);
+                    let m = name_ends(v);
+                    assert_eq!(m != 0, name_end(b), "name_ends {v:#x}");
+                    if m != 0 {
+                        assert_eq!(first_mark(m), i as u32, "{v:#x}");
+                    }
+                    let m = line_ends(v);
+                    assert_eq!(m != 0, b == b'\r' || b == b'\n', "line_ends {v:#x}");
+                    if m != 0 {
+                        assert_eq!(first_mark(m), i as u32);
+                    }
+                    let m = bytes_eq(v, b);
+                    assert!(m != 0);
+                    if b != fill {
+                        assert_eq!(first_mark(m), i as u32);
+                    }
+                    let want = u64::from_le_bytes(v.to_le_bytes().map(lower));
+                    assert_eq!(lower_word(v), want, "lower_word {v:#x}");
+                    for n in 0..8u32 {
+                        let mut a = v.to_le_bytes();
+                        a[n as usize..].fill(0);
+                        assert_eq!(low_bytes(v, n), u64::from_le_bytes(a));
+                    }
+                }
+            }
+        }
+        // With several ends in a word the lowest one counts, whatever the
+        // bytes above it (a borrow can mark bytes above the first end).
+        for i in 0..8 {
+            for j in i + 1..8 {
+                for b in 0..=255u8 {
+                    let mut a = [b'x'; 8];
+                    a[i] = b':';
+                    a[j] = b;
+                    if i + 1 < j {
+                        a[i + 1] = 0x01;
+                    }
+                    let v = u64::from_le_bytes(a);
+                    assert_eq!(first_mark(name_ends(v)), i as u32, "{a:?}");
+                    a[i] = b'\n';
+                    let v = u64::from_le_bytes(a);
+                    assert_eq!(first_mark(line_ends(v)), i as u32, "{a:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reset_equals_new() {
+        let msg = INVITE.replace("Yealink", "sipcli");
+        let flow = Flow::bare_udp_payload([0; 4], msg.len());
+        let mut s = scan(&flow, msg.as_bytes());
+        s.name = [!0; 2];
+        s.mode = !0;
+        s.aux = !0;
+        assert_ne!(s, Scan::new(&flow, msg.len()));
+        let other = Flow::bare_udp_payload([0; 4], 77);
+        s.reset(&other, 90);
+        assert_eq!(s, Scan::new(&other, 90));
+    }
+
+    /// Header lines in every spelling the rules know, and near misses.
+    const NAMES: &[&str] = &[
+        "User-Agent",
+        "user-agent",
+        "USER-AGENT",
+        "uSeR-aGeNt",
+        "User-Agent ",
+        "User-Agent\t",
+        "User-Agents",
+        "X-User-Agent",
+        "User-Agen",
+        "From",
+        "from",
+        "FROM",
+        "f",
+        "F",
+        "From ",
+        "To",
+        "to",
+        "TO",
+        "t",
+        "T",
+        "To\t ",
+        "v",
+        "i",
+        "m",
+        "l",
+        "Via",
+        "Call-ID",
+        "CSeq",
+        "Content-Length",
+        "Max-Forwards",
+        "X-Pad-0123456789",
+        "X-Pad-01234567890",
+        "X-Pad-0123",
+        "Accept-Encoding",
+        "Accept-Language",
+        "",
+        " folded",
+    ];
+    const VALUES: &[&str] = &[
+        "friendly-scanner",
+        "Yealink SIP-T46S 66.86.0.15",
+        "SIPCLI/v1.8",
+        "\"sipvicious\"<sip:100@1.1.1.1>;tag=1",
+        "<sip:alice@pbx.example>",
+        "",
+        "  \t x",
+        "A-very-long-user-agent-string-that-goes-on-and-on/1.0",
+        "ab\rcd",
+        "VaxSIPUserAgent/3.1",
+    ];
+
+    fn agree(msg: &[u8]) {
+        let flow = Flow::bare_udp_payload([0; 4], msg.len());
+        let words = scan(&flow, msg);
+        let bytes = scan(&flow, &NoWords(msg));
+        assert_eq!(words, bytes, "{:?}", String::from_utf8_lossy(msg));
+    }
+
+    #[test]
+    fn words_and_bytes_agree() {
+        let mut msgs = Vec::new();
+        for (k, name) in NAMES.iter().enumerate() {
+            for (j, value) in VALUES.iter().enumerate() {
+                for sep in [":", ": ", " : ", ":\t", ":  ", "\r\n"] {
+                    let line = format!("{name}{sep}{value}");
+                    let eol = if (k + j) % 3 == 0 { "\n" } else { "\r\n" };
+                    let m = INVITE.replace("User-Agent: Yealink SIP-T46S", &line);
+                    msgs.push(m.replace("\r\n", eol));
+                    msgs.push(format!("INVITE sip:a@b SIP/2.0\r\n{line}\r\n\r\n"));
+                }
+            }
+        }
+        for m in &msgs {
+            agree(m.as_bytes());
+        }
+        // Every cut of some of them: the bytes end at every position of a
+        // word and of a name.
+        for m in msgs.iter().step_by(7) {
+            for n in 0..m.len() {
+                agree(&m.as_bytes()[..n]);
+            }
+        }
+        // Random edits with the bytes the scanner cares about.
+        let alphabet = b":\r\n \t-aAzZ@;<>\"\x00\x01\x80\xffuUfFtT";
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let base = &msgs[next() as usize % msgs.len()];
+            let mut m = base.as_bytes().to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % m.len();
+                let b = alphabet[next() as usize % alphabet.len()];
+                match next() % 3 {
+                    0 => m[at] = b,
+                    1 => m.insert(at, b),
+                    _ => {
+                        m.remove(at);
+                    }
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
+            agree(&m);
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! for drops, pass or drop.
 #![no_std]
 #![no_main]
+// Inline asm for the 8-byte packet load in `pkt.rs`.
+#![feature(asm_experimental_arch)]
 
 mod bans;
 mod events;
@@ -167,7 +169,7 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
         return Reason::PassPartial;
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
-    unsafe { *scan = Scan::new(flow, pkt.frame_len()) };
+    unsafe { (*scan).reset(flow, pkt.frame_len()) };
     let mut lc = LoopCtx { xdp: ctx.ctx, scan };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {

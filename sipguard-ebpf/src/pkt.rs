@@ -60,4 +60,45 @@ impl Bytes for Pkt {
         // SAFETY: [p, p+N) was just checked to lie inside the frame.
         Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
     }
+
+    #[inline(always)]
+    fn u64_le(&self, off: usize) -> Option<u64> {
+        // SAFETY: reading a plain static; volatile so it is not const-folded
+        // (the verifier prunes the path that is off).
+        if unsafe { core::ptr::read_volatile(&WORD_LOADS) } == 0 {
+            return self.read::<8>(off).map(u64::from_le_bytes);
+        }
+        if off > MAX_OFF {
+            return None;
+        }
+        let p = self.start + off;
+        if p + 8 > self.end {
+            return None;
+        }
+        let v: u64;
+        // One 8-byte load. `read_unaligned` would compile to eight byte
+        // loads, shifts and ors: the BPF backend assumes strict alignment,
+        // and the flag that lifts that also misaligns stack accesses, which
+        // the verifier always rejects. The asm is only the load.
+        // SAFETY: [p, p+8) was just checked to lie inside the frame; the
+        // loader enables this path only where the kernel accepts unaligned
+        // packet loads.
+        unsafe {
+            core::arch::asm!(
+                "{v} = *(u64 *)({p} + 0)",
+                p = in(reg) p,
+                v = lateout(reg) v,
+                options(readonly, nostack, preserves_flags),
+            );
+        }
+        Some(v)
+    }
 }
+
+/// Set to 1 at load time where the CPU handles unaligned loads and the
+/// verifier therefore accepts them on packet memory (x86-64, arm64):
+/// `Bytes::u64_le` is then one 8-byte load instead of eight byte loads.
+/// `.rodata`, so the verifier removes the path that is off; strict-alignment
+/// CPUs (e.g. MIPS routers) keep the byte loads and still load the program.
+#[unsafe(no_mangle)]
+static WORD_LOADS: u32 = 0;

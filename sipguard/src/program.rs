@@ -55,6 +55,12 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
         if opts.report_reason { &ON } else { &OFF },
         true,
     );
+    // One 8-byte load per scanned word where the CPU does unaligned loads
+    // (the verifier refuses misaligned packet loads elsewhere). The daemon
+    // runs on the machine whose kernel loads the program, so its own
+    // architecture is the kernel's. Older builds lack the global.
+    static WORD_LOADS: u32 = cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) as u32;
+    loader.override_global("WORD_LOADS", &WORD_LOADS, false);
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }
