@@ -31,6 +31,12 @@ pub trait Bytes {
     fn u64_le(&self, off: usize) -> Option<u64> {
         self.read::<8>(off).map(u64::from_le_bytes)
     }
+    /// The two words [`Bytes::u64_le`] gives at `off` and `off + 8`, with
+    /// one bounds check where the implementation can.
+    #[inline(always)]
+    fn u64x2_le(&self, off: usize) -> Option<(u64, u64)> {
+        Some((self.u64_le(off)?, self.u64_le(off + 8)?))
+    }
 }
 
 impl Bytes for [u8] {

@@ -10,6 +10,8 @@ const MAX_OFF: usize = 0x3fff;
 pub struct Pkt {
     start: usize,
     end: usize,
+    /// `WORD_LOADS`, read once per `Pkt` instead of once per word.
+    words: bool,
 }
 
 impl Pkt {
@@ -18,13 +20,18 @@ impl Pkt {
         Pkt {
             start: ctx.data(),
             end: ctx.data_end(),
+            words: word_loads(),
         }
     }
 
     /// Packet memory of a TC program (`skb->data` .. `skb->data_end`).
     #[inline(always)]
     pub fn from_range(start: usize, end: usize) -> Self {
-        Pkt { start, end }
+        Pkt {
+            start,
+            end,
+            words: word_loads(),
+        }
     }
 
     #[inline(always)]
@@ -63,9 +70,7 @@ impl Bytes for Pkt {
 
     #[inline(always)]
     fn u64_le(&self, off: usize) -> Option<u64> {
-        // SAFETY: reading a plain static; volatile so it is not const-folded
-        // (the verifier prunes the path that is off).
-        if unsafe { core::ptr::read_volatile(&WORD_LOADS) } == 0 {
+        if !self.words {
             return self.read::<8>(off).map(u64::from_le_bytes);
         }
         if off > MAX_OFF {
@@ -75,24 +80,55 @@ impl Bytes for Pkt {
         if p + 8 > self.end {
             return None;
         }
-        let v: u64;
-        // One 8-byte load. `read_unaligned` would compile to eight byte
-        // loads, shifts and ors: the BPF backend assumes strict alignment,
-        // and the flag that lifts that also misaligns stack accesses, which
-        // the verifier always rejects. The asm is only the load.
-        // SAFETY: [p, p+8) was just checked to lie inside the frame; the
-        // loader enables this path only where the kernel accepts unaligned
-        // packet loads.
-        unsafe {
-            core::arch::asm!(
-                "{v} = *(u64 *)({p} + 0)",
-                p = in(reg) p,
-                v = lateout(reg) v,
-                options(readonly, nostack, preserves_flags),
-            );
-        }
-        Some(v)
+        // SAFETY: [p, p+8) was just checked to lie inside the frame.
+        Some(unsafe { load_u64(p) })
     }
+
+    #[inline(always)]
+    fn u64x2_le(&self, off: usize) -> Option<(u64, u64)> {
+        if !self.words {
+            return Some((self.u64_le(off)?, self.u64_le(off + 8)?));
+        }
+        if off > MAX_OFF {
+            return None;
+        }
+        let p = self.start + off;
+        if p + 16 > self.end {
+            return None;
+        }
+        // SAFETY: [p, p+16) was just checked to lie inside the frame.
+        Some(unsafe { (load_u64(p), load_u64(p + 8)) })
+    }
+}
+
+/// One 8-byte load. `read_unaligned` would compile to eight byte loads,
+/// shifts and ors: the BPF backend assumes strict alignment, and the flag
+/// that lifts that also misaligns stack accesses, which the verifier always
+/// rejects. The asm is only the load.
+///
+/// # Safety
+/// `[p, p+8)` must lie inside the packet (checked against `data_end` so the
+/// verifier sees it), and unaligned loads must be allowed (`WORD_LOADS`).
+#[inline(always)]
+unsafe fn load_u64(p: usize) -> u64 {
+    let v: u64;
+    // SAFETY: by the caller's contract.
+    unsafe {
+        core::arch::asm!(
+            "{v} = *(u64 *)({p} + 0)",
+            p = in(reg) p,
+            v = lateout(reg) v,
+            options(readonly, nostack, preserves_flags),
+        );
+    }
+    v
+}
+
+#[inline(always)]
+fn word_loads() -> bool {
+    // SAFETY: reading a plain static; volatile so it is not const-folded
+    // (the verifier knows the loaded value and prunes the path that is off).
+    unsafe { core::ptr::read_volatile(&WORD_LOADS) != 0 }
 }
 
 /// Set to 1 at load time where the CPU handles unaligned loads and the
