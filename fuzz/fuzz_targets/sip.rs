@@ -1,16 +1,33 @@
 //! Random payloads straight into the shared SIP matcher (host side), under
 //! the inspect policy and its monitor variant: every scan ends within the
 //! step bound the kernel's bpf_loop uses, and its verdict is one the
-//! inspector may give.
+//! inspector may give. The scan with word reads (8 bytes at a time) must
+//! equal the scan of the same bytes without them (every word path falls
+//! back to its byte-at-a-time loop).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sipguard_common::{
-    packet::Flow,
+    packet::{Bytes, Flow},
     sip::{self, Scan, Step, MAX_STEPS},
     Reason,
 };
 use sipguard_fuzz::policies;
+
+/// The message without word reads.
+struct NoWords<'a>(&'a [u8]);
+
+impl Bytes for NoWords<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.0.read::<N>(off)
+    }
+    fn u64_le(&self, _off: usize) -> Option<u64> {
+        None
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, msg)) = data.split_first() else {
@@ -25,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
+    assert_eq!(scan, sip::scan(&flow, &NoWords(msg)), "word and byte scans differ");
     let r = sip::decide(&scan, &policy.settings, policy);
     assert!(
         matches!(
