@@ -6,7 +6,8 @@ use crate::reason::REASON_SLOTS;
 
 /// Bumped whenever a map's key/value layout or meaning changes; pins live in
 /// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
-pub const MAP_ABI_VERSION: u32 = 1;
+/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1).
+pub const MAP_ABI_VERSION: u32 = 2;
 
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map_names {
