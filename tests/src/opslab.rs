@@ -246,7 +246,7 @@ impl Lab {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        self.pin_root.join("v1")
+        sipguard::pins::versioned_dir(&self.pin_root)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

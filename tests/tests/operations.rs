@@ -305,7 +305,10 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
     // ...until `sipguard detach` removes everything.
     let out = lab.cli_ok(&["detach", "--iface", &lab.r_if]);
     assert!(out.contains("detached from"), "{out}");
-    assert!(!lab.pin_root.join("v1").exists(), "pins removed");
+    assert!(
+        !sipguard::pins::versioned_dir(&lab.pin_root).exists(),
+        "pins removed"
+    );
     lab.send(SCANNER, 5060, 3, MS);
     assert_eq!(
         rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
