@@ -19,7 +19,9 @@ pub mod map_names {
     pub const BAN_COUNTS: &str = "BAN_COUNTS";
     /// First fragments that were dropped (LRU hash `FragKey` -> `u64` time).
     pub const FRAGS: &str = "FRAGS";
-    pub const ALL: [&str; 7] = [
+    /// Single [`super::StateHints`].
+    pub const HINTS: &str = "HINTS";
+    pub const ALL: [&str; 8] = [
         EVENTS,
         EVENT_SAMPLER,
         OPS_STATS,
@@ -27,6 +29,7 @@ pub mod map_names {
         BANS,
         BAN_COUNTS,
         FRAGS,
+        HINTS,
     ];
 }
 
@@ -71,6 +74,22 @@ pub struct OpsSettings {
     pub _pad0: u32,
 }
 const _: () = assert!(core::mem::size_of::<OpsSettings>() == 40);
+
+/// Which kernel-filled source maps may hold entries (the `HINTS` array's
+/// one value). A zero field lets the filter skip that map's lookup (and its
+/// clock read): a hash lookup per packet for a feature nobody uses. Sticky:
+/// set (to 1) by whoever inserts first, the kernel or `sipguard ban`, and
+/// never cleared while the maps live, so a skipped lookup is always one
+/// that would have missed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StateHints {
+    /// `BANS` may hold entries.
+    pub bans: u32,
+    /// `LEARNED_V4`/`LEARNED_V6` may hold entries.
+    pub learned: u32,
+}
+const _: () = assert!(core::mem::size_of::<StateHints>() == 8);
 
 /// A source address (or a prefix of one, for bans) as a hash key. IPv4 uses
 /// the first 4 bytes; the rest is zero.
@@ -264,6 +283,7 @@ const _: () = assert!(core::mem::align_of::<DropEvent>() <= 8);
 mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::OpsSettings {}
+    unsafe impl aya::Pod for super::StateHints {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::SampleState {}
     unsafe impl aya::Pod for super::BanCount {}

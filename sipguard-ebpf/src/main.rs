@@ -68,7 +68,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     }
     let parsed = parse_after(&pkt, link, quick);
     let judgement = match &parsed {
-        Ok(flow) => judge_flow(flow, settings, &KernelLists),
+        Ok(flow) => judge_flow(flow, settings, &KernelLists { settings }),
         Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
         Err(stop) => Judgement::Done(stop_reason(stop)),
     };
@@ -179,7 +179,7 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
         );
     }
     // SAFETY: as above.
-    sip::decide(unsafe { &*scan }, settings, &KernelLists)
+    sip::decide(unsafe { &*scan }, settings, &KernelLists { settings })
 }
 
 extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {

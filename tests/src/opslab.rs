@@ -246,7 +246,8 @@ impl Lab {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        self.pin_root.join("v1")
+        self.pin_root
+            .join(format!("v{}", sipguard_common::MAP_ABI_VERSION))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -178,7 +178,9 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
         "a good reload lets the new source in"
     );
 
-    let pins = daemon.pin_root.join("v1");
+    let pins = daemon
+        .pin_root
+        .join(format!("v{}", sipguard_common::MAP_ABI_VERSION));
     assert!(daemon.stop().success(), "daemon exits cleanly");
     assert!(!pins.exists(), "pins removed on exit");
 }
