@@ -106,30 +106,30 @@ impl AddrKey {
     /// The key of `addr`; IPv6 addresses are cut to `v6_prefix` bits.
     #[inline(always)]
     pub fn new(ipv6: bool, addr: &[u8; 16], v6_prefix: u32) -> AddrKey {
+        if !ipv6 {
+            // Not `[0; 16]` then 4 bytes: see `packet::v4_in_16`.
+            return AddrKey {
+                addr: crate::packet::v4_in_16([addr[0], addr[1], addr[2], addr[3]]),
+                family: 4,
+            };
+        }
         let mut k = AddrKey {
             addr: [0; 16],
-            family: if ipv6 { 6 } else { 4 },
+            family: 6,
         };
-        if ipv6 {
-            let prefix = if v6_prefix > 128 { 128 } else { v6_prefix };
-            let mut i = 0;
-            while i < 16 {
-                let bit = (i * 8) as u32;
-                let m: u8 = if prefix >= bit + 8 {
-                    0xff
-                } else if prefix <= bit {
-                    0
-                } else {
-                    0xffu8 << (8 - (prefix - bit))
-                };
-                k.addr[i] = addr[i] & m;
-                i += 1;
-            }
-        } else {
-            k.addr[0] = addr[0];
-            k.addr[1] = addr[1];
-            k.addr[2] = addr[2];
-            k.addr[3] = addr[3];
+        let prefix = if v6_prefix > 128 { 128 } else { v6_prefix };
+        let mut i = 0;
+        while i < 16 {
+            let bit = (i * 8) as u32;
+            let m: u8 = if prefix >= bit + 8 {
+                0xff
+            } else if prefix <= bit {
+                0
+            } else {
+                0xffu8 << (8 - (prefix - bit))
+            };
+            k.addr[i] = addr[i] & m;
+            i += 1;
         }
         k
     }
