@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use sipguard_common::{ops::*, packet::Flow, Reason};
 
-use crate::events::{now, stat, Addrs, OPS};
+use crate::events::{stat, Addrs, Clock, OPS};
 
 #[map(name = "BANS")]
 pub static BANS: LruHashMap<AddrKey, BanEntry> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);
@@ -51,7 +51,7 @@ fn v6_prefix() -> u32 {
 
 /// Manual bans apply even when automatic banning is off.
 #[inline(always)]
-pub fn banned(flow: &Flow) -> bool {
+pub fn banned(flow: &Flow, clock: &Clock) -> bool {
     if !hints().is_some_and(|h| h.bans != 0) {
         return false;
     }
@@ -63,7 +63,7 @@ pub fn banned(flow: &Flow) -> bool {
     };
     // SAFETY: valid map value pointer.
     let expires = unsafe { (*b).expires_ns };
-    if now() < expires {
+    if clock.now() < expires {
         return true;
     }
     let _ = BANS.remove(&key);

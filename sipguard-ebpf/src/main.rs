@@ -34,7 +34,7 @@ use sipguard_common::{
     Reason, Settings, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{maps::*, pkt::Pkt};
+use crate::{events::Clock, maps::*, pkt::Pkt};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -67,8 +67,9 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
     }
     let parsed = parse_after(&pkt, link, quick);
+    let lists = KernelLists::new(settings);
     let judgement = match &parsed {
-        Ok(flow) => judge_flow(flow, settings, &KernelLists { settings }),
+        Ok(flow) => judge_flow(flow, settings, &lists),
         Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
         Err(stop) => Judgement::Done(stop_reason(stop)),
     };
@@ -88,7 +89,15 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
             Reason::PassUninspectable
         }
     };
-    finish(ctx, &pkt, &parsed, reason, settings, &SipEventInfo::NONE)
+    finish(
+        ctx,
+        &pkt,
+        &parsed,
+        reason,
+        settings,
+        &SipEventInfo::NONE,
+        &lists.clock,
+    )
 }
 
 /// The SIP inspector, entered by tail call from `filter` with the parsed
@@ -109,7 +118,15 @@ pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
-    finish(&ctx, &pkt, &Ok(flow), reason, settings, &info)
+    finish(
+        &ctx,
+        &pkt,
+        &Ok(flow),
+        reason,
+        settings,
+        &info,
+        &Clock::new(),
+    )
 }
 
 /// Counts, records drops and returns the XDP action.
@@ -121,10 +138,11 @@ fn finish(
     reason: Reason,
     settings: &Settings,
     sip: &SipEventInfo,
+    clock: &Clock,
 ) -> u32 {
     let out = outcome(reason, settings);
     if reason.is_drop() {
-        on_drop(ctx, parsed, &out, sip);
+        on_drop(ctx, parsed, &out, sip, clock);
     }
     act(ctx, pkt, out)
 }
@@ -179,7 +197,7 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
         );
     }
     // SAFETY: as above.
-    sip::decide(unsafe { &*scan }, settings, &KernelLists { settings })
+    sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
 }
 
 extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
@@ -208,6 +226,7 @@ fn on_drop(
     parsed: &Result<packet::Flow, Stop>,
     out: &Outcome,
     sip: &SipEventInfo,
+    clock: &Clock,
 ) {
     let Some(ops) = events::OPS.get(0) else {
         return;
@@ -218,7 +237,7 @@ fn on_drop(
     let Some(a) = events::addrs(parsed) else {
         return;
     };
-    let t = events::now();
+    let t = clock.now();
     if let Ok(flow) = parsed {
         frags::remember(ops, flow, t);
     }

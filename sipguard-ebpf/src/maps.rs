@@ -80,6 +80,17 @@ pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// fills the learned and ban maps).
 pub struct KernelLists<'a> {
     pub settings: &'a Settings,
+    pub clock: crate::events::Clock,
+}
+
+impl<'a> KernelLists<'a> {
+    #[inline(always)]
+    pub const fn new(settings: &'a Settings) -> Self {
+        KernelLists {
+            settings,
+            clock: crate::events::Clock::new(),
+        }
+    }
 }
 
 impl SourceLists for KernelLists<'_> {
@@ -130,7 +141,7 @@ impl SourceLists for KernelLists<'_> {
 
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
-        crate::bans::banned(flow)
+        crate::bans::banned(flow, &self.clock)
     }
 }
 
