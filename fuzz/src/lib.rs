@@ -20,11 +20,13 @@ blocked: [203.0.113.0/24, \"2001:db8:bad::/48\"]
 
 /// The first input byte selects one of these, so the fuzzer explores every
 /// policy and mode with the same frames.
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 6] = [
     "policy: drop\n",
     "policy: inspect\n",
     "policy: drop\nmode: monitor\n",
     "policy: inspect\nmode: monitor\n",
+    "policy: drop\nany_udp_port: true\n",
+    "policy: inspect\nany_udp_port: true\n",
 ];
 
 pub fn policies() -> &'static [Policy] {
@@ -62,8 +64,8 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
             };
             assert_eq!(r, want, "parse stopped with {stop:?}");
         }
-        (Err(stop), Judgement::Inspect(_)) => {
-            panic!("parse stopped with {stop:?} but judge asks for inspection")
+        (Err(stop), Judgement::Inspect(_) | Judgement::Recognise(_)) => {
+            panic!("parse stopped with {stop:?} but judge asks for a second stage")
         }
         (Ok(flow), j) => {
             // What the SIP inspector will read must lie inside the frame
@@ -78,9 +80,16 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
                     frame.len()
                 );
             }
-            if !policy.settings.is_sip_port(flow.dport) {
+            let any_port = policy.settings.any_udp_port() && flow.proto == packet::IPPROTO_UDP;
+            if !policy.settings.is_sip_port(flow.dport)
+                && !(any_port && sipguard_common::sipline::is_request_line(frame, &flow))
+            {
                 assert_eq!(j, Judgement::Done(Reason::PassNotSipPort));
             }
+            assert!(
+                !matches!(j, Judgement::Recognise(_)),
+                "judge returned Recognise"
+            );
             if let Judgement::Inspect(f) = j {
                 assert_eq!(f, flow);
                 assert!(!flow.malformed && flow.proto == packet::IPPROTO_UDP);

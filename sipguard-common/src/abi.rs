@@ -6,6 +6,8 @@ use crate::reason::REASON_SLOTS;
 
 /// Bumped whenever a map's key/value layout or meaning changes; pins live in
 /// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
+/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1);
+/// `Settings` carries source-list hints; the `HINTS` map is new.
 pub const MAP_ABI_VERSION: u32 = 2;
 
 /// Map names as they appear in the object file and under the pin directory.
@@ -50,6 +52,14 @@ pub mod map_names {
 pub const INSPECT_PROGRAM_NAME: &str = "sipguard_inspect";
 pub const INSPECTOR_SLOT: u32 = 0;
 
+/// SIP on any UDP port: the program that reads the request line of UDP
+/// outside the SIP ports (`FLAG_ANY_UDP_PORT`), tail-called by the filter
+/// through the same program array, slot [`ANY_PORT_SLOT`].
+pub const ANY_PORT_PROGRAM_NAME: &str = "sipguard_anyport";
+pub const ANY_PORT_SLOT: u32 = 1;
+/// Entries of the `INSPECTOR` program array.
+pub const TAIL_SLOTS: u32 = 2;
+
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sipguard";
 
@@ -83,6 +93,9 @@ pub const POLICY_INSPECT: u32 = 1;
 
 /// Evaluate and count, but pass everything.
 pub const FLAG_MONITOR: u32 = 1 << 0;
+/// UDP to ports outside `sip_ports` is judged as SIP when its payload starts
+/// with a SIP request line (`sipline`); otherwise it passes untouched.
+pub const FLAG_ANY_UDP_PORT: u32 = 1 << 8;
 
 /// `BLOCKED_V6` may hold entries: without it the kernel skips that lookup.
 /// Set by userspace (`PolicyMaps`) from the lists it writes; bits from
@@ -177,6 +190,11 @@ impl Settings {
     #[inline(always)]
     pub const fn monitor(&self) -> bool {
         self.flags & FLAG_MONITOR != 0
+    }
+
+    #[inline(always)]
+    pub const fn any_udp_port(&self) -> bool {
+        self.flags & FLAG_ANY_UDP_PORT != 0
     }
 }
 

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod packet;
 pub mod reason;
 pub mod sip;
+pub mod sipline;
 pub mod verdict;
 
 pub use abi::*;

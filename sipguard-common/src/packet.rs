@@ -201,9 +201,9 @@ pub fn parse<B: Bytes + ?Sized>(pkt: &B) -> Result<Flow, Stop> {
 /// for the headers instead of the full parse: lets the verdict settle
 /// non-SIP traffic first. `Some((proto, dport))` only when [`parse`] would
 /// return `Ok(flow)` with the same `proto` and `dport`; `None` means "ask
-/// [`parse`]".
+/// [`parse`]". The third value is where [`parse`] puts `payload_off`.
 #[inline(always)]
-pub fn quick_l4<B: Bytes + ?Sized>(pkt: &B) -> Option<(u8, u16)> {
+pub fn quick_l4<B: Bytes + ?Sized>(pkt: &B) -> Option<(u8, u16, usize)> {
     // Ethertype and the fixed IPv4 header.
     let h: [u8; 22] = pkt.read(12)?;
     if h[0] != 0x08 || h[1] != 0x00 || h[2] >> 4 != 4 {
@@ -223,7 +223,7 @@ pub fn quick_l4<B: Bytes + ?Sized>(pkt: &B) -> Option<(u8, u16)> {
     let l4 = ETH_HLEN + ihl;
     // parse() needs the whole UDP/TCP header.
     pkt.read::<1>(l4 + need - 1)?;
-    Some((proto, pkt.be16(l4 + 2)?))
+    Some((proto, pkt.be16(l4 + 2)?, l4 + need))
 }
 
 /// [`parse`] for a frame [`quick_l4`] answered for: it is untagged IPv4,
@@ -645,12 +645,15 @@ mod tests {
                     f[pos] = v;
                     for n in [f.len(), 33, 34, 41, 42, 45, 53] {
                         let g = &f[..n.min(f.len())];
-                        if let Some((proto, dport)) = quick_l4(g) {
+                        if let Some((proto, dport, payload_off)) = quick_l4(g) {
                             answered += 1;
                             let flow = parse(g).unwrap_or_else(|e| {
                                 panic!("quick_l4 answered, parse said {e:?}: {g:02x?}")
                             });
                             assert_eq!((flow.proto, flow.dport), (proto, dport), "{g:02x?}");
+                            if proto == IPPROTO_UDP {
+                                assert_eq!(flow.payload_off as usize, payload_off, "{g:02x?}");
+                            }
                             assert_eq!(parse_after_quick(g), Ok(flow), "{g:02x?}");
                         }
                     }

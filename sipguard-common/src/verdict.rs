@@ -7,6 +7,7 @@ use crate::{
     abi::{Settings, POLICY_INSPECT},
     packet::{self, Bytes, Flow, Link, Stop, IPPROTO_UDP},
     reason::Reason,
+    sipline,
 };
 
 /// Source address lookups (LPM tries in the kernel, Rust sets on the host).
@@ -34,6 +35,9 @@ pub enum Judgement {
     /// Untrusted UDP to a SIP port under the `inspect` policy: the SIP
     /// inspector decides, starting at `flow.payload_off`.
     Inspect(Flow),
+    /// UDP outside the SIP ports with `any_udp_port` on: SIP only if the
+    /// payload starts with a request line ([`any_port_line`]).
+    Recognise(Flow),
 }
 
 /// Steps 1-4 of the verdict order for an Ethernet frame.
@@ -57,7 +61,10 @@ pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
     match quick_step(pkt, link, settings) {
         Quick::NotSipPort => Judgement::Done(Reason::PassNotSipPort),
         q => match parse_after(pkt, link, q) {
-            Ok(flow) => judge_flow(&flow, settings, lists),
+            Ok(flow) => match judge_flow(&flow, settings, lists) {
+                Judgement::Recognise(flow) => any_port_line(pkt, &flow, settings, lists),
+                j => j,
+            },
             Err(stop) => Judgement::Done(stop_reason(&stop)),
         },
     }
@@ -66,7 +73,8 @@ pub fn judge_link<B: Bytes + ?Sized, L: SourceLists>(
 /// What the quick look at a packet found (see [`quick_step`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quick {
-    /// Settled: UDP/TCP to a port outside the SIP set.
+    /// Settled: UDP/TCP to a port outside the SIP set (and, with
+    /// `any_udp_port`, not UDP).
     NotSipPort,
     /// Untagged IPv4 UDP/TCP to a SIP port: the full parse may start at
     /// the IPv4 header.
@@ -86,8 +94,17 @@ pub fn quick_step<B: Bytes + ?Sized>(pkt: &B, link: Link, settings: &Settings) -
         Link::RawIp => None,
     };
     match quick {
-        Some((proto, dport)) if !is_sip_traffic(settings, proto, dport) => Quick::NotSipPort,
-        Some(_) => Quick::Ipv4,
+        Some((proto, dport, _)) if is_sip_traffic(settings, proto, dport) => Quick::Ipv4,
+        // any_udp_port: a first payload byte that cannot start a method
+        // settles it here, before the full parse (`any_port_line` would say
+        // the same after it).
+        Some((proto, _, payload_off)) if any_port_candidate(settings, proto) => {
+            match pkt.u8_at(payload_off) {
+                Some(b) if sipline::is_token_byte(b) => Quick::Ipv4,
+                _ => Quick::NotSipPort,
+            }
+        }
+        Some(_) => Quick::NotSipPort,
         None => Quick::Unknown,
     }
 }
@@ -121,12 +138,56 @@ pub fn is_sip_traffic(settings: &Settings, _proto: u8, dport: u16) -> bool {
     settings.is_sip_port(dport)
 }
 
+/// UDP outside the SIP ports that `any_udp_port` asks to look at.
+#[inline(always)]
+pub fn any_port_candidate(settings: &Settings, proto: u8) -> bool {
+    proto == IPPROTO_UDP && settings.any_udp_port()
+}
+
 /// Steps 1-4 for a flow whose headers are already parsed.
 #[inline(always)]
 pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if !is_sip_traffic(settings, flow.proto, flow.dport) {
+        if any_port_candidate(settings, flow.proto) {
+            return Judgement::Recognise(*flow);
+        }
         return Judgement::Done(Reason::PassNotSipPort);
     }
+    judge_sip(flow, settings, lists)
+}
+
+/// `any_udp_port`, second stage: a payload starting with a SIP request line
+/// is judged like SIP-port traffic (steps 2-4); anything else passes as not
+/// SIP, whatever its source. The host reads the line here; the kernel
+/// drives [`sipline::step`] with `bpf_loop` and calls [`any_port_verdict`].
+#[inline(always)]
+pub fn any_port_line<B: Bytes + ?Sized, L: SourceLists>(
+    pkt: &B,
+    flow: &Flow,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
+    any_port_verdict(sipline::is_request_line(pkt, flow), flow, settings, lists)
+}
+
+/// The second stage once the request line has been read.
+#[inline(always)]
+pub fn any_port_verdict<L: SourceLists>(
+    request: bool,
+    flow: &Flow,
+    settings: &Settings,
+    lists: &L,
+) -> Judgement {
+    if request {
+        judge_sip(flow, settings, lists)
+    } else {
+        Judgement::Done(Reason::PassNotSipPort)
+    }
+}
+
+/// Steps 2-4 for a flow known to carry SIP.
+#[inline(always)]
+pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if lists.blocked(flow) {
         return Judgement::Done(Reason::DropBlocked);
     }

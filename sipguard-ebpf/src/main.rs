@@ -28,10 +28,12 @@ use sipguard_common::{
     ops::SipEventInfo,
     packet::{self, Flow, Link, Stop},
     sip::{self, Scan, Step, MAX_STEPS},
+    sipline,
     verdict::{
-        judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement, Outcome, Quick,
+        any_port_verdict, judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement,
+        Outcome, Quick,
     },
-    Reason, Settings, INSPECTOR_SLOT, MAX_IFINDEX,
+    Reason, Settings, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
 use crate::{events::Clock, maps::*, pkt::Pkt};
@@ -75,24 +77,75 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     };
     let reason = match judgement {
         Judgement::Done(reason) => reason,
-        Judgement::Inspect(flow) => {
-            if let Some(slot) = INSPECT_FLOW.get_ptr_mut(0) {
-                // SAFETY: a per-CPU value; XDP does not nest on one CPU and
-                // the tail call below runs on this CPU right away.
-                unsafe { *slot = flow };
-                // SAFETY: on success the inspector finishes the packet and
-                // this program does not continue.
-                unsafe { INSPECTOR.tail_call(ctx, INSPECTOR_SLOT) };
-            }
-            // Only reached when no inspector is installed (the daemon and
-            // the sandbox always install it): pass, counted as uninspected.
-            Reason::PassUninspectable
+        // One tail-call site for both callees: every path through the
+        // parser reaches it, so what is here is verified once per path.
+        Judgement::Inspect(flow) | Judgement::Recognise(flow) => {
+            let slot = if matches!(judgement, Judgement::Recognise(_)) {
+                ANY_PORT_SLOT
+            } else {
+                INSPECTOR_SLOT
+            };
+            hand_over(ctx, &flow, slot)
         }
     };
     finish(
         ctx,
         &pkt,
         &parsed,
+        reason,
+        settings,
+        &SipEventInfo::NONE,
+        &lists.clock,
+    )
+}
+
+/// Tail-calls the program in `slot` of `INSPECTOR` with `flow` in
+/// `INSPECT_FLOW`. Returns only when the slot is empty (the daemon and the
+/// sandbox always fill both): the packet then passes, counted as
+/// uninspected.
+#[inline(always)]
+fn hand_over(ctx: &XdpContext, flow: &Flow, slot: u32) -> Reason {
+    if let Some(p) = INSPECT_FLOW.get_ptr_mut(0) {
+        // SAFETY: a per-CPU value; XDP does not nest on one CPU and the
+        // tail call below runs on this CPU right away.
+        unsafe { *p = *flow };
+        // SAFETY: on success the callee finishes the packet and this
+        // program does not continue.
+        unsafe { INSPECTOR.tail_call(ctx, slot) };
+    }
+    Reason::PassUninspectable
+}
+
+/// SIP on any UDP port, entered by tail call from `filter` for UDP outside
+/// the SIP ports: reads the request line (most non-SIP payloads stop at
+/// their first byte) and, for SIP, runs steps 2-4 (and the inspector, by
+/// tail call, under `inspect`).
+#[xdp]
+pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
+    let Some(settings) = SETTINGS.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some(flow) = INSPECT_FLOW.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let flow = *flow;
+    let pkt = Pkt::new(&ctx);
+    let request = request_line(&ctx, &pkt, &flow);
+    let lists = KernelLists::new(settings);
+    let reason = match any_port_verdict(request, &flow, settings, &lists) {
+        Judgement::Done(reason) => reason,
+        // INSPECT_FLOW still holds the flow.
+        Judgement::Inspect(_) => {
+            // SAFETY: as in `hand_over`.
+            unsafe { INSPECTOR.tail_call(&ctx, INSPECTOR_SLOT) };
+            Reason::PassUninspectable
+        }
+        Judgement::Recognise(_) => Reason::PassUninspectable,
+    };
+    finish(
+        &ctx,
+        &pkt,
+        &Ok(flow),
         reason,
         settings,
         &SipEventInfo::NONE,
@@ -161,6 +214,50 @@ fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
         return action | (out.reason as u32) << 8 | (out.monitored as u32) << 16;
     }
     action
+}
+
+/// The shared request-line reader driven by `bpf_loop` (state in a per-CPU
+/// map value, as for the SIP scanner).
+#[inline(always)]
+fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
+    if !sipline::may_start_request(pkt, flow) {
+        return false;
+    }
+    let Some(line) = LINE.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { *line = sipline::Line::new(flow, pkt.frame_len()) };
+    let mut lc = LineCtx { xdp: ctx.ctx, line };
+    // SAFETY: the callback only dereferences `lc`, which outlives the call.
+    unsafe {
+        bpf_loop(
+            sipline::LINE_STEPS,
+            line_step as *mut c_void,
+            &mut lc as *mut LineCtx as *mut c_void,
+            0,
+        );
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&(*line).result) == sipline::REQUEST }
+}
+
+#[repr(C)]
+struct LineCtx {
+    xdp: *mut xdp_md,
+    line: *mut sipline::Line,
+}
+
+extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer `request_line` gave it,
+    // whose `line` points into a map value.
+    let lc = unsafe { &mut *(ctx as *mut LineCtx) };
+    let xdp = XdpContext::new(lc.xdp);
+    let pkt = Pkt::new(&xdp);
+    match sipline::step(unsafe { &mut *lc.line }, &pkt) {
+        sipline::Step::Continue => 0,
+        sipline::Step::Done => 1,
+    }
 }
 
 /// What the `bpf_loop` callback gets: the XDP context (packet pointers are

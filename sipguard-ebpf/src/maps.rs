@@ -65,14 +65,19 @@ pub static EXPECTED_USERS: HashMap<UserKey, ListValue> =
 #[map(name = "SCAN")]
 pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
+/// The request-line reader's state (`any_udp_port`) on this CPU.
+#[map(name = "LINE")]
+pub static LINE: PerCpuArray<sipguard_common::sipline::Line> = PerCpuArray::with_max_entries(1, 0);
+
 /// The flow handed from the filter to the tail-called inspector.
 #[map(name = "INSPECT_FLOW")]
 pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> =
     PerCpuArray::with_max_entries(1, 0);
 
-/// Slot `INSPECTOR_SLOT` holds `sipguard_inspect`; filled by userspace.
+/// Slot `INSPECTOR_SLOT` holds `sipguard_inspect`, `ANY_PORT_SLOT`
+/// `sipguard_anyport`; filled by userspace.
 #[map(name = "INSPECTOR")]
-pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_common::TAIL_SLOTS, 0);
 
 /// The kernel's source lists. Each lookup is skipped when a hint says it
 /// would miss: the IPv4 /16 bitmaps and IPv6 flags in `Settings` (kept by

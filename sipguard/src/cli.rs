@@ -22,7 +22,7 @@ pub const EXIT_CONFIG: u8 = 2;
     about = "XDP filter against SIP scanners and ghost calls"
 )]
 pub struct Cli {
-    /// bpffs directory for pins (maps live under <DIR>/v2/).
+    /// bpffs directory for pins (maps live under <DIR>/v<map ABI version>/).
     #[arg(long, global = true, env = "SIPGUARD_PIN_ROOT", default_value = pins::DEFAULT_ROOT)]
     pub pin_root: PathBuf,
     /// More logging; on a verifier rejection, print the whole log.

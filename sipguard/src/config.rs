@@ -30,6 +30,11 @@ pub struct Config {
     /// Destination ports (UDP and TCP) that carry SIP.
     #[serde(default = "default_ports", deserialize_with = "list")]
     pub sip_ports: Vec<PortRange>,
+    /// Also judge UDP to any other port as SIP when its payload starts with
+    /// a SIP request line (NAT pinholes, forwarded ports); other UDP there
+    /// passes untouched.
+    #[serde(default)]
+    pub any_udp_port: bool,
     /// Sources that may always send SIP (provider proxies, own PBX):
     /// addresses, CIDRs or DNS names (resolved and refreshed, see `dns`).
     #[serde(default, deserialize_with = "list")]
@@ -986,12 +991,13 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "interfaces",
     "xdp_mode",
     "mode",
     "policy",
     "sip_ports",
+    "any_udp_port",
     "trusted",
     "blocked",
     "inspect",

@@ -8,7 +8,7 @@ use sipguard_common::{
     packet::Flow,
     sip::{self, SipLists, UA_BYTES, USER_BYTES},
     verdict::{self, Judgement, Outcome, SourceLists},
-    Settings, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
+    Settings, FLAG_ANY_UDP_PORT, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
 };
 
 use crate::config::{Config, Mode, UntrustedPolicy};
@@ -33,6 +33,9 @@ impl Policy {
         };
         if cfg.mode == Mode::Monitor {
             settings.flags |= FLAG_MONITOR;
+        }
+        if cfg.any_udp_port {
+            settings.flags |= FLAG_ANY_UDP_PORT;
         }
         for r in &cfg.sip_ports {
             for p in r.first..=r.last {
@@ -100,6 +103,8 @@ impl Policy {
         let reason = match verdict::judge_link(frame, link, &self.settings, self) {
             Judgement::Done(r) => r,
             Judgement::Inspect(flow) => sip::decide(&sip::scan(&flow, frame), &self.settings, self),
+            // judge_link reads the request line itself; never returned.
+            Judgement::Recognise(_) => sipguard_common::Reason::PassUninspectable,
         };
         verdict::outcome(reason, &self.settings)
     }
@@ -126,6 +131,12 @@ impl Policy {
         );
         let ports: Vec<String> = cfg.sip_ports.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(s, "sip ports:   {} (UDP and TCP)", ports.join(", "));
+        if cfg.any_udp_port {
+            let _ = writeln!(
+                s,
+                "             and any UDP port whose payload starts with a SIP request line"
+            );
+        }
         let _ = writeln!(s, "xdp mode:    {:?}", cfg.xdp_mode);
         let _ = writeln!(
             s,

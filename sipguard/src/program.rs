@@ -72,21 +72,38 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
 /// Loads the SIP inspector and puts it in the program array the filter
 /// tail-calls. Without it the filter passes untrusted SIP under `inspect`
 /// as `uninspectable`, so every load path installs it.
+///
+/// The any-port reader goes in its slot too: it is always installed and
+/// only reached when `any_udp_port` is on, so a reload can switch the
+/// option without loading anything.
 fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
     use aya::maps::ProgramArray;
-    use sipguard_common::{map_names, INSPECTOR_SLOT, INSPECT_PROGRAM_NAME};
-    load_program(ebpf, INSPECT_PROGRAM_NAME, verbose)?;
-    let fd = xdp_program(ebpf, INSPECT_PROGRAM_NAME)?.fd()?.try_clone()?;
-    let map = ebpf.map_mut(map_names::INSPECTOR).ok_or_else(|| {
-        anyhow!(
-            "map {} is missing from the embedded object",
-            map_names::INSPECTOR
-        )
-    })?;
-    let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
-    array
-        .set(INSPECTOR_SLOT, &fd, 0)
-        .context("installing the SIP inspector in the INSPECTOR program array")?;
+    use sipguard_common::{
+        map_names, ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, INSPECTOR_SLOT, INSPECT_PROGRAM_NAME,
+    };
+    for (name, slot, what) in [
+        (INSPECT_PROGRAM_NAME, INSPECTOR_SLOT, "the SIP inspector"),
+        (ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, "the any-port reader"),
+    ] {
+        if name == ANY_PORT_PROGRAM_NAME && ebpf.program(name).is_none() {
+            // Only older objects given to `load_object` (benchmark
+            // comparisons) lack it; the embedded one always has it.
+            log::warn!("this object has no {name}: any_udp_port would pass as uninspectable");
+            continue;
+        }
+        load_program(ebpf, name, verbose)?;
+        let fd = xdp_program(ebpf, name)?.fd()?.try_clone()?;
+        let map = ebpf.map_mut(map_names::INSPECTOR).ok_or_else(|| {
+            anyhow!(
+                "map {} is missing from the embedded object",
+                map_names::INSPECTOR
+            )
+        })?;
+        let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
+        array.set(slot, &fd, 0).with_context(|| {
+            format!("installing {what} in slot {slot} of the INSPECTOR program array")
+        })?;
+    }
     Ok(())
 }
 

@@ -246,8 +246,7 @@ impl Lab {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        self.pin_root
-            .join(format!("v{}", sipguard_common::MAP_ABI_VERSION))
+        sipguard::pins::versioned_dir(&self.pin_root)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

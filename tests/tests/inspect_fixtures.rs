@@ -642,9 +642,16 @@ fn filter_and_inspector_each_fit_the_verifier_budget() {
         .verified_instructions_of(sipguard_common::INSPECT_PROGRAM_NAME)
         .expect("info")
         .expect("count");
-    eprintln!("verifier: filter {filter} instructions processed, inspector {inspector}");
+    let any_port = sb
+        .verified_instructions_of(sipguard_common::ANY_PORT_PROGRAM_NAME)
+        .expect("info")
+        .expect("count");
+    eprintln!(
+        "verifier: filter {filter} instructions processed, inspector {inspector}, \
+         any-port reader {any_port}"
+    );
     assert!(
-        filter < 500_000 && inspector < 500_000,
-        "filter {filter}, inspector {inspector}"
+        filter < 500_000 && inspector < 500_000 && any_port < 500_000,
+        "filter {filter}, inspector {inspector}, any-port reader {any_port}"
     );
 }

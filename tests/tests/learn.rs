@@ -150,6 +150,8 @@ fn learned_sources_pass_until_expiry() {
         let h = match judge_link(frame.as_slice(), Link::Ethernet, &policy.settings, &host) {
             Judgement::Done(r) => r,
             Judgement::Inspect(_) => Reason::PassInspected,
+            // judge_link settles any-port flows itself.
+            Judgement::Recognise(_) => unreachable!("judge_link returned Recognise"),
         };
         let after = sb.counter(*want, false).unwrap().packets;
         if k.reason != *want

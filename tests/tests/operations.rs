@@ -328,9 +328,7 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
     let out = lab.cli_ok(&["detach", "--iface", &lab.r_if]);
     assert!(out.contains("detached from"), "{out}");
     assert!(
-        !lab.pin_root
-            .join(format!("v{}", sipguard_common::MAP_ABI_VERSION))
-            .exists(),
+        !sipguard::pins::versioned_dir(&lab.pin_root).exists(),
         "pins removed"
     );
     lab.send(SCANNER, 5060, 3, MS);

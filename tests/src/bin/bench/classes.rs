@@ -19,6 +19,10 @@ pub const BLOCKED_ENTRIES: usize = 1_000_000;
 
 const ALLOWLIST: &str =
     "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
+/// The allowlist with SIP recognised on any UDP port (issue 8).
+const ANY_PORT: &str = "policy: drop\nsip_ports: [5060]\nany_udp_port: true\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
+/// A high port outside the SIP set for the any-port classes.
+const HIGH_PORT: u16 = 41_234;
 
 /// The sandbox with the daemon's operations settings (events, bans).
 const OPS_SANDBOX: &str = "allowlist, events + bans on";
@@ -115,6 +119,7 @@ fn cpu_ns_per_run(repeat: u32, f: impl FnOnce() -> Result<std::time::Duration>) 
 pub fn run(p: &Params) -> Result<Value> {
     let allowlist = Policy::from_config(&Config::parse(ALLOWLIST, "bench allowlist")?);
     let inspect = Policy::from_config(&Config::embedded_default()?);
+    let any_port = Policy::from_config(&Config::parse(ANY_PORT, "bench any_udp_port")?);
     let invite = payload::invite(false, 0);
 
     let mut sandboxes = vec![
@@ -259,6 +264,41 @@ pub fn run(p: &Params) -> Result<Value> {
     } else {
         missing.push("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)");
     }
+    // any_udp_port: what it costs UDP outside the SIP ports (a binary
+    // payload stops at its first byte; text starting with a letter makes the
+    // request-line reader run until the line fails), and a scanner INVITE
+    // to a high port.
+    sandboxes.push(("allowlist + any_udp_port", Sandbox::production(&any_port)?));
+    let s = sandboxes.len() - 1;
+    classes.push(Class {
+        key: "any_port_non_sip_binary",
+        name: format!("any_udp_port: binary UDP to {HIGH_PORT} (pass)"),
+        sandbox: s,
+        frame: udp_to(UNTRUSTED, HIGH_PORT, &[0u8; 64]),
+        reason: Reason::PassNotSipPort,
+        target: None,
+    });
+    classes.push(Class {
+        key: "any_port_non_sip_text",
+        name: format!("any_udp_port: HTTP-like text to {HIGH_PORT} (pass)"),
+        sandbox: s,
+        frame: udp_to(
+            UNTRUSTED,
+            HIGH_PORT,
+            b"GET /index.html HTTP/1.1\r\nHost: pbx.example\r\n\r\n",
+        ),
+        reason: Reason::PassNotSipPort,
+        target: None,
+    });
+    classes.push(Class {
+        key: "any_port_scanner_invite",
+        name: format!("any_udp_port: untrusted INVITE to {HIGH_PORT} (drop)"),
+        sandbox: s,
+        frame: udp_to(UNTRUSTED, HIGH_PORT, &invite),
+        reason: Reason::DropUntrusted,
+        target: None,
+    });
+
     // A banned source (a manual ban, which is what an automatic one
     // becomes in the BANS map): present since the bans work landed.
     let banned_src = [198, 51, 100, 66];
@@ -316,6 +356,8 @@ pub fn run(p: &Params) -> Result<Value> {
         for (i, (name, _)) in sandboxes.iter().enumerate() {
             let policy = if name.starts_with("inspect") {
                 &inspect
+            } else if name.ends_with("any_udp_port") {
+                &any_port
             } else {
                 &allowlist
             };
