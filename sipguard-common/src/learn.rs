@@ -47,7 +47,8 @@ pub fn request_method<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Option<Teaching
 }
 
 /// An outbound packet that teaches its destination: a well-formed UDP
-/// REGISTER or INVITE to a SIP port. TCP is left out: a phone's TCP/TLS
+/// REGISTER or INVITE to a SIP port (to any port with `any_udp_port`, whose
+/// inbound side judges SIP on any port too). TCP is left out: a phone's TCP/TLS
 /// connection is its own pinhole, and segments need not start a message.
 #[inline(always)]
 pub fn teaching<B: Bytes + ?Sized>(
@@ -58,7 +59,7 @@ pub fn teaching<B: Bytes + ?Sized>(
     let flow = packet::parse_link(pkt, link).ok()?;
     if flow.proto != IPPROTO_UDP
         || flow.malformed
-        || !settings.is_sip_port(flow.dport)
+        || !(settings.is_sip_port(flow.dport) || settings.any_udp_port())
         || flow.payload_len < 7
     {
         return None;

@@ -327,6 +327,45 @@ fn egress_learner_matches_host_decision() {
         n,
         "learning off must learn nothing"
     );
+
+    // With any_udp_port a REGISTER to any UDP port teaches (the inbound
+    // side judges SIP there too); OPTIONS and TCP still do not.
+    let any =
+        Policy::from_config(&Config::parse(&format!("{CONFIG}any_udp_port: true\n"), "t").unwrap());
+    let mut sb = Sandbox::new(&any).unwrap();
+    sb.set_learn_ttl(ttl).unwrap();
+    for (name, frame, want) in [
+        (
+            "REGISTER to 8080",
+            v4(phone, [198, 51, 100, 40])
+                .udp(5060, 8080)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
+            true,
+        ),
+        (
+            "OPTIONS to 8080",
+            v4(phone, [198, 51, 100, 41])
+                .udp(5060, 8080)
+                .payload(sip::svmap_options())
+                .build(),
+            false,
+        ),
+        (
+            "REGISTER over TCP to 8080",
+            v4(phone, [198, 51, 100, 42])
+                .tcp(5060, 8080)
+                .payload(b"REGISTER sip:x SIP/2.0\r\n")
+                .build(),
+            false,
+        ),
+    ] {
+        let before = sb.learned().unwrap().len();
+        sb.run_learner(&frame).unwrap();
+        let kernel = sb.learned().unwrap().len() > before;
+        let host = teaching(frame.as_slice(), Link::Ethernet, &any.settings).is_some();
+        assert_eq!((kernel, host), (want, want), "{name}");
+    }
 }
 
 // ------------------------------------------------------------ end to end
