@@ -6,7 +6,8 @@ use crate::reason::REASON_SLOTS;
 
 /// Bumped whenever a map's key/value layout or meaning changes; pins live in
 /// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
-/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1).
+/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1);
+/// `Settings` carries source-list hints; the `HINTS` map is new.
 pub const MAP_ABI_VERSION: u32 = 2;
 
 /// Map names as they appear in the object file and under the pin directory.
@@ -96,8 +97,17 @@ pub const FLAG_MONITOR: u32 = 1 << 0;
 /// with a SIP request line (`sipline`); otherwise it passes untouched.
 pub const FLAG_ANY_UDP_PORT: u32 = 1 << 8;
 
+/// `BLOCKED_V6` may hold entries: without it the kernel skips that lookup.
+/// Set by userspace (`PolicyMaps`) from the lists it writes; bits from
+/// 1 << 16 up are the source-list hints.
+pub const FLAG_BLOCKED_V6: u32 = 1 << 16;
+/// `TRUSTED_V6` may hold entries.
+pub const FLAG_TRUSTED_V6: u32 = 1 << 17;
+
 /// Number of 64-bit words in the destination port bitmap (65536 bits).
 pub const PORT_WORDS: usize = 1024;
+/// Words of an IPv4 /16 bitmap (one bit per /16, 65536 bits).
+pub const V4_16_WORDS: usize = 1024;
 
 /// The single value of the `SETTINGS` array map.
 #[repr(C)]
@@ -114,8 +124,16 @@ pub struct Settings {
     pub methods: u32,
     /// Destination ports (UDP and TCP) that carry SIP: bit `p` set for port `p`.
     pub sip_ports: [u64; PORT_WORDS],
+    /// Bit `a << 8 | b` set when some `BLOCKED_V4` entry overlaps
+    /// `a.b.0.0/16`. A clear bit means the trie lookup would miss, so the
+    /// kernel skips it: an LPM walk costs several times this one load.
+    /// Kept by `PolicyMaps` in step with the trie (set before entries are
+    /// added, cleared only with the settings that drop them).
+    pub blocked_v4_16: [u64; V4_16_WORDS],
+    /// The same for `TRUSTED_V4`.
+    pub trusted_v4_16: [u64; V4_16_WORDS],
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * PORT_WORDS);
+const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * (PORT_WORDS + 2 * V4_16_WORDS));
 
 impl Settings {
     pub const fn empty() -> Self {
@@ -125,7 +143,38 @@ impl Settings {
             rules: 0,
             methods: 0,
             sip_ports: [0; PORT_WORDS],
+            blocked_v4_16: [0; V4_16_WORDS],
+            trusted_v4_16: [0; V4_16_WORDS],
         }
+    }
+
+    /// Might `BLOCKED_V4` hold an entry matching `src`? `false` is certain.
+    #[inline(always)]
+    pub fn may_block_v4(&self, src: [u8; 4]) -> bool {
+        v4_16_bit(&self.blocked_v4_16, src)
+    }
+
+    /// Might `TRUSTED_V4` hold an entry matching `src`? `false` is certain.
+    #[inline(always)]
+    pub fn may_trust_v4(&self, src: [u8; 4]) -> bool {
+        v4_16_bit(&self.trusted_v4_16, src)
+    }
+
+    /// Clears the source-list hints (bitmaps and `FLAG_*_V6`).
+    pub fn clear_list_hints(&mut self) {
+        self.flags &= !(FLAG_BLOCKED_V6 | FLAG_TRUSTED_V6);
+        self.blocked_v4_16 = [0; V4_16_WORDS];
+        self.trusted_v4_16 = [0; V4_16_WORDS];
+    }
+
+    /// Marks the /16s an IPv4 blocklist entry `net/len` overlaps.
+    pub fn hint_blocked_v4(&mut self, len: u32, net: [u8; 4]) {
+        mark_v4_16(&mut self.blocked_v4_16, len, net);
+    }
+
+    /// Marks the /16s an IPv4 allowlist entry `net/len` overlaps.
+    pub fn hint_trusted_v4(&mut self, len: u32, net: [u8; 4]) {
+        mark_v4_16(&mut self.trusted_v4_16, len, net);
     }
 
     #[inline(always)]
@@ -146,6 +195,27 @@ impl Settings {
     #[inline(always)]
     pub const fn any_udp_port(&self) -> bool {
         self.flags & FLAG_ANY_UDP_PORT != 0
+    }
+}
+
+#[inline(always)]
+fn v4_16_bit(bits: &[u64; V4_16_WORDS], a: [u8; 4]) -> bool {
+    let i = (a[0] as usize) << 8 | a[1] as usize;
+    bits[(i >> 6) & (V4_16_WORDS - 1)] & (1u64 << (i & 63)) != 0
+}
+
+/// Sets the bit of every /16 that `net/len` overlaps: one for /16 and
+/// longer, 2^(16-len) for shorter prefixes (all of them for /0).
+fn mark_v4_16(bits: &mut [u64; V4_16_WORDS], len: u32, net: [u8; 4]) {
+    let top = (net[0] as u32) << 8 | net[1] as u32;
+    let (first, count) = if len >= 16 {
+        (top, 1)
+    } else {
+        let span = 1u32 << (16 - len);
+        (top & !(span - 1), span)
+    };
+    for i in first..first + count {
+        bits[(i >> 6) as usize] |= 1u64 << (i & 63);
     }
 }
 
@@ -230,6 +300,27 @@ mod tests {
             assert!(s.is_sip_port(p));
         }
         assert!(!s.is_sip_port(5062));
+    }
+
+    #[test]
+    fn v4_16_hints_cover_exactly_the_overlapped_16s() {
+        let mut s = Settings::empty();
+        assert!(!s.may_block_v4([203, 0, 113, 9]));
+        s.hint_blocked_v4(24, [203, 0, 113, 0]);
+        assert!(s.may_block_v4([203, 0, 113, 9]));
+        assert!(s.may_block_v4([203, 0, 1, 1]));
+        assert!(!s.may_block_v4([203, 1, 113, 9]));
+        assert!(!s.may_trust_v4([203, 0, 113, 9]));
+        s.hint_trusted_v4(12, [10, 16, 0, 0]);
+        for b in 16..32 {
+            assert!(s.may_trust_v4([10, b, 0, 1]));
+        }
+        assert!(!s.may_trust_v4([10, 15, 255, 255]));
+        assert!(!s.may_trust_v4([10, 32, 0, 0]));
+        s.hint_blocked_v4(0, [0, 0, 0, 0]);
+        assert!(s.blocked_v4_16.iter().all(|w| *w == u64::MAX));
+        s.clear_list_hints();
+        assert_eq!(s, Settings::empty());
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub mod map_names {
     pub const BAN_COUNTS: &str = "BAN_COUNTS";
     /// First fragments that were dropped (LRU hash `FragKey` -> `u64` time).
     pub const FRAGS: &str = "FRAGS";
-    pub const ALL: [&str; 7] = [
+    /// Single [`super::StateHints`].
+    pub const HINTS: &str = "HINTS";
+    pub const ALL: [&str; 8] = [
         EVENTS,
         EVENT_SAMPLER,
         OPS_STATS,
@@ -27,6 +29,7 @@ pub mod map_names {
         BANS,
         BAN_COUNTS,
         FRAGS,
+        HINTS,
     ];
 }
 
@@ -72,6 +75,22 @@ pub struct OpsSettings {
 }
 const _: () = assert!(core::mem::size_of::<OpsSettings>() == 40);
 
+/// Which kernel-filled source maps may hold entries (the `HINTS` array's
+/// one value). A zero field lets the filter skip that map's lookup (and its
+/// clock read): a hash lookup per packet for a feature nobody uses. Sticky:
+/// set (to 1) by whoever inserts first, the kernel or `sipguard ban`, and
+/// never cleared while the maps live, so a skipped lookup is always one
+/// that would have missed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StateHints {
+    /// `BANS` may hold entries.
+    pub bans: u32,
+    /// `LEARNED_V4`/`LEARNED_V6` may hold entries.
+    pub learned: u32,
+}
+const _: () = assert!(core::mem::size_of::<StateHints>() == 8);
+
 /// A source address (or a prefix of one, for bans) as a hash key. IPv4 uses
 /// the first 4 bytes; the rest is zero.
 #[repr(C)]
@@ -87,30 +106,30 @@ impl AddrKey {
     /// The key of `addr`; IPv6 addresses are cut to `v6_prefix` bits.
     #[inline(always)]
     pub fn new(ipv6: bool, addr: &[u8; 16], v6_prefix: u32) -> AddrKey {
+        if !ipv6 {
+            // Not `[0; 16]` then 4 bytes: see `packet::v4_in_16`.
+            return AddrKey {
+                addr: crate::packet::v4_in_16([addr[0], addr[1], addr[2], addr[3]]),
+                family: 4,
+            };
+        }
         let mut k = AddrKey {
             addr: [0; 16],
-            family: if ipv6 { 6 } else { 4 },
+            family: 6,
         };
-        if ipv6 {
-            let prefix = if v6_prefix > 128 { 128 } else { v6_prefix };
-            let mut i = 0;
-            while i < 16 {
-                let bit = (i * 8) as u32;
-                let m: u8 = if prefix >= bit + 8 {
-                    0xff
-                } else if prefix <= bit {
-                    0
-                } else {
-                    0xffu8 << (8 - (prefix - bit))
-                };
-                k.addr[i] = addr[i] & m;
-                i += 1;
-            }
-        } else {
-            k.addr[0] = addr[0];
-            k.addr[1] = addr[1];
-            k.addr[2] = addr[2];
-            k.addr[3] = addr[3];
+        let prefix = if v6_prefix > 128 { 128 } else { v6_prefix };
+        let mut i = 0;
+        while i < 16 {
+            let bit = (i * 8) as u32;
+            let m: u8 = if prefix >= bit + 8 {
+                0xff
+            } else if prefix <= bit {
+                0
+            } else {
+                0xffu8 << (8 - (prefix - bit))
+            };
+            k.addr[i] = addr[i] & m;
+            i += 1;
         }
         k
     }
@@ -264,6 +283,7 @@ const _: () = assert!(core::mem::align_of::<DropEvent>() <= 8);
 mod pod {
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::OpsSettings {}
+    unsafe impl aya::Pod for super::StateHints {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::SampleState {}
     unsafe impl aya::Pod for super::BanCount {}

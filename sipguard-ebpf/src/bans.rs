@@ -2,16 +2,42 @@
 //! without the daemon: a source with `ban_threshold` drops inside
 //! `ban_window_ns` is dropped as `DropBanned` until `ban_ttl_ns` later.
 
-use aya_ebpf::{macros::map, maps::LruHashMap};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap},
+};
 use sipguard_common::{ops::*, packet::Flow, Reason};
 
-use crate::events::{now, stat, Addrs, OPS};
+use crate::events::{stat, Addrs, Clock, OPS};
 
 #[map(name = "BANS")]
 pub static BANS: LruHashMap<AddrKey, BanEntry> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);
 
 #[map(name = "BAN_COUNTS")]
 pub static BAN_COUNTS: LruHashMap<AddrKey, BanCount> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);
+
+/// See `StateHints`: which kernel-filled maps may hold entries.
+#[map(name = "HINTS")]
+pub static HINTS: Array<StateHints> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn hints() -> Option<&'static StateHints> {
+    HINTS.get(0)
+}
+
+/// Marks `BANS` as possibly non-empty; written only when not yet set so
+/// the cache line stays shared between CPUs.
+#[inline(always)]
+fn hint_bans() {
+    if let Some(h) = HINTS.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer; every writer stores 1.
+        unsafe {
+            if (*h).bans == 0 {
+                (*h).bans = 1;
+            }
+        }
+    }
+}
 
 const DEFAULT_V6_PREFIX: u32 = 64;
 
@@ -25,14 +51,19 @@ fn v6_prefix() -> u32 {
 
 /// Manual bans apply even when automatic banning is off.
 #[inline(always)]
-pub fn banned(flow: &Flow) -> bool {
-    let key = AddrKey::new(flow.ipv6, &flow.src, v6_prefix());
+pub fn banned(flow: &Flow, clock: &Clock) -> bool {
+    if !hints().is_some_and(|h| h.bans != 0) {
+        return false;
+    }
+    // IPv4 keys ignore the prefix: read the setting only for IPv6.
+    let prefix = if flow.ipv6 { v6_prefix() } else { 128 };
+    let key = AddrKey::new(flow.ipv6, &flow.src, prefix);
     let Some(b) = BANS.get_ptr(&key) else {
         return false;
     };
     // SAFETY: valid map value pointer.
     let expires = unsafe { (*b).expires_ns };
-    if now() < expires {
+    if clock.now() < expires {
         return true;
     }
     let _ = BANS.remove(&key);
@@ -86,6 +117,7 @@ pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
             origin: BAN_AUTO,
             count,
         };
+        hint_bans();
         let _ = BANS.insert(&key, &entry, 0);
         let _ = BAN_COUNTS.remove(&key);
         stat(STAT_BANS_CREATED);

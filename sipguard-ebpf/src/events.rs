@@ -42,6 +42,28 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_boot_ns() }
 }
 
+/// The boot clock read at most once per packet: a banned source's packet
+/// needs it for the ban's expiry and again for its drop's event sampling.
+pub struct Clock(core::cell::Cell<u64>);
+
+impl Clock {
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Clock(core::cell::Cell::new(0))
+    }
+
+    #[inline(always)]
+    pub fn now(&self) -> u64 {
+        let t = self.0.get();
+        if t != 0 {
+            return t;
+        }
+        let t = now();
+        self.0.set(t);
+        t
+    }
+}
+
 /// What an event says about the packet's addresses.
 pub struct Addrs {
     pub ipv6: bool,

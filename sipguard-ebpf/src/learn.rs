@@ -50,6 +50,15 @@ fn learn(ctx: &TcContext, link: Link) {
     };
     // SAFETY: helper without arguments.
     let expiry = unsafe { bpf_ktime_get_ns() } + ttl;
+    if let Some(h) = crate::bans::HINTS.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer; every writer stores 1. Set
+        // before the insert so the entry is never skipped by the filter.
+        unsafe {
+            if (*h).learned == 0 {
+                (*h).learned = 1;
+            }
+        }
+    }
     if flow.ipv6 {
         let _ = LEARNED_V6.insert(flow.dst, expiry, 0);
     } else {

@@ -38,7 +38,7 @@ use sipguard_common::{
     Reason, Settings, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{maps::*, pkt::Pkt};
+use crate::{events::Clock, maps::*, pkt::Pkt};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -71,8 +71,9 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
     }
     let parsed = parse_after(&pkt, link, quick);
+    let lists = KernelLists::new(settings);
     let judgement = match &parsed {
-        Ok(flow) => judge_flow(flow, settings, &KernelLists),
+        Ok(flow) => judge_flow(flow, settings, &lists),
         Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
         Err(stop) => Judgement::Done(stop_reason(stop)),
     };
@@ -89,7 +90,15 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
             hand_over(ctx, &flow, slot)
         }
     };
-    finish(ctx, &pkt, &parsed, reason, settings, &SipEventInfo::NONE)
+    finish(
+        ctx,
+        &pkt,
+        &parsed,
+        reason,
+        settings,
+        &SipEventInfo::NONE,
+        &lists.clock,
+    )
 }
 
 /// Tail-calls the program in `slot` of `INSPECTOR` with `flow` in
@@ -124,7 +133,8 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
     let flow = *flow;
     let pkt = Pkt::new(&ctx);
     let request = request_line(&ctx, &pkt, &flow);
-    let reason = match any_port_verdict(request, &flow, settings, &KernelLists) {
+    let lists = KernelLists::new(settings);
+    let reason = match any_port_verdict(request, &flow, settings, &lists) {
         Judgement::Done(reason) => reason,
         // INSPECT_FLOW still holds the flow.
         Judgement::Inspect(_) => {
@@ -134,7 +144,15 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
         }
         Judgement::Recognise(_) => Reason::PassUninspectable,
     };
-    finish(&ctx, &pkt, &Ok(flow), reason, settings, &SipEventInfo::NONE)
+    finish(
+        &ctx,
+        &pkt,
+        &Ok(flow),
+        reason,
+        settings,
+        &SipEventInfo::NONE,
+        &lists.clock,
+    )
 }
 
 /// The SIP inspector, entered by tail call from `filter` with the parsed
@@ -155,7 +173,15 @@ pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
-    finish(&ctx, &pkt, &Ok(flow), reason, settings, &info)
+    finish(
+        &ctx,
+        &pkt,
+        &Ok(flow),
+        reason,
+        settings,
+        &info,
+        &Clock::new(),
+    )
 }
 
 /// Counts, records drops and returns the XDP action.
@@ -167,10 +193,11 @@ fn finish(
     reason: Reason,
     settings: &Settings,
     sip: &SipEventInfo,
+    clock: &Clock,
 ) -> u32 {
     let out = outcome(reason, settings);
     if reason.is_drop() {
-        on_drop(ctx, parsed, &out, sip);
+        on_drop(ctx, parsed, &out, sip, clock);
     }
     act(ctx, pkt, out)
 }
@@ -269,7 +296,7 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
         );
     }
     // SAFETY: as above.
-    sip::decide(unsafe { &*scan }, settings, &KernelLists)
+    sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
 }
 
 extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
@@ -298,6 +325,7 @@ fn on_drop(
     parsed: &Result<packet::Flow, Stop>,
     out: &Outcome,
     sip: &SipEventInfo,
+    clock: &Clock,
 ) {
     let Some(ops) = events::OPS.get(0) else {
         return;
@@ -308,7 +336,7 @@ fn on_drop(
     let Some(a) = events::addrs(parsed) else {
         return;
     };
-    let t = events::now();
+    let t = clock.now();
     if let Ok(flow) = parsed {
         frags::remember(ops, flow, t);
     }

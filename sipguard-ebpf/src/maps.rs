@@ -11,8 +11,8 @@ use sipguard_common::{
     sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
     verdict::SourceLists,
     Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key,
-    V6Key, COUNTER_ENTRIES, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX,
-    MAX_UA_PREFIXES,
+    V6Key, COUNTER_ENTRIES, FLAG_BLOCKED_V6, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS,
+    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
 };
 
 #[map(name = "SETTINGS")]
@@ -79,24 +79,45 @@ pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> =
 #[map(name = "INSPECTOR")]
 pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_common::TAIL_SLOTS, 0);
 
-pub struct KernelLists;
+/// The kernel's source lists. Each lookup is skipped when a hint says it
+/// would miss: the IPv4 /16 bitmaps and IPv6 flags in `Settings` (kept by
+/// userspace with the tries) and the sticky `HINTS` bits (set by whoever
+/// fills the learned and ban maps).
+pub struct KernelLists<'a> {
+    pub settings: &'a Settings,
+    pub clock: crate::events::Clock,
+}
 
-impl SourceLists for KernelLists {
+impl<'a> KernelLists<'a> {
+    #[inline(always)]
+    pub const fn new(settings: &'a Settings) -> Self {
+        KernelLists {
+            settings,
+            clock: crate::events::Clock::new(),
+        }
+    }
+}
+
+impl SourceLists for KernelLists<'_> {
     #[inline(always)]
     fn blocked(&self, flow: &Flow) -> bool {
         if flow.ipv6 {
-            BLOCKED_V6.get(Key::new(128, flow.src)).is_some()
+            self.settings.flags & FLAG_BLOCKED_V6 != 0
+                && BLOCKED_V6.get(Key::new(128, flow.src)).is_some()
         } else {
-            BLOCKED_V4.get(Key::new(32, flow.src_v4())).is_some()
+            let src = flow.src_v4();
+            self.settings.may_block_v4(src) && BLOCKED_V4.get(Key::new(32, src)).is_some()
         }
     }
 
     #[inline(always)]
     fn trusted(&self, flow: &Flow) -> bool {
         if flow.ipv6 {
-            TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
+            self.settings.flags & FLAG_TRUSTED_V6 != 0
+                && TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
         } else {
-            TRUSTED_V4.get(Key::new(32, flow.src_v4())).is_some()
+            let src = flow.src_v4();
+            self.settings.may_trust_v4(src) && TRUSTED_V4.get(Key::new(32, src)).is_some()
         }
     }
 
@@ -104,6 +125,9 @@ impl SourceLists for KernelLists {
     /// daemon has to sweep for the verdict to be right.
     #[inline(always)]
     fn learned(&self, flow: &Flow) -> bool {
+        if !crate::bans::hints().is_some_and(|h| h.learned != 0) {
+            return false;
+        }
         // SAFETY: the value is copied out at once; LRU entries may be
         // replaced concurrently, a stale read is only one packet's verdict.
         let expiry = unsafe {
@@ -122,11 +146,11 @@ impl SourceLists for KernelLists {
 
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
-        crate::bans::banned(flow)
+        crate::bans::banned(flow, &self.clock)
     }
 }
 
-impl SipLists for KernelLists {
+impl SipLists for KernelLists<'_> {
     #[inline(always)]
     fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
         let len = if len > UA_BYTES as u32 {

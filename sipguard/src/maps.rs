@@ -89,8 +89,12 @@ impl PolicyMaps {
         let stale_ua = sync_add(&mut self.ua_prefixes, &uas).context("updating UA_PREFIXES")?;
         let stale_users =
             sync_users(&mut self.expected_users, &users).context("updating EXPECTED_USERS")?;
+        // The hints describe the lists as they are once stale entries are
+        // gone: until this write the old hints (and old entries) apply,
+        // after it the new ones; no moment where a wanted entry is skipped.
+        let settings = with_list_hints(policy.settings, &t4, &t6, &b4, &b6);
         self.settings
-            .set(0, policy.settings, 0)
+            .set(0, settings, 0)
             .context("updating SETTINGS")?;
         remove(&mut self.blocked_v4, stale_b4)?;
         remove(&mut self.blocked_v6, stale_b6)?;
@@ -110,6 +114,15 @@ impl PolicyMaps {
         &mut self,
         entries: impl IntoIterator<Item = (u32, V4Key)>,
     ) -> Result<usize> {
+        let entries: Vec<(u32, V4Key)> = entries.into_iter().collect();
+        // Hints first: an entry the filter would skip must never exist.
+        let mut settings = self.settings.get(&0, 0).context("reading SETTINGS")?;
+        for (len, data) in &entries {
+            settings.hint_blocked_v4(*len, *data);
+        }
+        self.settings
+            .set(0, settings, 0)
+            .context("updating SETTINGS")?;
         let mut n = 0;
         for (len, data) in entries {
             self.blocked_v4
@@ -154,6 +167,31 @@ impl PolicyMaps {
 }
 
 type Entry<K> = (u32, K);
+
+/// `settings` with the source-list hints (IPv4 /16 bitmaps, IPv6 flags)
+/// describing exactly these lists.
+fn with_list_hints(
+    mut settings: Settings,
+    t4: &BTreeSet<Entry<V4Key>>,
+    t6: &BTreeSet<Entry<V6Key>>,
+    b4: &BTreeSet<Entry<V4Key>>,
+    b6: &BTreeSet<Entry<V6Key>>,
+) -> Settings {
+    settings.clear_list_hints();
+    for (len, net) in t4 {
+        settings.hint_trusted_v4(*len, *net);
+    }
+    for (len, net) in b4 {
+        settings.hint_blocked_v4(*len, *net);
+    }
+    if !t6.is_empty() {
+        settings.flags |= sipguard_common::FLAG_TRUSTED_V6;
+    }
+    if !b6.is_empty() {
+        settings.flags |= sipguard_common::FLAG_BLOCKED_V6;
+    }
+    settings
+}
 
 fn split(nets: &[IpNet]) -> (BTreeSet<Entry<V4Key>>, BTreeSet<Entry<V6Key>>) {
     let mut v4 = BTreeSet::new();

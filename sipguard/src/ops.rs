@@ -74,6 +74,22 @@ pub fn bans_pinned(dir: &Path) -> Result<HashMap<MapData, AddrKey, BanEntry>> {
     )?))?)
 }
 
+/// Sets fields of the sticky `HINTS` value (see `StateHints`): `mark` may
+/// only turn fields on.
+pub fn mark_hints<T: std::borrow::BorrowMut<MapData>>(
+    hints: &mut Array<T, StateHints>,
+    mark: impl FnOnce(&mut StateHints),
+) -> Result<()> {
+    let mut h = hints.get(&0, 0).context("reading HINTS")?;
+    mark(&mut h);
+    hints.set(0, h, 0).context("updating HINTS")?;
+    Ok(())
+}
+
+pub fn hints_pinned(dir: &Path) -> Result<Array<MapData, StateHints>> {
+    Ok(Array::try_from(Map::Array(pinned(dir, names::HINTS)?))?)
+}
+
 pub fn stats_pinned(dir: &Path) -> Result<PerCpuArray<MapData, u64>> {
     Ok(PerCpuArray::try_from(Map::PerCpuArray(pinned(
         dir,
@@ -140,6 +156,8 @@ pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<String> {
     let prefix = v6_prefix(&ops_pinned(dir)?);
     let mut bans = bans_pinned(dir)?;
     let key = key_for(addr, prefix);
+    // Before the entry: the filter only looks bans up once this is set.
+    mark_hints(&mut hints_pinned(dir)?, |h| h.bans = 1)?;
     let expires_ns = match dur {
         Some(d) => boot_ns().saturating_add(d.as_nanos() as u64),
         None => BAN_FOREVER,

@@ -175,6 +175,7 @@ impl Sandbox {
     /// ns, see [`crate::learn::monotonic_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
         use aya::maps::HashMap;
+        self.mark_hints(|h| h.learned = 1)?;
         match addr {
             std::net::IpAddr::V4(a) => {
                 let m = self
@@ -267,10 +268,26 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The sticky `HINTS` bits, as `sipguard ban` and the kernel set them.
+    fn mark_hints(
+        &mut self,
+        mark: impl FnOnce(&mut sipguard_common::ops::StateHints),
+    ) -> Result<()> {
+        // Older builds (compared in benchmarks) have no hints and always
+        // look everything up.
+        let Some(map) = self.ebpf.map_mut(sipguard_common::ops::map_names::HINTS) else {
+            return Ok(());
+        };
+        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::StateHints> =
+            aya::maps::Array::try_from(map)?;
+        crate::ops::mark_hints(&mut arr, mark)
+    }
+
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
         use sipguard_common::ops::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        self.mark_hints(|h| h.bans = 1)?;
         let map = self
             .ebpf
             .map_mut(sipguard_common::ops::map_names::BANS)

@@ -166,6 +166,28 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
 }
 
 #[test]
+fn cli_bans_work_when_automatic_bans_are_off() {
+    if !require_root("cli_bans_work_when_automatic_bans_are_off") {
+        return;
+    }
+    // Automatic bans off (the `drop` policy's default): nothing fills BANS
+    // but the CLI, and the filter skips the lookup until the first ban.
+    let mut lab = Lab::new("cban");
+    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    lab.start();
+    lab.send(OTHER, 5060, 2, MS);
+    lab.cli_ok(&["ban", OTHER]);
+    lab.send(OTHER, 5060, 3, MS);
+    let s = stats(&lab);
+    assert_eq!(reason_packets(&s, "untrusted"), 2);
+    assert_eq!(
+        reason_packets(&s, "banned"),
+        3,
+        "the CLI's ban applies at once"
+    );
+}
+
+#[test]
 fn metrics_are_served_over_http() {
     if !require_root("metrics_are_served_over_http") {
         return;

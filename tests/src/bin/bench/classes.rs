@@ -24,6 +24,16 @@ const ANY_PORT: &str = "policy: drop\nsip_ports: [5060]\nany_udp_port: true\ntru
 /// A high port outside the SIP set for the any-port classes.
 const HIGH_PORT: u16 = 41_234;
 
+/// The sandbox with the daemon's operations settings (events, bans).
+const OPS_SANDBOX: &str = "allowlist, events + bans on";
+
+fn ops_config() -> Result<Config> {
+    Ok(Config::parse(
+        &format!("{ALLOWLIST}bans:\n  enabled: true\n"),
+        "bench allowlist with bans",
+    )?)
+}
+
 pub struct Params {
     pub rounds: usize,
     pub repeat: u32,
@@ -301,6 +311,21 @@ pub fn run(p: &Params) -> Result<Value> {
         reason: Reason::DropBanned,
         target: None,
     });
+    // The same with the daemon's operations settings (drop events sampled
+    // per source, automatic bans): what every packet of a flood from a
+    // banned scanner costs once its first event went out.
+    let mut with_ops = Sandbox::production(&allowlist)?;
+    with_ops.set_ops(sipguard::ops::settings(&ops_config()?))?;
+    with_ops.ban(std::net::IpAddr::from(banned_src))?;
+    sandboxes.push((OPS_SANDBOX, with_ops));
+    classes.push(Class {
+        key: "banned_ops",
+        name: "banned source, daemon's events + bans on (drop)".into(),
+        sandbox: sandboxes.len() - 1,
+        frame: udp_to(banned_src, 5060, &invite),
+        reason: Reason::DropBanned,
+        target: None,
+    });
 
     // Each class must really take the path it is named after: one run,
     // the counter of its reason must move by exactly one.
@@ -340,6 +365,9 @@ pub fn run(p: &Params) -> Result<Value> {
                 .with_context(|| format!("loading build '{label}'"))?;
             if i == 1 {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
+            }
+            if *name == OPS_SANDBOX {
+                sb.set_ops(sipguard::ops::settings(&ops_config()?))?;
             }
             // Older builds have no BANS map; their "banned" row is then an
             // untrusted drop.

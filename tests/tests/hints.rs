@@ -1,0 +1,166 @@
+//! The lookup hints on the real object: the kernel skips a source list
+//! when `Settings` (IPv4 /16 bitmaps, IPv6 flags, written with the lists)
+//! or the sticky `HINTS` bits (bans, learned registrars) say it would miss.
+//! A skipped lookup must never change a verdict: every reload below is
+//! checked against the host's `Policy::evaluate`, which has no hints.
+//! Needs root.
+
+use std::net::IpAddr;
+
+use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard_common::Reason::{self, *};
+use sipguard_tests::{
+    frames::{ip6, v4, v6},
+    require_root, sip,
+};
+
+const PBX4: [u8; 4] = [100, 64, 0, 1];
+
+fn policy(yaml: &str) -> Policy {
+    Policy::from_config(&Config::parse(yaml, "hints test").unwrap())
+}
+
+fn invite4(src: [u8; 4]) -> Vec<u8> {
+    v4(src, PBX4)
+        .udp(40000, 5060)
+        .payload(sip::invite("a", "b", "h", "x"))
+        .build()
+}
+
+fn invite6(src: &str) -> Vec<u8> {
+    v6(ip6(src), ip6("2001:db8:f::1"))
+        .udp(40000, 5060)
+        .payload(sip::invite("a", "b", "h", "x"))
+        .build()
+}
+
+fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("blocked /24 member", invite4([203, 0, 113, 9])),
+        ("same /16, outside the /24", invite4([203, 0, 7, 1])),
+        ("inside a blocked /8", invite4([10, 200, 1, 1])),
+        ("just outside the /8", invite4([11, 0, 0, 1])),
+        ("trusted /32", invite4([192, 0, 2, 10])),
+        ("trusted /32's neighbour", invite4([192, 0, 2, 11])),
+        ("inside a trusted /12", invite4([172, 20, 1, 1])),
+        ("blocked v6 /48", invite6("2001:db8:bad::7")),
+        ("trusted v6 /32", invite6("2001:db8:1::7")),
+        ("other v6", invite6("2001:db9::1")),
+    ]
+}
+
+/// Kernel and host agree on every frame; returns the kernel's reasons.
+fn check(sb: &mut Sandbox, p: &Policy, what: &str) -> Vec<Reason> {
+    frames()
+        .into_iter()
+        .map(|(name, f)| {
+            let k = sb.run(&f).unwrap().reason;
+            assert_eq!(k, p.evaluate(&f).reason, "{what}: {name}");
+            k
+        })
+        .collect()
+}
+
+#[test]
+fn reloads_that_fill_and_empty_the_lists_keep_the_verdict() {
+    if !require_root("reloads_that_fill_and_empty_the_lists_keep_the_verdict") {
+        return;
+    }
+    let full = policy(
+        "policy: drop\n\
+         trusted: [192.0.2.10, 172.16.0.0/12, \"2001:db8:1::/48\"]\n\
+         blocked: [203.0.113.0/24, 10.0.0.0/8, \"2001:db8:bad::/48\"]\n",
+    );
+    let empty = policy("policy: drop\n");
+    let moved = policy(
+        "policy: drop\n\
+         trusted: [192.0.2.11]\n\
+         blocked: [203.0.7.0/24, 11.0.0.0/8]\n",
+    );
+    let mut sb = Sandbox::new(&empty).unwrap();
+    let r = check(&mut sb, &empty, "empty");
+    assert!(r.iter().all(|r| *r == DropUntrusted), "{r:?}");
+    sb.apply(&full).unwrap();
+    let r = check(&mut sb, &full, "filled");
+    assert_eq!(
+        r,
+        [
+            DropBlocked,
+            DropUntrusted,
+            DropBlocked,
+            DropUntrusted,
+            PassTrusted,
+            DropUntrusted,
+            PassTrusted,
+            DropBlocked,
+            PassTrusted,
+            DropUntrusted
+        ]
+    );
+    sb.apply(&empty).unwrap();
+    check(&mut sb, &empty, "emptied again");
+    sb.apply(&moved).unwrap();
+    let r = check(&mut sb, &moved, "moved to neighbours");
+    assert_eq!(
+        &r[..6],
+        [
+            DropUntrusted,
+            DropBlocked,
+            DropUntrusted,
+            DropBlocked,
+            DropUntrusted,
+            PassTrusted
+        ]
+    );
+    sb.apply(&full).unwrap();
+    check(&mut sb, &full, "back to full");
+}
+
+#[test]
+fn entries_added_without_a_policy_are_never_skipped() {
+    if !require_root("entries_added_without_a_policy_are_never_skipped") {
+        return;
+    }
+    let mut sb = Sandbox::new(&policy("policy: drop\n")).unwrap();
+    let f = invite4([198, 18, 0, 5]);
+    assert_eq!(sb.run(&f).unwrap().reason, DropUntrusted);
+    // The benchmark's (and large lists') path: straight into the trie.
+    sb.maps_mut()
+        .insert_blocked_v4([(32, [198, 18, 0, 5]), (24, [198, 19, 3, 0])])
+        .unwrap();
+    assert_eq!(sb.run(&f).unwrap().reason, DropBlocked);
+    assert_eq!(
+        sb.run(&invite4([198, 19, 3, 200])).unwrap().reason,
+        DropBlocked
+    );
+    assert_eq!(
+        sb.run(&invite4([198, 18, 0, 6])).unwrap().reason,
+        DropUntrusted
+    );
+}
+
+#[test]
+fn manual_bans_and_learned_registrars_work_with_their_features_off() {
+    if !require_root("manual_bans_and_learned_registrars_work_with_their_features_off") {
+        return;
+    }
+    // A fresh sandbox: no automatic bans, no learning, nothing in either
+    // map yet, so the filter skips both lookups until an entry appears.
+    let mut sb = Sandbox::new(&policy("policy: drop\n")).unwrap();
+    let a = invite4([198, 51, 100, 66]);
+    let b = invite6("2001:db8:77::1");
+    assert_eq!(sb.run(&a).unwrap().reason, DropUntrusted);
+    assert_eq!(sb.run(&b).unwrap().reason, DropUntrusted);
+    sb.ban(IpAddr::from([198, 51, 100, 66])).unwrap();
+    assert_eq!(sb.run(&a).unwrap().reason, DropBanned);
+    assert_eq!(sb.run(&b).unwrap().reason, DropUntrusted);
+    sb.ban("2001:db8:77::9".parse().unwrap()).unwrap();
+    assert_eq!(sb.run(&b).unwrap().reason, DropBanned, "same /64");
+
+    let c = invite4([198, 51, 100, 67]);
+    assert_eq!(sb.run(&c).unwrap().reason, DropUntrusted);
+    let far = sipguard::learn::monotonic_ns() + 3_600_000_000_000;
+    sb.set_learned(IpAddr::from([198, 51, 100, 67]), far)
+        .unwrap();
+    assert_eq!(sb.run(&c).unwrap().reason, PassLearned);
+}
