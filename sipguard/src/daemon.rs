@@ -116,6 +116,7 @@ impl Daemon {
             LoadOptions {
                 report_reason: false,
                 verbose: opts.verbose,
+                ..Default::default()
             },
             &pin_dir,
         )?;

@@ -18,6 +18,9 @@ pub struct LoadOptions {
     pub report_reason: bool,
     /// Print the whole verifier log on rejection, not just its tail.
     pub verbose: bool,
+    /// Keep the SIP scanner on byte loads even where the CPU does unaligned
+    /// 8-byte loads: the path strict-alignment routers run (tests).
+    pub byte_loads_only: bool,
 }
 
 /// Loads like [`load`], but every map is opened from `pin_dir/<NAME>` when
@@ -60,7 +63,15 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
     // runs on the machine whose kernel loads the program, so its own
     // architecture is the kernel's. Older builds lack the global.
     static WORD_LOADS: u32 = cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) as u32;
-    loader.override_global("WORD_LOADS", &WORD_LOADS, false);
+    loader.override_global(
+        "WORD_LOADS",
+        if opts.byte_loads_only {
+            &OFF
+        } else {
+            &WORD_LOADS
+        },
+        false,
+    );
     if opts.verbose {
         loader.verifier_log_level(VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS);
     }

@@ -55,18 +55,39 @@ impl Sandbox {
         Self::from_object(object, policy, false)
     }
 
+    /// `new` with the SIP scanner on byte loads only (`WORD_LOADS` = 0), as
+    /// on CPUs without unaligned loads.
+    pub fn byte_loads_only(policy: &Policy) -> Result<Self> {
+        Self::load(
+            program::OBJECT,
+            policy,
+            LoadOptions {
+                report_reason: true,
+                verbose: false,
+                byte_loads_only: true,
+            },
+        )
+    }
+
     fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
         Self::from_object(program::OBJECT, policy, report_reason)
     }
 
     fn from_object(object: &[u8], policy: &Policy, report_reason: bool) -> Result<Self> {
-        let mut ebpf = program::load_object(
+        Self::load(
             object,
+            policy,
             LoadOptions {
                 report_reason,
                 verbose: false,
+                byte_loads_only: false,
             },
-        )?;
+        )
+    }
+
+    fn load(object: &[u8], policy: &Policy, opts: LoadOptions) -> Result<Self> {
+        let report_reason = opts.report_reason;
+        let mut ebpf = program::load_object(object, opts)?;
         let counters = ebpf
             .take_map(map_names::COUNTERS)
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?
