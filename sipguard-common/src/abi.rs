@@ -109,6 +109,78 @@ pub const PORT_WORDS: usize = 1024;
 /// Words of an IPv4 /16 bitmap (one bit per /16, 65536 bits).
 pub const V4_16_WORDS: usize = 1024;
 
+/// Entries of a [`SmallV4`] list.
+pub const SMALL_V4: usize = 8;
+
+/// A short IPv4 list (most allowlists: a provider's few proxies) kept in
+/// `SETTINGS` itself: eight mask-and-compare steps cost less than one LPM
+/// trie walk (a helper call). When `exhaustive` is 1 it is the whole list
+/// and the kernel never asks the trie; longer lists set it to 0.
+/// Addresses and masks are in memory order (`u32::from_ne_bytes` of the
+/// address bytes), as the kernel reads them from the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmallV4 {
+    pub exhaustive: u32,
+    pub _pad: u32,
+    /// Unused slots hold mask 0 and net 1: `x & 0 == 1` never holds.
+    pub net: [u32; SMALL_V4],
+    pub mask: [u32; SMALL_V4],
+}
+const _: () = assert!(core::mem::size_of::<SmallV4>() == 8 + 8 * SMALL_V4);
+
+impl SmallV4 {
+    /// The empty list, complete: matches nothing.
+    pub const EMPTY: SmallV4 = SmallV4 {
+        exhaustive: 1,
+        _pad: 0,
+        net: [1; SMALL_V4],
+        mask: [0; SMALL_V4],
+    };
+
+    /// Not the whole list: the trie decides.
+    pub const PARTIAL: SmallV4 = SmallV4 {
+        exhaustive: 0,
+        ..SmallV4::EMPTY
+    };
+
+    /// The list of `(prefix length, network)` entries, complete when it has
+    /// at most [`SMALL_V4`] of them.
+    pub fn from_entries<'a>(entries: impl ExactSizeIterator<Item = &'a (u32, [u8; 4])>) -> Self {
+        if entries.len() > SMALL_V4 {
+            return SmallV4::PARTIAL;
+        }
+        let mut l = SmallV4::EMPTY;
+        for (i, (len, net)) in entries.enumerate() {
+            let len = (*len).min(32);
+            let mask_be: u32 = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let mask = u32::from_ne_bytes(mask_be.to_be_bytes());
+            l.mask[i] = mask;
+            l.net[i] = u32::from_ne_bytes(*net) & mask;
+        }
+        l
+    }
+
+    #[inline(always)]
+    pub fn is_exhaustive(&self) -> bool {
+        self.exhaustive != 0
+    }
+
+    /// Some entry contains `a`. Every slot is compared (no early exit, no
+    /// length): straight-line code for the verifier and the CPU.
+    #[inline(always)]
+    pub fn matches(&self, a: [u8; 4]) -> bool {
+        let x = u32::from_ne_bytes(a);
+        let mut hit = false;
+        let mut i = 0;
+        while i < SMALL_V4 {
+            hit |= x & self.mask[i] == self.net[i];
+            i += 1;
+        }
+        hit
+    }
+}
+
 /// The single value of the `SETTINGS` array map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,8 +204,15 @@ pub struct Settings {
     pub blocked_v4_16: [u64; V4_16_WORDS],
     /// The same for `TRUSTED_V4`.
     pub trusted_v4_16: [u64; V4_16_WORDS],
+    /// `BLOCKED_V4` when it has at most [`SMALL_V4`] entries.
+    pub small_blocked_v4: SmallV4,
+    /// `TRUSTED_V4` when it has at most [`SMALL_V4`] entries.
+    pub small_trusted_v4: SmallV4,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 16 + 8 * (PORT_WORDS + 2 * V4_16_WORDS));
+const _: () = assert!(
+    core::mem::size_of::<Settings>()
+        == 16 + 8 * (PORT_WORDS + 2 * V4_16_WORDS) + 2 * core::mem::size_of::<SmallV4>()
+);
 
 impl Settings {
     pub const fn empty() -> Self {
@@ -145,6 +224,8 @@ impl Settings {
             sip_ports: [0; PORT_WORDS],
             blocked_v4_16: [0; V4_16_WORDS],
             trusted_v4_16: [0; V4_16_WORDS],
+            small_blocked_v4: SmallV4::EMPTY,
+            small_trusted_v4: SmallV4::EMPTY,
         }
     }
 
@@ -165,16 +246,23 @@ impl Settings {
         self.flags &= !(FLAG_BLOCKED_V6 | FLAG_TRUSTED_V6);
         self.blocked_v4_16 = [0; V4_16_WORDS];
         self.trusted_v4_16 = [0; V4_16_WORDS];
+        self.small_blocked_v4 = SmallV4::EMPTY;
+        self.small_trusted_v4 = SmallV4::EMPTY;
     }
 
-    /// Marks the /16s an IPv4 blocklist entry `net/len` overlaps.
+    /// Marks the /16s an IPv4 blocklist entry `net/len` overlaps. The
+    /// short-list copy no longer describes the trie: callers that know the
+    /// whole list set `small_blocked_v4` afterwards.
     pub fn hint_blocked_v4(&mut self, len: u32, net: [u8; 4]) {
         mark_v4_16(&mut self.blocked_v4_16, len, net);
+        self.small_blocked_v4 = SmallV4::PARTIAL;
     }
 
-    /// Marks the /16s an IPv4 allowlist entry `net/len` overlaps.
+    /// Marks the /16s an IPv4 allowlist entry `net/len` overlaps (and, as
+    /// above, leaves the trie to decide).
     pub fn hint_trusted_v4(&mut self, len: u32, net: [u8; 4]) {
         mark_v4_16(&mut self.trusted_v4_16, len, net);
+        self.small_trusted_v4 = SmallV4::PARTIAL;
     }
 
     #[inline(always)]
@@ -283,6 +371,7 @@ mod pod {
     unsafe impl aya::Pod for super::UserKey {}
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::SmallV4 {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::LearnConfig {}
 }
@@ -290,6 +379,34 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_v4_matches_like_a_prefix_list() {
+        let entries = [
+            (32, [192, 0, 2, 10]),
+            (24, [198, 51, 100, 0]),
+            (0, [0, 0, 0, 0]),
+        ];
+        let one = SmallV4::from_entries(entries[..2].iter());
+        assert!(one.is_exhaustive());
+        assert!(one.matches([192, 0, 2, 10]));
+        assert!(!one.matches([192, 0, 2, 11]));
+        assert!(one.matches([198, 51, 100, 255]));
+        assert!(!one.matches([198, 51, 101, 1]));
+        assert!(!SmallV4::EMPTY.matches([0, 0, 0, 0]));
+        assert!(!SmallV4::EMPTY.matches([0, 0, 0, 1]));
+        let all = SmallV4::from_entries(entries.iter());
+        assert!(all.matches([8, 8, 8, 8]));
+        // Bits below the prefix in the configured network are ignored.
+        let sloppy = SmallV4::from_entries([(24, [198, 51, 100, 77])].iter());
+        assert!(sloppy.matches([198, 51, 100, 1]));
+        let nine: Vec<(u32, [u8; 4])> = (0..9).map(|i| (32, [10, 0, 0, i])).collect();
+        assert!(!SmallV4::from_entries(nine.iter()).is_exhaustive());
+        let eight = SmallV4::from_entries(nine[..8].iter());
+        assert!(
+            eight.is_exhaustive() && eight.matches([10, 0, 0, 7]) && !eight.matches([10, 0, 0, 8])
+        );
+    }
 
     #[test]
     fn port_bitmap_round_trip() {

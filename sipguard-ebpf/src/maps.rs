@@ -106,6 +106,10 @@ impl SourceLists for KernelLists<'_> {
                 && BLOCKED_V6.get(Key::new(128, flow.src)).is_some()
         } else {
             let src = flow.src_v4();
+            let small = &self.settings.small_blocked_v4;
+            if small.is_exhaustive() {
+                return small.matches(src);
+            }
             self.settings.may_block_v4(src) && BLOCKED_V4.get(Key::new(32, src)).is_some()
         }
     }
@@ -117,6 +121,10 @@ impl SourceLists for KernelLists<'_> {
                 && TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
         } else {
             let src = flow.src_v4();
+            let small = &self.settings.small_trusted_v4;
+            if small.is_exhaustive() {
+                return small.matches(src);
+            }
             self.settings.may_trust_v4(src) && TRUSTED_V4.get(Key::new(32, src)).is_some()
         }
     }

@@ -184,6 +184,10 @@ fn with_list_hints(
     for (len, net) in b4 {
         settings.hint_blocked_v4(*len, *net);
     }
+    // After the hints (which mark the short copies partial): these are the
+    // whole lists.
+    settings.small_trusted_v4 = sipguard_common::SmallV4::from_entries(t4.iter());
+    settings.small_blocked_v4 = sipguard_common::SmallV4::from_entries(b4.iter());
     if !t6.is_empty() {
         settings.flags |= sipguard_common::FLAG_TRUSTED_V6;
     }

@@ -164,3 +164,65 @@ fn manual_bans_and_learned_registrars_work_with_their_features_off() {
         .unwrap();
     assert_eq!(sb.run(&c).unwrap().reason, PassLearned);
 }
+
+/// Short IPv4 lists (up to `SMALL_V4` entries) are matched from `Settings`
+/// without the tries; longer ones go to the tries. Crossing the limit both
+/// ways in reloads, and a direct insert into a short list, keep every
+/// verdict equal to the host's.
+#[test]
+fn short_and_long_lists_switch_between_settings_and_tries() {
+    if !require_root("short_and_long_lists_switch_between_settings_and_tries") {
+        return;
+    }
+    let list = |n: usize| -> String {
+        let mut v = vec!["192.0.2.10".to_string(), "172.16.0.0/12".to_string()];
+        v.extend((0..n.saturating_sub(2)).map(|i| format!("198.18.{i}.0/24")));
+        v.join(", ")
+    };
+    let small = sipguard_common::SMALL_V4;
+    let with = |t: usize, b: usize| {
+        policy(&format!(
+            "policy: drop\ntrusted: [{}]\nblocked: [203.0.113.0/24, 10.0.0.0/8{}]\n",
+            list(t),
+            (0..b.saturating_sub(2))
+                .map(|i| format!(", 198.19.{i}.1"))
+                .collect::<String>()
+        ))
+    };
+    let mut sb = Sandbox::new(&with(small, small)).unwrap();
+    for (t, b) in [
+        (small, small),
+        (small + 1, small),
+        (small, small + 1),
+        (small + 20, small + 20),
+        (2, 2),
+        (small + 1, small + 1),
+        (small, small),
+    ] {
+        let p = with(t, b);
+        sb.apply(&p).unwrap();
+        let r = check(&mut sb, &p, &format!("{t} trusted, {b} blocked entries"));
+        assert_eq!(r[0], DropBlocked, "{t}/{b}");
+        assert_eq!(r[4], PassTrusted, "{t}/{b}");
+        assert_eq!(r[6], PassTrusted, "{t}/{b}");
+        let last = v4([198, 18, (t.max(3) - 3) as u8, 77], PBX4)
+            .udp(40000, 5060)
+            .payload(sip::invite("a", "b", "h", "x"))
+            .build();
+        let k = sb.run(&last).unwrap().reason;
+        assert_eq!(k, p.evaluate(&last).reason, "{t}/{b}: last trusted entry");
+        assert_eq!(
+            k,
+            if t > 2 { PassTrusted } else { DropUntrusted },
+            "{t}/{b}"
+        );
+    }
+    // A direct insert next to a short list: the trie decides from then on.
+    let p = with(2, 2);
+    sb.apply(&p).unwrap();
+    sb.maps_mut()
+        .insert_blocked_v4([(32, [192, 0, 2, 99])])
+        .unwrap();
+    let f = invite4([192, 0, 2, 99]);
+    assert_eq!(sb.run(&f).unwrap().reason, DropBlocked);
+}
