@@ -924,32 +924,57 @@ impl Calls {
     /// then exits) and returns the final statistics.
     pub fn finish(mut self) -> CallFigures {
         let status = self.proc.stop(libc::SIGUSR1, Duration::from_secs(15));
-        let mut c = call_stats(&self.stats)
-            .unwrap_or_else(|| panic!("no statistics from sipp uac {}", self.family));
+        // SIPp may still be flushing its last line under load: a few reads.
+        let mut got = call_stats(&self.stats);
+        for _ in 0..20 {
+            if got.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            got = call_stats(&self.stats);
+        }
+        let mut c = got.unwrap_or_else(|| {
+            panic!(
+                "no statistics from sipp uac {} ({}: {:?})",
+                self.family,
+                self.stats.display(),
+                fs::read_to_string(&self.stats)
+                    .map(|t| t.lines().count())
+                    .map_err(|e| e.to_string())
+            )
+        });
         c.family = self.family;
         c.exit = status.code();
         c
     }
 }
 
-/// The last line of a SIPp `-trace_stat` file.
+/// The last complete line of a SIPp `-trace_stat` file. SIPp appends a line
+/// per period and one at exit; a reader can meet a line half written, so
+/// lines that do not parse whole are skipped, newest first.
 fn call_stats(path: &Path) -> Option<CallFigures> {
     let text = fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let head: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.rfind(|l| !l.trim().is_empty())?.split(';').collect();
-    let get = |name: &str| -> Option<u64> {
-        last.get(head.iter().position(|h| *h == name)?)?
-            .trim()
-            .parse()
-            .ok()
+    let parse = |line: &str| -> Option<CallFigures> {
+        let last: Vec<&str> = line.split(';').collect();
+        if last.len() < head.len() {
+            return None;
+        }
+        let get = |name: &str| -> Option<u64> {
+            last.get(head.iter().position(|h| *h == name)?)?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(CallFigures {
+            family: "",
+            attempted: get("OutgoingCall(C)")?,
+            successful: get("SuccessfulCall(C)")?,
+            failed: get("FailedCall(C)")?,
+            retransmissions: get("Retransmissions(C)")?,
+            exit: None,
+        })
     };
-    Some(CallFigures {
-        family: "",
-        attempted: get("OutgoingCall(C)")?,
-        successful: get("SuccessfulCall(C)")?,
-        failed: get("FailedCall(C)")?,
-        retransmissions: get("Retransmissions(C)")?,
-        exit: None,
-    })
+    lines.rev().filter(|l| !l.trim().is_empty()).find_map(parse)
 }
