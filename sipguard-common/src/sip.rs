@@ -665,14 +665,17 @@ fn uri<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     Step::Continue
 }
 
+/// Loads and stores of scanner state through memory: in the kernel the
+/// state lives in a map value, and volatile access keeps the verifier from
+/// tracking (and forking on) each value. Shared with `sipline`.
 #[inline(always)]
-fn ld(x: &u32) -> u32 {
+pub(crate) fn ld(x: &u32) -> u32 {
     // SAFETY: reads a field of a live struct.
     unsafe { core::ptr::read_volatile(x) }
 }
 
 #[inline(always)]
-fn st(x: &mut u32, v: u32) {
+pub(crate) fn st(x: &mut u32, v: u32) {
     // SAFETY: writes a field of a live struct.
     unsafe { core::ptr::write_volatile(x, v) }
 }

@@ -11,7 +11,10 @@
 //! reads the line (in the kernel a tail-called program of its own, so its
 //! bounded loop is verified once and not once per filter state).
 
-use crate::packet::{Bytes, Flow};
+use crate::{
+    packet::{Bytes, Flow},
+    sip::{ld, st, MAX_SCAN_OFF},
+};
 
 /// Longest method token accepted; the standard ones are at most 9 bytes.
 pub const MAX_METHOD: u32 = 32;
@@ -130,18 +133,6 @@ impl Line {
 }
 
 #[inline(always)]
-fn ld(x: &u32) -> u32 {
-    // SAFETY: reads a field of a live struct.
-    unsafe { core::ptr::read_volatile(x) }
-}
-
-#[inline(always)]
-fn st(x: &mut u32, v: u32) {
-    // SAFETY: writes a field of a live struct.
-    unsafe { core::ptr::write_volatile(x, v) }
-}
-
-#[inline(always)]
 fn settle(l: &mut Line, request: bool) -> Step {
     st(&mut l.result, if request { REQUEST } else { NOT_REQUEST });
     Step::Done
@@ -162,7 +153,7 @@ pub fn step<B: Bytes + ?Sized>(l: &mut Line, pkt: &B) -> Step {
         }
         // `limit` <= `end` <= frame length; the mask only bounds the
         // offset for the verifier.
-        let Some(c) = pkt.u8_at((p & MAX_OFF) as usize) else {
+        let Some(c) = pkt.u8_at((p & MAX_SCAN_OFF) as usize) else {
             return settle(l, false);
         };
         let in_uri = ld(&l.in_uri) != 0;
@@ -188,10 +179,6 @@ pub fn step<B: Bytes + ?Sized>(l: &mut Line, pkt: &B) -> Step {
     }
     Step::Continue
 }
-
-/// Offsets are bounded by this before use (as in the SIP scanner): frames
-/// are far shorter, and the verifier needs a bound on `data + off`.
-const MAX_OFF: u32 = 0x3fff;
 
 /// What one call of [`step`] says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -118,19 +118,22 @@ fn hand_over(ctx: &XdpContext, flow: &Flow, slot: u32) -> Reason {
     Reason::PassUninspectable
 }
 
+/// What a tail-called program starts from: the settings and the flow
+/// `hand_over` left in `INSPECT_FLOW`.
+#[inline(always)]
+fn handed_over() -> Option<(&'static Settings, Flow)> {
+    Some((SETTINGS.get(0)?, *INSPECT_FLOW.get(0)?))
+}
+
 /// SIP on any UDP port, entered by tail call from `filter` for UDP outside
 /// the SIP ports: reads the request line (most non-SIP payloads stop at
 /// their first byte) and, for SIP, runs steps 2-4 (and the inspector, by
 /// tail call, under `inspect`).
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
-    let Some(settings) = SETTINGS.get(0) else {
+    let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let Some(flow) = INSPECT_FLOW.get(0) else {
-        return xdp_action::XDP_PASS;
-    };
-    let flow = *flow;
     let pkt = Pkt::new(&ctx);
     let request = request_line(&ctx, &pkt, &flow);
     let lists = KernelLists::new(settings);
@@ -159,13 +162,9 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
 /// flow in `INSPECT_FLOW`.
 #[xdp]
 pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
-    let Some(settings) = SETTINGS.get(0) else {
+    let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let Some(flow) = INSPECT_FLOW.get(0) else {
-        return xdp_action::XDP_PASS;
-    };
-    let flow = *flow;
     let pkt = Pkt::new(&ctx);
     let reason = inspect(&ctx, &pkt, &flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
