@@ -12,7 +12,7 @@ use std::{
     path::Path,
 };
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -21,8 +21,8 @@ use pcap_file::{
 use sipguard_common::{packet, Reason};
 
 use crate::{
+    kernel::testrun::{Sandbox, XDP_DROP},
     policy::Policy,
-    testrun::{Sandbox, XDP_DROP},
 };
 
 /// The bytes of a frame BPF_PROG_TEST_RUN shows a program without
@@ -287,25 +287,6 @@ pub fn summary(verdicts: &[Verdict]) -> String {
 /// Reason name → Reason, for callers that parse replay output.
 pub fn reason_by_name(name: &str) -> Option<Reason> {
     Reason::ALL.iter().copied().find(|r| r.name() == name)
-}
-
-/// `sipguard replay`: read, run, print.
-pub fn run(policy: &Policy, path: &Path, json: bool) -> Result<()> {
-    let frames = read_capture(path)?;
-    let verdicts = replay(policy, &frames).map_err(|e| anyhow!("{e:#}"))?;
-    for v in &verdicts {
-        if json {
-            println!("{}", v.to_json());
-        } else {
-            println!("{}", format_line(v));
-        }
-    }
-    if json {
-        eprint!("{}", summary(&verdicts));
-    } else {
-        print!("\n{}", summary(&verdicts));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

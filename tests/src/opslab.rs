@@ -246,7 +246,7 @@ impl Lab {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        sipguard::pins::versioned_dir(&self.pin_root)
+        sipguard::kernel::pins::versioned_dir(&self.pin_root)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

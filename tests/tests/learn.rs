@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipguard::{config::Config, learn::monotonic_ns, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::{registrars::monotonic_ns, testrun::Sandbox},
+    policy::{config::Config, Policy},
+};
 use sipguard_common::{
     learn::teaching,
     packet::{Flow, Link},

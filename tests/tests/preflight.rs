@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use sipguard::program::verifier_message;
+use sipguard::kernel::program::verifier_message;
 use sipguard_tests::{netns::unique, require_root, sipguard_bin};
 
 fn valid_config() -> PathBuf {

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use sipguard::config::EMBEDDED_DEFAULT;
+use sipguard::policy::config::EMBEDDED_DEFAULT;
 use sipguard_tests::{
     netns::{unique, veth, Netns},
     require_root, sipguard_bin,

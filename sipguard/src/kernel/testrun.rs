@@ -12,11 +12,13 @@ use aya::{
 };
 use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, PROGRAM_NAME};
 
-use crate::{
+use super::{
+    attach, bans, counters,
     maps::PolicyMaps,
-    policy::Policy,
     program::{self, LoadOptions, EMPTY_PROGRAM_NAME},
+    registrars, stateful,
 };
+use crate::policy::Policy;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -140,7 +142,7 @@ impl Sandbox {
             self.report_reason,
             "Sandbox::production() cannot report reasons; use run_action"
         );
-        let name = crate::attach::program_for(link);
+        let name = attach::program_for(link);
         if program::xdp_program(&mut self.ebpf, name)?.fd().is_err() {
             program::load_program(&mut self.ebpf, name, false)?;
         }
@@ -193,7 +195,7 @@ impl Sandbox {
     }
 
     /// Puts a learned registrar with an absolute expiry (CLOCK_MONOTONIC
-    /// ns, see [`crate::learn::monotonic_ns`]) into the sandbox's maps.
+    /// ns, see [`registrars::monotonic_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
         use aya::maps::HashMap;
         self.mark_hints(|h| h.learned = 1)?;
@@ -246,7 +248,7 @@ impl Sandbox {
 
     /// Sets the learning TTL (0: off), as the daemon does from the config.
     pub fn set_learn_ttl(&mut self, ttl_ns: u64) -> Result<()> {
-        crate::learn::set_ttl(&mut self.ebpf, ttl_ns)
+        registrars::set_ttl(&mut self.ebpf, ttl_ns)
     }
 
     /// Runs one Ethernet frame through the TC egress learner; returns its
@@ -301,7 +303,7 @@ impl Sandbox {
         };
         let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::StateHints> =
             aya::maps::Array::try_from(map)?;
-        crate::ops::mark_hints(&mut arr, mark)
+        stateful::mark_hints(&mut arr, mark)
     }
 
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
@@ -315,7 +317,7 @@ impl Sandbox {
             .ok_or_else(|| anyhow!("BANS map missing"))?;
         let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> =
             aya::maps::HashMap::try_from(map)?;
-        let key = crate::ops::key_for(addr, 64);
+        let key = bans::key_for(addr, 64);
         bans.insert(
             key,
             BanEntry {
@@ -351,6 +353,6 @@ impl Sandbox {
     /// Counter of (slot 0, mode, reason): BPF_PROG_TEST_RUN's ifindex has
     /// no slot.
     pub fn counter(&self, reason: Reason, monitored: bool) -> Result<Counter> {
-        crate::metrics::read_cell(&self.counters, counter_index(0, monitored, reason as u32))
+        counters::read_cell(&self.counters, counter_index(0, monitored, reason as u32))
     }
 }

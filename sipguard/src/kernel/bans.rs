@@ -1,5 +1,5 @@
-//! Userspace side of the operations maps: the `OPS` settings, bans
-//! (`sipguard ban/unban/bans`) and the per-CPU statistics.
+//! Bans in the `BANS` map: `sipguard ban`, `unban` and `bans`, and the
+//! count of bans in force for `stats` and the metrics.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -8,117 +8,19 @@ use std::{
 };
 
 use anyhow::{anyhow, Context as _, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData};
 use sipguard_common::ops::{map_names as names, *};
 
-use crate::config::{Config, FragmentPolicy};
-
-/// The `OPS` value for a config. Events are always produced (sampling keeps
-/// them cheap); whether the daemon logs them is a userspace choice.
-pub fn settings(cfg: &Config) -> OpsSettings {
-    let mut flags = OPS_EVENTS;
-    if cfg.bans_enabled() {
-        flags |= OPS_AUTO_BAN;
-    }
-    if cfg.fragments == FragmentPolicy::Track {
-        flags |= OPS_FRAGS;
-    }
-    OpsSettings {
-        flags,
-        ban_threshold: cfg.bans.threshold,
-        ban_window_ns: cfg.bans.window.0.as_nanos() as u64,
-        ban_ttl_ns: cfg.bans.ttl.0.as_nanos() as u64,
-        event_interval_ns: cfg.events.interval.0.as_nanos() as u64,
-        ban_v6_prefix: cfg.bans.ipv6_prefix as u32,
-        _pad0: 0,
-    }
-}
-
-/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns`.
-pub fn boot_ns() -> u64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Wall-clock time (ns since the Unix epoch) of a CLOCK_BOOTTIME stamp.
-pub fn boot_to_unix_ns(boot: u64) -> u64 {
-    let wall = clock_ns(libc::CLOCK_REALTIME);
-    let now_boot = boot_ns();
-    (wall as i128 - (now_boot as i128 - boot as i128)).max(0) as u64
-}
-
-fn pinned(dir: &Path, name: &str) -> Result<MapData> {
-    let path = dir.join(name);
-    MapData::from_pin(&path).with_context(|| {
-        format!(
-            "cannot open pinned map {} (is `sipguard run` running?)",
-            path.display()
-        )
-    })
-}
-
-pub fn ops_pinned(dir: &Path) -> Result<Array<MapData, OpsSettings>> {
-    Ok(Array::try_from(Map::Array(pinned(dir, names::OPS)?))?)
-}
+use super::{
+    pins::open_map,
+    stateful::{boot_ns, hints_pinned, mark_hints, ops_pinned},
+};
 
 pub fn bans_pinned(dir: &Path) -> Result<HashMap<MapData, AddrKey, BanEntry>> {
-    Ok(HashMap::try_from(Map::LruHashMap(pinned(
+    Ok(HashMap::try_from(Map::LruHashMap(open_map(
         dir,
         names::BANS,
     )?))?)
-}
-
-/// Sets fields of the sticky `HINTS` value (see `StateHints`): `mark` may
-/// only turn fields on.
-pub fn mark_hints<T: std::borrow::BorrowMut<MapData>>(
-    hints: &mut Array<T, StateHints>,
-    mark: impl FnOnce(&mut StateHints),
-) -> Result<()> {
-    let mut h = hints.get(&0, 0).context("reading HINTS")?;
-    mark(&mut h);
-    hints.set(0, h, 0).context("updating HINTS")?;
-    Ok(())
-}
-
-pub fn hints_pinned(dir: &Path) -> Result<Array<MapData, StateHints>> {
-    Ok(Array::try_from(Map::Array(pinned(dir, names::HINTS)?))?)
-}
-
-pub fn stats_pinned(dir: &Path) -> Result<PerCpuArray<MapData, u64>> {
-    Ok(PerCpuArray::try_from(Map::PerCpuArray(pinned(
-        dir,
-        names::OPS_STATS,
-    )?))?)
-}
-
-/// Sum of one `OPS_STATS` slot over all CPUs.
-pub fn stat(map: &PerCpuArray<MapData, u64>, idx: u32) -> Result<u64> {
-    Ok(map.get(&idx, 0)?.iter().sum())
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OpsStats {
-    pub events_sent: u64,
-    pub events_lost: u64,
-    pub events_suppressed: u64,
-    pub bans_created: u64,
-    pub fragments_remembered: u64,
-}
-
-pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> Result<OpsStats> {
-    Ok(OpsStats {
-        events_sent: stat(map, STAT_EVENTS_SENT)?,
-        events_lost: stat(map, STAT_EVENTS_LOST)?,
-        events_suppressed: stat(map, STAT_EVENTS_SUPPRESSED)?,
-        bans_created: stat(map, STAT_BANS_CREATED)?,
-        fragments_remembered: stat(map, STAT_FRAGS_REMEMBERED)?,
-    })
 }
 
 pub fn key_for(addr: IpAddr, v6_prefix: u32) -> AddrKey {

@@ -3,7 +3,7 @@
 //! root can open, for `sipguard events`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use sipguard_common::{ops::*, Reason};
 use tokio::{io::unix::AsyncFd, io::AsyncWriteExt as _, net::UnixListener, sync::broadcast};
 
-use crate::{attach::ifname, config::EventLog};
+use crate::{
+    kernel::{attach::ifname, stateful::boot_to_unix_ns},
+    policy::config::EventLog,
+};
 
 /// One event as logged and sent to clients (also the JSON schema).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +74,7 @@ impl Event {
     /// Like `from_raw` with a caller-supplied interface name lookup (the
     /// daemon caches names: one syscall per event is too many in a flood).
     pub fn from_raw_with(e: &DropEvent, name: &mut dyn FnMut(u32) -> String) -> Event {
-        let unix = crate::ops::boot_to_unix_ns(e.time_ns);
+        let unix = boot_to_unix_ns(e.time_ns);
         let reason = Reason::from_u32(e.reason)
             .map(|r| r.name().to_string())
             .unwrap_or_else(|| format!("reason_{}", e.reason));
@@ -290,42 +293,6 @@ impl Drop for SocketGuard {
     }
 }
 
-/// `sipguard events`: follows the daemon's socket and prints each event.
-pub fn follow(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
-    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        anyhow!(
-            "cannot connect to {} ({e}); is `sipguard run` running, and are you root?",
-            path.display()
-        )
-    })?;
-    let mut seen = 0u64;
-    let stdout = std::io::stdout();
-    for line in BufReader::new(stream).lines() {
-        let line = line.context("reading events")?;
-        let mut out = stdout.lock();
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let Some(n) = v.get("skipped") {
-                eprintln!("sipguard: {n} events skipped (this client reads too slowly)");
-                continue;
-            }
-        }
-        if json {
-            writeln!(out, "{line}")?;
-        } else {
-            match serde_json::from_str::<Event>(&line) {
-                Ok(ev) => writeln!(out, "{}", ev.to_text())?,
-                Err(_) => writeln!(out, "{line}")?,
-            }
-        }
-        out.flush()?;
-        seen += 1;
-        if count.is_some_and(|c| seen >= c) {
-            break;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +310,7 @@ mod tests {
     #[test]
     fn decodes_and_renders() {
         let mut raw = DropEvent {
-            time_ns: crate::ops::boot_ns(),
+            time_ns: crate::kernel::stateful::boot_ns(),
             src: [0; 16],
             dst: [0; 16],
             ifindex: 0,

@@ -1,0 +1,65 @@
+//! The host-side evaluator: the kernel's verdict code from
+//! sipguard-common, with the policy's lists as plain vectors.
+
+use sipguard_common::{
+    packet::{Flow, Link},
+    sip::{self, SipLists, UA_BYTES, USER_BYTES},
+    verdict::{self, Judgement, Outcome, SourceLists},
+};
+
+use super::Policy;
+
+impl Policy {
+    /// The verdict the host computes for a frame: the kernel's code, with
+    /// the SIP scanner driven by a plain loop of the same bound.
+    pub fn evaluate(&self, frame: &[u8]) -> Outcome {
+        self.evaluate_link(frame, Link::Ethernet)
+    }
+
+    /// The host verdict for a packet starting with the link header `link`.
+    pub fn evaluate_link(&self, frame: &[u8], link: Link) -> Outcome {
+        let reason = match verdict::judge_link(frame, link, &self.settings, self) {
+            Judgement::Done(r) => r,
+            Judgement::Inspect(flow) => sip::decide(&sip::scan(&flow, frame), &self.settings, self),
+            // judge_link reads the request line itself; never returned.
+            Judgement::Recognise(_) => sipguard_common::Reason::PassUninspectable,
+        };
+        verdict::outcome(reason, &self.settings)
+    }
+}
+
+fn flow_addr(flow: &Flow) -> std::net::IpAddr {
+    if flow.ipv6 {
+        std::net::IpAddr::from(flow.src)
+    } else {
+        std::net::IpAddr::from(flow.src_v4())
+    }
+}
+
+impl SourceLists for Policy {
+    fn blocked(&self, flow: &Flow) -> bool {
+        let a = flow_addr(flow);
+        self.blocked.iter().any(|n| n.contains(&a))
+    }
+    fn trusted(&self, flow: &Flow) -> bool {
+        let a = flow_addr(flow);
+        self.trusted.iter().any(|n| n.contains(&a))
+    }
+}
+
+impl SipLists for Policy {
+    fn user_agent_denied(&self, ua: &[u8; UA_BYTES], len: u32) -> bool {
+        let seen = &ua[..(len as usize).min(UA_BYTES)];
+        self.user_agents
+            .iter()
+            .any(|p| seen.starts_with(p.as_bytes()))
+    }
+    fn user_expected(&self, user: &[u8; USER_BYTES], len: u32) -> bool {
+        let len = len as usize;
+        len <= USER_BYTES
+            && self
+                .expected_users
+                .iter()
+                .any(|u| u.as_bytes() == &user[..len])
+    }
+}
