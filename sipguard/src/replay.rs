@@ -22,7 +22,7 @@ use sipguard_common::{packet, Reason};
 
 use crate::{
     kernel::testrun::{Sandbox, XDP_DROP},
-    policy::Policy,
+    policy::{evaluate::ip_from, Policy},
 };
 
 /// The bytes of a frame BPF_PROG_TEST_RUN shows a program without
@@ -152,13 +152,7 @@ fn describe_flow(frame: &[u8]) -> String {
     let Ok(f) = packet::parse(frame) else {
         return String::new();
     };
-    let addr = |a: [u8; 16]| {
-        if f.ipv6 {
-            IpAddr::from(a)
-        } else {
-            IpAddr::from([a[0], a[1], a[2], a[3]])
-        }
-    };
+    let addr = |a: [u8; 16]| ip_from(f.ipv6, a);
     let proto = if f.proto == packet::IPPROTO_UDP {
         "udp"
     } else {

@@ -3,6 +3,9 @@
 use std::{net::IpAddr, path::Path, process::ExitCode};
 
 use anyhow::Result;
+use aya::maps::{LpmTrie, MapData};
+use ipnet::IpNet;
+use sipguard_common::ListValue;
 
 use crate::kernel::{maps::PolicyMaps, pins, registrars::learned_pinned};
 
@@ -17,21 +20,8 @@ pub fn do_trusted(pin_root: &Path, json: bool) -> Result<ExitCode> {
 fn trusted_report(dir: &Path, json: bool) -> Result<String> {
     use std::fmt::Write as _;
     let maps = PolicyMaps::open_pinned(dir)?;
-    let mut nets = Vec::new();
-    for k in maps.trusted_v4.keys() {
-        let k = k?;
-        nets.push(ipnet::IpNet::new(
-            IpAddr::from(k.data()),
-            k.prefix_len() as u8,
-        )?);
-    }
-    for k in maps.trusted_v6.keys() {
-        let k = k?;
-        nets.push(ipnet::IpNet::new(
-            IpAddr::from(k.data()),
-            k.prefix_len() as u8,
-        )?);
-    }
+    let mut nets = trie_nets(&maps.trusted_v4)?;
+    nets.extend(trie_nets(&maps.trusted_v6)?);
     nets.sort();
     let learned = learned_pinned(dir)?;
     if json {
@@ -67,4 +57,18 @@ fn trusted_report(dir: &Path, json: bool) -> Result<String> {
         }
     }
     Ok(s)
+}
+
+/// The entries of an address trie as networks.
+fn trie_nets<K>(trie: &LpmTrie<MapData, K, ListValue>) -> Result<Vec<IpNet>>
+where
+    K: aya::Pod,
+    IpAddr: From<K>,
+{
+    let mut nets = Vec::new();
+    for k in trie.keys() {
+        let k = k?;
+        nets.push(IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)?);
+    }
+    Ok(nets)
 }

@@ -1,6 +1,8 @@
 //! The host-side evaluator: the kernel's verdict code from
 //! sipguard-common, with the policy's lists as plain vectors.
 
+use std::net::IpAddr;
+
 use sipguard_common::{
     packet::{Flow, Link},
     sip::{self, SipLists, UA_BYTES, USER_BYTES},
@@ -28,12 +30,18 @@ impl Policy {
     }
 }
 
-fn flow_addr(flow: &Flow) -> std::net::IpAddr {
-    if flow.ipv6 {
-        std::net::IpAddr::from(flow.src)
+/// An address as the parser and the maps store it: 16 bytes, of which an
+/// IPv4 address uses the first 4.
+pub fn ip_from(ipv6: bool, bytes: [u8; 16]) -> IpAddr {
+    if ipv6 {
+        IpAddr::from(bytes)
     } else {
-        std::net::IpAddr::from(flow.src_v4())
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
     }
+}
+
+fn flow_addr(flow: &Flow) -> IpAddr {
+    ip_from(flow.ipv6, flow.src)
 }
 
 impl SourceLists for Policy {

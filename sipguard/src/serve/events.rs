@@ -4,7 +4,6 @@
 
 use std::{
     io::Write as _,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -18,7 +17,7 @@ use tokio::{io::unix::AsyncFd, io::AsyncWriteExt as _, net::UnixListener, sync::
 
 use crate::{
     kernel::{attach::ifname, stateful::boot_to_unix_ns},
-    policy::config::EventLog,
+    policy::{config::EventLog, evaluate::ip_from},
 };
 
 /// One event as logged and sent to clients (also the JSON schema).
@@ -44,14 +43,6 @@ pub struct Event {
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub user_agent: Option<String>,
-}
-
-fn addr(family: u8, b: &[u8; 16]) -> IpAddr {
-    if family == 6 {
-        IpAddr::V6(Ipv6Addr::from(*b))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    }
 }
 
 /// Decodes one ring buffer record.
@@ -84,8 +75,8 @@ impl Event {
             time_unix_ns: unix,
             interface: name(e.ifindex),
             ifindex: e.ifindex,
-            src: addr(e.family, &e.src).to_string(),
-            dst: addr(e.family, &e.dst).to_string(),
+            src: ip_from(e.family == 6, e.src).to_string(),
+            dst: ip_from(e.family == 6, e.dst).to_string(),
             sport: e.sport,
             dport: e.dport,
             protocol: match e.proto {
