@@ -49,7 +49,7 @@ pub struct Daemon {
     /// TC egress programs learning registrars (when enabled).
     learner: Learner,
     on_exit: OnExit,
-    pub feeds: FeedWatch,
+    feeds: FeedWatch,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -229,6 +229,11 @@ impl Daemon {
                 names: &self.dns.state,
             },
         )
+    }
+
+    /// A feed file changed and has stayed the same for a poll since.
+    pub fn feeds_changed(&mut self) -> bool {
+        self.feeds.changed()
     }
 
     pub fn apply(&mut self, cfg: &Config) -> Result<()> {

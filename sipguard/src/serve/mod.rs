@@ -119,7 +119,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 }
             }
             _ = tick.tick() => {
-                if daemon.feeds.changed() {
+                if daemon.feeds_changed() {
                     match opts.source.load().map_err(anyhow::Error::from).and_then(|cfg| daemon.apply(&cfg)) {
                         Ok(()) => log::info!("blocklist feed changed: reloaded"),
                         Err(e) => log::error!("feed reload failed, keeping the running lists: {e:#}"),
