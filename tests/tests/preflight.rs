@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::Command};
 
 use sipguard::program::verifier_message;
-use sipguard_tests::{netns::unique, require_root, sipguard_bin};
+use sipguard_tests::{harness::netns::unique, require_root, sipguard_bin};
 
 fn valid_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/valid/readme-example.yaml")
