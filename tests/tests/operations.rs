@@ -4,6 +4,7 @@
 
 use std::{
     io::{Read as _, Write as _},
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -248,8 +249,15 @@ fn metrics_are_served_over_http() {
     }
 }
 
+/// Sends `n` OPTIONS from `src`; they must be all the receiver ever got
+/// from it.
+fn send_and_expect_all(net: &Wan, rx: &Receiver, src: Ipv4Addr, n: u64, why: &str) {
+    net.send_options(src, 5060, n, MS);
+    assert_eq!(rx.wait_for(src, n, Duration::from_secs(2)), n, "{why}");
+}
+
 /// OPTIONS from `src` to the PBX every millisecond until finished.
-fn steady(net: &Wan, src: std::net::Ipv4Addr) -> Steady {
+fn steady(net: &Wan, src: Ipv4Addr) -> Steady {
     Steady::start(net.wan_socket(src), pbx_addr(5060))
 }
 
@@ -318,12 +326,7 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
         !sipguard::pins::versioned_dir(&d.pin_root).exists(),
         "pins removed"
     );
-    net.send_options(SCANNER, 5060, 3, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
-        3,
-        "filter gone after detach"
-    );
+    send_and_expect_all(&net, &rx, SCANNER, 3, "filter gone after detach");
 }
 
 #[test]
@@ -341,11 +344,12 @@ fn sigterm_with_on_exit_detach_removes_the_filter() {
     assert!(log.contains("detached from"), "{log}");
     assert!(!d.pin_root.exists(), "pins removed");
     assert!(!d.events_socket().exists(), "socket removed");
-    net.send_options(SCANNER, 5060, 3, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
+    send_and_expect_all(
+        &net,
+        &rx,
+        SCANNER,
         3,
-        "only the packets after SIGTERM arrive"
+        "only the packets after SIGTERM arrive",
     );
 }
 
@@ -371,12 +375,7 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     });
     let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
-    net.send_options(SCANNER, 5060, 2, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 2, Duration::from_secs(2)),
-        2,
-        "the old program passes everything"
-    );
+    send_and_expect_all(&net, &rx, SCANNER, 2, "the old program passes everything");
     let good = steady(&net, PROVIDER);
     d.launch(&[]);
     assert!(
