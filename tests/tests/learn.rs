@@ -19,6 +19,7 @@ use sipguard_common::{
 };
 use sipguard_tests::{
     daemon::Daemon,
+    fixtures::drops,
     frames::{ip6, v4, v6},
     netns::{unique, veth, Netns},
     require_root, sip,
@@ -154,10 +155,7 @@ fn learned_sources_pass_until_expiry() {
             Judgement::Recognise(_) => unreachable!("judge_link returned Recognise"),
         };
         let after = sb.counter(*want, false).unwrap().packets;
-        if k.reason != *want
-            || h != *want
-            || after != before + 1
-            || (k.action == 1) != want.is_drop()
+        if k.reason != *want || h != *want || after != before + 1 || (k.action == 1) != drops(*want)
         {
             failures.push(format!(
                 "{name}: kernel {:?} (action {}), host {h:?}, want {want:?}, counter +{}",
