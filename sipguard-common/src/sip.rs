@@ -14,9 +14,14 @@
 //! than [`WINDOW`]) is never the limit that ends a scan.
 
 use crate::{
-    abi::Settings,
+    abi::{
+        sip_method, Settings, SipEventInfo, EVENT_UA_LEN, METHODS, METHOD_INVITE, METHOD_OTHER,
+        RULE_EXPECTED_USERS, RULE_NOT_SIP, RULE_SIPVICIOUS, RULE_URI_IP_HOST, RULE_USER_AGENT,
+        UA_BYTES, USER_BYTES,
+    },
     packet::{Bytes, Flow},
     reason::Reason,
+    scan_io::{ld, st, MAX_SCAN_OFF},
 };
 
 /// Payload bytes inspected: a whole message in a 1500-byte MTU datagram.
@@ -25,10 +30,6 @@ use crate::{
 pub const WINDOW: u32 = 1500;
 /// Upper bound of `step` calls (bpf_loop's `nr_loops`, the host's loop).
 pub const MAX_STEPS: u32 = 1536;
-/// Request-URI user bytes kept (expected-user keys have at most this many).
-pub const USER_BYTES: usize = 32;
-/// User-Agent bytes kept, lowercased (scanner prefixes have at most this many).
-pub const UA_BYTES: usize = 32;
 
 /// Header name bytes read to classify a header line.
 const NAME_MAX: u32 = 16;
@@ -40,53 +41,6 @@ pub const ADDR_MAX: u32 = 96;
 const URI_CHUNK: u32 = 64;
 /// 8-byte words searched for a line end per step.
 const SKIP_WORDS: u32 = 16;
-
-// `Settings::rules` bits.
-/// Drop untrusted payloads that are not a SIP request line (keepalives,
-/// STUN and responses excepted).
-pub const RULE_NOT_SIP: u32 = 1 << 0;
-/// Drop requests whose User-Agent starts with a listed prefix.
-pub const RULE_USER_AGENT: u32 = 1 << 1;
-/// Drop requests whose Request-URI host is an IP literal.
-pub const RULE_URI_IP_HOST: u32 = 1 << 2;
-/// Drop INVITEs whose Request-URI user is not an expected user.
-pub const RULE_EXPECTED_USERS: u32 = 1 << 3;
-/// Drop the SIPVicious From/To fingerprint.
-pub const RULE_SIPVICIOUS: u32 = 1 << 4;
-
-/// Known methods; the index is the method id and the bit in
-/// `Settings::methods`. Id 0 is any other token.
-pub const METHODS: [&str; 15] = [
-    "",
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "REGISTER",
-    "OPTIONS",
-    "PRACK",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "INFO",
-    "REFER",
-    "MESSAGE",
-    "UPDATE",
-];
-pub const METHOD_OTHER: u32 = 0;
-pub const METHOD_INVITE: u32 = 1;
-
-/// Method id of a method name, `None` when it is not one of [`METHODS`].
-pub fn method_id(name: &str) -> Option<u32> {
-    let mut i = 1;
-    while i < METHODS.len() {
-        if METHODS[i].as_bytes() == name.as_bytes() {
-            return Some(i as u32);
-        }
-        i += 1;
-    }
-    None
-}
 
 const fn pack(s: &[u8]) -> u64 {
     let mut w = 0u64;
@@ -321,11 +275,6 @@ pub enum Step {
     Continue,
     Done,
 }
-
-/// Scan offsets stay below this (see [`Scan::new`]), so masking with it
-/// changes nothing but lets the verifier bound a packet pointer that the
-/// compiler computed before the range check.
-pub const MAX_SCAN_OFF: u32 = 0x3fff;
 
 /// The byte at `off`, or `None` at or past the end of the inspected bytes.
 #[inline(always)]
@@ -663,21 +612,6 @@ fn uri<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
         st(&mut s.flags, f);
     }
     Step::Continue
-}
-
-/// Loads and stores of scanner state through memory: in the kernel the
-/// state lives in a map value, and volatile access keeps the verifier from
-/// tracking (and forking on) each value. Shared with `sipline`.
-#[inline(always)]
-pub(crate) fn ld(x: &u32) -> u32 {
-    // SAFETY: reads a field of a live struct.
-    unsafe { core::ptr::read_volatile(x) }
-}
-
-#[inline(always)]
-pub(crate) fn st(x: &mut u32, v: u32) {
-    // SAFETY: writes a field of a live struct.
-    unsafe { core::ptr::write_volatile(x, v) }
 }
 
 #[inline(always)]
@@ -1143,9 +1077,37 @@ pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
     Reason::PassInspected
 }
 
+/// The event of a dropped packet carries what its scan saw. Here and not in
+/// the ABI: the ABI is below the scanner and does not know `Scan`.
+impl SipEventInfo {
+    /// What a finished scan saw: the method and the first bytes of the
+    /// User-Agent (lower-cased, as the inspector keeps them).
+    #[inline(always)]
+    pub fn from_scan(s: &Scan) -> SipEventInfo {
+        let method = if s.method != 0 && (s.method as usize) < METHODS.len() {
+            s.method as u8
+        } else if s.ua_len > 0 {
+            sip_method::OTHER
+        } else {
+            sip_method::UNKNOWN
+        };
+        let ua_len = if (s.ua_len as usize) < EVENT_UA_LEN {
+            s.ua_len as u8
+        } else {
+            EVENT_UA_LEN as u8
+        };
+        SipEventInfo {
+            method,
+            ua_len,
+            user_agent: s.ua,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::method_id;
 
     struct Lists {
         uas: &'static [&'static str],

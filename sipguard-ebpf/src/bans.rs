@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap},
 };
-use sipguard_common::{ops::*, packet::Flow, Reason};
+use sipguard_common::{abi::*, packet::Flow, Reason};
 
 use crate::events::{stat, Addrs, Clock, OPS};
 

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sipguard_common::{
-    ops::*,
+    abi::*,
     packet::{Flow, Stop},
     verdict::Outcome,
 };

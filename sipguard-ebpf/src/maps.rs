@@ -8,11 +8,11 @@ use aya_ebpf::{
 };
 use sipguard_common::{
     packet::Flow,
-    sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
+    sip::{Scan, SipLists},
     verdict::SourceLists,
     Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key,
     V6Key, COUNTER_ENTRIES, FLAG_BLOCKED_V6, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS,
-    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
+    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
 };
 
 #[map(name = "SETTINGS")]
@@ -67,7 +67,7 @@ pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// The request-line reader's state (`any_udp_port`) on this CPU.
 #[map(name = "LINE")]
-pub static LINE: PerCpuArray<sipguard_common::sipline::Line> = PerCpuArray::with_max_entries(1, 0);
+pub static LINE: PerCpuArray<sipguard_common::any_port::Line> = PerCpuArray::with_max_entries(1, 0);
 
 /// The flow handed from the filter to the tail-called inspector.
 #[map(name = "INSPECT_FLOW")]
