@@ -11,6 +11,7 @@
 #![feature(asm_experimental_arch)]
 
 mod bans;
+mod clock;
 mod events;
 mod frags;
 mod learn;
@@ -36,7 +37,7 @@ use sipguard_common::{
     Reason, Settings, SipEventInfo, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{events::Clock, maps::*, pkt::Pkt};
+use crate::{clock::Clock, maps::*, pkt::Pkt};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so

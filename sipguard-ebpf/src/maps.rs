@@ -2,7 +2,6 @@
 //! so userspace opens exactly these.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
@@ -85,7 +84,7 @@ pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_com
 /// fills the learned and ban maps).
 pub struct KernelLists<'a> {
     pub settings: &'a Settings,
-    pub clock: crate::events::Clock,
+    pub clock: crate::clock::Clock,
 }
 
 impl<'a> KernelLists<'a> {
@@ -93,7 +92,7 @@ impl<'a> KernelLists<'a> {
     pub const fn new(settings: &'a Settings) -> Self {
         KernelLists {
             settings,
-            clock: crate::events::Clock::new(),
+            clock: crate::clock::Clock::new(),
         }
     }
 }
@@ -146,8 +145,7 @@ impl SourceLists for KernelLists<'_> {
             }
         };
         match expiry {
-            // SAFETY: helper without arguments.
-            Some(e) => e > unsafe { bpf_ktime_get_ns() },
+            Some(e) => e > crate::clock::now(),
             None => false,
         }
     }

@@ -34,7 +34,9 @@ pub fn settings(cfg: &Config) -> OpsSettings {
     }
 }
 
-/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns`.
+/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns` and of every
+/// time stamp in the maps (bans, events, learned registrars): it counts
+/// through suspend, so an expiry means the same wall-clock span.
 pub fn boot_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }

@@ -192,8 +192,8 @@ impl Sandbox {
         Ok(prog.info()?.verified_instruction_count())
     }
 
-    /// Puts a learned registrar with an absolute expiry (CLOCK_MONOTONIC
-    /// ns, see [`crate::learn::monotonic_ns`]) into the sandbox's maps.
+    /// Puts a learned registrar with an absolute expiry (CLOCK_BOOTTIME
+    /// ns, see [`crate::ops::boot_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
         use aya::maps::HashMap;
         self.mark_hints(|h| h.learned = 1)?;

@@ -12,6 +12,6 @@ pub struct LearnConfig {
     pub ttl_ns: u64,
 }
 
-/// `LEARNED_*` value: until when (bpf_ktime_get_ns, CLOCK_MONOTONIC) the
-/// address is trusted.
+/// `LEARNED_*` value: until when (CLOCK_BOOTTIME ns, `bpf_ktime_get_boot_ns`,
+/// the clock of bans and events too) the address is trusted.
 pub type LearnedExpiry = u64;
