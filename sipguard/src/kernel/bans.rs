@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData};
-use sipguard_common::ops::{map_names as names, *};
+use sipguard_common::abi::{map_names as names, *};
 
 use super::{
     pins::open_map,

@@ -18,7 +18,7 @@ use sipguard_common::{
     LEARN_PROGRAM_NAME_RAW_IP,
 };
 
-use super::{pins::open_map, program::map_mut};
+use super::{pins::open_map, program::map_mut, stateful::boot_ns};
 
 /// `learn_registrars.ttl` in the kernel's unit.
 pub fn ttl_ns(enabled: bool, ttl_secs: u32) -> u64 {
@@ -113,19 +113,6 @@ impl Learner {
     }
 }
 
-/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 /// One learned registrar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Learned {
@@ -137,7 +124,7 @@ pub struct Learned {
 
 /// The learned entries under a pin directory, soonest expiry last.
 pub fn learned_pinned(dir: &Path) -> Result<Vec<Learned>> {
-    let now = monotonic_ns();
+    let now = boot_ns();
     let mut out = Vec::new();
     read_learned::<V4Key>(dir, map_names::LEARNED_V4, now, &mut out)?;
     read_learned::<V6Key>(dir, map_names::LEARNED_V6, now, &mut out)?;

@@ -2,9 +2,7 @@
 //! sorted source lists, the scanner prefixes and the expected users.
 
 use ipnet::IpNet;
-use sipguard_common::{
-    sip, Settings, FLAG_ANY_UDP_PORT, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
-};
+use sipguard_common::{Settings, FLAG_ANY_UDP_PORT, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT};
 
 use super::{
     config::{Config, Mode, UntrustedPolicy},
@@ -43,23 +41,23 @@ impl Policy {
         expected_users.sort();
         expected_users.dedup();
         if ins.drop_not_sip {
-            settings.rules |= sip::RULE_NOT_SIP;
+            settings.rules |= sipguard_common::RULE_NOT_SIP;
         }
         if !user_agents.is_empty() {
-            settings.rules |= sip::RULE_USER_AGENT;
+            settings.rules |= sipguard_common::RULE_USER_AGENT;
         }
         if ins.drop_ip_uri {
-            settings.rules |= sip::RULE_URI_IP_HOST;
+            settings.rules |= sipguard_common::RULE_URI_IP_HOST;
         }
         if !expected_users.is_empty() {
-            settings.rules |= sip::RULE_EXPECTED_USERS;
+            settings.rules |= sipguard_common::RULE_EXPECTED_USERS;
         }
         if ins.sipvicious {
-            settings.rules |= sip::RULE_SIPVICIOUS;
+            settings.rules |= sipguard_common::RULE_SIPVICIOUS;
         }
         for m in &ins.drop_methods {
             // Validated in config: every name is known.
-            if let Some(id) = sip::method_id(&m.to_ascii_uppercase()) {
+            if let Some(id) = sipguard_common::method_id(&m.to_ascii_uppercase()) {
                 settings.methods |= 1 << id;
             }
         }

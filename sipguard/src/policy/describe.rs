@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
-use sipguard_common::sip;
 
 use super::{
     config::{Config, Mode, UntrustedPolicy},
@@ -77,9 +76,9 @@ impl Policy {
                 let _ = writeln!(s, "    {ua}");
             }
             let _ = writeln!(s, "  sipvicious fingerprint: {}", on(ins.sipvicious));
-            let methods: Vec<&str> = (1..sip::METHODS.len())
+            let methods: Vec<&str> = (1..sipguard_common::METHODS.len())
                 .filter(|i| self.settings.methods & (1 << i) != 0)
-                .map(|i| sip::METHODS[i])
+                .map(|i| sipguard_common::METHODS[i])
                 .collect();
             let _ = writeln!(
                 s,

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use sipguard_common::{
     packet::{Flow, Link},
-    sip::{self, SipLists, UA_BYTES, USER_BYTES},
+    sip::{self, SipLists},
     verdict::{self, Judgement, Outcome, SourceLists},
+    UA_BYTES, USER_BYTES,
 };
 
 use super::Policy;

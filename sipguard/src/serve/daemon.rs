@@ -10,7 +10,7 @@ use aya::{
     programs::{links::FdLink, xdp::XdpLink},
     Ebpf,
 };
-use sipguard_common::{ops::OpsSettings, PROGRAM_NAME};
+use sipguard_common::{OpsSettings, PROGRAM_NAME};
 
 use super::RunOptions;
 use crate::{
@@ -101,9 +101,9 @@ impl Daemon {
         )?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         let mut ops: Array<MapData, OpsSettings> =
-            take_map(&mut ebpf, sipguard_common::ops::map_names::OPS)?.try_into()?;
+            take_map(&mut ebpf, sipguard_common::map_names::OPS)?.try_into()?;
         let ring: RingBuf<MapData> =
-            take_map(&mut ebpf, sipguard_common::ops::map_names::EVENTS)?.try_into()?;
+            take_map(&mut ebpf, sipguard_common::map_names::EVENTS)?.try_into()?;
         let feeds = FeedWatch::new(&cfg.feeds);
         let policy = policy::assemble(
             cfg,
