@@ -9,6 +9,7 @@ pub mod lab;
 pub mod netns;
 pub mod opslab;
 pub mod sip;
+pub mod vm;
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 
