@@ -24,7 +24,13 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const MEMORY_MB: u32 = 2048;
 
 /// The in-VM steps, run by /init in name order.
-const STEPS: &[(&str, &str)] = &[("10-fixtures", "#!/bin/sh\nexec /usr/local/bin/vm_suite\n")];
+const STEPS: &[(&str, &str)] = &[
+    ("10-fixtures", "#!/bin/sh\nexec vm_suite fixtures\n"),
+    ("20-replay", "#!/bin/sh\nexec vm_suite replay\n"),
+    ("30-e2e", "#!/bin/sh\nexec vm_suite e2e\n"),
+];
+/// iproute2 for network namespaces (busybox's ip has none).
+const IPROUTE2: &str = "/usr/bin/ip";
 
 struct Binaries {
     vm_suite: PathBuf,
@@ -49,6 +55,8 @@ fn available(arch: Arch, name: &str) -> Option<Kernel> {
         Some(format!("qemu-system-{} is not installed", arch.name()))
     } else if !std::path::Path::new(BUSYBOX).is_file() {
         Some(format!("{BUSYBOX} is missing (busybox-static)"))
+    } else if !std::path::Path::new(IPROUTE2).is_file() {
+        Some(format!("{IPROUTE2} is missing (iproute2)"))
     } else {
         match Kernel::find(arch, name) {
             Ok(k) => return Some(k),
@@ -73,6 +81,8 @@ fn initramfs(kernel: &Kernel) -> PathBuf {
         .expect("vm_suite");
     img.executable("usr/local/bin/sipguard", &bins.sipguard)
         .expect("sipguard");
+    img.executable("usr/local/bin/ip", IPROUTE2.as_ref())
+        .expect("ip");
     img.dir("sys/fs/bpf");
     let mut order = String::new();
     for m in kernel.modules().expect("module list") {
