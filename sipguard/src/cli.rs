@@ -54,6 +54,11 @@ pub enum Command {
     Check {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also probe this kernel: which features it has, which parts of
+        /// sipguard they enable, and whether it can run this policy (exit 3
+        /// if not). Needs root.
+        #[arg(long)]
+        kernel: bool,
     },
     /// Run every packet of a pcap/pcapng capture through the real program
     /// (a private instance; a running daemon is not touched) and print each
@@ -170,9 +175,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             rt.block_on(daemon::run(opts))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => {
+        Command::Check { config, kernel } => {
             let source = config_source(config);
             let cfg: Config = source.load()?;
+            if kernel {
+                print!("{}", crate::features::report());
+                if let Err(e) = crate::features::require_for(&cfg) {
+                    println!("{e:#}");
+                    return Ok(ExitCode::from(3));
+                }
+                println!("this kernel can run the configured policy");
+            }
             let policy = Policy::from_config(&cfg);
             match &source {
                 ConfigSource::File(p) => println!("{}: valid", p.display()),
@@ -231,6 +244,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let cfg: Config = config_source(config).load()?;
+            crate::features::require_for(&cfg)?;
             let policy = Policy::from_config(&cfg);
             crate::replay::run(&policy, &capture, json)?;
             Ok(ExitCode::SUCCESS)

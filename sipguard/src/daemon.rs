@@ -100,6 +100,7 @@ fn program_tag(id: u32) -> Option<u64> {
 
 impl Daemon {
     fn start(opts: &RunOptions, cfg: &Config, dns: DnsNames) -> Result<(Daemon, RingBuf<MapData>)> {
+        crate::features::require_for(cfg)?;
         let ifaces = interfaces(cfg, &opts.ifaces)?;
         for i in &ifaces {
             ifindex(i)?;
@@ -250,6 +251,7 @@ impl Daemon {
 
     fn reload(&mut self, opts: &RunOptions) -> Result<()> {
         let cfg = opts.source.load()?;
+        crate::features::require_for(&cfg)?;
         let wanted = interfaces(&cfg, &opts.ifaces)?;
         for i in &wanted {
             ifindex(i)?;

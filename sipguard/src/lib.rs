@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod features;
 pub mod feeds;
 pub mod learn;
 pub mod maps;

@@ -82,7 +82,16 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
         )
     })?;
     load_program(&mut ebpf, PROGRAM_NAME, opts.verbose)?;
-    install_inspector(&mut ebpf, opts.verbose)?;
+    if crate::features::has_bpf_loop() {
+        install_inspector(&mut ebpf, opts.verbose)?;
+    } else {
+        // The filter alone still runs the allowlist; policies that need
+        // the scanners are refused before they reach the maps
+        // (features::require_for), so nothing tail-calls the empty slots.
+        log::warn!(
+            "this kernel has no bpf_loop helper (Linux 5.17+): SIP inspection and any_udp_port are unavailable"
+        );
+    }
     Ok(ebpf)
 }
 

@@ -31,6 +31,13 @@ impl Case {
         }
     }
 
+    /// Whether the case needs the tail-called scanners (SIP inspection or
+    /// the any-port reader), which need the bpf_loop helper.
+    pub fn needs_scanning(&self) -> bool {
+        self.policy.settings.policy == sipguard_common::POLICY_INSPECT
+            || self.policy.settings.any_udp_port()
+    }
+
     /// Applies the case's policy to `sandbox` and runs every row.
     pub fn run(&self, sandbox: &mut Sandbox) -> Vec<String> {
         if let Err(e) = sandbox.apply(&self.policy) {

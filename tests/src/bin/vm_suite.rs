@@ -84,9 +84,11 @@ fn fixtures() -> bool {
     ] {
         match sb.verified_instructions_of(prog) {
             Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
-            Ok(None) => report(&format!("verifier prog={prog} insns=unknown")),
+            // Kernels before 5.16 do not report the count.
+            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
+            // Not loaded: the scanners on a kernel without bpf_loop.
             Err(e) => report(&format!(
-                "verifier prog={prog} error={:?}",
+                "verifier prog={prog} insns=not-loaded detail={:?}",
                 format!("{e:#}")
             )),
         }
@@ -94,7 +96,19 @@ fn fixtures() -> bool {
     let mut failed = 0;
     let mut rows = 0;
     let run_start = Instant::now();
+    let scanning = sipguard::features::has_bpf_loop();
+    report(&format!("bpf_loop present={scanning}"));
     for case in &cases {
+        if case.needs_scanning() && !scanning {
+            // The daemon refuses these policies here (checked by the replay
+            // and e2e parts against the real binary).
+            report(&format!(
+                "case name={} rows={} result=skip needs=bpf_loop",
+                case.name.replace(' ', "-"),
+                case.rows.len()
+            ));
+            continue;
+        }
         let failures = case.run(&mut sb);
         rows += case.rows.len();
         let name = case.name.replace(' ', "-");
@@ -125,25 +139,85 @@ fn sipguard() -> Command {
 }
 
 fn replay() -> bool {
-    let rows = fixtures::inspect::default_rows();
-    let dir = Path::new("/tmp/replay");
-    let run = || -> anyhow::Result<Vec<String>> {
-        std::fs::create_dir_all(dir)?;
-        let config = dir.join("sipguard.yaml");
-        std::fs::write(&config, fixtures::inspect::BASE)?;
-        let capture = dir.join("inspect.pcap");
-        let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&capture)?)?;
-        for (i, r) in rows.iter().enumerate() {
-            w.write_packet(&pcap_file::pcap::PcapPacket::new(
-                Duration::from_millis(i as u64),
-                r.frame.len() as u32,
-                &r.frame,
-            ))?;
-        }
-        drop(w);
+    let inspect = fixtures::inspect::default_rows();
+    let mut ok = true;
+    if sipguard::features::has_bpf_loop() {
+        ok &= replay_rows("inspect", fixtures::inspect::BASE, &inspect);
+    } else {
+        ok &= replay_refused("inspect", fixtures::inspect::BASE, &inspect);
+        ok &= replay_rows(
+            "allowlist",
+            fixtures::allowlist::CONFIG,
+            &fixtures::allowlist::base_rows(),
+        );
+    }
+    ok
+}
+
+fn write_capture(
+    name: &str,
+    config: &str,
+    rows: &[fixtures::Row],
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = Path::new("/tmp/replay").join(name);
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("sipguard.yaml");
+    std::fs::write(&cfg, config)?;
+    let capture = dir.join("capture.pcap");
+    let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&capture)?)?;
+    for (i, r) in rows.iter().enumerate() {
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_millis(i as u64),
+            r.frame.len() as u32,
+            &r.frame,
+        ))?;
+    }
+    Ok((cfg, capture))
+}
+
+/// On a kernel without bpf_loop, replay of a policy that needs the
+/// scanners must fail naming the helper, and print no verdicts.
+fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
+    let run = || -> anyhow::Result<()> {
+        let (cfg, capture) = write_capture(name, config, rows)?;
         let out = sipguard()
             .args(["replay", "--json", "-c"])
-            .arg(&config)
+            .arg(&cfg)
+            .arg(&capture)
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !out.stdout.is_empty() {
+            anyhow::bail!(
+                "replay ran a policy this kernel cannot run (exit {})",
+                out.status
+            );
+        }
+        if !err.contains("bpf_loop") || !err.contains("5.17") {
+            anyhow::bail!("the refusal does not name bpf_loop and 5.17: {err}");
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => {
+            report(&format!("suite=replay-refused-{name} result=pass"));
+            true
+        }
+        Err(e) => {
+            report(&format!(
+                "suite=replay-refused-{name} result=fail error={:?}",
+                format!("{e:#}")
+            ));
+            false
+        }
+    }
+}
+
+fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
+    let run = || -> anyhow::Result<Vec<String>> {
+        let (cfg, capture) = write_capture(name, config, rows)?;
+        let out = sipguard()
+            .args(["replay", "--json", "-c"])
+            .arg(&cfg)
             .arg(&capture)
             .output()?;
         if !out.status.success() {
@@ -182,7 +256,7 @@ fn replay() -> bool {
                 report(&format!("replay-row result=fail detail={f:?}"));
             }
             report(&format!(
-                "suite=replay packets={} failures={} result={}",
+                "suite=replay-{name} packets={} failures={} result={}",
                 rows.len(),
                 failures.len(),
                 if failures.is_empty() { "pass" } else { "fail" }
@@ -191,7 +265,7 @@ fn replay() -> bool {
         }
         Err(e) => {
             report(&format!(
-                "suite=replay result=fail error={:?}",
+                "suite=replay-{name} result=fail error={:?}",
                 format!("{e:#}")
             ));
             false
@@ -199,23 +273,123 @@ fn replay() -> bool {
     }
 }
 
-/// Scanner OPTIONS and clean INVITEs sent through the attached filter.
+/// The traffic of the end-to-end part: scanner OPTIONS and clean INVITEs
+/// from an untrusted address, clean INVITEs from a trusted one.
 const SCANS: usize = 3;
 const CALLS: usize = 2;
 const WAN_ADDR: &str = "192.0.2.1";
-const PEER_ADDR: &str = "192.0.2.2";
+const UNTRUSTED_ADDR: &str = "192.0.2.2";
+const TRUSTED_ADDR: &str = "192.0.2.3";
 /// The daemon's start includes verifying every program: slow under emulation.
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
+/// A policy and what must come of the traffic under it.
+struct Scenario {
+    name: &'static str,
+    policy: &'static str,
+    /// INVITEs delivered from (untrusted, trusted).
+    delivered: (usize, usize),
+    /// Counter packets by reason name.
+    counted: &'static [(&'static str, u64)],
+}
+
+const INSPECT: Scenario = Scenario {
+    name: "inspect",
+    policy: "policy: inspect",
+    delivered: (CALLS, CALLS),
+    counted: &[
+        ("user_agent", SCANS as u64),
+        ("inspected_clean", CALLS as u64),
+        ("trusted", CALLS as u64),
+    ],
+};
+
+const ALLOWLIST: Scenario = Scenario {
+    name: "allowlist",
+    policy: "policy: drop",
+    delivered: (0, CALLS),
+    counted: &[
+        ("untrusted", (SCANS + CALLS) as u64),
+        ("trusted", CALLS as u64),
+    ],
+};
+
+/// `sipguard check --kernel` must agree with the probe this suite made and
+/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing.
+fn check_kernel() -> bool {
+    let scanning = sipguard::features::has_bpf_loop();
+    let run = || -> anyhow::Result<()> {
+        let dir = Path::new("/tmp/check");
+        std::fs::create_dir_all(dir)?;
+        let cfg = dir.join("inspect.yaml");
+        std::fs::write(&cfg, fixtures::inspect::BASE)?;
+        let out = sipguard()
+            .args(["check", "--kernel", "-c"])
+            .arg(&cfg)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("bpf_loop helper"))
+            .ok_or_else(|| anyhow::anyhow!("no bpf_loop line in:\n{text}"))?;
+        let (want_mark, want_code) = if scanning { ("yes", 0) } else { ("NO", 3) };
+        if !line.trim_start().starts_with(want_mark) || out.status.code() != Some(want_code) {
+            anyhow::bail!(
+                "check --kernel exit {:?}, line {line:?}; want {want_mark} and exit {want_code}",
+                out.status.code()
+            );
+        }
+        Ok(())
+    };
+    let result = run();
+    report(&format!(
+        "suite=check-kernel result={}{}",
+        if result.is_ok() { "pass" } else { "fail" },
+        match &result {
+            Ok(()) => String::new(),
+            Err(e) => format!(" error={:?}", format!("{e:#}")),
+        }
+    ));
+    result.is_ok()
+}
+
 fn e2e() -> bool {
-    match e2e_run() {
+    if !check_kernel() {
+        return false;
+    }
+    let scenario = if sipguard::features::has_bpf_loop() {
+        INSPECT
+    } else {
+        // The inspect policy must be refused at start, naming the helper.
+        let refused = e2e_run(&INSPECT);
+        let ok = match &refused {
+            Err(e) => {
+                let text = format!("{e:#}");
+                text.contains("refused at start")
+                    && text.contains("bpf_loop")
+                    && text.contains("5.17")
+            }
+            Ok(()) => false,
+        };
+        report(&format!(
+            "suite=e2e-refused-inspect result={} detail={:?}",
+            if ok { "pass" } else { "fail" },
+            refused.err().map(|e| format!("{e:#}")).unwrap_or_default()
+        ));
+        if !ok {
+            return false;
+        }
+        ALLOWLIST
+    };
+    match e2e_run(&scenario) {
         Ok(()) => {
-            report("suite=e2e result=pass");
+            report(&format!("suite=e2e-{} result=pass", scenario.name));
             true
         }
         Err(e) => {
             report(&format!(
-                "suite=e2e result=fail error={:?}",
+                "suite=e2e-{} result=fail error={:?}",
+                scenario.name,
                 format!("{e:#}")
             ));
             false
@@ -223,7 +397,7 @@ fn e2e() -> bool {
     }
 }
 
-fn e2e_run() -> anyhow::Result<()> {
+fn e2e_run(sc: &Scenario) -> anyhow::Result<()> {
     use anyhow::{bail, Context};
     use sipguard_tests::netns::{unique, veth, Netns};
     let wan = Netns::new("w");
@@ -238,27 +412,25 @@ fn e2e_run() -> anyhow::Result<()> {
         "dev",
         &wan_if,
     ]);
-    peer.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{PEER_ADDR}/24"),
-        "dev",
-        &peer_if,
-    ]);
-    let dir = Path::new("/tmp/e2e");
-    std::fs::create_dir_all(dir)?;
+    for a in [UNTRUSTED_ADDR, TRUSTED_ADDR] {
+        peer.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &peer_if]);
+    }
+    let dir = Path::new("/tmp/e2e").join(sc.name);
+    std::fs::create_dir_all(&dir)?;
     let config = dir.join("sipguard.yaml");
     std::fs::write(
         &config,
-        format!("interfaces: [{wan_if}]\nxdp_mode: native\npolicy: inspect\nsip_ports: [5060]\n"),
+        format!(
+            "interfaces: [{wan_if}]\nxdp_mode: native\n{}\nsip_ports: [5060]\ntrusted: [{TRUSTED_ADDR}]\n",
+            sc.policy
+        ),
     )?;
-    let pin_root = "/sys/fs/bpf/sipguard-e2e";
+    let pin_root = format!("/sys/fs/bpf/sipguard-e2e-{}", sc.name);
     let log = dir.join("daemon.log");
     let bin = std::env::var("SIPGUARD_BIN").unwrap_or_else(|_| "/usr/local/bin/sipguard".into());
     let mut daemon = wan
         .command(&bin)
-        .args(["run", "--pin-root", pin_root, "-c"])
+        .args(["run", "--pin-root", &pin_root, "-c"])
         .arg(&config)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -273,7 +445,7 @@ fn e2e_run() -> anyhow::Result<()> {
                 break;
             }
             if let Some(status) = daemon.try_wait()? {
-                bail!("sipguard run exited ({status}) before ready:\n{text}");
+                bail!("sipguard run refused at start ({status}):\n{text}");
             }
             if start.elapsed() > READY_WITHIN {
                 bail!("sipguard run not ready within {READY_WITHIN:?}:\n{text}");
@@ -281,41 +453,51 @@ fn e2e_run() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         }
         report(&format!(
-            "e2e-ready seconds={:.1}",
+            "e2e-ready scenario={} seconds={:.1}",
+            sc.name,
             start.elapsed().as_secs_f64()
         ));
         let listener = wan.run(|| UdpSocket::bind((WAN_ADDR, 5060)))?;
         listener.set_read_timeout(Some(Duration::from_secs(3)))?;
         let dst = format!("{WAN_ADDR}:5060");
         peer.run(move || -> std::io::Result<()> {
-            let s = UdpSocket::bind((PEER_ADDR, 0))?;
+            let untrusted = UdpSocket::bind((UNTRUSTED_ADDR, 0))?;
+            let trusted = UdpSocket::bind((TRUSTED_ADDR, 0))?;
             for _ in 0..SCANS {
-                s.send_to(&sipguard_tests::sip::svmap_options(), &dst)?;
+                untrusted.send_to(&sipguard_tests::sip::svmap_options(), &dst)?;
             }
             for i in 0..CALLS {
-                let inv = sipguard_tests::sip::invite(
-                    &format!("alice{i}"),
-                    "bob",
-                    "pbx.example",
-                    "Linphone/5.2",
-                );
-                s.send_to(&inv, &dst)?;
+                let inv = |from: &str| {
+                    sipguard_tests::sip::invite(from, "bob", "pbx.example", "Linphone/5.2")
+                };
+                untrusted.send_to(&inv(&format!("alice{i}")), &dst)?;
+                trusted.send_to(&inv(&format!("carol{i}")), &dst)?;
             }
             Ok(())
         })?;
-        let mut got = Vec::new();
+        let (mut from_untrusted, mut from_trusted, mut scans) = (0, 0, 0);
         let mut buf = [0u8; 4096];
-        while let Ok((n, _)) = listener.recv_from(&mut buf) {
-            got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        while let Ok((n, from)) = listener.recv_from(&mut buf) {
+            if !buf[..n].starts_with(b"INVITE ") {
+                scans += 1;
+            } else if from.ip().to_string() == TRUSTED_ADDR {
+                from_trusted += 1;
+            } else {
+                from_untrusted += 1;
+            }
         }
-        let calls = got.iter().filter(|m| m.starts_with("INVITE ")).count();
-        let scans = got.len() - calls;
-        report(&format!("e2e-delivered invites={calls} scans={scans}"));
-        if calls != CALLS || scans != 0 {
-            bail!("delivered {calls} of {CALLS} INVITEs and {scans} of {SCANS} scanner requests (want all INVITEs, no scans)");
+        report(&format!(
+            "e2e-delivered scenario={} untrusted_invites={from_untrusted} trusted_invites={from_trusted} scans={scans}",
+            sc.name
+        ));
+        if (from_untrusted, from_trusted) != sc.delivered || scans != 0 {
+            bail!(
+                "delivered INVITEs (untrusted, trusted) = ({from_untrusted}, {from_trusted}) and {scans} scans; want {:?} and none",
+                sc.delivered
+            );
         }
         let out = sipguard()
-            .args(["stats", "--json", "--pin-root", pin_root])
+            .args(["stats", "--json", "--pin-root", &pin_root])
             .output()?;
         if !out.status.success() {
             bail!(
@@ -324,20 +506,21 @@ fn e2e_run() -> anyhow::Result<()> {
             );
         }
         let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let packets = |reason: &str| stats["reasons"][reason]["packets"].as_u64().unwrap_or(0);
-        let (dropped, clean) = (packets("user_agent"), packets("inspected_clean"));
-        report(&format!(
-            "e2e-stats user_agent={dropped} inspected_clean={clean}"
-        ));
-        if dropped != SCANS as u64 || clean != CALLS as u64 {
-            bail!("stats count user_agent={dropped} inspected_clean={clean}, want {SCANS} and {CALLS}");
+        for (reason, want) in sc.counted {
+            let got = stats["reasons"][reason]["packets"].as_u64().unwrap_or(0);
+            report(&format!("e2e-stats scenario={} {reason}={got}", sc.name));
+            if got != *want {
+                bail!("stats count {reason}={got}, want {want}");
+            }
         }
         Ok(())
     })();
     // Our own child, by its handle: SIGTERM detaches and removes the pins.
-    // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
-    let _ = std::fs::remove_dir_all(pin_root);
+    if daemon.try_wait()?.is_none() {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+        let _ = daemon.wait();
+    }
+    let _ = std::fs::remove_dir_all(&pin_root);
     result
 }
