@@ -21,7 +21,7 @@ use sipguard::testrun::Sandbox;
 use sipguard_common::{
     ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
 };
-use sipguard_tests::{fixtures, vm::RESULT_PREFIX};
+use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
 
 /// How many failing rows of one case are printed in full.
 const SHOWN_FAILURES: usize = 20;
@@ -277,9 +277,9 @@ fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
 /// from an untrusted address, clean INVITEs from a trusted one.
 const SCANS: usize = 3;
 const CALLS: usize = 2;
-const WAN_ADDR: &str = "192.0.2.1";
-const UNTRUSTED_ADDR: &str = "192.0.2.2";
-const TRUSTED_ADDR: &str = "192.0.2.3";
+const WAN_ADDR: std::net::Ipv4Addr = addresses::PBX4;
+const UNTRUSTED_ADDR: std::net::Ipv4Addr = addresses::SCANNER4;
+const TRUSTED_ADDR: std::net::Ipv4Addr = addresses::PROVIDER4;
 /// The daemon's start includes verifying every program: slow under emulation.
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
@@ -399,7 +399,7 @@ fn e2e() -> bool {
 
 fn e2e_run(sc: &Scenario) -> anyhow::Result<()> {
     use anyhow::{bail, Context};
-    use sipguard_tests::netns::{unique, veth, Netns};
+    use sipguard_tests::harness::netns::{unique, veth, Netns};
     let wan = Netns::new("w");
     let peer = Netns::new("p");
     let (wan_if, peer_if) = (unique("a"), unique("b"));
@@ -480,7 +480,7 @@ fn e2e_run(sc: &Scenario) -> anyhow::Result<()> {
         while let Ok((n, from)) = listener.recv_from(&mut buf) {
             if !buf[..n].starts_with(b"INVITE ") {
                 scans += 1;
-            } else if from.ip().to_string() == TRUSTED_ADDR {
+            } else if from.ip() == std::net::IpAddr::V4(TRUSTED_ADDR) {
                 from_trusted += 1;
             } else {
                 from_untrusted += 1;
