@@ -3,6 +3,7 @@
 //! addresses, and the sipguard binary.
 
 pub mod addresses;
+pub mod differential;
 pub mod fixtures;
 pub mod frames;
 pub mod harness;
