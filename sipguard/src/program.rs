@@ -195,7 +195,7 @@ pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kerne
     format!(
         "the kernel's verifier rejected XDP program '{name}': {error}\n\
          --- verifier log ({which}) ---\n{body}\n---\n\
-         What to do: sipguard needs Linux 5.17 or newer (this kernel: {kernel}); on an older kernel, upgrade it. \
+         What to do: sipguard needs Linux 5.10 or newer, 5.17 for SIP inspection (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
          On a newer one this is a bug in sipguard: please report it with the output of `sipguard -v run`."
     )
 }

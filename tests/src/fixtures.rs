@@ -4,6 +4,7 @@
 pub mod allowlist;
 pub mod any_port;
 pub mod inspect;
+pub mod pppoe;
 
 use sipguard::{
     policy::Policy,
@@ -52,6 +53,7 @@ pub fn all_cases() -> Vec<Case> {
     let mut v = allowlist::cases();
     v.extend(inspect::cases());
     v.extend(any_port::cases());
+    v.extend(pppoe::cases());
     v
 }
 

@@ -20,6 +20,7 @@ use std::{
 use sipguard::testrun::Sandbox;
 use sipguard_common::{
     ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
+    PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
 
@@ -76,23 +77,6 @@ fn fixtures() -> bool {
             format!("{e:#}")
         )),
     }
-    for prog in [
-        PROGRAM_NAME,
-        INSPECT_PROGRAM_NAME,
-        ANY_PORT_PROGRAM_NAME,
-        LEARN_PROGRAM_NAME,
-    ] {
-        match sb.verified_instructions_of(prog) {
-            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
-            // Kernels before 5.16 do not report the count.
-            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
-            // Not loaded: the scanners on a kernel without bpf_loop.
-            Err(e) => report(&format!(
-                "verifier prog={prog} insns=not-loaded detail={:?}",
-                format!("{e:#}")
-            )),
-        }
-    }
     let mut failed = 0;
     let mut rows = 0;
     let run_start = Instant::now();
@@ -123,6 +107,25 @@ fn fixtures() -> bool {
         ));
         if !failures.is_empty() {
             failed += 1;
+        }
+    }
+    // After the cases: the raw-IP entry point loads on first use.
+    for prog in [
+        PROGRAM_NAME,
+        INSPECT_PROGRAM_NAME,
+        ANY_PORT_PROGRAM_NAME,
+        LEARN_PROGRAM_NAME,
+        PROGRAM_NAME_RAW_IP,
+    ] {
+        match sb.verified_instructions_of(prog) {
+            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
+            // Kernels before 5.16 do not report the count.
+            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
+            // Not loaded: the scanners on a kernel without bpf_loop.
+            Err(e) => report(&format!(
+                "verifier prog={prog} insns=not-loaded detail={:?}",
+                format!("{e:#}")
+            )),
         }
     }
     if scanning {
