@@ -39,6 +39,9 @@ had_kamailio=0
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
   # kamailio: the lab's second SIP endpoint (tests/lab/kamailio.cfg).
   APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq kamailio)
+  # The kernel matrix (tests/tests/kernel_matrix.rs): qemu boots Debian kernels
+  # from an initramfs around a static busybox; xz unpacks their modules.
+  APT_PKGS+=(qemu-system-x86 busybox-static xz-utils)
   dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"
@@ -85,6 +88,8 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   for p in "${PY_PKGS[@]}"; do
     python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }
   done
+  # The matrix's Debian kernels, under target/vm/ (kept between runs).
+  "$(dirname "$0")/vm-kernels.sh" x86_64 || { sleep 5; "$(dirname "$0")/vm-kernels.sh" x86_64; }
 fi
 
 # bpffs: the daemon pins under /sys/fs/bpf/sipguard; mount it when the box has none.

@@ -64,6 +64,11 @@ pub enum Command {
     Check {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also probe this kernel: which features it has, which parts of
+        /// sipguard they enable, and whether it can run this policy (exit 3
+        /// if not). Needs root.
+        #[arg(long)]
+        kernel: bool,
     },
     /// Run every packet of a pcap/pcapng capture through the real program
     /// (a private instance; a running daemon is not touched) and print each
@@ -174,7 +179,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pin_root,
             cli.verbose,
         ),
-        Command::Check { config } => check::do_check(config),
+        Command::Check { config, kernel } => check::do_check(config, kernel),
         Command::Trusted { json } => trusted::do_trusted(&pin_root, json),
         Command::Replay {
             config,
