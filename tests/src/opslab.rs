@@ -100,6 +100,11 @@ impl Lab {
 
     /// Starts the daemon in the router namespace and waits until it is ready.
     pub fn start(&mut self) {
+        self.start_until("ready:");
+    }
+
+    /// Starts the daemon and waits until its log shows `needle`.
+    pub fn start_until(&mut self, needle: &str) {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.log_n += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
@@ -118,7 +123,7 @@ impl Lab {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
-        self.wait_log("ready:", Duration::from_secs(20));
+        self.wait_log(needle, Duration::from_secs(20));
     }
 
     pub fn log(&self) -> String {
