@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod feeds;
+pub mod generate;
 pub mod learn;
 pub mod maps;
 pub mod metrics;
