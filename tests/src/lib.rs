@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod lab;
 pub mod netns;
 pub mod opslab;
+pub mod os;
 pub mod sip;
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
