@@ -73,6 +73,12 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
     --no-default-features --features llvm-22
 fi
 
+# `cargo xtask package` (the README's install command) drives cargo-deb.
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "cargo install cargo-deb@$CARGO_DEB_VERSION"
+  cargo install "cargo-deb@$CARGO_DEB_VERSION" --locked
+fi
+
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
   # CI runs rustfmt --check and clippy -D warnings on the default toolchain.
   for comp in clippy rustfmt; do
@@ -85,11 +91,6 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     log "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION"
     cargo install "cargo-fuzz@$CARGO_FUZZ_VERSION" --locked
-  fi
-  # `cargo xtask package` drives cargo-deb.
-  if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
-    log "cargo install cargo-deb@$CARGO_DEB_VERSION"
-    cargo install "cargo-deb@$CARGO_DEB_VERSION" --locked
   fi
   if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
     log "rustup target add aarch64-unknown-linux-gnu"
