@@ -1,13 +1,13 @@
 //! Helpers shared by sipguard's integration tests: frame building, root
-//! checks, network namespaces with veth pairs, and the sipguard binary.
+//! checks, the end-to-end harness (namespaces, the daemon) with its
+//! addresses, and the sipguard binary.
 
-pub mod daemon;
+pub mod addresses;
 pub mod fixtures;
 pub mod frames;
+pub mod harness;
 pub mod hostile;
 pub mod lab;
-pub mod netns;
-pub mod opslab;
 pub mod os;
 pub mod sip;
 

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::netns::{self, Netns};
+use crate::harness::netns::{self, Netns};
 
 pub const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -218,15 +218,25 @@ impl Os {
 
 impl Drop for Os {
     fn drop(&mut self) {
-        let _ = self.sh("systemctl poweroff");
-        let t0 = Instant::now();
-        while !matches!(self.nspawn.try_wait(), Ok(Some(_))) {
-            if t0.elapsed() > Duration::from_secs(20) {
-                let _ = self.nspawn.kill();
-                let _ = self.nspawn.wait();
-                break;
+        // A clean shutdown first; the tree is thrown away, so one that
+        // lingers is cut short (-ff: reboot(2) at once), and nspawn itself
+        // (our child, by PID) is the last resort.
+        let exited = |os: &mut Os, script: &str, wait: Duration| {
+            let _ = os.sh(script);
+            let t0 = Instant::now();
+            while t0.elapsed() < wait {
+                if matches!(os.nspawn.try_wait(), Ok(Some(_))) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            false
+        };
+        if !exited(self, "systemctl poweroff", Duration::from_secs(10))
+            && !exited(self, "systemctl poweroff -ff", Duration::from_secs(5))
+        {
+            let _ = self.nspawn.kill();
+            let _ = self.nspawn.wait();
         }
         let _ = Command::new("umount").arg(&self.bpffs).status();
         if std::env::var_os("SIPGUARD_OS_KEEP").is_some() {

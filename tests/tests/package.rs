@@ -11,14 +11,14 @@ use std::{
     process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant},
 };
 
 use sipguard_tests::{
-    netns::{self, Netns},
-    opslab::{PROVIDER, ROUTER, SCANNER},
+    addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
+    harness::netns::{self, Netns},
     os::{self, Os},
     require_root, sip,
 };
@@ -35,35 +35,103 @@ fn tools_present(test: &str, tools: &[&str]) -> bool {
     false
 }
 
+/// `cargo xtask package ARGS`: the .deb and tarball it wrote. One build at
+/// a time: they share target/package/generated.
+fn build_package(args: &[&str]) -> (PathBuf, PathBuf) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let t0 = Instant::now();
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["xtask", "package"])
+        .args(args)
+        .output()
+        .expect("running cargo xtask package");
+    assert!(
+        out.status.success(),
+        "cargo xtask package {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("cargo xtask package {args:?}: {:.1?}", t0.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let find = |ext: &str| {
+        stdout
+            .lines()
+            .find(|l| l.ends_with(ext))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("xtask package prints no {ext} path:\n{stdout}"))
+    };
+    (find(".deb"), find(".tar.gz"))
+}
+
 /// The package under test, built once per test process.
 fn deb() -> PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
-    DEB.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SIPGUARD_DEB") {
-            return PathBuf::from(p);
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let t0 = Instant::now();
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args(["xtask", "package"])
-            .output()
-            .expect("running cargo xtask package");
-        assert!(
-            out.status.success(),
-            "cargo xtask package failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("cargo xtask package: {:.1?}", t0.elapsed());
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let deb = stdout
-            .lines()
-            .find(|l| l.ends_with(".deb"))
-            .expect("xtask package prints the .deb path");
-        PathBuf::from(deb)
+    DEB.get_or_init(|| match std::env::var_os("SIPGUARD_DEB") {
+        Some(p) => PathBuf::from(p),
+        None => build_package(&[]).0,
     })
     .clone()
+}
+
+/// `(ELF class, e_machine)` of an ELF file's header.
+fn elf_machine(bytes: &[u8]) -> (u8, u16) {
+    assert!(
+        bytes.len() > 20 && &bytes[..4] == b"\x7fELF",
+        "not an ELF file"
+    );
+    (bytes[4], u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+#[test]
+fn the_arm64_package_holds_an_arm64_binary() {
+    if !tools_present(
+        "the_arm64_package_holds_an_arm64_binary",
+        &["cargo-deb", "aarch64-linux-gnu-gcc"],
+    ) {
+        return;
+    }
+    let (deb, tarball) = build_package(&["--arch", "arm64"]);
+    let field = |f: &str| {
+        let o = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .arg(f)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(field("Architecture"), "arm64");
+    assert!(
+        deb.to_string_lossy().ends_with("_arm64.deb"),
+        "{}",
+        deb.display()
+    );
+    let dir = std::env::temp_dir().join(netns::unique("arm64"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let bin = std::fs::read(dir.join("usr/bin/sipguard")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // ELFCLASS64, EM_AARCH64.
+    assert_eq!(
+        elf_machine(&bin),
+        (2, 183),
+        "the arm64 package's binary is not aarch64"
+    );
+    assert!(
+        tarball.exists()
+            && tarball
+                .to_string_lossy()
+                .contains("aarch64-unknown-linux-gnu")
+    );
 }
 
 fn tools_for_package() -> Vec<&'static str> {
@@ -111,9 +179,14 @@ impl Stream {
         let stop = Arc::new(AtomicBool::new(false));
         let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let (s2, c2) = (stop.clone(), sent.clone());
-        let to = format!("{ROUTER}:5060");
+        let to = format!("{PBX4}:5060");
         let probe = sip::svmap_options();
-        let invite = sip::invite("alice", "bob", ROUTER, "Yealink SIP-T46S 66.86.0.15");
+        let invite = sip::invite(
+            "alice",
+            "bob",
+            &PBX4.to_string(),
+            "Yealink SIP-T46S 66.86.0.15",
+        );
         let handle = std::thread::spawn(move || {
             while !s2.load(Ordering::Relaxed) {
                 scanner.send_to(&probe, &to).unwrap();
@@ -172,11 +245,12 @@ impl Counter {
             let mut buf = [0u8; 2048];
             while !s2.load(Ordering::Relaxed) {
                 if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                    match from.ip().to_string().as_str() {
-                        SCANNER => c2[0].fetch_add(1, Ordering::Relaxed),
-                        PROVIDER => c2[1].fetch_add(1, Ordering::Relaxed),
-                        _ => 0,
-                    };
+                    let ip = from.ip();
+                    if ip == SCANNER4 {
+                        c2[0].fetch_add(1, Ordering::Relaxed);
+                    } else if ip == PROVIDER4 {
+                        c2[1].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
@@ -264,7 +338,7 @@ fn xdp_attached(os: &Os, iface: &str) -> bool {
 
 fn send(sock: &UdpSocket, payload: &[u8], n: u64) {
     for _ in 0..n {
-        sock.send_to(payload, format!("{ROUTER}:5060")).unwrap();
+        sock.send_to(payload, format!("{PBX4}:5060")).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -303,9 +377,9 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     let wan = netns::unique("w");
     let peer = netns::unique("p");
     netns::veth(&wan_ns, &wan, &sender, &peer);
-    wan_ns.exec(&["ip", "addr", "add", &format!("{ROUTER}/24"), "dev", &wan]);
-    for a in [SCANNER, PROVIDER] {
-        sender.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &peer]);
+    wan_ns.add_addr(&wan, PBX4, WAN4_PREFIX);
+    for a in [SCANNER4, PROVIDER4] {
+        sender.add_addr(&peer, a, WAN4_PREFIX);
     }
     os.sh_ok(&format!("apt-get install -y /mnt/share/{file}"));
     step("apt install", &mut t);
@@ -321,16 +395,15 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     assert!(!os.bpffs.join("sipguard").exists(), "nothing pinned");
 
     let counter = Counter::start(&wan_ns);
-    let scanner = {
-        let a = SCANNER.to_string();
-        sender.run(move || UdpSocket::bind((a.as_str(), 0)).unwrap())
-    };
-    let phone = {
-        let a = PROVIDER.to_string();
-        sender.run(move || UdpSocket::bind((a.as_str(), 0)).unwrap())
-    };
+    let scanner = sender.run(|| UdpSocket::bind((SCANNER4, 0)).unwrap());
+    let phone = sender.run(|| UdpSocket::bind((PROVIDER4, 0)).unwrap());
     let probe = sip::svmap_options();
-    let invite = sip::invite("alice", "bob", ROUTER, "Yealink SIP-T46S 66.86.0.15");
+    let invite = sip::invite(
+        "alice",
+        "bob",
+        &PBX4.to_string(),
+        "Yealink SIP-T46S 66.86.0.15",
+    );
     send(&scanner, &probe, 3);
     send(&phone, &invite, 3);
     assert_eq!(counter.settle(3), (3, 3), "no filter yet: all arrive");
@@ -365,14 +438,14 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
 
     // `systemctl reload` applies a changed trusted list.
     os.sh_ok(&format!(
-        "sed -i 's/^trusted: \\[\\]/trusted: [{SCANNER}]/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
+        "sed -i 's/^trusted: \\[\\]/trusted: [{SCANNER4}]/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
     ));
     wait_journal(&os, "policy reloaded", 1);
     send(&scanner, &probe, 5);
     send(&phone, &invite, 1);
     assert_eq!(counter.settle(24), (8, 24), "the trusted scanner passes");
     os.sh_ok(&format!(
-        "sed -i 's/^trusted: \\[{SCANNER}\\]/trusted: []/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
+        "sed -i 's/^trusted: \\[{SCANNER4}\\]/trusted: []/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
     ));
     wait_journal(&os, "policy reloaded", 2);
     assert_eq!(unit(&os).status, "filtering");
@@ -419,8 +492,8 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     // The journal has the drop events.
     assert!(
         j.lines()
-            .any(|l| l.contains(" drop ") && l.contains(SCANNER) && l.contains(&wan)),
-        "no drop event for {SCANNER} on {wan} in the journal:\n{j}"
+            .any(|l| l.contains(" drop ") && l.contains(&SCANNER4.to_string()) && l.contains(&wan)),
+        "no drop event for {SCANNER4} on {wan} in the journal:\n{j}"
     );
 
     // `systemctl stop` with on_exit: keep (the packaged default) keeps filtering.

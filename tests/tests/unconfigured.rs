@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use sipguard_tests::{
-    opslab::{Lab, SCANNER},
+    addresses::SCANNER4,
+    harness::{wan::pbx_addr, Daemon, Receiver, Wan},
     require_root, sip,
 };
 
@@ -14,50 +15,54 @@ fn a_config_without_interfaces_idles_until_a_reload_names_one() {
     if !require_root("a_config_without_interfaces_idles_until_a_reload_names_one") {
         return;
     }
-    let mut lab = Lab::new("idle");
-    std::fs::write(&lab.config, "xdp_mode: native\non_exit: detach\n").unwrap();
-    lab.start_until("no interface configured");
+    let wan = Wan::new();
+    let mut d = Daemon::new(&wan.pbx);
+    d.write_config("xdp_mode: native\non_exit: detach\n");
+    d.launch_until(&[], "no interface configured");
     assert!(
-        lab.log().contains("nothing attached"),
+        d.log_text().contains("nothing attached"),
         "the idle daemon must say that nothing is attached:\n{}",
-        lab.log()
+        d.log_text()
     );
     assert!(
-        !lab.pin_dir().exists(),
+        !d.pin_dir().exists(),
         "an idle daemon must not load or pin anything"
     );
-    let rx = lab.receiver(5060);
-    let scanner = lab.sender_socket(SCANNER);
+    let rx = Receiver::start(&wan.pbx, 5060);
+    let scanner = wan.wan_socket(SCANNER4);
     let probe = sip::svmap_options();
     let send = |n: u64| {
         for _ in 0..n {
-            scanner.send_to(&probe, Lab::router_addr(5060)).unwrap();
+            scanner.send_to(&probe, pbx_addr(5060)).unwrap();
         }
     };
     send(5);
     assert_eq!(
-        rx.wait_for(SCANNER, 5, Duration::from_secs(2)),
+        rx.wait_for(SCANNER4, 5, Duration::from_secs(2)),
         5,
         "with no filter attached the scanner's probes arrive"
     );
 
     // A reload that still names no interface keeps it idle.
-    lab.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!lab.pin_dir().exists());
+    d.signal(libc::SIGHUP);
+    d.wait_for_log_count("no interface configured", 2, Duration::from_secs(5));
+    assert!(!d.pin_dir().exists());
+    assert!(!wan.xdp_attached());
 
-    lab.write_config("on_exit: detach\n");
-    lab.signal(libc::SIGHUP);
-    lab.wait_log("ready:", Duration::from_secs(20));
-    assert!(lab.log().contains(&format!("attached to {}", lab.r_if)));
-    assert!(lab.pin_dir().exists());
+    d.write_config(&wan.config("xdp_mode: native\non_exit: detach\n"));
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("ready:", Duration::from_secs(20));
+    assert!(d
+        .log_text()
+        .contains(&format!("attached to {}", wan.pbx_if)));
+    assert!(d.pin_dir().exists() && wan.xdp_attached());
     send(20);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        rx.count(SCANNER),
+        rx.count(SCANNER4),
         5,
         "after the reload the scanner is filtered"
     );
-    let log = lab.stop_with(libc::SIGTERM);
-    assert!(log.contains("detached from"), "{log}");
+    assert!(d.stop().success());
+    assert!(d.log_text().contains("detached from"), "{}", d.log_text());
 }
