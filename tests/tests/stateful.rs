@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sipguard::{config::Config, events, policy::Policy, testrun::Sandbox};
 use sipguard_common::{
-    ops::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
+    abi::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
     Reason::{self, *},
 };
 use sipguard_tests::{
@@ -79,7 +79,7 @@ fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
         reason(&mut sb, &v4(OTHER4, PBX4).udp(40000, 53).build()),
         PassNotSipPort
     );
-    assert_eq!(sb.ops_stat(ops::STAT_BANS_CREATED).unwrap(), 1);
+    assert_eq!(sb.ops_stat(abi::STAT_BANS_CREATED).unwrap(), 1);
 
     let f6 = |a: &str| {
         v6(ip6(a), ip6("2001:db8:f::1"))
@@ -236,9 +236,9 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
         (40000, 5060, "udp")
     );
     assert_eq!(got[1].src, "198.51.100.8");
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SENT).unwrap(), 2);
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_LOST).unwrap(), 0);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap(), 2);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_LOST).unwrap(), 0);
     std::thread::sleep(Duration::from_millis(350));
     reason(&mut sb, &invite4(OTHER4));
     let item = ring.next().expect("an event after the interval");
