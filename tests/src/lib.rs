@@ -9,6 +9,7 @@ pub mod frames;
 pub mod harness;
 pub mod hostile;
 pub mod lab;
+pub mod os;
 pub mod sip;
 pub mod vm;
 

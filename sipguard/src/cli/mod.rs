@@ -7,6 +7,7 @@ mod ban;
 mod check;
 mod detach;
 mod events;
+mod generate;
 mod replay;
 mod run;
 mod stats;
@@ -15,7 +16,7 @@ mod trusted;
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::{
     kernel::pins,
@@ -143,7 +144,16 @@ fn config_source(arg: Option<PathBuf>) -> ConfigSource {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `generate` is added here rather than in `Command` so that the man
+    // pages and completions it writes do not list it.
+    let matches = Cli::command().subcommand(generate::command()).get_matches();
+    if let Some(m) = matches.subcommand_matches(generate::VERB) {
+        return generate::main(m);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let level = if cli.verbose { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()
