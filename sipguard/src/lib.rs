@@ -16,6 +16,7 @@
 pub mod attach;
 pub mod cli;
 pub mod config;
+pub mod crowdsec;
 pub mod daemon;
 pub mod events;
 pub mod feeds;

@@ -1,6 +1,7 @@
 //! Helpers shared by sipguard's integration tests: frame building, root
 //! checks, network namespaces with veth pairs, and the sipguard binary.
 
+pub mod crowdsec;
 pub mod daemon;
 pub mod fixtures;
 pub mod frames;
