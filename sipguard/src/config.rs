@@ -69,9 +69,6 @@ pub struct Config {
     pub on_exit: OnExit,
     #[serde(default)]
     pub metrics: MetricsConfig,
-    /// Decisions from a CrowdSec Local API, and sipguard's bans pushed there.
-    #[serde(default)]
-    pub crowdsec: Option<crate::crowdsec::config::CrowdsecConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -955,11 +952,6 @@ impl Config {
                 "window and ttl must be longer than 0".into(),
             ));
         }
-        if let Some(cs) = &self.crowdsec {
-            cs.validate().map_err(|(key, needle, message)| {
-                err("crowdsec", &needle, format!("{key}: {message}"))
-            })?;
-        }
         Ok(())
     }
 
@@ -999,7 +991,7 @@ impl Config {
 }
 
 /// Top-level keys, as they appear in messages.
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 17] = [
     "interfaces",
     "xdp_mode",
     "mode",
@@ -1017,7 +1009,6 @@ const FIELDS: [&str; 18] = [
     "fragments",
     "on_exit",
     "metrics",
-    "crowdsec",
 ];
 
 /// Turns a serde_yaml error into (line, message) where the message starts

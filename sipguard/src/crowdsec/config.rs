@@ -133,64 +133,68 @@ pub fn read_secret(path: &Path, field: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    fn parse(yaml: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::parse(yaml, "t.yaml")
+    /// The section as the config file holds it, so serde_yaml's locations
+    /// are lines of a whole document.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        crowdsec: CrowdsecConfig,
+    }
+
+    fn parse(yaml: &str) -> Result<CrowdsecConfig, (Option<usize>, String)> {
+        let doc: Doc = serde_yaml::from_str(yaml)
+            .map_err(|e| (e.location().map(|l| l.line()), e.to_string()))?;
+        doc.crowdsec
+            .validate()
+            .map_err(|(k, _, m)| (None, format!("{k}: {m}")))?;
+        Ok(doc.crowdsec)
     }
 
     #[test]
     fn section_with_defaults() {
-        let c = parse(
-            "policy: inspect\ncrowdsec:\n  url: http://127.0.0.1:8080/\n  api_key_file: /etc/sipguard/crowdsec.key\n",
-        )
-        .unwrap();
-        let cs = c.crowdsec.unwrap();
+        let cs = parse("crowdsec:\n  url: http://127.0.0.1:8080/\n  api_key_file: /etc/sipguard/crowdsec.key\n")
+            .unwrap();
         assert_eq!(cs.interval.0, Duration::from_secs(10));
         assert_eq!(cs.origins, None);
         assert_eq!(cs.machine, None);
-        let c = parse(
-            "policy: drop\ncrowdsec:\n  url: https://lapi.example:8080\n  api_key_file: k\n  interval: 2s\n  origins: [crowdsec, cscli]\n  machine:\n    id: router-a\n    password_file: p\n",
+        let cs = parse(
+            "crowdsec:\n  url: https://lapi.example:8080\n  api_key_file: k\n  interval: 2s\n  origins: [crowdsec, cscli]\n  machine:\n    id: router-a\n    password_file: p\n",
         )
         .unwrap();
-        let cs = c.crowdsec.unwrap();
         assert_eq!(cs.interval.0, Duration::from_secs(2));
         assert_eq!(cs.origins.unwrap(), vec!["crowdsec", "cscli"]);
         assert_eq!(cs.machine.unwrap().id, "router-a");
     }
 
     #[test]
-    fn errors_name_line_and_field() {
-        let e = parse("policy: drop\ncrowdsec:\n  url: http://127.0.0.1:8080\n  api_key_file: k\n  intervall: 5s\n")
-            .unwrap_err();
-        assert_eq!(e.line, Some(5), "{e}");
-        assert!(
-            e.message.contains("intervall") && e.message.contains("crowdsec"),
-            "{e}"
-        );
-
-        let e = parse("policy: drop\ncrowdsec:\n  api_key_file: k\n  url: 127.0.0.1:8080\n")
-            .unwrap_err();
-        assert_eq!(e.line, Some(4), "{e}");
-        assert!(e.message.starts_with("crowdsec: url:"), "{e}");
-
-        let e =
-            parse("policy: drop\ncrowdsec:\n  url: http://h\n  api_key_file: k\n  interval: 0s\n")
+    fn unknown_keys_are_errors_with_their_line() {
+        let (line, msg) =
+            parse("crowdsec:\n  url: http://127.0.0.1:8080\n  api_key_file: k\n  intervall: 5s\n")
                 .unwrap_err();
-        assert_eq!(e.line, Some(5), "{e}");
-        assert!(e.message.contains("interval"), "{e}");
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(msg.contains("intervall"), "{msg}");
+        let (line, msg) = parse("crowdsec:\n  url: http://h\n  api_key_file: k\n  machine:\n    id: a\n    password: x\n").unwrap_err();
+        assert_eq!(line, Some(6), "{msg}");
+        assert!(msg.contains("password"), "{msg}");
+        let (_, msg) = parse("crowdsec:\n  url: http://h\n").unwrap_err();
+        assert!(msg.contains("api_key_file"), "{msg}");
+    }
 
-        let e = parse("policy: drop\ncrowdsec:\n  url: http://h\n").unwrap_err();
-        assert!(e.message.contains("api_key_file"), "{e}");
-
-        let e =
-            parse("policy: drop\ncrowdsec:\n  url: http://h\n  api_key_file: k\n  origins: []\n")
-                .unwrap_err();
-        assert_eq!(e.line, Some(5), "{e}");
-
-        let e = parse("policy: drop\ncrowdsec:\n  url: http://h\n  api_key_file: k\n  machine:\n    id: a\n    password: x\n").unwrap_err();
-        assert_eq!(e.line, Some(7), "{e}");
-        assert!(e.message.contains("password"), "{e}");
+    #[test]
+    fn bad_values_name_their_field() {
+        for (yaml, field) in [
+            ("crowdsec:\n  api_key_file: k\n  url: 127.0.0.1:8080\n", "url:"),
+            ("crowdsec:\n  url: ftp://h\n  api_key_file: k\n", "url:"),
+            ("crowdsec:\n  url: http://h\n  api_key_file: k\n  interval: 0s\n", "interval:"),
+            ("crowdsec:\n  url: http://h\n  api_key_file: k\n  interval: 2h\n", "interval:"),
+            ("crowdsec:\n  url: http://h\n  api_key_file: k\n  origins: []\n", "origins:"),
+            ("crowdsec:\n  url: http://h\n  api_key_file: k\n  origins: [\"a,b\"]\n", "origins:"),
+            ("crowdsec:\n  url: http://h\n  api_key_file: k\n  machine: {id: \"\", password_file: p}\n", "machine:"),
+        ] {
+            let (_, msg) = parse(yaml).unwrap_err();
+            assert!(msg.starts_with(field), "{yaml}: {msg}");
+        }
     }
 
     #[test]
