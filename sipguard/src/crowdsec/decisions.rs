@@ -120,6 +120,21 @@ impl std::fmt::Display for Skip {
     }
 }
 
+/// `::ffff:a.b.c.d` (dual-stack daemons log IPv4 clients so, and scenarios
+/// copy it into decisions) bans the IPv4 address: IPv4 packets carry the
+/// plain address, and a mapped IPv6 entry would never match one.
+fn unmapped(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(a) => ipnet::Ipv4Net::new(a, n.prefix_len() - 96)
+                .map(|v4| IpNet::V4(v4.trunc()))
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// A ban decision reduced to what the filter needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
@@ -151,6 +166,7 @@ pub fn ban_of(d: &WireDecision, now_ns: u64) -> Result<Ban, Skip> {
     } else {
         return Err(Skip::Scope(scope.to_string()));
     };
+    let net = unmapped(net);
     let left = d
         .duration
         .as_deref()
@@ -488,21 +504,35 @@ mod tests {
                 wire(3, "ban", "Ip", "192.0.2.2", "-1s"),
                 wire(4, "BAN", "ip", "192.0.2.3", "1h"),
                 wire(5, "ban", "Range", "198.51.100.7/24", "1h"),
+                wire(6, "ban", "Ip", "::ffff:203.0.113.9", "1h"),
+                wire(7, "ban", "Range", "::ffff:203.0.113.0/120", "1h"),
             ]),
             deleted: None,
         };
         let (ch, first) = set.apply(&resp, true, now);
         assert_eq!(first, vec![Skip::Value, Skip::Duration]);
         let nets: Vec<String> = ch.upsert.iter().map(|b| b.net.to_string()).collect();
-        assert_eq!(nets.len(), 2);
-        assert!(nets.contains(&"192.0.2.3/32".to_string()));
-        assert!(nets.contains(&"198.51.100.0/24".to_string()));
+        assert_eq!(nets.len(), 4);
+        for n in [
+            "192.0.2.3/32",
+            "198.51.100.0/24",
+            "203.0.113.9/32",
+            "203.0.113.0/24",
+        ] {
+            assert!(nets.contains(&n.to_string()), "{n} in {nets:?}");
+        }
         let mut gone = set.expire(now + 3600 * S as u64);
         gone.sort();
-        let want: Vec<IpNet> = vec![
-            "192.0.2.3/32".parse().unwrap(),
-            "198.51.100.0/24".parse().unwrap(),
-        ];
+        let mut want: Vec<IpNet> = [
+            "192.0.2.3/32",
+            "198.51.100.0/24",
+            "203.0.113.9/32",
+            "203.0.113.0/24",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        want.sort();
         assert_eq!(gone, want);
         assert!(set.is_empty());
     }
