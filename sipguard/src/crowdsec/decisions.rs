@@ -242,6 +242,23 @@ impl DecisionSet {
         m
     }
 
+    /// Entries that overlap a trusted prefix, with the trusted prefix. The
+    /// filter checks trusted first, so these never drop the trusted part
+    /// (a provider is never cut off); `check` and `bans` list them so an
+    /// operator sees the decision is not (fully) applied.
+    pub fn overlapping<'a>(&'a self, trusted: &'a [IpNet]) -> Vec<(&'a Ban, IpNet)> {
+        let mut v = Vec::new();
+        for b in self.entries() {
+            if let Some(t) = trusted
+                .iter()
+                .find(|t| t.contains(&b.net) || b.net.contains(*t))
+            {
+                v.push((b, *t));
+            }
+        }
+        v
+    }
+
     /// Takes the entries a previous daemon left in the kernel (prefix, end).
     pub fn adopt(&mut self, held: impl IntoIterator<Item = (IpNet, u64)>) {
         self.held.extend(held);
@@ -469,6 +486,38 @@ mod tests {
             deleted: None,
         };
         assert_eq!(set.apply(&later, false, now).0.upsert.len(), 1);
+    }
+
+    #[test]
+    fn decisions_over_trusted_prefixes_are_reported() {
+        let now = 10 * S as u64;
+        let mut set = DecisionSet::default();
+        let resp = StreamResponse {
+            added: Some(vec![
+                wire(1, "ban", "Ip", "203.0.113.10", "1h"),
+                wire(2, "ban", "Range", "2001:db8:100::/40", "1h"),
+                wire(3, "ban", "Ip", "192.0.2.1", "1h"),
+            ]),
+            deleted: None,
+        };
+        set.apply(&resp, true, now);
+        let trusted: Vec<IpNet> = vec![
+            "203.0.113.0/24".parse().unwrap(),
+            "2001:db8:100::/48".parse().unwrap(),
+        ];
+        let mut over: Vec<(String, String)> = set
+            .overlapping(&trusted)
+            .into_iter()
+            .map(|(b, t)| (b.net.to_string(), t.to_string()))
+            .collect();
+        over.sort();
+        assert_eq!(
+            over,
+            vec![
+                ("2001:db8:100::/40".into(), "2001:db8:100::/48".into()),
+                ("203.0.113.10/32".into(), "203.0.113.0/24".into()),
+            ]
+        );
     }
 
     #[test]
