@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 use sipguard::{
     config::Dur,
-    crowdsec::{bouncer::Bouncer, config::CrowdsecConfig},
+    crowdsec::{bouncer::Bouncer, config::CrowdsecConfig, decisions::DecisionSet},
 };
 use sipguard_tests::crowdsec::{free_loopback_port, LocalApi};
 
@@ -77,7 +77,8 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
     // A first pull so the delta below is measured from a known point.
     rt.block_on(b.pull(sipguard::ops::boot_ns))?;
     let import_full = import(&api, 0, total)?;
-    let mut fresh = Bouncer::new(&cfg, api.add_bouncer("bench-startup")?.0)?;
+    let startup_key = api.add_bouncer("bench-startup")?.0;
+    let mut fresh = Bouncer::new(&cfg, startup_key.clone())?;
     let t = Instant::now();
     let startup = rt
         .block_on(fresh.pull(sipguard::ops::boot_ns))
@@ -88,6 +89,15 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         "startup pull gave {} decisions, {total} imported",
         startup.upsert.len()
     );
+    // The same startup answer again, split: the Local API's answer read
+    // and parsed, then sipguard's decision set built from it.
+    let t = Instant::now();
+    let resp = rt.block_on(fresh.lapi().decisions_stream(&startup_key, true, None))?;
+    let fetch_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (set_changes, _) = DecisionSet::default().apply(&resp, true, sipguard::ops::boot_ns());
+    let set_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(set_changes.upsert.len() == total as usize);
     let _ = rt.block_on(b.pull(sipguard::ops::boot_ns))?;
     let import_delta = import(&api, total, delta)?;
     let t = Instant::now();
@@ -102,6 +112,8 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         "decisions": total,
         "startup_pull_s": startup_s,
         "startup_decisions_per_s": total as f64 / startup_s,
+        "startup_fetch_parse_s": fetch_s,
+        "startup_set_s": set_s,
         "delta": delta,
         "delta_pull_s": delta_s,
         "cscli_import_s": import_full.as_secs_f64(),
@@ -114,6 +126,8 @@ pub fn table(r: &Value) -> String {
         "| step | decisions | seconds | decisions/s |\n|---|---|---|---|\n\
          | `cscli decisions import` (Local API reference) | {n} | {ci:.2} | {cir:.0} |\n\
          | startup=true pull: Local API answer + sipguard's set | {n} | {s:.2} | {sr:.0} |\n\
+         | of which: answer read and parsed | {n} | {f:.2} | {fr:.0} |\n\
+         | of which: decision set built | {n} | {st:.3} | {str:.0} |\n\
          | `cscli decisions import` delta | {dn} | {di:.2} | {dir:.0} |\n\
          | delta pull | {dn} | {d:.3} | {dr:.0} |\n",
         n = r["decisions"],
@@ -121,6 +135,11 @@ pub fn table(r: &Value) -> String {
         cir = r["decisions"].as_f64().unwrap_or(0.0) / r["cscli_import_s"].as_f64().unwrap_or(1.0),
         s = r["startup_pull_s"].as_f64().unwrap_or(0.0),
         sr = r["startup_decisions_per_s"].as_f64().unwrap_or(0.0),
+        f = r["startup_fetch_parse_s"].as_f64().unwrap_or(0.0),
+        fr = r["decisions"].as_f64().unwrap_or(0.0)
+            / r["startup_fetch_parse_s"].as_f64().unwrap_or(1.0),
+        st = r["startup_set_s"].as_f64().unwrap_or(0.0),
+        str = r["decisions"].as_f64().unwrap_or(0.0) / r["startup_set_s"].as_f64().unwrap_or(1.0),
         dn = r["delta"],
         di = r["cscli_import_delta_s"].as_f64().unwrap_or(0.0),
         dir =
