@@ -82,7 +82,7 @@ pub fn check_host(frame: &[u8], policy: &Policy) -> Outcome {
             }
             let any_port = policy.settings.any_udp_port() && flow.proto == packet::IPPROTO_UDP;
             if !policy.settings.is_sip_port(flow.dport)
-                && !(any_port && sipguard_common::sipline::is_request_line(frame, &flow))
+                && !(any_port && sipguard_common::any_port::is_request_line(frame, &flow))
             {
                 assert_eq!(j, Judgement::Done(Reason::PassNotSipPort));
             }

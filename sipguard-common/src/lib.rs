@@ -14,14 +14,31 @@
 )]
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 
-pub mod abi;
-pub mod learn;
-pub mod ops;
-pub mod packet;
+// The layers, bottom first; each module uses only those before it.
+
+// Verdict reasons (the counter index).
 pub mod reason;
+
+// The map ABI, shared byte for byte with userspace.
+pub mod abi;
+
+// Link, IP and L4 header parsing over any byte source.
+pub mod packet;
+
+// State and packet access shared by the two payload readers below.
+pub mod scan_io;
+
+// Is a UDP payload on any port a SIP request? (the any-port recogniser)
+pub mod any_port;
+
+// The SIP inspector: request line and headers, rules, decision.
 pub mod sip;
-pub mod sipline;
+
+// Verdict order over a parsed packet.
 pub mod verdict;
+
+// Which outbound packets teach a registrar.
+pub mod learn;
 
 pub use abi::*;
 pub use reason::Reason;

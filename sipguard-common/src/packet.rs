@@ -96,7 +96,7 @@ pub enum Stop {
     Unparsed,
 }
 
-use crate::ops::FragKey;
+use crate::abi::{v4_in_16, FragKey};
 
 /// What the verdict logic needs to know about a UDP/TCP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,15 +267,6 @@ fn parse_pppoe<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         // LCP, IPCP, IPV6CP, PAP, CHAP, ...: PPP control traffic.
         _ => Err(Stop::NotIp),
     }
-}
-
-/// An IPv4 address in the first 4 bytes of a zeroed 16-byte field. Built
-/// as one 128-bit value (two 64-bit stores in BPF): twelve zero bytes
-/// stored one by one are merged by LLVM into a call of the byte-at-a-time
-/// `memset` loop, which costs more than the rest of the parse.
-#[inline(always)]
-pub fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
-    (u32::from_le_bytes(a) as u128).to_le_bytes()
 }
 
 #[inline(always)]
@@ -463,13 +454,6 @@ fn parse_l4<B: Bytes + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn v4_in_16_puts_the_address_first_and_zeroes_the_rest() {
-        let mut want = [0u8; 16];
-        want[..4].copy_from_slice(&[203, 0, 113, 9]);
-        assert_eq!(v4_in_16([203, 0, 113, 9]), want);
-    }
 
     fn eth(ethertype: u16) -> Vec<u8> {
         let mut f = vec![0u8; 12];

@@ -82,10 +82,35 @@ impl Reason {
         Reason::PassPartial,
     ];
 
+    /// The verdict a reason stands for. A `match` without a wildcard, so a
+    /// new variant does not compile until someone says what it does (a
+    /// range of values would silently pass a drop appended after
+    /// `PassPartial`).
     #[inline(always)]
     pub const fn is_drop(self) -> bool {
-        let v = self as u32;
-        v >= Reason::DropBlocked as u32 && v <= Reason::DropNotSip as u32
+        match self {
+            Reason::PassNotIp
+            | Reason::PassNotUdpTcp
+            | Reason::PassNotSipPort
+            | Reason::PassTrusted
+            | Reason::PassLearned
+            | Reason::PassInspected
+            | Reason::PassUnparsed
+            | Reason::PassFragment
+            | Reason::PassUninspectable
+            | Reason::PassPartial => false,
+            Reason::DropBlocked
+            | Reason::DropBanned
+            | Reason::DropUntrusted
+            | Reason::DropMalformed
+            | Reason::DropMethod
+            | Reason::DropUserAgent
+            | Reason::DropUriIpHost
+            | Reason::DropUnknownUser
+            | Reason::DropSipVicious
+            | Reason::DropFragment
+            | Reason::DropNotSip => true,
+        }
     }
 
     pub fn from_u32(v: u32) -> Option<Reason> {
@@ -132,6 +157,44 @@ mod tests {
         }
         assert!(Reason::ALL.len() as u32 <= REASON_SLOTS);
         assert_eq!(Reason::from_u32(Reason::ALL.len() as u32), None);
+    }
+
+    /// Each reason's action, by counter value, written out: the ABI says
+    /// what a counter index means to a reader of the map, so this table is
+    /// checked against the code and not computed from it.
+    #[test]
+    fn every_reason_has_its_pinned_action() {
+        const PASS: bool = false;
+        const DROP: bool = true;
+        let pinned: [(u32, &str, bool); 21] = [
+            (0, "not_ip", PASS),
+            (1, "not_udp_tcp", PASS),
+            (2, "not_sip_port", PASS),
+            (3, "trusted", PASS),
+            (4, "learned_trusted", PASS),
+            (5, "inspected_clean", PASS),
+            (6, "unparsed", PASS),
+            (7, "fragment", PASS),
+            (8, "uninspectable", PASS),
+            (9, "blocked", DROP),
+            (10, "banned", DROP),
+            (11, "untrusted", DROP),
+            (12, "malformed", DROP),
+            (13, "method", DROP),
+            (14, "user_agent", DROP),
+            (15, "uri_ip_host", DROP),
+            (16, "unknown_user", DROP),
+            (17, "sipvicious", DROP),
+            (18, "fragment_of_dropped", DROP),
+            (19, "not_sip", DROP),
+            (20, "inspected_partial", PASS),
+        ];
+        assert_eq!(pinned.len(), Reason::ALL.len());
+        for (value, name, drop) in pinned {
+            let r = Reason::from_u32(value).expect("pinned value is a reason");
+            assert_eq!(r.name(), name, "reason {value}");
+            assert_eq!(r.is_drop(), drop, "reason {value} ({name})");
+        }
     }
 
     #[test]

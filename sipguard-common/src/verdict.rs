@@ -1,13 +1,13 @@
-//! The verdict order of PRODUCT.md, steps 1-4 and 7, over a parsed packet.
-//! SIP inspection (step 5) is a separate stage: [`judge`] says when it is
+//! The verdict order (README, "What it does": steps 1-5 and 7), over a parsed packet.
+//! SIP inspection (step 6) is a separate stage: [`judge`] says when it is
 //! needed and the caller runs the inspector, because the kernel must drive
 //! it with `bpf_loop` while the host uses a plain loop.
 
 use crate::{
     abi::{Settings, POLICY_INSPECT},
+    any_port,
     packet::{self, Bytes, Flow, Link, Stop, IPPROTO_UDP},
     reason::Reason,
-    sipline,
 };
 
 /// Source address lookups (LPM tries in the kernel, Rust sets on the host).
@@ -100,7 +100,7 @@ pub fn quick_step<B: Bytes + ?Sized>(pkt: &B, link: Link, settings: &Settings) -
         // the same after it).
         Some((proto, _, payload_off)) if any_port_candidate(settings, proto) => {
             match pkt.u8_at(payload_off) {
-                Some(b) if sipline::is_token_byte(b) => Quick::Ipv4,
+                Some(b) if any_port::is_token_byte(b) => Quick::Ipv4,
                 _ => Quick::NotSipPort,
             }
         }
@@ -144,7 +144,7 @@ pub fn any_port_candidate(settings: &Settings, proto: u8) -> bool {
     proto == IPPROTO_UDP && settings.any_udp_port()
 }
 
-/// Steps 1-4 for a flow whose headers are already parsed.
+/// Steps 1-5 for a flow whose headers are already parsed.
 #[inline(always)]
 pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if !is_sip_traffic(settings, flow.proto, flow.dport) {
@@ -157,9 +157,9 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
 }
 
 /// `any_udp_port`, second stage: a payload starting with a SIP request line
-/// is judged like SIP-port traffic (steps 2-4); anything else passes as not
+/// is judged like SIP-port traffic (steps 2-5); anything else passes as not
 /// SIP, whatever its source. The host reads the line here; the kernel
-/// drives [`sipline::step`] with `bpf_loop` and calls [`any_port_verdict`].
+/// drives [`any_port::step`] with `bpf_loop` and calls [`any_port_verdict`].
 #[inline(always)]
 pub fn any_port_line<B: Bytes + ?Sized, L: SourceLists>(
     pkt: &B,
@@ -167,7 +167,7 @@ pub fn any_port_line<B: Bytes + ?Sized, L: SourceLists>(
     settings: &Settings,
     lists: &L,
 ) -> Judgement {
-    any_port_verdict(sipline::is_request_line(pkt, flow), flow, settings, lists)
+    any_port_verdict(any_port::is_request_line(pkt, flow), flow, settings, lists)
 }
 
 /// The second stage once the request line has been read.
@@ -185,7 +185,8 @@ pub fn any_port_verdict<L: SourceLists>(
     }
 }
 
-/// Steps 2-4 for a flow known to carry SIP.
+/// Steps 2-5 for a flow known to carry SIP: blocked, trusted or learned,
+/// banned, then the untrusted policy.
 #[inline(always)]
 pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if lists.blocked(flow) {

@@ -6,9 +6,12 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap},
 };
-use sipguard_common::{ops::*, packet::Flow, Reason};
+use sipguard_common::{abi::*, packet::Flow, Reason};
 
-use crate::events::{stat, Addrs, Clock, OPS};
+use crate::{
+    clock::Clock,
+    events::{stat, Addrs, OPS},
+};
 
 #[map(name = "BANS")]
 pub static BANS: LruHashMap<AddrKey, BanEntry> = LruHashMap::with_max_entries(BAN_ENTRIES, 0);

@@ -3,13 +3,12 @@
 //! buffer; a full ring buffer is counted, never silent.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_boot_ns,
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use sipguard_common::{
-    ops::*,
+    abi::*,
     packet::{Flow, Stop},
     verdict::Outcome,
 };
@@ -32,35 +31,6 @@ pub fn stat(idx: u32) {
     if let Some(c) = OPS_STATS.get_ptr_mut(idx) {
         // Per-CPU: no other writer.
         unsafe { *c += 1 };
-    }
-}
-
-#[inline(always)]
-pub fn now() -> u64 {
-    // Boot time keeps counting through suspend, so ban expiry and event
-    // times stay right on a laptop-class router too.
-    unsafe { bpf_ktime_get_boot_ns() }
-}
-
-/// The boot clock read at most once per packet: a banned source's packet
-/// needs it for the ban's expiry and again for its drop's event sampling.
-pub struct Clock(core::cell::Cell<u64>);
-
-impl Clock {
-    #[inline(always)]
-    pub const fn new() -> Self {
-        Clock(core::cell::Cell::new(0))
-    }
-
-    #[inline(always)]
-    pub fn now(&self) -> u64 {
-        let t = self.0.get();
-        if t != 0 {
-            return t;
-        }
-        let t = now();
-        self.0.set(t);
-        t
     }
 }
 

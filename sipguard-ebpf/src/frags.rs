@@ -5,7 +5,7 @@
 //! legitimate fragmented traffic to non-SIP ports is untouched.
 
 use aya_ebpf::{macros::map, maps::LruHashMap};
-use sipguard_common::{ops::*, packet::Flow, Reason};
+use sipguard_common::{abi::*, packet::Flow, Reason};
 
 use crate::events::{stat, OPS};
 

@@ -2,9 +2,7 @@
 //! their destination a learned registrar for `LEARN_CONFIG.ttl_ns`. It
 //! never changes or drops a packet. Verified on its own, apart from XDP.
 
-use aya_ebpf::{
-    bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use sipguard_common::{learn::teaching, packet::Link};
 
 use crate::{
@@ -48,8 +46,7 @@ fn learn(ctx: &TcContext, link: Link) {
     let Some((flow, _)) = teaching(&pkt, link, settings) else {
         return;
     };
-    // SAFETY: helper without arguments.
-    let expiry = unsafe { bpf_ktime_get_ns() } + ttl;
+    let expiry = crate::clock::now() + ttl;
     if let Some(h) = crate::bans::HINTS.get_ptr_mut(0) {
         // SAFETY: a valid map value pointer; every writer stores 1. Set
         // before the insert so the entry is never skipped by the filter.

@@ -11,6 +11,7 @@
 #![feature(asm_experimental_arch)]
 
 mod bans;
+mod clock;
 mod events;
 mod frags;
 mod learn;
@@ -26,19 +27,17 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sipguard_common::{
-    counter_index,
-    ops::SipEventInfo,
+    any_port, counter_index,
     packet::{self, Flow, Link, Stop},
     sip::{self, Scan, Step, MAX_STEPS},
-    sipline,
     verdict::{
         any_port_verdict, judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement,
         Outcome, Quick,
     },
-    Reason, Settings, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
+    Reason, Settings, SipEventInfo, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{events::Clock, maps::*, pkt::Pkt};
+use crate::{clock::Clock, maps::*, pkt::Pkt};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -127,7 +126,7 @@ fn handed_over() -> Option<(&'static Settings, Flow)> {
 
 /// SIP on any UDP port, entered by tail call from `filter` for UDP outside
 /// the SIP ports: reads the request line (most non-SIP payloads stop at
-/// their first byte) and, for SIP, runs steps 2-4 (and the inspector, by
+/// their first byte) and, for SIP, runs steps 2-5 (and the inspector, by
 /// tail call, under `inspect`).
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
@@ -221,32 +220,32 @@ fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
 /// map value, as for the SIP scanner).
 #[inline(always)]
 fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
-    if !sipline::may_start_request(pkt, flow) {
+    if !any_port::may_start_request(pkt, flow) {
         return false;
     }
     let Some(line) = LINE.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
-    unsafe { *line = sipline::Line::new(flow, pkt.frame_len()) };
+    unsafe { *line = any_port::Line::new(flow, pkt.frame_len()) };
     let mut lc = LineCtx { xdp: ctx.ctx, line };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
-            sipline::LINE_STEPS,
+            any_port::LINE_STEPS,
             line_step as *mut c_void,
             &mut lc as *mut LineCtx as *mut c_void,
             0,
         );
     }
     // SAFETY: as above.
-    unsafe { core::ptr::read_volatile(&(*line).result) == sipline::REQUEST }
+    unsafe { core::ptr::read_volatile(&(*line).result) == any_port::REQUEST }
 }
 
 #[repr(C)]
 struct LineCtx {
     xdp: *mut xdp_md,
-    line: *mut sipline::Line,
+    line: *mut any_port::Line,
 }
 
 extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
@@ -255,9 +254,9 @@ extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
     let lc = unsafe { &mut *(ctx as *mut LineCtx) };
     let xdp = XdpContext::new(lc.xdp);
     let pkt = Pkt::new(&xdp);
-    match sipline::step(unsafe { &mut *lc.line }, &pkt) {
-        sipline::Step::Continue => 0,
-        sipline::Step::Done => 1,
+    match any_port::step(unsafe { &mut *lc.line }, &pkt) {
+        any_port::Step::Continue => 0,
+        any_port::Step::Done => 1,
     }
 }
 
@@ -340,7 +339,7 @@ fn on_drop(
         frags::remember(ops, flow, t);
     }
     bans::note_drop(ops, &a, out.reason, t);
-    if ops.flags & sipguard_common::ops::OPS_EVENTS != 0 {
+    if ops.flags & sipguard_common::OPS_EVENTS != 0 {
         events::emit(ctx, ops, &a, out, sip, t);
     }
 }

@@ -2,17 +2,16 @@
 //! so userspace opens exactly these.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use sipguard_common::{
     packet::Flow,
-    sip::{Scan, SipLists, UA_BYTES, USER_BYTES},
+    sip::{Scan, SipLists},
     verdict::SourceLists,
-    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, UaKey, UserKey, V4Key,
-    V6Key, COUNTER_ENTRIES, FLAG_BLOCKED_V6, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS,
-    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES,
+    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, SmallV4, UaKey, UserKey,
+    V4Key, V6Key, COUNTER_ENTRIES, FLAG_BLOCKED_V6, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS,
+    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
 };
 
 #[map(name = "SETTINGS")]
@@ -67,7 +66,7 @@ pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// The request-line reader's state (`any_udp_port`) on this CPU.
 #[map(name = "LINE")]
-pub static LINE: PerCpuArray<sipguard_common::sipline::Line> = PerCpuArray::with_max_entries(1, 0);
+pub static LINE: PerCpuArray<sipguard_common::any_port::Line> = PerCpuArray::with_max_entries(1, 0);
 
 /// The flow handed from the filter to the tail-called inspector.
 #[map(name = "INSPECT_FLOW")]
@@ -85,7 +84,7 @@ pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_com
 /// fills the learned and ban maps).
 pub struct KernelLists<'a> {
     pub settings: &'a Settings,
-    pub clock: crate::events::Clock,
+    pub clock: crate::clock::Clock,
 }
 
 impl<'a> KernelLists<'a> {
@@ -93,40 +92,59 @@ impl<'a> KernelLists<'a> {
     pub const fn new(settings: &'a Settings) -> Self {
         KernelLists {
             settings,
-            clock: crate::events::Clock::new(),
+            clock: crate::clock::Clock::new(),
         }
+    }
+}
+
+/// Is the source in one source list? IPv6: its trie, skipped while the
+/// list has no IPv6 entry. IPv4: the short copy in `SETTINGS` when it is
+/// the whole list, else the /16 hint, then the trie.
+#[inline(always)]
+fn listed(
+    flow: &Flow,
+    v6_used: bool,
+    v6: &LpmTrie<V6Key, ListValue>,
+    small: &SmallV4,
+    may_hold_v4: impl Fn([u8; 4]) -> bool,
+    v4: &LpmTrie<V4Key, ListValue>,
+) -> bool {
+    if flow.ipv6 {
+        v6_used && v6.get(Key::new(128, flow.src)).is_some()
+    } else {
+        let src = flow.src_v4();
+        if small.is_exhaustive() {
+            return small.matches(src);
+        }
+        may_hold_v4(src) && v4.get(Key::new(32, src)).is_some()
     }
 }
 
 impl SourceLists for KernelLists<'_> {
     #[inline(always)]
     fn blocked(&self, flow: &Flow) -> bool {
-        if flow.ipv6 {
-            self.settings.flags & FLAG_BLOCKED_V6 != 0
-                && BLOCKED_V6.get(Key::new(128, flow.src)).is_some()
-        } else {
-            let src = flow.src_v4();
-            let small = &self.settings.small_blocked_v4;
-            if small.is_exhaustive() {
-                return small.matches(src);
-            }
-            self.settings.may_block_v4(src) && BLOCKED_V4.get(Key::new(32, src)).is_some()
-        }
+        let s = self.settings;
+        listed(
+            flow,
+            s.flags & FLAG_BLOCKED_V6 != 0,
+            &BLOCKED_V6,
+            &s.small_blocked_v4,
+            |src| s.may_block_v4(src),
+            &BLOCKED_V4,
+        )
     }
 
     #[inline(always)]
     fn trusted(&self, flow: &Flow) -> bool {
-        if flow.ipv6 {
-            self.settings.flags & FLAG_TRUSTED_V6 != 0
-                && TRUSTED_V6.get(Key::new(128, flow.src)).is_some()
-        } else {
-            let src = flow.src_v4();
-            let small = &self.settings.small_trusted_v4;
-            if small.is_exhaustive() {
-                return small.matches(src);
-            }
-            self.settings.may_trust_v4(src) && TRUSTED_V4.get(Key::new(32, src)).is_some()
-        }
+        let s = self.settings;
+        listed(
+            flow,
+            s.flags & FLAG_TRUSTED_V6 != 0,
+            &TRUSTED_V6,
+            &s.small_trusted_v4,
+            |src| s.may_trust_v4(src),
+            &TRUSTED_V4,
+        )
     }
 
     /// One hash lookup and a clock read; expiry is checked here so no
@@ -146,8 +164,7 @@ impl SourceLists for KernelLists<'_> {
             }
         };
         match expiry {
-            // SAFETY: helper without arguments.
-            Some(e) => e > unsafe { bpf_ktime_get_ns() },
+            Some(e) => e > crate::clock::now(),
             None => false,
         }
     }

@@ -870,7 +870,7 @@ impl Config {
             .flatten()
             .chain(&self.inspect.extra_user_agents);
         for ua in uas {
-            let max = sipguard_common::sip::UA_BYTES;
+            let max = sipguard_common::UA_BYTES;
             if ua.is_empty() || ua.len() > max || ua.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
                 return Err(err(
                     "inspect",
@@ -880,8 +880,8 @@ impl Config {
             }
         }
         for m in &self.inspect.drop_methods {
-            if sipguard_common::sip::method_id(&m.to_ascii_uppercase()).is_none() {
-                let known: Vec<&str> = sipguard_common::sip::METHODS[1..].to_vec();
+            if sipguard_common::method_id(&m.to_ascii_uppercase()).is_none() {
+                let known: Vec<&str> = sipguard_common::METHODS[1..].to_vec();
                 return Err(err(
                     "inspect",
                     m,
@@ -893,7 +893,7 @@ impl Config {
             }
         }
         for (i, u) in self.inspect.expected_users.iter().enumerate() {
-            let max = sipguard_common::sip::USER_BYTES;
+            let max = sipguard_common::USER_BYTES;
             if u.is_empty()
                 || u.len() > max
                 || u.bytes()

@@ -16,7 +16,7 @@ use aya::{
     programs::{links::FdLink, xdp::XdpLink},
     Ebpf,
 };
-use sipguard_common::{ops::OpsSettings, PROGRAM_NAME};
+use sipguard_common::{OpsSettings, PROGRAM_NAME};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -122,9 +122,9 @@ impl Daemon {
         )?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         let mut ops: Array<MapData, OpsSettings> =
-            take(&mut ebpf, sipguard_common::ops::map_names::OPS)?.try_into()?;
+            take(&mut ebpf, sipguard_common::map_names::OPS)?.try_into()?;
         let ring: RingBuf<MapData> =
-            take(&mut ebpf, sipguard_common::ops::map_names::EVENTS)?.try_into()?;
+            take(&mut ebpf, sipguard_common::map_names::EVENTS)?.try_into()?;
         let feeds = FeedWatch::new(&cfg.feeds);
         let policy = feeds.policy(cfg)?.with_names(&dns.state);
         // Entries are added before stale ones go: adopted maps never lose a

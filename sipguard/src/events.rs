@@ -13,7 +13,7 @@ use std::{
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use serde::{Deserialize, Serialize};
-use sipguard_common::{ops::*, Reason};
+use sipguard_common::{abi::*, Reason};
 use tokio::{io::unix::AsyncFd, io::AsyncWriteExt as _, net::UnixListener, sync::broadcast};
 
 use crate::{attach::ifname, config::EventLog};

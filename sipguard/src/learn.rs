@@ -116,19 +116,6 @@ impl Learner {
     }
 }
 
-/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 /// One learned registrar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Learned {
@@ -151,7 +138,7 @@ fn pinned_hash(dir: &Path, name: &str) -> Result<Map> {
 
 /// The learned entries under a pin directory, soonest expiry last.
 pub fn learned_pinned(dir: &Path) -> Result<Vec<Learned>> {
-    let now = monotonic_ns();
+    let now = crate::ops::boot_ns();
     let left = |e: u64| (e > now).then(|| Duration::from_nanos(e - now));
     let mut out = Vec::new();
     let v4: HashMap<MapData, V4Key, LearnedExpiry> =

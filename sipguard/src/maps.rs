@@ -10,8 +10,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use sipguard_common::{
-    map_names as names, sip::USER_BYTES, Counter, IfaceName, ListValue, Settings, UaKey, UserKey,
-    V4Key, V6Key,
+    map_names as names, Counter, IfaceName, ListValue, Settings, UaKey, UserKey, V4Key, V6Key,
+    USER_BYTES,
 };
 
 use crate::policy::Policy;

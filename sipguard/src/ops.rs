@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
-use sipguard_common::ops::{map_names as names, *};
+use sipguard_common::abi::{map_names as names, *};
 
 use crate::config::{Config, FragmentPolicy};
 
@@ -34,7 +34,9 @@ pub fn settings(cfg: &Config) -> OpsSettings {
     }
 }
 
-/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns`.
+/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns` and of every
+/// time stamp in the maps (bans, events, learned registrars): it counts
+/// through suspend, so an expiry means the same wall-clock span.
 pub fn boot_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }

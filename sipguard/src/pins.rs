@@ -152,10 +152,7 @@ fn link_detach(fd: &std::os::fd::OwnedFd) -> Result<()> {
 /// Removes the pins this daemon created and the directories if empty.
 pub fn remove(root: &Path) {
     let dir = versioned_dir(root);
-    for name in map_names::ALL
-        .iter()
-        .chain(sipguard_common::ops::map_names::ALL.iter())
-    {
+    for name in map_names::ALL.iter() {
         let p = dir.join(name);
         if p.exists() {
             if let Err(e) = std::fs::remove_file(&p) {

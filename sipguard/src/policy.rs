@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 use sipguard_common::{
+    method_id,
     packet::Flow,
-    sip::{self, SipLists, UA_BYTES, USER_BYTES},
+    sip::{self, SipLists},
     verdict::{self, Judgement, Outcome, SourceLists},
-    Settings, FLAG_ANY_UDP_PORT, FLAG_MONITOR, POLICY_DROP, POLICY_INSPECT,
+    Settings, FLAG_ANY_UDP_PORT, FLAG_MONITOR, METHODS, POLICY_DROP, POLICY_INSPECT,
+    RULE_EXPECTED_USERS, RULE_NOT_SIP, RULE_SIPVICIOUS, RULE_URI_IP_HOST, RULE_USER_AGENT,
+    UA_BYTES, USER_BYTES,
 };
 
 use crate::config::{Config, Mode, UntrustedPolicy};
@@ -54,23 +57,23 @@ impl Policy {
         expected_users.sort();
         expected_users.dedup();
         if ins.drop_not_sip {
-            settings.rules |= sip::RULE_NOT_SIP;
+            settings.rules |= RULE_NOT_SIP;
         }
         if !user_agents.is_empty() {
-            settings.rules |= sip::RULE_USER_AGENT;
+            settings.rules |= RULE_USER_AGENT;
         }
         if ins.drop_ip_uri {
-            settings.rules |= sip::RULE_URI_IP_HOST;
+            settings.rules |= RULE_URI_IP_HOST;
         }
         if !expected_users.is_empty() {
-            settings.rules |= sip::RULE_EXPECTED_USERS;
+            settings.rules |= RULE_EXPECTED_USERS;
         }
         if ins.sipvicious {
-            settings.rules |= sip::RULE_SIPVICIOUS;
+            settings.rules |= RULE_SIPVICIOUS;
         }
         for m in &ins.drop_methods {
             // Validated in config: every name is known.
-            if let Some(id) = sip::method_id(&m.to_ascii_uppercase()) {
+            if let Some(id) = method_id(&m.to_ascii_uppercase()) {
                 settings.methods |= 1 << id;
             }
         }
@@ -175,9 +178,9 @@ impl Policy {
                 let _ = writeln!(s, "    {ua}");
             }
             let _ = writeln!(s, "  sipvicious fingerprint: {}", on(ins.sipvicious));
-            let methods: Vec<&str> = (1..sip::METHODS.len())
+            let methods: Vec<&str> = (1..METHODS.len())
                 .filter(|i| self.settings.methods & (1 << i) != 0)
-                .map(|i| sip::METHODS[i])
+                .map(|i| METHODS[i])
                 .collect();
             let _ = writeln!(
                 s,

@@ -29,7 +29,6 @@ pub struct LoadOptions {
 pub fn load_pinned(opts: LoadOptions, pin_dir: &std::path::Path) -> Result<Ebpf> {
     let paths: Vec<(&'static str, std::path::PathBuf)> = sipguard_common::map_names::ALL
         .iter()
-        .chain(sipguard_common::ops::map_names::ALL.iter())
         .map(|n| (*n, pin_dir.join(n)))
         .collect();
     let mut loader = EbpfLoader::new();

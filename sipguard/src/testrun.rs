@@ -192,8 +192,8 @@ impl Sandbox {
         Ok(prog.info()?.verified_instruction_count())
     }
 
-    /// Puts a learned registrar with an absolute expiry (CLOCK_MONOTONIC
-    /// ns, see [`crate::learn::monotonic_ns`]) into the sandbox's maps.
+    /// Puts a learned registrar with an absolute expiry (CLOCK_BOOTTIME
+    /// ns, see [`crate::ops::boot_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
         use aya::maps::HashMap;
         self.mark_hints(|h| h.learned = 1)?;
@@ -278,28 +278,25 @@ impl Sandbox {
     /// Turns on stateful features (events, bans, fragment tracking). A new
     /// sandbox has them off: its verdicts then depend on the frame and the
     /// policy alone, as the host's do.
-    pub fn set_ops(&mut self, ops: sipguard_common::ops::OpsSettings) -> Result<()> {
+    pub fn set_ops(&mut self, ops: sipguard_common::OpsSettings) -> Result<()> {
         let map = self
             .ebpf
-            .map_mut(sipguard_common::ops::map_names::OPS)
+            .map_mut(sipguard_common::map_names::OPS)
             .ok_or_else(|| anyhow!("OPS map missing"))?;
-        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::OpsSettings> =
+        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::OpsSettings> =
             aya::maps::Array::try_from(map)?;
         arr.set(0, ops, 0)?;
         Ok(())
     }
 
     /// The sticky `HINTS` bits, as `sipguard ban` and the kernel set them.
-    fn mark_hints(
-        &mut self,
-        mark: impl FnOnce(&mut sipguard_common::ops::StateHints),
-    ) -> Result<()> {
+    fn mark_hints(&mut self, mark: impl FnOnce(&mut sipguard_common::StateHints)) -> Result<()> {
         // Older builds (compared in benchmarks) have no hints and always
         // look everything up.
-        let Some(map) = self.ebpf.map_mut(sipguard_common::ops::map_names::HINTS) else {
+        let Some(map) = self.ebpf.map_mut(sipguard_common::map_names::HINTS) else {
             return Ok(());
         };
-        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::ops::StateHints> =
+        let mut arr: aya::maps::Array<&mut MapData, sipguard_common::StateHints> =
             aya::maps::Array::try_from(map)?;
         crate::ops::mark_hints(&mut arr, mark)
     }
@@ -307,13 +304,13 @@ impl Sandbox {
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
-        use sipguard_common::ops::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        use sipguard_common::{BanEntry, BAN_FOREVER, BAN_MANUAL};
         self.mark_hints(|h| h.bans = 1)?;
         let map = self
             .ebpf
-            .map_mut(sipguard_common::ops::map_names::BANS)
+            .map_mut(sipguard_common::map_names::BANS)
             .ok_or_else(|| anyhow!("BANS map missing"))?;
-        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::ops::AddrKey, BanEntry> =
+        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, BanEntry> =
             aya::maps::HashMap::try_from(map)?;
         let key = crate::ops::key_for(addr, 64);
         bans.insert(
@@ -333,7 +330,7 @@ impl Sandbox {
     pub fn take_events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
         let map = self
             .ebpf
-            .take_map(sipguard_common::ops::map_names::EVENTS)
+            .take_map(sipguard_common::map_names::EVENTS)
             .ok_or_else(|| anyhow!("EVENTS map missing or already taken"))?;
         Ok(map.try_into()?)
     }
@@ -342,7 +339,7 @@ impl Sandbox {
     pub fn ops_stat(&self, idx: u32) -> Result<u64> {
         let map = self
             .ebpf
-            .map(sipguard_common::ops::map_names::OPS_STATS)
+            .map(sipguard_common::map_names::OPS_STATS)
             .ok_or_else(|| anyhow!("OPS_STATS map missing"))?;
         let arr: aya::maps::PerCpuArray<&MapData, u64> = aya::maps::PerCpuArray::try_from(map)?;
         Ok(arr.get(&idx, 0)?.iter().sum())

@@ -16,8 +16,9 @@
 //! PBX capture is exactly what reached the endpoints. The monitor-mode lab
 //! is the control: there the same capture sees every request.
 //!
-//! Everything started here is a [`Proc`] (killed by PID on drop) and the
-//! namespaces are [`Netns`] guards, so a failing assertion cleans up too.
+//! The namespaces and addresses are the harness's standard [`Wan`];
+//! everything started here is a [`Proc`] (killed by PID on drop), so a
+//! failing assertion cleans up too.
 
 use std::{
     collections::BTreeMap,
@@ -25,22 +26,17 @@ use std::{
     fs,
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use crate::{
-    daemon::Daemon,
-    netns::{self, veth, Netns},
+    addresses::{PBX4, PBX6, PROVIDER4, PROVIDER6, SCANNER4, SCANNER6},
+    harness::{
+        process::{tool, wait_until},
+        Daemon, Netns, Proc, Wan,
+    },
 };
-
-pub const PBX4: &str = "192.0.2.1";
-pub const PBX6: &str = "2001:db8:5::1";
-pub const PROVIDER4: &str = "192.0.2.10";
-pub const PROVIDER6: &str = "2001:db8:5::10";
-pub const SCANNER4: &str = "192.0.2.66";
-pub const SCANNER6: &str = "2001:db8:5::66";
 /// SIPp UAS: the endpoint the provider calls.
 pub const SIPP_PORT: u16 = 5060;
 /// Kamailio: the registrar the scanners enumerate and brute-force.
@@ -67,116 +63,6 @@ pub enum Mode {
     Monitor,
 }
 
-// ---------------------------------------------------------------- processes
-
-/// A process this lab started; on drop it gets SIGTERM, then SIGKILL, by PID.
-pub struct Proc {
-    pub what: String,
-    child: Child,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    pub fn spawn(what: &str, mut cmd: Command, log: &Path) -> Proc {
-        let out = fs::File::create(log).expect("creating a log file");
-        let err = out.try_clone().expect("cloning a log file handle");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
-        Proc {
-            what: what.into(),
-            child,
-            status: None,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, sig: i32) {
-        if self.status.is_none() {
-            // SAFETY: kill(2) on the PID of our own, not yet reaped child.
-            unsafe { libc::kill(self.pid(), sig) };
-        }
-    }
-
-    pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    /// Waits until the process exits or `limit` passes.
-    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.try_status() {
-                return Some(s);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends `sig`, waits up to `limit`, then kills.
-    pub fn stop(&mut self, sig: i32, limit: Duration) -> ExitStatus {
-        self.signal(sig);
-        if let Some(s) = self.wait_for(limit) {
-            return s;
-        }
-        self.signal(libc::SIGKILL);
-        let s = self.child.wait().expect("waiting for a killed child");
-        self.status = Some(s);
-        s
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            self.stop(libc::SIGTERM, Duration::from_secs(3));
-        }
-    }
-}
-
-/// Finds an installed tool; a missing one fails loudly, since the lab is
-/// meant to run in CI.
-pub fn tool(names: &[&str]) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for d in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
-        dirs.push(d.into());
-    }
-    if let Ok(home) = std::env::var("HOME") {
-        dirs.push(Path::new(&home).join(".local/bin"));
-        dirs.push(Path::new(&home).join(".pyenv/shims"));
-    }
-    for n in names {
-        for d in &dirs {
-            let p = d.join(n);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!("lab tool {names:?} not found: install it with ./scripts/setup.sh --tests");
-}
-
 fn read_log(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_default()
 }
@@ -185,14 +71,6 @@ fn tail(p: &Path) -> String {
     let s = read_log(p);
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(25)..].join("\n")
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        sleep(Duration::from_millis(50));
-    }
 }
 
 // ---------------------------------------------------------------- captures
@@ -331,7 +209,7 @@ pub struct ScannerRun {
     pub ports: &'static str,
 }
 
-/// The attacks of issue 5: every run is bounded in count (ranges) and time.
+/// The lab's attacks: every run is bounded in count (ranges) and time.
 pub const SCANNERS: &[ScannerRun] = &[
     ScannerRun {
         name: "svmap OPTIONS",
@@ -502,13 +380,10 @@ pub struct Lab {
     pub policy: Policy,
     pub mode: Mode,
     pub dir: PathBuf,
-    pub wan_if: String,
-    pub pbx_if: String,
     endpoints: Vec<Proc>,
     daemon: Option<Daemon>,
     // Declared last: dropped after every process above has been stopped.
-    pub wan: Netns,
-    pub pbx: Netns,
+    pub net: Wan,
 }
 
 /// `SIPGUARD_LAB_XDP_MODE=skb` runs the lab on generic XDP.
@@ -520,100 +395,39 @@ impl Lab {
     /// Builds the namespaces, starts the endpoints and sipguard with
     /// `config_extra` appended to the lab's config.
     pub fn start(policy: Policy, mode: Mode, config_extra: &str) -> Lab {
-        let wan = Netns::new("w");
-        let pbx = Netns::new("p");
-        let base = netns::unique("");
-        let wan_if = format!("{base}wan");
-        let pbx_if = format!("{base}pbx");
-        let dir = std::env::temp_dir().join(format!("{base}-lab"));
+        let net = Wan::new();
+        let dir = std::env::temp_dir().join(format!("{}-lab", net.pbx.name));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("creating the lab directory");
         let mut lab = Lab {
             policy,
             mode,
             dir,
-            wan_if,
-            pbx_if,
             endpoints: Vec::new(),
             daemon: None,
-            wan,
-            pbx,
+            net,
         };
-        lab.wire();
         lab.start_endpoints();
         lab.start_sipguard(config_extra);
         lab
-    }
-
-    fn wire(&self) {
-        veth(&self.wan, &self.wan_if, &self.pbx, &self.pbx_if);
-        let (w, p) = (&self.wan, &self.pbx);
-        for a in [format!("{PROVIDER4}/24"), format!("{SCANNER4}/24")] {
-            w.exec(&["ip", "addr", "add", &a, "dev", &self.wan_if]);
-        }
-        for a in [format!("{PROVIDER6}/64"), format!("{SCANNER6}/64")] {
-            w.exec(&["ip", "-6", "addr", "add", &a, "dev", &self.wan_if, "nodad"]);
-        }
-        p.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{PBX4}/24"),
-            "dev",
-            &self.pbx_if,
-        ]);
-        p.exec(&[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            &format!("{PBX6}/64"),
-            "dev",
-            &self.pbx_if,
-            "nodad",
-        ]);
-        // svwar and svcrack 0.3.8 ignore --bindingip, so the scanner address
-        // must be the source the kernel picks for unbound sockets. SIPp binds
-        // the provider address explicitly.
-        w.exec(&[
-            "ip",
-            "route",
-            "add",
-            &format!("{PBX4}/32"),
-            "dev",
-            &self.wan_if,
-            "src",
-            SCANNER4,
-        ]);
-        w.exec(&[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            &format!("{PBX6}/128"),
-            "dev",
-            &self.wan_if,
-            "src",
-            SCANNER6,
-        ]);
     }
 
     fn start_endpoints(&mut self) {
         fs::write(self.dir.join("uas.xml"), UAS_XML).expect("writing uas.xml");
         fs::write(self.dir.join("uac.xml"), UAC_XML).expect("writing uac.xml");
         let kcfg = KAMAILIO_CFG
-            .replace("@PBX4@", PBX4)
-            .replace("@PBX6@", PBX6)
+            .replace("@PBX4@", &PBX4.to_string())
+            .replace("@PBX6@", &PBX6.to_string())
             .replace("@PORT@", &KAMAILIO_PORT.to_string());
         fs::write(self.dir.join("kamailio.cfg"), kcfg).expect("writing kamailio.cfg");
 
         let sipp = tool(&["sipp"]);
-        for (fam, addr) in [("v4", PBX4), ("v6", PBX6)] {
-            let mut cmd = self.pbx.command(sipp.to_str().expect("utf-8 path"));
+        for (fam, addr) in [("v4", PBX4.to_string()), ("v6", PBX6.to_string())] {
+            let mut cmd = self.net.pbx.command(sipp.to_str().expect("utf-8 path"));
             cmd.args(["-sf"]).arg(self.dir.join("uas.xml"));
             cmd.args([
                 "-i",
-                addr,
+                &addr,
                 "-p",
                 &SIPP_PORT.to_string(),
                 "-nostdin",
@@ -626,7 +440,7 @@ impl Lab {
                 .push(Proc::spawn(&format!("sipp uas {fam}"), cmd, &log));
         }
         let kam = tool(&["kamailio"]);
-        let mut cmd = self.pbx.command(kam.to_str().expect("utf-8 path"));
+        let mut cmd = self.net.pbx.command(kam.to_str().expect("utf-8 path"));
         cmd.arg("-f").arg(self.dir.join("kamailio.cfg"));
         cmd.args(["-DD", "-E", "-m", "16", "-M", "4", "-w"])
             .arg(&self.dir);
@@ -643,7 +457,7 @@ impl Lab {
             format!("{PBX4}:{KAMAILIO_PORT}"),
             format!("[{PBX6}]:{KAMAILIO_PORT}"),
         ];
-        let pbx = &self.pbx;
+        let pbx = &self.net.pbx;
         let endpoints = &mut self.endpoints;
         let dir = &self.dir;
         wait_until(
@@ -676,11 +490,11 @@ impl Lab {
         let cfg = format!(
             "interfaces: [{}]\nxdp_mode: {}\nmode: {mode}\npolicy: {policy}\nsip_ports: [{SIPP_PORT}, {KAMAILIO_PORT}]\n\
              trusted: [{PROVIDER4}, \"{PROVIDER6}\"]\n{extra}",
-            self.pbx_if,
+            self.net.pbx_if,
             xdp_mode()
         );
         fs::write(self.dir.join("sipguard.yaml"), &cfg).expect("writing a copy of the config");
-        self.daemon = Some(Daemon::start(&self.pbx, &cfg, &[]));
+        self.daemon = Some(Daemon::start(&self.net.pbx, &cfg, &[]));
     }
 
     /// The counters by reason (`name`, `name(would_drop)`) from `sipguard stats --json`.
@@ -711,6 +525,7 @@ impl Lab {
         };
         let stats = self.dir.join(format!("uac-{family}.csv"));
         let mut cmd = self
+            .net
             .wan
             .command(tool(&["sipp"]).to_str().expect("utf-8 path"));
         cmd.arg("-sf").arg(self.dir.join("uac.xml"));
@@ -750,15 +565,15 @@ impl Lab {
     pub fn run_scanner(&self, run: &ScannerRun, index: usize) -> ToolFigures {
         let before = self.counters();
         let mut procs = Vec::new();
-        for (fam, target) in [(0usize, PBX4), (1, PBX6)] {
+        for (fam, target) in [(0usize, IpAddr::from(PBX4)), (1, PBX6.into())] {
             let prog = tool(&[&format!("sipvicious_{}", run.program), run.program]);
-            let mut cmd = self.wan.command(prog.to_str().expect("utf-8 path"));
+            let mut cmd = self.net.wan.command(prog.to_str().expect("utf-8 path"));
             cmd.args(["-P", &scanner_port(index, fam).to_string(), "-p", run.ports]);
             cmd.args(run.args);
             if fam == 1 {
                 cmd.arg("-6");
             }
-            cmd.arg(target);
+            cmd.arg(target.to_string());
             let log = self.dir.join(format!("scan{index}-{fam}.log"));
             procs.push(Proc::spawn(
                 &format!("{} v{}", run.name, if fam == 0 { 4 } else { 6 }),
@@ -800,8 +615,9 @@ impl Lab {
     /// scanner traffic arriving at the PBX side after XDP.
     pub fn start_captures(&self) -> (Capture, Capture) {
         let filter = format!("udp and (host {SCANNER4} or host {SCANNER6})");
-        let wan = Capture::start(&self.wan, &self.wan_if, &filter, &self.dir, "wan");
-        let pbx = Capture::start(&self.pbx, &self.pbx_if, &filter, &self.dir, "pbx");
+        let net = &self.net;
+        let wan = Capture::start(&net.wan, &net.wan_if, &filter, &self.dir, "wan");
+        let pbx = Capture::start(&net.pbx, &net.pbx_if, &filter, &self.dir, "pbx");
         (wan, pbx)
     }
 
@@ -878,7 +694,7 @@ impl Lab {
 }
 
 fn is_scanner(a: IpAddr) -> bool {
-    a == SCANNER4.parse::<IpAddr>().unwrap() || a == SCANNER6.parse::<IpAddr>().unwrap()
+    a == IpAddr::from(SCANNER4) || a == IpAddr::from(SCANNER6)
 }
 
 /// Source port of run `index` in family `fam` (0 = IPv4, 1 = IPv6).

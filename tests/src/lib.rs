@@ -1,14 +1,14 @@
 //! Helpers shared by sipguard's integration tests: frame building, root
-//! checks, network namespaces with veth pairs, and the sipguard binary.
+//! checks, the end-to-end harness (namespaces, the daemon) with its
+//! addresses, a real CrowdSec Local API, and the sipguard binary.
 
+pub mod addresses;
 pub mod crowdsec;
-pub mod daemon;
 pub mod fixtures;
 pub mod frames;
+pub mod harness;
 pub mod hostile;
 pub mod lab;
-pub mod netns;
-pub mod opslab;
 pub mod sip;
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};

@@ -8,7 +8,7 @@ use std::{
     process::{Command, Output},
 };
 
-use sipguard_tests::{netns::unique, sipguard_bin};
+use sipguard_tests::{harness::netns::unique, sipguard_bin};
 
 fn configs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs")

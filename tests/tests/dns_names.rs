@@ -4,34 +4,33 @@
 //! a dead DNS server keeps the last good addresses. Needs root.
 
 use std::{
-    collections::HashMap,
     fs,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use sipguard_tests::{
-    daemon::{scratch, Daemon},
-    lab::{tool, Proc},
-    netns::{unique, veth, Netns},
+    addresses::{
+        EDGE4 as EDGE, OTHER4 as OTHER, PROVIDER4 as FIRST, PROVIDER4_MOVED as SECOND,
+        RESOLVER4 as DNS,
+    },
+    harness::{
+        daemon::scratch,
+        process::tool,
+        traffic::{send_from, Datagram},
+        wan::pbx_addr,
+        Arrivals, Daemon, Listener, Proc, Wan,
+    },
     require_root, sip, sipguard_bin,
 };
 
-const FIRST: &str = "198.18.7.1";
-const SECOND: &str = "198.18.7.2";
-const OTHER: &str = "198.18.7.3";
-/// Only reachable through the name's `_sip._udp` SRV record.
-const EDGE: &str = "198.18.7.4";
-const DNS: &str = "198.18.7.53";
-const PBX: &str = "198.18.7.254";
 const NAME: &str = "sip.provider.test";
 const PER_SOURCE: usize = 10;
 
+/// The standard WAN and a scratch directory for dnsmasq's files.
 struct Net {
-    wan: Netns,
-    pbx: Netns,
-    pbx_if: String,
+    wan: Wan,
     dir: PathBuf,
 }
 
@@ -42,24 +41,13 @@ impl Drop for Net {
 }
 
 fn net() -> Net {
-    let wan = Netns::new("w");
-    let pbx = Netns::new("p");
-    let wan_if = unique("a");
-    let pbx_if = unique("b");
-    veth(&wan, &wan_if, &pbx, &pbx_if);
-    for a in [FIRST, SECOND, OTHER, EDGE, DNS] {
-        wan.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &wan_if]);
-    }
-    pbx.exec(&["ip", "addr", "add", &format!("{PBX}/24"), "dev", &pbx_if]);
     Net {
-        wan,
-        pbx,
-        pbx_if,
+        wan: Wan::new(),
         dir: scratch("dns"),
     }
 }
 
-fn write_hosts(path: &Path, provider: &str) {
+fn write_hosts(path: &Path, provider: std::net::Ipv4Addr) {
     fs::write(
         path,
         format!("{provider} {NAME}\n{EDGE} edge1.provider.test\n"),
@@ -71,7 +59,7 @@ fn write_hosts(path: &Path, provider: &str) {
 /// from a hosts file this test writes, with a 2 s TTL.
 fn dnsmasq(net: &Net, hosts: &Path) -> Proc {
     let bin = tool(&["dnsmasq"]);
-    let mut cmd = net.wan.command(bin.to_str().unwrap());
+    let mut cmd = net.wan.wan.command(bin.to_str().unwrap());
     cmd.args([
         "--keep-in-foreground",
         "--conf-file=/dev/null",
@@ -111,46 +99,32 @@ fn dnsmasq(net: &Net, hosts: &Path) -> Proc {
 }
 
 fn config(net: &Net) -> String {
-    format!(
-        "interfaces: [{}]\npolicy: drop\nsip_ports: [5060]\ntrusted: [{NAME}]\n\
-         dns:\n  servers: [\"{DNS}:53\"]\n  min_ttl: 1\n",
-        net.pbx_if
-    )
+    net.wan.config(&format!(
+        "policy: drop\nsip_ports: [5060]\ntrusted: [{NAME}]\n\
+         dns:\n  servers: [\"{DNS}:53\"]\n  min_ttl: 1\n"
+    ))
 }
 
-/// INVITEs from each source; how many reached the PBX per source.
-fn exchange(net: &Net, sources: &[&str]) -> HashMap<IpAddr, usize> {
-    let listener = net.pbx.run(|| {
-        let s = UdpSocket::bind(format!("{PBX}:5060")).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        s
-    });
-    let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-    net.wan.run(move || {
-        for src in &sources {
-            let ip: IpAddr = src.parse().unwrap();
-            let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-            for i in 0..PER_SOURCE {
-                let msg = sip::invite(&format!("c{i}"), "100", "pbx.example", "Test/1.0");
-                sock.send_to(&msg, format!("{PBX}:5060")).unwrap();
-            }
+/// INVITEs from each source; what reached the PBX.
+fn exchange(net: &Net, sources: &[std::net::Ipv4Addr]) -> Arrivals {
+    let listener = Listener::bind(&net.wan.pbx, &[pbx_addr(5060)]);
+    let mut datagrams = Vec::new();
+    for &src in sources {
+        for i in 0..PER_SOURCE {
+            datagrams.push(Datagram {
+                from: SocketAddr::new(IpAddr::V4(src), 0),
+                to: pbx_addr(5060),
+                payload: sip::invite(&format!("c{i}"), "100", "pbx.example", "Test/1.0"),
+            });
         }
-    });
-    let mut got = HashMap::new();
-    let mut buf = [0u8; 4096];
-    while let Ok((_, from)) = listener.recv_from(&mut buf) {
-        *got.entry(from.ip()).or_insert(0) += 1;
     }
-    got
-}
-
-fn arrived(got: &HashMap<IpAddr, usize>, a: &str) -> usize {
-    got.get(&a.parse::<IpAddr>().unwrap()).copied().unwrap_or(0)
+    send_from(&net.wan.wan, datagrams);
+    listener.collect()
 }
 
 fn check_output(net: &Net, cfg: &Path) -> String {
     let out = net
+        .wan
         .pbx
         .command(sipguard_bin().to_str().unwrap())
         .args(["check", "-c"])
@@ -165,16 +139,23 @@ fn check_output(net: &Net, cfg: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// dnsmasq answering `NAME` with the first provider address, and the
+/// daemon trusting `NAME`.
+fn running() -> (Net, PathBuf, Proc, Daemon) {
+    let net = net();
+    let hosts = net.dir.join("hosts");
+    write_hosts(&hosts, FIRST);
+    let dns = dnsmasq(&net, &hosts);
+    let d = Daemon::start(&net.wan.pbx, &config(&net), &[]);
+    (net, hosts, dns, d)
+}
+
 #[test]
 fn name_change_moves_trust_without_restart() {
     if !require_root("name_change_moves_trust_without_restart") {
         return;
     }
-    let net = net();
-    let hosts = net.dir.join("hosts");
-    write_hosts(&hosts, FIRST);
-    let dns = dnsmasq(&net, &hosts);
-    let mut d = Daemon::start(&net.pbx, &config(&net), &[]);
+    let (net, hosts, dns, mut d) = running();
     assert!(
         d.log_text()
             .contains(&format!("dns: {NAME} -> [{FIRST}, {EDGE}]")),
@@ -193,10 +174,10 @@ fn name_change_moves_trust_without_restart() {
     );
 
     let got = exchange(&net, &[FIRST, SECOND, OTHER, EDGE]);
-    assert_eq!(arrived(&got, FIRST), PER_SOURCE, "{got:?}");
-    assert_eq!(arrived(&got, EDGE), PER_SOURCE, "SRV target: {got:?}");
-    assert_eq!(arrived(&got, SECOND), 0, "{got:?}");
-    assert_eq!(arrived(&got, OTHER), 0, "{got:?}");
+    assert_eq!(got.from(FIRST), PER_SOURCE, "{got:?}");
+    assert_eq!(got.from(EDGE), PER_SOURCE, "SRV target: {got:?}");
+    assert_eq!(got.from(SECOND), 0, "{got:?}");
+    assert_eq!(got.from(OTHER), 0, "{got:?}");
 
     // The provider moves: dnsmasq re-reads the hosts file on SIGHUP.
     write_hosts(&hosts, SECOND);
@@ -211,17 +192,13 @@ fn name_change_moves_trust_without_restart() {
         moved.elapsed().as_millis()
     );
     let got = exchange(&net, &[FIRST, SECOND, OTHER, EDGE]);
-    assert_eq!(arrived(&got, SECOND), PER_SOURCE, "{got:?}");
-    assert_eq!(arrived(&got, EDGE), PER_SOURCE, "{got:?}");
-    assert_eq!(
-        arrived(&got, FIRST),
-        0,
-        "old address still trusted: {got:?}"
-    );
-    assert_eq!(arrived(&got, OTHER), 0, "{got:?}");
+    assert_eq!(got.from(SECOND), PER_SOURCE, "{got:?}");
+    assert_eq!(got.from(EDGE), PER_SOURCE, "{got:?}");
+    assert_eq!(got.from(FIRST), 0, "old address still trusted: {got:?}");
+    assert_eq!(got.from(OTHER), 0, "{got:?}");
     let stats = d.stats_json().to_string();
     assert!(stats.contains("trusted"), "{stats}");
-    assert!(d.child.try_wait().unwrap().is_none(), "daemon restarted?");
+    assert!(d.is_running(), "daemon restarted?");
     assert!(d.stop().success());
 }
 
@@ -230,11 +207,7 @@ fn dead_dns_server_keeps_last_good_addresses() {
     if !require_root("dead_dns_server_keeps_last_good_addresses") {
         return;
     }
-    let net = net();
-    let hosts = net.dir.join("hosts");
-    write_hosts(&hosts, FIRST);
-    let mut dns = dnsmasq(&net, &hosts);
-    let mut d = Daemon::start(&net.pbx, &config(&net), &[]);
+    let (net, _hosts, mut dns, mut d) = running();
     dns.stop(libc::SIGTERM, Duration::from_secs(5));
     let stopped = Instant::now();
     d.wait_for_log(
@@ -250,9 +223,9 @@ fn dead_dns_server_keeps_last_good_addresses() {
         Duration::from_secs(1),
     );
     let got = exchange(&net, &[FIRST, EDGE, OTHER]);
-    assert_eq!(arrived(&got, FIRST), PER_SOURCE, "{got:?}");
-    assert_eq!(arrived(&got, EDGE), PER_SOURCE, "{got:?}");
-    assert_eq!(arrived(&got, OTHER), 0, "{got:?}");
+    assert_eq!(got.from(FIRST), PER_SOURCE, "{got:?}");
+    assert_eq!(got.from(EDGE), PER_SOURCE, "{got:?}");
+    assert_eq!(got.from(OTHER), 0, "{got:?}");
 
     // `check` with the server gone says so within its timeout.
     let started = Instant::now();

@@ -159,7 +159,7 @@ fn manual_bans_and_learned_registrars_work_with_their_features_off() {
 
     let c = invite4([198, 51, 100, 67]);
     assert_eq!(sb.run(&c).unwrap().reason, DropUntrusted);
-    let far = sipguard::learn::monotonic_ns() + 3_600_000_000_000;
+    let far = sipguard::ops::boot_ns() + 3_600_000_000_000;
     sb.set_learned(IpAddr::from([198, 51, 100, 67]), far)
         .unwrap();
     assert_eq!(sb.run(&c).unwrap().reason, PassLearned);

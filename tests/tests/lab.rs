@@ -1,4 +1,4 @@
-//! The namespace lab (issue 5): the real SIPVicious tools against SIPp and
+//! The namespace lab: the real SIPVicious tools against SIPp and
 //! Kamailio through sipguard, with SIPp calls from the trusted provider
 //! running the whole time. See docs/LAB.md; `cargo xtask lab` runs these
 //! with the reports printed.
@@ -7,6 +7,17 @@ use sipguard_tests::{
     lab::{Lab, Mode, Policy, Report},
     require_root,
 };
+
+/// Runs the lab's scenario with this policy and mode and prints its
+/// report; `None` (the test skips) without root.
+fn scenario(test: &str, policy: Policy, mode: Mode, title: &str) -> Option<Report> {
+    if !require_root(test) {
+        return None;
+    }
+    let r = Lab::start(policy, mode, "").run_scenario(title);
+    println!("{}", r.render());
+    Some(r)
+}
 
 /// Calls: at least one per family, all complete, and no SIPp retransmission
 /// (a dropped provider packet would be papered over by one).
@@ -44,10 +55,7 @@ fn assert_calls(r: &Report) {
     }
 }
 
-/// Enforce mode: every tool sent something over both families, nothing of
-/// it reached the PBX, and every datagram is counted as a drop whose reason
-/// satisfies `reason_ok`.
-fn assert_nothing_through(r: &Report, reason_ok: impl Fn(&str) -> bool) {
+fn assert_every_tool_sent_over_both_families(r: &Report) {
     for t in &r.tools {
         assert!(
             t.sent[0] > 0 && t.sent[1] > 0,
@@ -55,6 +63,15 @@ fn assert_nothing_through(r: &Report, reason_ok: impl Fn(&str) -> bool) {
             t.name,
             r.render()
         );
+    }
+}
+
+/// Enforce mode: every tool sent something over both families, nothing of
+/// it reached the PBX, and every datagram is counted as a drop whose reason
+/// satisfies `reason_ok`.
+fn assert_nothing_through(r: &Report, reason_ok: impl Fn(&str) -> bool) {
+    assert_every_tool_sent_over_both_families(r);
+    for t in &r.tools {
         assert_eq!(
             t.reached_total(),
             0,
@@ -96,24 +113,28 @@ fn assert_nothing_through(r: &Report, reason_ok: impl Fn(&str) -> bool) {
 
 #[test]
 fn allowlist_policy_stops_every_scanner_and_every_call_completes() {
-    if !require_root("allowlist_policy_stops_every_scanner_and_every_call_completes") {
+    let Some(r) = scenario(
+        "allowlist_policy_stops_every_scanner_and_every_call_completes",
+        Policy::Drop,
+        Mode::Enforce,
+        "policy: drop (allowlist), enforce",
+    ) else {
         return;
-    }
-    let lab = Lab::start(Policy::Drop, Mode::Enforce, "");
-    let r = lab.run_scenario("policy: drop (allowlist), enforce");
-    println!("{}", r.render());
+    };
     assert_nothing_through(&r, |reason| reason == "untrusted");
     assert_calls(&r);
 }
 
 #[test]
 fn inspect_policy_stops_every_scanner_and_every_call_completes() {
-    if !require_root("inspect_policy_stops_every_scanner_and_every_call_completes") {
+    let Some(r) = scenario(
+        "inspect_policy_stops_every_scanner_and_every_call_completes",
+        Policy::Inspect,
+        Mode::Enforce,
+        "policy: inspect, enforce",
+    ) else {
         return;
-    }
-    let lab = Lab::start(Policy::Inspect, Mode::Enforce, "");
-    let r = lab.run_scenario("policy: inspect, enforce");
-    println!("{}", r.render());
+    };
     // The inspector, not the allowlist, must be what stops them.
     assert_nothing_through(&r, |reason| {
         !matches!(reason, "untrusted" | "blocked" | "banned" | "malformed")
@@ -127,13 +148,8 @@ fn inspect_policy_stops_every_scanner_and_every_call_completes() {
 /// "inspected_clean" (a tool's later in-dialog requests, such as svwar's
 /// ACKs, need not match a rule, but its first request must).
 fn assert_monitor(r: &Report) {
+    assert_every_tool_sent_over_both_families(r);
     for t in &r.tools {
-        assert!(
-            t.sent[0] > 0 && t.sent[1] > 0,
-            "{} sent nothing over one family\n{}",
-            t.name,
-            r.render()
-        );
         assert_eq!(
             t.reached,
             t.sent,
@@ -179,12 +195,14 @@ fn assert_monitor(r: &Report) {
 
 #[test]
 fn monitor_mode_passes_everything_and_counts_exactly_what_would_drop() {
-    if !require_root("monitor_mode_passes_everything_and_counts_exactly_what_would_drop") {
+    let Some(r) = scenario(
+        "monitor_mode_passes_everything_and_counts_exactly_what_would_drop",
+        Policy::Drop,
+        Mode::Monitor,
+        "policy: drop (allowlist), monitor",
+    ) else {
         return;
-    }
-    let lab = Lab::start(Policy::Drop, Mode::Monitor, "");
-    let r = lab.run_scenario("policy: drop (allowlist), monitor");
-    println!("{}", r.render());
+    };
     assert_monitor(&r);
     assert!(
         r.tools.iter().all(|t| t.would_drop() == t.sent_total()
@@ -199,12 +217,14 @@ fn monitor_mode_passes_everything_and_counts_exactly_what_would_drop() {
 
 #[test]
 fn monitor_mode_with_inspect_counts_exactly_what_would_drop() {
-    if !require_root("monitor_mode_with_inspect_counts_exactly_what_would_drop") {
+    let Some(r) = scenario(
+        "monitor_mode_with_inspect_counts_exactly_what_would_drop",
+        Policy::Inspect,
+        Mode::Monitor,
+        "policy: inspect, monitor",
+    ) else {
         return;
-    }
-    let lab = Lab::start(Policy::Inspect, Mode::Monitor, "");
-    let r = lab.run_scenario("policy: inspect, monitor");
-    println!("{}", r.render());
+    };
     assert_monitor(&r);
     assert_calls(&r);
 }

@@ -5,12 +5,12 @@
 //! dropped again. Needs root.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
-use sipguard::{config::Config, learn::monotonic_ns, policy::Policy, testrun::Sandbox};
+use sipguard::{config::Config, ops::boot_ns, policy::Policy, testrun::Sandbox};
 use sipguard_common::{
     learn::teaching,
     packet::{Flow, Link},
@@ -18,9 +18,13 @@ use sipguard_common::{
     Reason,
 };
 use sipguard_tests::{
-    daemon::Daemon,
+    addresses::{PHONE4, PROVIDER4 as REGISTRAR, SCANNER4},
+    fixtures::drops,
     frames::{ip6, v4, v6},
-    netns::{unique, veth, Netns},
+    harness::{
+        traffic::{send_from, Datagram},
+        Arrivals, Daemon, Listener, Wan,
+    },
     require_root, sip,
 };
 
@@ -59,7 +63,7 @@ fn learned_sources_pass_until_expiry() {
     }
     let policy = Policy::from_config(&Config::parse(CONFIG, "t").unwrap());
     let mut sb = Sandbox::new(&policy).unwrap();
-    let now = monotonic_ns();
+    let now = boot_ns();
     let min = 60_000_000_000;
     let learned: BTreeMap<IpAddr, u64> = [
         ("198.51.100.7", now + min),
@@ -141,7 +145,7 @@ fn learned_sources_pass_until_expiry() {
     let host = HostLists {
         policy: &policy,
         learned,
-        now: monotonic_ns(),
+        now: boot_ns(),
     };
     let mut failures = Vec::new();
     for (name, frame, want) in &rows {
@@ -154,10 +158,7 @@ fn learned_sources_pass_until_expiry() {
             Judgement::Recognise(_) => unreachable!("judge_link returned Recognise"),
         };
         let after = sb.counter(*want, false).unwrap().packets;
-        if k.reason != *want
-            || h != *want
-            || after != before + 1
-            || (k.action == 1) != want.is_drop()
+        if k.reason != *want || h != *want || after != before + 1 || (k.action == 1) != drops(*want)
         {
             failures.push(format!(
                 "{name}: kernel {:?} (action {}), host {h:?}, want {want:?}, counter +{}",
@@ -274,13 +275,13 @@ fn egress_learner_matches_host_decision() {
     let mut failures = Vec::new();
     for (name, frame, want) in &rows {
         let before = sb.learned().unwrap();
-        let t0 = monotonic_ns();
+        let t0 = boot_ns();
         assert_eq!(
             sb.run_learner(frame).unwrap(),
             0,
             "{name}: TC action must be TC_ACT_OK"
         );
-        let t1 = monotonic_ns();
+        let t1 = boot_ns();
         let after = sb.learned().unwrap();
         let new: Vec<_> = after.iter().filter(|e| !before.contains(e)).collect();
         let host = teaching(frame.as_slice(), Link::Ethernet, &policy.settings).is_some();
@@ -370,103 +371,37 @@ fn egress_learner_matches_host_decision() {
 
 // ------------------------------------------------------------ end to end
 
-const PHONE: &str = "10.77.0.2";
-const ROUTER_LAN: &str = "10.77.0.1";
-const ROUTER_WAN: &str = "198.18.9.1";
-const REGISTRAR: &str = "198.18.9.10";
-const SCANNER: &str = "198.18.9.66";
-
-struct Net {
-    phone: Netns,
-    router: Netns,
-    wan: Netns,
-    wan_if: String,
-}
-
-fn net() -> Net {
-    let phone = Netns::new("ph");
-    let router = Netns::new("rt");
-    let wan = Netns::new("wn");
-    let (p_if, rl_if, rw_if, w_if) = (unique("p"), unique("l"), unique("r"), unique("w"));
-    veth(&phone, &p_if, &router, &rl_if);
-    veth(&router, &rw_if, &wan, &w_if);
-    phone.exec(&["ip", "addr", "add", &format!("{PHONE}/24"), "dev", &p_if]);
-    phone.exec(&["ip", "route", "add", "default", "via", ROUTER_LAN]);
-    router.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{ROUTER_LAN}/24"),
-        "dev",
-        &rl_if,
-    ]);
-    router.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{ROUTER_WAN}/24"),
-        "dev",
-        &rw_if,
-    ]);
-    router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    for a in [REGISTRAR, SCANNER] {
-        wan.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &w_if]);
-    }
-    wan.exec(&["ip", "route", "add", "10.77.0.0/24", "via", ROUTER_WAN]);
-    Net {
-        phone,
-        router,
-        wan,
-        wan_if: rw_if,
-    }
-}
-
-/// INVITEs from the registrar and the scanner to the phone; arrivals per
-/// source.
-fn invites_to_phone(net: &Net, n: usize) -> HashMap<IpAddr, usize> {
-    let listener = net.phone.run(|| {
-        let s = UdpSocket::bind(format!("{PHONE}:5060")).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        s
-    });
-    net.wan.run(move || {
-        for src in [REGISTRAR, SCANNER] {
-            let s = UdpSocket::bind(SocketAddr::new(src.parse().unwrap(), 5060)).unwrap();
-            for i in 0..n {
-                s.send_to(
-                    &sip::invite(&format!("c{i}"), "100", PHONE, "Provider/1"),
-                    format!("{PHONE}:5060"),
-                )
-                .unwrap();
-            }
+/// INVITEs from the registrar and the scanner to the phone; what arrived.
+fn invites_to_phone(net: &Wan, n: usize) -> Arrivals {
+    let phone = SocketAddr::new(PHONE4.into(), 5060);
+    let listener = Listener::bind(&net.lan().phone, &[phone]);
+    let mut datagrams = Vec::new();
+    for src in [REGISTRAR, SCANNER4] {
+        for i in 0..n {
+            datagrams.push(Datagram {
+                from: SocketAddr::new(src.into(), 5060),
+                to: phone,
+                payload: sip::invite(&format!("c{i}"), "100", &PHONE4.to_string(), "Provider/1"),
+            });
         }
-    });
-    let mut got = HashMap::new();
-    let mut buf = [0u8; 4096];
-    while let Ok((_, from)) = listener.recv_from(&mut buf) {
-        *got.entry(from.ip()).or_insert(0) += 1;
     }
-    got
+    send_from(&net.wan, datagrams);
+    listener.collect()
 }
 
-fn count(got: &HashMap<IpAddr, usize>, a: &str) -> usize {
-    got.get(&a.parse::<IpAddr>().unwrap()).copied().unwrap_or(0)
-}
-
-fn register(net: &Net) {
+fn register(net: &Wan) {
     let reg = net.wan.run(|| {
-        let s = UdpSocket::bind(format!("{REGISTRAR}:5060")).unwrap();
+        let s = UdpSocket::bind((REGISTRAR, 5060)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s
     });
-    net.phone.run(|| {
-        let s = UdpSocket::bind(format!("{PHONE}:5062")).unwrap();
+    net.lan().phone.run(|| {
+        let s = UdpSocket::bind((PHONE4, 5062)).unwrap();
         let msg = format!(
-            "REGISTER sip:{REGISTRAR} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE}:5062;branch=z9hG4bK1\r\nFrom: <sip:100@{REGISTRAR}>;tag=1\r\n\
-             To: <sip:100@{REGISTRAR}>\r\nCall-ID: reg1\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@{PHONE}:5062>\r\nContent-Length: 0\r\n\r\n"
+            "REGISTER sip:{REGISTRAR} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE4}:5062;branch=z9hG4bK1\r\nFrom: <sip:100@{REGISTRAR}>;tag=1\r\n\
+             To: <sip:100@{REGISTRAR}>\r\nCall-ID: reg1\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@{PHONE4}:5062>\r\nContent-Length: 0\r\n\r\n"
         );
-        s.send_to(msg.as_bytes(), format!("{REGISTRAR}:5060")).unwrap();
+        s.send_to(msg.as_bytes(), (REGISTRAR, 5060)).unwrap();
     });
     let mut buf = [0u8; 2048];
     let (n, _) = reg
@@ -480,17 +415,15 @@ fn registrar_learned_from_register_passes_then_expires() {
     if !require_root("registrar_learned_from_register_passes_then_expires") {
         return;
     }
-    let net = net();
-    let cfg = format!(
-        "interfaces: [{}]\npolicy: drop\nsip_ports: [5060]\nlearn_registrars: {{enabled: true, ttl: 2}}\n",
-        net.wan_if
-    );
-    let mut d = Daemon::start(&net.router, &cfg, &[]);
+    let net = Wan::with_lan();
+    let cfg =
+        net.config("policy: drop\nsip_ports: [5060]\nlearn_registrars: {enabled: true, ttl: 2}\n");
+    let mut d = Daemon::start(&net.pbx, &cfg, &[]);
     d.wait_for_log("learning registrars from", Duration::from_secs(5));
 
     let got = invites_to_phone(&net, 5);
-    assert_eq!(count(&got, REGISTRAR), 0, "not learned yet: {got:?}");
-    assert_eq!(count(&got, SCANNER), 0, "{got:?}");
+    assert_eq!(got.from(REGISTRAR), 0, "not learned yet: {got:?}");
+    assert_eq!(got.from(SCANNER4), 0, "{got:?}");
 
     register(&net);
     let registered = Instant::now();
@@ -505,14 +438,14 @@ fn registrar_learned_from_register_passes_then_expires() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["address"] == REGISTRAR)
+        .find(|e| e["address"] == REGISTRAR.to_string())
         .cloned();
     let entry = entry.unwrap_or_else(|| panic!("registrar not listed: {t}"));
     let left = entry["expires_in_ms"].as_u64().unwrap();
     assert!(left > 1000 && left <= 2000, "expiry {left} ms");
     let human = String::from_utf8_lossy(&d.cli(&["trusted"]).stdout).into_owned();
     assert!(
-        human.contains(REGISTRAR) && human.contains("expires in"),
+        human.contains(&REGISTRAR.to_string()) && human.contains("expires in"),
         "{human}"
     );
 
@@ -521,8 +454,8 @@ fn registrar_learned_from_register_passes_then_expires() {
         registered.elapsed() < Duration::from_millis(1800),
         "too slow to test before expiry"
     );
-    assert_eq!(count(&got, REGISTRAR), 5, "learned registrar: {got:?}");
-    assert_eq!(count(&got, SCANNER), 0, "{got:?}");
+    assert_eq!(got.from(REGISTRAR), 5, "learned registrar: {got:?}");
+    assert_eq!(got.from(SCANNER4), 0, "{got:?}");
     let stats = d.stats_json();
     assert_eq!(stats["learned"]["active"], 1, "{stats}");
     assert_eq!(stats["reasons"]["learned_trusted"]["packets"], 5, "{stats}");
@@ -530,7 +463,7 @@ fn registrar_learned_from_register_passes_then_expires() {
     // After the TTL, with no new REGISTER, the registrar is dropped again.
     std::thread::sleep(Duration::from_millis(2200).saturating_sub(registered.elapsed()));
     let got = invites_to_phone(&net, 5);
-    assert_eq!(count(&got, REGISTRAR), 0, "expired: {got:?}");
+    assert_eq!(got.from(REGISTRAR), 0, "expired: {got:?}");
     let stats = d.stats_json();
     assert_eq!(stats["learned"]["active"], 0, "{stats}");
     assert_eq!(stats["learned"]["expired"], 1, "{stats}");

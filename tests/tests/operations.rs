@@ -4,11 +4,16 @@
 
 use std::{
     io::{Read as _, Write as _},
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
 use sipguard_tests::{
-    opslab::{Lab, OTHER, OTHER2, PROVIDER, SCANNER},
+    addresses::{
+        OTHER4 as OTHER, OTHER4B as OTHER2, PBX4, PROVIDER4 as PROVIDER, SCANNER4 as SCANNER,
+        UNUSED_WAN4_NET,
+    },
+    harness::{process::read_stdout, wan::pbx_addr, Daemon, Receiver, Steady, Wan},
     require_root,
 };
 
@@ -20,8 +25,28 @@ fn json_lines(s: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn stats(lab: &Lab) -> serde_json::Value {
-    serde_json::from_str(&lab.cli_ok(&["stats", "--json"])).unwrap()
+/// A sipguard config on native XDP for the WAN interface.
+fn native(net: &Wan, body: &str) -> String {
+    net.config(&format!("xdp_mode: native\n{body}"))
+}
+
+/// The standard WAN and a daemon for it with `body` as its config, not
+/// yet launched.
+fn setup(body: &str) -> (Wan, Daemon) {
+    let net = Wan::new();
+    let d = Daemon::new(&net.pbx);
+    d.write_config(&native(&net, body));
+    (net, d)
+}
+
+/// [`setup`], launched; `None` (the test skips) without root.
+fn started(test: &str, body: &str) -> Option<(Wan, Daemon)> {
+    if !require_root(test) {
+        return None;
+    }
+    let (net, mut d) = setup(body);
+    d.launch(&[]);
+    Some((net, d))
 }
 
 fn reason_packets(stats: &serde_json::Value, reason: &str) -> u64 {
@@ -30,15 +55,15 @@ fn reason_packets(stats: &serde_json::Value, reason: &str) -> u64 {
 
 #[test]
 fn drop_events_reach_the_log_and_the_events_client() {
-    if !require_root("drop_events_reach_the_log_and_the_events_client") {
+    let Some((net, mut d)) = started(
+        "drop_events_reach_the_log_and_the_events_client",
+        &format!(
+            "policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\nevents:\n  interval: 1s\n"
+        ),
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("ev");
-    lab.write_config(&format!(
-        "policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\nevents:\n  interval: 1s\n"
-    ));
-    lab.start();
-    let meta = std::fs::metadata(&lab.sock).unwrap();
+    };
+    let meta = std::fs::metadata(d.events_socket()).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         meta.permissions().mode() & 0o777,
@@ -46,51 +71,52 @@ fn drop_events_reach_the_log_and_the_events_client() {
         "events socket must be root-only"
     );
 
-    let mut json = lab.events_client(true, 2);
-    let mut text = lab.events_client(false, 1);
+    let mut json = d.events_client(true, 2);
+    let mut text = d.events_client(false, 1);
     std::thread::sleep(Duration::from_millis(300));
-    let rx = lab.receiver(5060);
-    lab.send(PROVIDER, 5060, 5, MS);
-    lab.send(SCANNER, 5060, 10, Duration::ZERO);
-    lab.send(OTHER, 5060, 3, Duration::ZERO);
+    let rx = Receiver::start(&net.pbx, 5060);
+    net.send_options(PROVIDER, 5060, 5, MS);
+    net.send_options(SCANNER, 5060, 10, Duration::ZERO);
+    net.send_options(OTHER, 5060, 3, Duration::ZERO);
     assert_eq!(rx.wait_for(PROVIDER, 5, Duration::from_secs(2)), 5);
 
-    let out = Lab::read_all(&mut json);
+    let out = read_stdout(&mut json);
     assert!(json.wait().unwrap().success());
     let evs = json_lines(&out);
     assert_eq!(evs.len(), 2, "{out}");
     let scan = evs
         .iter()
-        .find(|e| e["src"] == SCANNER)
+        .find(|e| e["src"] == SCANNER.to_string())
         .unwrap_or_else(|| panic!("no event for the scanner: {out}"));
     assert_eq!(scan["reason"], "untrusted");
     assert_eq!(scan["action"], "drop");
     assert_eq!(scan["dport"], 5060);
     assert_eq!(scan["protocol"], "udp");
-    assert_eq!(scan["interface"], lab.r_if.as_str());
+    assert_eq!(scan["interface"], net.pbx_if.as_str());
     let blk = evs
         .iter()
-        .find(|e| e["src"] == OTHER)
+        .find(|e| e["src"] == OTHER.to_string())
         .unwrap_or_else(|| panic!("no event for the blocked source: {out}"));
     assert_eq!(blk["reason"], "blocked");
-    let t = Lab::read_all(&mut text);
+    let t = read_stdout(&mut text);
     assert!(
-        t.contains("drop untrusted udp 10.99.0.2:") && t.contains("-> 10.99.0.1:5060"),
+        t.contains(&format!("drop untrusted udp {SCANNER}:"))
+            && t.contains(&format!("-> {PBX4}:5060")),
         "{t}"
     );
 
     // The daemon logs them readably, and sampling held the rest back.
-    lab.wait_log("drop blocked udp 10.99.0.4", Duration::from_secs(2));
+    d.wait_for_log(&format!("drop blocked udp {OTHER}"), Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(1100));
-    lab.send(SCANNER, 5060, 1, Duration::ZERO);
-    lab.wait_log("(+9 suppressed)", Duration::from_secs(2));
+    net.send_options(SCANNER, 5060, 1, Duration::ZERO);
+    d.wait_for_log("(+9 suppressed)", Duration::from_secs(2));
 
     // Every drop is accounted for: sent, suppressed or lost.
-    let m = lab.cli_ok(&["stats", "--json"]);
+    let m = d.cli_ok(&["stats", "--json"]);
     let s: serde_json::Value = serde_json::from_str(&m).unwrap();
     let drops = s["dropped"].as_u64().unwrap();
     assert_eq!(drops, 14, "{m}");
-    let (sent, supp, lost) = ops_stats(&lab);
+    let (sent, supp, lost) = ops_stats(&d);
     assert_eq!(
         sent + supp + lost,
         drops,
@@ -99,68 +125,68 @@ fn drop_events_reach_the_log_and_the_events_client() {
     assert_eq!(lost, 0);
 }
 
-fn ops_stats(lab: &Lab) -> (u64, u64, u64) {
-    let dir = lab.pin_dir();
+fn ops_stats(d: &Daemon) -> (u64, u64, u64) {
+    let dir = d.pin_dir();
     let m = sipguard::ops::read_stats(&sipguard::ops::stats_pinned(&dir).unwrap()).unwrap();
     (m.events_sent, m.events_suppressed, m.events_lost)
 }
 
 #[test]
 fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
-    if !require_root("bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli") {
+    let Some((net, d)) = started(
+        "bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli",
+        &format!(
+            "policy: drop\ntrusted: [{PROVIDER}]\nbans:\n  enabled: true\n  threshold: 5\n  window: 10s\n  ttl: 2s\n"
+        ),
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("ban");
-    lab.write_config(&format!(
-        "policy: drop\ntrusted: [{PROVIDER}]\nbans:\n  enabled: true\n  threshold: 5\n  window: 10s\n  ttl: 2s\n"
-    ));
-    lab.start();
-    lab.send(SCANNER, 5060, 5, MS);
-    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    };
+    net.send_options(SCANNER, 5060, 5, MS);
+    let bans: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
     let b = bans.as_array().unwrap();
     assert_eq!(b.len(), 1, "{bans}");
-    assert_eq!(b[0]["source"], SCANNER);
+    assert_eq!(b[0]["source"], SCANNER.to_string());
     assert_eq!(b[0]["origin"], "auto");
     assert!(b[0]["remaining_secs"].as_u64().unwrap() <= 2);
-    lab.send(SCANNER, 5060, 3, MS);
-    assert_eq!(reason_packets(&stats(&lab), "banned"), 3);
-    assert_eq!(reason_packets(&stats(&lab), "untrusted"), 5);
+    net.send_options(SCANNER, 5060, 3, MS);
+    assert_eq!(reason_packets(&d.stats_json(), "banned"), 3);
+    assert_eq!(reason_packets(&d.stats_json(), "untrusted"), 5);
 
     // Manual bans and unban. A ban never overrides the trusted list (an
     // IPv6 /64 ban next to a provider must not cut the provider off).
-    let rx = lab.receiver(5060);
-    lab.cli_ok(&["ban", PROVIDER, "--for", "1h"]);
-    lab.cli_ok(&["ban", OTHER]);
-    let t = lab.cli_ok(&["bans"]);
+    let rx = Receiver::start(&net.pbx, 5060);
+    d.cli_ok(&["ban", &PROVIDER.to_string(), "--for", "1h"]);
+    d.cli_ok(&["ban", &OTHER.to_string()]);
+    let t = d.cli_ok(&["bans"]);
     assert!(
-        t.contains(PROVIDER)
+        t.contains(&PROVIDER.to_string())
             && t.contains("manual")
             && t.contains("forever")
             && t.contains("3 active"),
         "{t}"
     );
-    lab.send(PROVIDER, 5060, 2, MS);
-    lab.cli_ok(&["unban", PROVIDER]);
-    lab.send(PROVIDER, 5060, 2, MS);
+    net.send_options(PROVIDER, 5060, 2, MS);
+    d.cli_ok(&["unban", &PROVIDER.to_string()]);
+    net.send_options(PROVIDER, 5060, 2, MS);
     assert_eq!(
         rx.wait_for(PROVIDER, 4, Duration::from_secs(2)),
         4,
         "a trusted source passes, banned or not"
     );
-    assert_eq!(reason_packets(&stats(&lab), "banned"), 3);
-    let o = lab.cli(&["unban", PROVIDER]);
+    assert_eq!(reason_packets(&d.stats_json(), "banned"), 3);
+    let o = d.cli(&["unban", &PROVIDER.to_string()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not banned"));
 
     // The automatic ban ends by itself after its TTL.
     std::thread::sleep(Duration::from_millis(2100));
-    let bans: serde_json::Value = serde_json::from_str(&lab.cli_ok(&["bans", "--json"])).unwrap();
+    let bans: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
     assert_eq!(
         bans.as_array().unwrap().len(),
         1,
         "only the manual ban of {OTHER} is left: {bans}"
     );
-    lab.send(SCANNER, 5060, 1, MS);
-    let s = stats(&lab);
+    net.send_options(SCANNER, 5060, 1, MS);
+    let s = d.stats_json();
     assert_eq!(reason_packets(&s, "banned"), 3, "no ban after the TTL");
     assert_eq!(reason_packets(&s, "untrusted"), 6);
 }
@@ -172,13 +198,12 @@ fn cli_bans_work_when_automatic_bans_are_off() {
     }
     // Automatic bans off (the `drop` policy's default): nothing fills BANS
     // but the CLI, and the filter skips the lookup until the first ban.
-    let mut lab = Lab::new("cban");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
-    lab.start();
-    lab.send(OTHER, 5060, 2, MS);
-    lab.cli_ok(&["ban", OTHER]);
-    lab.send(OTHER, 5060, 3, MS);
-    let s = stats(&lab);
+    let (net, mut d) = setup(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    d.launch(&[]);
+    net.send_options(OTHER, 5060, 2, MS);
+    d.cli_ok(&["ban", &OTHER.to_string()]);
+    net.send_options(OTHER, 5060, 3, MS);
+    let s = d.stats_json();
     assert_eq!(reason_packets(&s, "untrusted"), 2);
     assert_eq!(
         reason_packets(&s, "banned"),
@@ -189,18 +214,16 @@ fn cli_bans_work_when_automatic_bans_are_off() {
 
 #[test]
 fn metrics_are_served_over_http() {
-    if !require_root("metrics_are_served_over_http") {
+    let Some((net, d)) = started(
+        "metrics_are_served_over_http",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"),
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("met");
-    lab.write_config(&format!(
-        "policy: drop\ntrusted: [{PROVIDER}]\nmetrics:\n  listen: 127.0.0.1:9560\n"
-    ));
-    lab.start();
-    lab.send(SCANNER, 5060, 4, MS);
-    lab.send(PROVIDER, 5060, 2, MS);
-    lab.cli_ok(&["ban", OTHER2, "--for", "10m"]);
-    let body = lab.router.run(|| {
+    };
+    net.send_options(SCANNER, 5060, 4, MS);
+    net.send_options(PROVIDER, 5060, 2, MS);
+    d.cli_ok(&["ban", &OTHER2.to_string(), "--for", "10m"]);
+    let body = net.pbx.run(|| {
         let mut s = std::net::TcpStream::connect("127.0.0.1:9560").unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
@@ -209,7 +232,7 @@ fn metrics_are_served_over_http() {
         out
     });
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    let r_if = &lab.r_if;
+    let r_if = &net.pbx_if;
     for want in [
         format!(
             "sipguard_packets_total{{interface=\"{r_if}\",reason=\"untrusted\",action=\"drop\"}} 4"
@@ -226,77 +249,49 @@ fn metrics_are_served_over_http() {
     }
 }
 
-/// Sends from `src` every millisecond until stopped; returns how many.
-fn steady(
-    lab: &Lab,
-    src: &str,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::thread::JoinHandle<u64>,
-) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let s = lab.sender_socket(src);
-    let st = stop.clone();
-    let h = std::thread::spawn(move || {
-        let mut n = 0u64;
-        while !st.load(Ordering::Relaxed) {
-            s.send_to(
-                format!("OPTIONS sip:{n}@x SIP/2.0\r\n\r\n").as_bytes(),
-                Lab::router_addr(5060),
-            )
-            .unwrap();
-            n += 1;
-            std::thread::sleep(MS);
-        }
-        n
-    });
-    (stop, h)
+/// Sends `n` OPTIONS from `src`; they must be all the receiver ever got
+/// from it.
+fn send_and_expect_all(net: &Wan, rx: &Receiver, src: Ipv4Addr, n: u64, why: &str) {
+    net.send_options(src, 5060, n, MS);
+    assert_eq!(rx.wait_for(src, n, Duration::from_secs(2)), n, "{why}");
 }
 
-fn finish(
-    t: (
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-        std::thread::JoinHandle<u64>,
-    ),
-) -> u64 {
-    t.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    t.1.join().unwrap()
+/// OPTIONS from `src` to the PBX every millisecond until finished.
+fn steady(net: &Wan, src: Ipv4Addr) -> Steady {
+    Steady::start(net.wan_socket(src), pbx_addr(5060))
 }
 
 #[test]
 fn sigkill_and_restart_keep_filtering_without_a_gap() {
-    if !require_root("sigkill_and_restart_keep_filtering_without_a_gap") {
+    let Some((net, mut d)) = started(
+        "sigkill_and_restart_keep_filtering_without_a_gap",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"),
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("kill");
-    lab.write_config(&format!(
-        "policy: drop\ntrusted: [{PROVIDER}]\nblocked: [{OTHER}]\non_exit: keep\n"
-    ));
-    lab.start();
-    let rx = lab.receiver(5060);
-    let scan = steady(&lab, SCANNER);
-    let blocked = steady(&lab, OTHER);
-    let good = steady(&lab, PROVIDER);
+    };
+    let rx = Receiver::start(&net.pbx, 5060);
+    let scan = steady(&net, SCANNER);
+    let blocked = steady(&net, OTHER);
+    let good = steady(&net, PROVIDER);
     std::thread::sleep(Duration::from_millis(200));
-    lab.stop_with(libc::SIGKILL);
+    d.stop_with(libc::SIGKILL);
     // No daemon at all: the pinned link and maps keep filtering.
     std::thread::sleep(Duration::from_millis(500));
-    let during = stats(&lab);
-    lab.start();
+    let during = d.stats_json();
+    d.launch(&[]);
     assert!(
-        lab.log().contains("adopting the maps pinned"),
+        d.log_text().contains("adopting the maps pinned"),
         "{}",
-        lab.log()
+        d.log_text()
     );
     assert!(
-        lab.log()
+        d.log_text()
             .contains("adopted the pinned XDP link (program unchanged)"),
         "{}",
-        lab.log()
+        d.log_text()
     );
     std::thread::sleep(Duration::from_millis(200));
-    let (n_scan, n_blocked, n_good) = (finish(scan), finish(blocked), finish(good));
+    let (n_scan, n_blocked, n_good) = (scan.finish(), blocked.finish(), good.finish());
     assert_eq!(
         rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
         n_good,
@@ -313,53 +308,48 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
         "no blocked packet got through at any time"
     );
     // Counters kept counting across the kill: one continuous series.
-    let s = stats(&lab);
+    let s = d.stats_json();
     assert_eq!(reason_packets(&s, "untrusted"), n_scan);
     assert_eq!(reason_packets(&s, "blocked"), n_blocked);
     assert!(reason_packets(&during, "untrusted") > 0);
 
     // on_exit: keep leaves the filter in place after SIGTERM...
-    lab.stop_with(libc::SIGTERM);
-    assert!(lab.pin_dir().join(format!("link_{}", lab.r_if)).exists());
-    lab.send(SCANNER, 5060, 3, MS);
+    d.stop_with(libc::SIGTERM);
+    assert!(d.pin_dir().join(format!("link_{}", net.pbx_if)).exists());
+    net.send_options(SCANNER, 5060, 3, MS);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(rx.count(SCANNER), 0);
     // ...until `sipguard detach` removes everything.
-    let out = lab.cli_ok(&["detach", "--iface", &lab.r_if]);
+    let out = d.cli_ok(&["detach", "--iface", &net.pbx_if]);
     assert!(out.contains("detached from"), "{out}");
     assert!(
-        !sipguard::pins::versioned_dir(&lab.pin_root).exists(),
+        !sipguard::pins::versioned_dir(&d.pin_root).exists(),
         "pins removed"
     );
-    lab.send(SCANNER, 5060, 3, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
-        3,
-        "filter gone after detach"
-    );
+    send_and_expect_all(&net, &rx, SCANNER, 3, "filter gone after detach");
 }
 
 #[test]
 fn sigterm_with_on_exit_detach_removes_the_filter() {
-    if !require_root("sigterm_with_on_exit_detach_removes_the_filter") {
+    let Some((net, mut d)) = started(
+        "sigterm_with_on_exit_detach_removes_the_filter",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"),
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("term");
-    lab.write_config(&format!(
-        "policy: drop\ntrusted: [{PROVIDER}]\non_exit: detach\n"
-    ));
-    lab.start();
-    let rx = lab.receiver(5060);
-    lab.send(SCANNER, 5060, 3, MS);
-    let log = lab.stop_with(libc::SIGTERM);
+    };
+    let rx = Receiver::start(&net.pbx, 5060);
+    net.send_options(SCANNER, 5060, 3, MS);
+    d.stop_with(libc::SIGTERM);
+    let log = d.log_text();
     assert!(log.contains("detached from"), "{log}");
-    assert!(!lab.pin_root.exists(), "pins removed");
-    assert!(!lab.sock.exists(), "socket removed");
-    lab.send(SCANNER, 5060, 3, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 3, Duration::from_secs(2)),
+    assert!(!d.pin_root.exists(), "pins removed");
+    assert!(!d.events_socket().exists(), "socket removed");
+    send_and_expect_all(
+        &net,
+        &rx,
+        SCANNER,
         3,
-        "only the packets after SIGTERM arrive"
+        "only the packets after SIGTERM arrive",
     );
 }
 
@@ -368,14 +358,13 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     if !require_root("a_different_program_on_the_pinned_link_is_replaced_in_place") {
         return;
     }
-    let mut lab = Lab::new("upg");
-    lab.write_config(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    let (net, mut d) = setup(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
     // An "older build": the object's empty program, attached through a
     // pinned link where the daemon keeps its own.
-    std::fs::create_dir_all(lab.pin_dir()).unwrap();
-    let link_pin = lab.pin_dir().join(format!("link_{}", lab.r_if));
-    let (r_if, pin) = (lab.r_if.clone(), link_pin.clone());
-    lab.router.run(move || {
+    std::fs::create_dir_all(d.pin_dir()).unwrap();
+    let link_pin = d.pin_dir().join(format!("link_{}", net.pbx_if));
+    let (r_if, pin) = (net.pbx_if.clone(), link_pin.clone());
+    net.pbx.run(move || {
         let mut ebpf = sipguard::program::load(Default::default()).unwrap();
         sipguard::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
         let prog = sipguard::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
@@ -385,27 +374,22 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
         fd.pin(&pin).unwrap();
     });
     let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
-    let rx = lab.receiver(5060);
-    lab.send(SCANNER, 5060, 2, MS);
-    assert_eq!(
-        rx.wait_for(SCANNER, 2, Duration::from_secs(2)),
-        2,
-        "the old program passes everything"
-    );
-    let good = steady(&lab, PROVIDER);
-    lab.start();
+    let rx = Receiver::start(&net.pbx, 5060);
+    send_and_expect_all(&net, &rx, SCANNER, 2, "the old program passes everything");
+    let good = steady(&net, PROVIDER);
+    d.launch(&[]);
     assert!(
-        lab.log()
+        d.log_text()
             .contains("replaced the program of the pinned XDP link"),
         "{}",
-        lab.log()
+        d.log_text()
     );
     let (new_prog, ifindex) = sipguard::pins::link_info(&link_pin).unwrap();
     assert_ne!(new_prog, old_prog);
     assert_ne!(ifindex, 0);
-    lab.send(SCANNER, 5060, 3, MS);
+    net.send_options(SCANNER, 5060, 3, MS);
     std::thread::sleep(Duration::from_millis(100));
-    let n_good = finish(good);
+    let n_good = good.finish();
     assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
     assert_eq!(
         rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
@@ -438,29 +422,34 @@ fn feeds_reload_under_traffic_without_a_gap() {
     if !require_root("feeds_reload_under_traffic_without_a_gap") {
         return;
     }
-    let mut lab = Lab::new("feed");
-    let feed = lab.path("feed.txt");
-    write_atomically(&feed, &feed_text(20_000, 0, &[SCANNER, "10.99.0.64/26"]));
+    let net = Wan::new();
+    let mut d = Daemon::new(&net.pbx);
+    let feed = d.path("feed.txt");
+    let (scanner, other) = (SCANNER.to_string(), OTHER.to_string());
+    write_atomically(&feed, &feed_text(20_000, 0, &[&scanner, UNUSED_WAN4_NET]));
     // inspect: untrusted sources that are not blocked pass (the inspector's
     // rules are not this test's business); bans off so only the feed drops.
-    lab.write_config(&format!(
-        "policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n",
-        feed.display()
+    d.write_config(&native(
+        &net,
+        &format!(
+            "policy: inspect\nbans:\n  enabled: false\nfeeds: [{}]\n",
+            feed.display()
+        ),
     ));
-    lab.start();
-    let rx = lab.receiver(5060);
-    let scan = steady(&lab, SCANNER);
-    let legit = steady(&lab, PROVIDER);
+    d.launch(&[]);
+    let rx = Receiver::start(&net.pbx, 5060);
+    let scan = steady(&net, SCANNER);
+    let legit = steady(&net, PROVIDER);
     // Three reloads: two by file change (polling), one by SIGHUP; each
     // replaces all 20,000 filler entries and keeps the scanner listed.
-    write_atomically(&feed, &feed_text(20_000, 50_000, &[SCANNER]));
-    lab.wait_log("blocklist feed changed: reloaded", Duration::from_secs(10));
-    write_atomically(&feed, &feed_text(20_000, 100_000, &[SCANNER, OTHER]));
+    write_atomically(&feed, &feed_text(20_000, 50_000, &[&scanner]));
+    d.wait_for_log("blocklist feed changed: reloaded", Duration::from_secs(10));
+    write_atomically(&feed, &feed_text(20_000, 100_000, &[&scanner, &other]));
     std::thread::sleep(Duration::from_millis(1500));
-    lab.signal(libc::SIGHUP);
-    lab.wait_log("policy reloaded", Duration::from_secs(10));
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("policy reloaded", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(200));
-    let (n_scan, n_legit) = (finish(scan), finish(legit));
+    let (n_scan, n_legit) = (scan.finish(), legit.finish());
     assert_eq!(
         rx.wait_for(PROVIDER, n_legit, Duration::from_secs(2)),
         n_legit,
@@ -471,13 +460,13 @@ fn feeds_reload_under_traffic_without_a_gap() {
         0,
         "the scanner, in every version of the feed, never got through"
     );
-    assert_eq!(reason_packets(&stats(&lab), "blocked"), n_scan);
+    assert_eq!(reason_packets(&d.stats_json(), "blocked"), n_scan);
     // The last version is in force: OTHER is now blocked, OTHER2 not.
-    lab.send(OTHER, 5060, 2, MS);
-    lab.send(OTHER2, 5060, 2, MS);
+    net.send_options(OTHER, 5060, 2, MS);
+    net.send_options(OTHER2, 5060, 2, MS);
     assert_eq!(rx.wait_for(OTHER2, 2, Duration::from_secs(2)), 2);
     assert_eq!(rx.count(OTHER), 0);
-    let blocked = sipguard::maps::PolicyMaps::open_pinned(&lab.pin_dir()).unwrap();
+    let blocked = sipguard::maps::PolicyMaps::open_pinned(&d.pin_dir()).unwrap();
     assert_eq!(
         blocked.blocked_v4.keys().count(),
         20_002,
@@ -485,13 +474,13 @@ fn feeds_reload_under_traffic_without_a_gap() {
     );
 
     // A broken feed is not applied: the running lists stay.
-    std::fs::write(&feed, "10.99.0.4\nnot-an-address\n").unwrap();
-    lab.wait_log(
+    std::fs::write(&feed, format!("{OTHER}\nnot-an-address\n")).unwrap();
+    d.wait_for_log(
         "feed reload failed, keeping the running lists",
         Duration::from_secs(10),
     );
-    assert!(lab.log().contains("line 2"), "{}", lab.log());
-    lab.send(SCANNER, 5060, 2, MS);
+    assert!(d.log_text().contains("line 2"), "{}", d.log_text());
+    net.send_options(SCANNER, 5060, 2, MS);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(rx.count(SCANNER), 0);
 }
@@ -555,13 +544,13 @@ fn million_entry_feed_load_time() {
 #[test]
 #[ignore]
 fn event_flood_delivery() {
-    if !require_root("event_flood_delivery") {
+    let Some((net, d)) = started(
+        "event_flood_delivery",
+        "policy: drop\nevents:\n  log: off\n",
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("fl");
-    lab.write_config("policy: drop\nevents:\n  log: off\n");
-    lab.start();
-    let mut client = lab.events_client(true, u64::MAX);
+    };
+    let mut client = d.events_client(true, u64::MAX);
     let out = client.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -572,9 +561,9 @@ fn event_flood_delivery() {
             .count() as u64
     });
     std::thread::sleep(Duration::from_millis(300));
-    let s_if = lab.s_if.clone();
+    let s_if = net.wan_if.clone();
     const FRAMES: u32 = 400_000;
-    let elapsed = lab.sender.run(move || {
+    let elapsed = net.wan.run(move || {
         let idx = sipguard::attach::ifindex(&s_if).unwrap();
         // SAFETY: plain socket calls on a descriptor we own.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
@@ -586,7 +575,7 @@ fn event_flood_delivery() {
         let frames: Vec<Vec<u8>> = (0..65536u32)
             .map(|i| {
                 let src = [10, 100, (i >> 8) as u8, i as u8];
-                sipguard_tests::frames::v4(src, [10, 99, 0, 1])
+                sipguard_tests::frames::v4(src, PBX4.octets())
                     .udp(40000, 5060)
                     .payload(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
                     .build()
@@ -613,15 +602,15 @@ fn event_flood_delivery() {
     let mut last = (u64::MAX, 0, 0);
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let now = ops_stats(&lab);
+        let now = ops_stats(&d);
         if now == last {
             break;
         }
         last = now;
     }
     std::thread::sleep(Duration::from_millis(1000));
-    let (sent, supp, lost) = ops_stats(&lab);
-    let dropped = reason_packets(&stats(&lab), "untrusted");
+    let (sent, supp, lost) = ops_stats(&d);
+    let dropped = reason_packets(&d.stats_json(), "untrusted");
     let _ = client.kill();
     let _ = client.wait();
     let got = reader.join().unwrap();

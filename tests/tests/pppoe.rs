@@ -7,10 +7,10 @@ use std::{fs::OpenOptions, io::Write, net::UdpSocket, os::fd::AsRawFd, time::Dur
 use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
 use sipguard_common::{packet::Link, Reason::*};
 use sipguard_tests::{
-    daemon::Daemon,
+    addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
     fixtures::{row, run_rows_on, Row},
     frames::{ip6, raw, v4, v6, Frame},
-    netns::{unique, Netns},
+    harness::{netns::unique, Daemon, Netns},
     require_root, sip,
 };
 
@@ -287,10 +287,10 @@ fn tun_device_without_ethernet_header() {
     let ns = Netns::new("t");
     let tun = unique("tun");
     ns.exec(&["ip", "tuntap", "add", "dev", &tun, "mode", "tun"]);
-    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &tun]);
+    ns.add_addr(&tun, PBX4, WAN4_PREFIX);
     ns.exec(&["ip", "link", "set", &tun, "up"]);
-    let cfg = format!("interfaces: [{tun}]\nxdp_mode: auto\npolicy: drop\nsip_ports: [5060]\ntrusted: [10.77.0.2]\n");
-    let d = Daemon::start(&ns, &cfg, &[]);
+    let cfg = format!("interfaces: [{tun}]\nxdp_mode: auto\npolicy: drop\nsip_ports: [5060]\ntrusted: [{PROVIDER4}]\n");
+    let mut d = Daemon::start(&ns, &cfg, &[]);
     assert!(
         d.log_text().contains("raw IP entry point"),
         "{}",
@@ -298,14 +298,14 @@ fn tun_device_without_ethernet_header() {
     );
     let tun2 = tun.clone();
     let (got, sent) = ns.run(move || {
-        let sock = UdpSocket::bind("10.77.0.1:5060").expect("bind");
+        let sock = UdpSocket::bind((PBX4, 5060)).expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(300)))
             .expect("timeout");
         let mut dev = open_tun(&tun2);
         let mut sent = 0;
-        for (src, n) in [([10, 77, 0, 2], 5), ([10, 77, 0, 3], 5)] {
+        for (src, n) in [(PROVIDER4, 5), (SCANNER4, 5)] {
             for _ in 0..n {
-                let pkt = v4(src, [10, 77, 0, 1])
+                let pkt = v4(src.octets(), PBX4.octets())
                     .udp(40000, 5060)
                     .payload(invite())
                     .build_ip();
@@ -316,13 +316,21 @@ fn tun_device_without_ethernet_header() {
         let mut got = std::collections::HashMap::new();
         let mut buf = [0u8; 4096];
         while let Ok((_, from)) = sock.recv_from(&mut buf) {
-            *got.entry(from.ip().to_string()).or_insert(0) += 1;
+            *got.entry(from.ip()).or_insert(0) += 1;
         }
         (got, sent)
     });
     assert_eq!(sent, 10);
-    assert_eq!(got.get("10.77.0.2"), Some(&5), "trusted over tun: {got:?}");
-    assert_eq!(got.get("10.77.0.3"), None, "untrusted over tun: {got:?}");
+    assert_eq!(
+        got.get(&PROVIDER4.into()),
+        Some(&5),
+        "trusted over tun: {got:?}"
+    );
+    assert_eq!(
+        got.get(&SCANNER4.into()),
+        None,
+        "untrusted over tun: {got:?}"
+    );
     let stats = d.stats_json();
     assert_eq!(stats["reasons"]["untrusted"]["packets"], 5, "{stats:#}");
     assert_eq!(stats["reasons"]["trusted"]["packets"], 5, "{stats:#}");

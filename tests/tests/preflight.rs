@@ -3,13 +3,31 @@
 //! verifier rejection is formatted with its tail and what to do. Needs root
 //! (to drop privileges to nobody, and for the kernel's verifier).
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use sipguard::program::verifier_message;
-use sipguard_tests::{netns::unique, require_root, sipguard_bin};
+use sipguard_tests::{harness::netns::unique, require_root, sipguard_bin};
 
 fn valid_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/valid/readme-example.yaml")
+}
+
+/// `--pin-root ROOT run -c <a valid config> --iface sgnone0`, an interface
+/// that does not exist: start-up fails at the first check that does.
+fn run_args(pin_root: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["--pin-root".into(), pin_root.into(), "run".into()];
+    a.extend(["-c".into(), valid_config().into()]);
+    a.extend(["--iface".into(), "sgnone0".into()]);
+    a
+}
+
+/// A pin root on bpffs that no one else uses.
+fn bpffs_pin_root() -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/sg-test-{}", unique("pf")))
 }
 
 fn one_line_error(out: &std::process::Output) -> String {
@@ -33,14 +51,7 @@ fn unprivileged_run_says_what_is_missing() {
             "--",
         ])
         .arg(sipguard_bin())
-        .args([
-            "--pin-root",
-            &format!("/sys/fs/bpf/sg-test-{}", unique("pf")),
-        ])
-        .arg("run")
-        .arg("-c")
-        .arg(valid_config())
-        .args(["--iface", "sgnone0"])
+        .args(run_args(&bpffs_pin_root()))
         .env("RUST_LOG", "info")
         .output()
         .expect("setpriv");
@@ -60,12 +71,7 @@ fn pin_root_off_bpffs_is_refused_before_loading() {
     }
     let root = std::env::temp_dir().join(unique("pf"));
     let out = Command::new(sipguard_bin())
-        .arg("--pin-root")
-        .arg(&root)
-        .arg("run")
-        .arg("-c")
-        .arg(valid_config())
-        .args(["--iface", "sgnone0"])
+        .args(run_args(&root))
         .output()
         .expect("sipguard");
     let err = one_line_error(&out);
@@ -82,14 +88,7 @@ fn privileged_preflight_passes_and_the_interface_is_checked() {
         return;
     }
     let out = Command::new(sipguard_bin())
-        .args([
-            "--pin-root",
-            &format!("/sys/fs/bpf/sg-test-{}", unique("pf")),
-        ])
-        .arg("run")
-        .arg("-c")
-        .arg(valid_config())
-        .args(["--iface", "sgnone0"])
+        .args(run_args(&bpffs_pin_root()))
         .output()
         .expect("sipguard");
     let err = one_line_error(&out);

@@ -9,7 +9,7 @@ use std::{
     io::{BufRead, BufReader},
     net::UdpSocket,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -19,52 +19,31 @@ use std::{
 
 use sipguard::config::EMBEDDED_DEFAULT;
 use sipguard_tests::{
-    netns::{unique, veth, Netns},
+    addresses::{PBX4 as TARGET, SCANNER4 as SCANNER},
+    harness::{daemon::scratch, netns::unique, Netns, Proc, Wan},
     require_root, sipguard_bin,
 };
 
-const SCANNER: &str = "10.213.0.1";
-const TARGET: &str = "10.213.0.2";
-
-/// A child process killed (by its PID) and reaped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// The scanner on the WAN side, the target where sipguard would run; no
+/// daemon: the captures are replayed offline.
 struct Lab {
-    scanner: Netns,
-    target: Netns,
-    target_if: String,
+    net: Wan,
     dir: PathBuf,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let scanner = Netns::new("s");
-        let target = Netns::new("t");
-        let (a, b) = (unique("a"), unique("b"));
-        veth(&scanner, &a, &target, &b);
-        scanner.exec(&["ip", "addr", "add", &format!("{SCANNER}/24"), "dev", &a]);
-        target.exec(&["ip", "addr", "add", &format!("{TARGET}/24"), "dev", &b]);
-        let dir = std::env::temp_dir().join(unique("replay"));
-        std::fs::create_dir_all(&dir).unwrap();
         Lab {
-            scanner,
-            target,
-            target_if: b,
-            dir,
+            net: Wan::new(),
+            dir: scratch("replay"),
         }
     }
 
     /// tcpdump in the target namespace, returned once it is listening.
     fn capture(&self, iface: &str, filter: &str, file: &Path) -> Proc {
         let mut child = self
-            .target
+            .net
+            .pbx
             .command("tcpdump")
             .args(["-U", "-n", "-i", iface, "-w"])
             .arg(file)
@@ -84,14 +63,12 @@ impl Lab {
         }
         // Keep draining stderr so tcpdump never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Proc(child)
+        Proc::adopt("tcpdump", child)
     }
 
     fn stop_capture(&self, mut p: Proc) {
         std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: signals a child this test started, by its PID.
-        unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
-        let _ = p.0.wait();
+        p.stop(libc::SIGTERM, Duration::from_secs(10));
     }
 }
 
@@ -105,14 +82,7 @@ impl Drop for Lab {
 /// REGISTER gets a digest challenge (svcrack then tries passwords), every
 /// other request 404 (svwar enumerates).
 fn responder(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this thread only.
-        assert_eq!(
-            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
-            0
-        );
+    ns.spawn(move || {
         let sock = UdpSocket::bind(format!("{TARGET}:5060")).expect("bind responder");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -252,20 +222,21 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     //    everything the scanner sends to the SIP port.
     let scan = lab.dir.join("scan.pcap");
     let stop = Arc::new(AtomicBool::new(false));
-    let resp = responder(&lab.target, stop.clone());
+    let resp = responder(&lab.net.pbx, stop.clone());
     let cap = lab.capture(
-        &lab.target_if,
+        &lab.net.pbx_if,
         &format!("udp and dst port 5060 and src host {SCANNER}"),
         &scan,
     );
-    sipvicious(&lab.scanner, "svmap", &[TARGET, "-p", "5060"]);
-    sipvicious(&lab.scanner, "svwar", &["-e100-110", TARGET]);
+    let target = TARGET.to_string();
+    sipvicious(&lab.net.wan, "svmap", &[&target, "-p", "5060"]);
+    sipvicious(&lab.net.wan, "svwar", &["-e100-110", &target]);
     sipvicious(
-        &lab.scanner,
+        &lab.net.wan,
         "svwar",
-        &["-e200-205", "-m", "INVITE", TARGET],
+        &["-e200-205", "-m", "INVITE", &target],
     );
-    sipvicious(&lab.scanner, "svcrack", &["-u100", "-r1-15", TARGET]);
+    sipvicious(&lab.net.wan, "svcrack", &["-u100", "-r1-15", &target]);
     lab.stop_capture(cap);
     stop.store(true, Ordering::Relaxed);
     resp.join().unwrap();
@@ -307,11 +278,13 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     //    capture on "any", both directions.
     let calls = lab.dir.join("sipp.pcap");
     let cap = lab.capture("any", "udp", &calls);
-    let uas = Proc(
-        lab.target
+    let uas = Proc::adopt(
+        "sipp uas",
+        lab.net
+            .pbx
             .command("sipp")
             .args([
-                "-sn", "uas", "-i", TARGET, "-p", "5060", "-m", "5", "-nostdin",
+                "-sn", "uas", "-i", &target, "-p", "5060", "-m", "5", "-nostdin",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -319,11 +292,13 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
             .expect("starting sipp (apt-get install sip-tester)"),
     );
     std::thread::sleep(Duration::from_millis(500));
+    let scanner = SCANNER.to_string();
     let uac = lab
-        .scanner
+        .net
+        .wan
         .command("timeout")
         .args([
-            "30", "sipp", "-sn", "uac", "-i", SCANNER, "-p", "5070", "-m", "5", "-r", "20",
+            "30", "sipp", "-sn", "uac", "-i", &scanner, "-p", "5070", "-m", "5", "-r", "20",
             "-nostdin",
         ])
         .arg(format!("{TARGET}:5060"))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sipguard::{config::Config, events, policy::Policy, testrun::Sandbox};
 use sipguard_common::{
-    ops::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
+    abi::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
     Reason::{self, *},
 };
 use sipguard_tests::{
@@ -22,11 +22,16 @@ const OTHER4B: [u8; 4] = [198, 51, 100, 8];
 const TRUSTED4: [u8; 4] = [192, 0, 2, 10];
 const PBX4: [u8; 4] = [100, 64, 0, 1];
 
-fn sandbox(ops: OpsSettings) -> Sandbox {
+/// A sandbox of the allowlist policy with `ops` on; `None` (the test
+/// skips) without root.
+fn sandbox(test: &str, ops: OpsSettings) -> Option<Sandbox> {
+    if !require_root(test) {
+        return None;
+    }
     let cfg = Config::parse("policy: drop\ntrusted: [192.0.2.10]\n", "t").unwrap();
     let mut sb = Sandbox::new(&Policy::from_config(&cfg)).expect("loading the program");
     sb.set_ops(ops).unwrap();
-    sb
+    Some(sb)
 }
 
 fn reason(sb: &mut Sandbox, f: &[u8]) -> Reason {
@@ -42,17 +47,19 @@ fn invite4(src: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
-    if !require_root("bans_after_threshold_group_v6_by_64_and_expire_alone") {
+    let Some(mut sb) = sandbox(
+        "bans_after_threshold_group_v6_by_64_and_expire_alone",
+        OpsSettings {
+            flags: OPS_AUTO_BAN,
+            ban_threshold: 3,
+            ban_window_ns: 10_000_000_000,
+            ban_ttl_ns: 400_000_000,
+            ban_v6_prefix: 64,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let mut sb = sandbox(OpsSettings {
-        flags: OPS_AUTO_BAN,
-        ban_threshold: 3,
-        ban_window_ns: 10_000_000_000,
-        ban_ttl_ns: 400_000_000,
-        ban_v6_prefix: 64,
-        ..Default::default()
-    });
+    };
     for _ in 0..3 {
         assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
     }
@@ -72,7 +79,7 @@ fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
         reason(&mut sb, &v4(OTHER4, PBX4).udp(40000, 53).build()),
         PassNotSipPort
     );
-    assert_eq!(sb.ops_stat(ops::STAT_BANS_CREATED).unwrap(), 1);
+    assert_eq!(sb.ops_stat(abi::STAT_BANS_CREATED).unwrap(), 1);
 
     let f6 = |a: &str| {
         v6(ip6(a), ip6("2001:db8:f::1"))
@@ -110,16 +117,18 @@ fn bans_after_threshold_group_v6_by_64_and_expire_alone() {
 
 #[test]
 fn bans_off_means_no_bans() {
-    if !require_root("bans_off_means_no_bans") {
+    let Some(mut sb) = sandbox(
+        "bans_off_means_no_bans",
+        OpsSettings {
+            flags: OPS_EVENTS,
+            ban_threshold: 1,
+            ban_window_ns: u64::MAX,
+            ban_ttl_ns: u64::MAX,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let mut sb = sandbox(OpsSettings {
-        flags: OPS_EVENTS,
-        ban_threshold: 1,
-        ban_window_ns: u64::MAX,
-        ban_ttl_ns: u64::MAX,
-        ..Default::default()
-    });
+    };
     for _ in 0..5 {
         assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropUntrusted);
     }
@@ -127,13 +136,15 @@ fn bans_off_means_no_bans() {
 
 #[test]
 fn later_fragments_of_dropped_datagrams_are_dropped() {
-    if !require_root("later_fragments_of_dropped_datagrams_are_dropped") {
+    let Some(mut sb) = sandbox(
+        "later_fragments_of_dropped_datagrams_are_dropped",
+        OpsSettings {
+            flags: OPS_FRAGS,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let mut sb = sandbox(OpsSettings {
-        flags: OPS_FRAGS,
-        ..Default::default()
-    });
+    };
     let f4 = |src, id, frag| {
         v4(src, PBX4)
             .udp(40000, 5060)
@@ -196,14 +207,16 @@ fn later_fragments_of_dropped_datagrams_are_dropped() {
 
 #[test]
 fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
-    if !require_root("events_are_sampled_per_source_and_carry_the_suppressed_count") {
+    let Some(mut sb) = sandbox(
+        "events_are_sampled_per_source_and_carry_the_suppressed_count",
+        OpsSettings {
+            flags: OPS_EVENTS,
+            event_interval_ns: 300_000_000,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let mut sb = sandbox(OpsSettings {
-        flags: OPS_EVENTS,
-        event_interval_ns: 300_000_000,
-        ..Default::default()
-    });
+    };
     let mut ring = sb.take_events().unwrap();
     for _ in 0..5 {
         reason(&mut sb, &invite4(OTHER4));
@@ -223,9 +236,9 @@ fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
         (40000, 5060, "udp")
     );
     assert_eq!(got[1].src, "198.51.100.8");
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_SENT).unwrap(), 2);
-    assert_eq!(sb.ops_stat(ops::STAT_EVENTS_LOST).unwrap(), 0);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap(), 2);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_LOST).unwrap(), 0);
     std::thread::sleep(Duration::from_millis(350));
     reason(&mut sb, &invite4(OTHER4));
     let item = ring.next().expect("an event after the interval");

@@ -19,7 +19,7 @@ pub const BLOCKED_ENTRIES: usize = 1_000_000;
 
 const ALLOWLIST: &str =
     "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
-/// The allowlist with SIP recognised on any UDP port (issue 8).
+/// The allowlist with SIP recognised on any UDP port.
 const ANY_PORT: &str = "policy: drop\nsip_ports: [5060]\nany_udp_port: true\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
 /// A high port outside the SIP set for the any-port classes.
 const HIGH_PORT: u16 = 41_234;
@@ -49,7 +49,7 @@ struct Class {
     sandbox: usize,
     frame: Vec<u8>,
     reason: Reason,
-    /// Target ratio to the empty program (issue 6).
+    /// Target ratio to the empty program.
     target: Option<f64>,
 }
 

@@ -17,9 +17,12 @@ use std::{
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use serde_json::{json, Value};
 use sipguard_tests::{
-    daemon::{scratch, Daemon},
     frames::{v4, MAC_DST},
-    netns::{unique, veth, Netns},
+    harness::{
+        daemon::scratch,
+        netns::{unique, veth},
+        Daemon, Netns,
+    },
 };
 
 use crate::{classes, payload, rawbpf, thread_cpu_ns};
@@ -436,7 +439,7 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
         }
     };
 
-    let pid = daemon.as_ref().map(|d| d.child.id());
+    let pid = daemon.as_ref().map(Daemon::pid);
     std::thread::sleep(Duration::from_millis(300));
     let rss_idle = pid.and_then(|p| vm_rss_kib(p, "VmRSS:"));
     let (tx_started, rx_started) = mpsc::channel();
@@ -472,7 +475,7 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     // flight at either reading.
     let dropped = d1.saturating_sub(d0);
     let received = r1.saturating_sub(r0);
-    if let Some(d) = daemon.take() {
+    if let Some(mut d) = daemon.take() {
         let st = d.stop();
         ensure!(st.success(), "sipguard exited with {st}");
     }

@@ -1,90 +1,5 @@
-//! The contract between the XDP program and userspace: map names, value
-//! layouts and the pin directory version. `#[repr(C)]` with explicit padding
-//! and size asserts, so both sides agree byte for byte.
-
-use crate::reason::REASON_SLOTS;
-
-/// Bumped whenever a map's key/value layout or meaning changes; pins live in
-/// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
-/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1);
-/// `Settings` carries source-list hints; the `HINTS` map is new.
-pub const MAP_ABI_VERSION: u32 = 2;
-
-/// Map names as they appear in the object file and under the pin directory.
-pub mod map_names {
-    pub const SETTINGS: &str = "SETTINGS";
-    pub const TRUSTED_V4: &str = "TRUSTED_V4";
-    pub const TRUSTED_V6: &str = "TRUSTED_V6";
-    pub const BLOCKED_V4: &str = "BLOCKED_V4";
-    pub const BLOCKED_V6: &str = "BLOCKED_V6";
-    pub const COUNTERS: &str = "COUNTERS";
-    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
-    pub const IFACE_NAMES: &str = "IFACE_NAMES";
-    pub const UA_PREFIXES: &str = "UA_PREFIXES";
-    pub const EXPECTED_USERS: &str = "EXPECTED_USERS";
-    pub const LEARNED_V4: &str = "LEARNED_V4";
-    pub const LEARNED_V6: &str = "LEARNED_V6";
-    pub const LEARN_CONFIG: &str = "LEARN_CONFIG";
-    /// Program array holding the SIP inspector, tail-called by the filter.
-    pub const INSPECTOR: &str = "INSPECTOR";
-    pub const ALL: [&str; 14] = [
-        SETTINGS,
-        TRUSTED_V4,
-        TRUSTED_V6,
-        BLOCKED_V4,
-        BLOCKED_V6,
-        COUNTERS,
-        IFACE_SLOTS,
-        IFACE_NAMES,
-        LEARNED_V4,
-        LEARNED_V6,
-        LEARN_CONFIG,
-        UA_PREFIXES,
-        EXPECTED_USERS,
-        INSPECTOR,
-    ];
-}
-
-/// The SIP inspector: an XDP program of its own, reached by tail call
-/// through the `INSPECTOR` program array (slot [`INSPECTOR_SLOT`]) so the
-/// verifier checks it once, with a fresh stack, instead of once per state
-/// the header stage can end in.
-pub const INSPECT_PROGRAM_NAME: &str = "sipguard_inspect";
-pub const INSPECTOR_SLOT: u32 = 0;
-
-/// SIP on any UDP port: the program that reads the request line of UDP
-/// outside the SIP ports (`FLAG_ANY_UDP_PORT`), tail-called by the filter
-/// through the same program array, slot [`ANY_PORT_SLOT`].
-pub const ANY_PORT_PROGRAM_NAME: &str = "sipguard_anyport";
-pub const ANY_PORT_SLOT: u32 = 1;
-/// Entries of the `INSPECTOR` program array.
-pub const TAIL_SLOTS: u32 = 2;
-
-/// Name of the XDP program in the object file.
-pub const PROGRAM_NAME: &str = "sipguard";
-
-/// The same filter for interfaces without an Ethernet header (tun, ppp,
-/// wireguard): under generic XDP their packets start at the IP header.
-pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
-
-/// TC egress programs that learn registrars (Ethernet and raw IP).
-pub const LEARN_PROGRAM_NAME: &str = "sipguard_learn";
-pub const LEARN_PROGRAM_NAME_RAW_IP: &str = "sipguard_learn_rawip";
-
-/// Entries of each `LEARNED_*` LRU map (addresses phones registered to).
-pub const LEARNED_ENTRIES: u32 = 4096;
-
-/// The single value of `LEARN_CONFIG`: how long a REGISTER or INVITE keeps
-/// its destination trusted; 0 turns learning off.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LearnConfig {
-    pub ttl_ns: u64,
-}
-
-/// `LEARNED_*` value: until when (bpf_ktime_get_ns, CLOCK_MONOTONIC) the
-/// address is trusted.
-pub type LearnedExpiry = u64;
+//! `SETTINGS`: the policy the filter and the inspector apply, and the
+//! source-list hints that let the kernel skip lookups that would miss.
 
 /// Untrusted sources on a SIP port are dropped (allowlist only).
 pub const POLICY_DROP: u32 = 0;
@@ -94,7 +9,7 @@ pub const POLICY_INSPECT: u32 = 1;
 /// Evaluate and count, but pass everything.
 pub const FLAG_MONITOR: u32 = 1 << 0;
 /// UDP to ports outside `sip_ports` is judged as SIP when its payload starts
-/// with a SIP request line (`sipline`); otherwise it passes untouched.
+/// with a SIP request line (`crate::any_port`); otherwise it passes untouched.
 pub const FLAG_ANY_UDP_PORT: u32 = 1 << 8;
 
 /// `BLOCKED_V6` may hold entries: without it the kernel skips that lookup.
@@ -189,10 +104,10 @@ pub struct Settings {
     pub policy: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Rule enables for the SIP inspector (`sip::RULE_*`).
+    /// Rule enables for the SIP inspector ([`super::RULE_NOT_SIP`] and the other `RULE_*`).
     pub rules: u32,
     /// SIP methods dropped from untrusted sources: bit `i` for method id
-    /// `i` of `sip::METHODS`.
+    /// `i` of [`super::METHODS`].
     pub methods: u32,
     /// Destination ports (UDP and TCP) that carry SIP: bit `p` set for port `p`.
     pub sip_ports: [u64; PORT_WORDS],
@@ -307,75 +222,6 @@ fn mark_v4_16(bits: &mut [u64; V4_16_WORDS], len: u32, net: [u8; 4]) {
     }
 }
 
-/// Per-CPU packet and byte counts of one (interface slot, mode, reason) cell.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub packets: u64,
-    pub bytes: u64,
-}
-const _: () = assert!(core::mem::size_of::<Counter>() == 16);
-
-/// Interfaces get a small slot number so counters can live in a flat per-CPU
-/// array (inlined lookups) instead of a hash map. Slot 0 collects packets
-/// from interfaces the daemon did not register (and BPF_PROG_TEST_RUN).
-pub const IFACE_SLOTS: u32 = 16;
-/// `IFACE_SLOTS` map size: ifindex -> slot; larger ifindexes use slot 0.
-pub const MAX_IFINDEX: u32 = 4096;
-
-/// `IFACE_NAMES` value: the interface name of a slot, NUL-padded. Stored
-/// because ifindexes are per network namespace: `stats` may run elsewhere.
-pub type IfaceName = [u8; 16];
-
-/// Counters are `[slot][monitor][reason]`; `monitor` = 1 for "would drop"
-/// verdicts under monitor mode, so they never mix with real drops.
-pub const COUNTER_ENTRIES: u32 = IFACE_SLOTS * 2 * REASON_SLOTS;
-
-#[inline(always)]
-pub const fn counter_index(slot: u32, monitored: bool, reason: u32) -> u32 {
-    let slot = if slot < IFACE_SLOTS { slot } else { 0 };
-    (slot * 2 + monitored as u32) * REASON_SLOTS + (reason & (REASON_SLOTS - 1))
-}
-
-/// Value in the trusted and blocked LPM tries. Reserved for the origin of an
-/// entry (static config, feed, DNS name) so counters can be attributed later.
-pub type ListValue = u32;
-
-/// Key data of the IPv4 LPM tries (address in network byte order).
-pub type V4Key = [u8; 4];
-/// Key data of the IPv6 LPM tries (address in network byte order).
-pub type V6Key = [u8; 16];
-
-/// Key data of the `UA_PREFIXES` LPM trie: a lowercased User-Agent prefix,
-/// zero padded; the trie's prefix length is its length in bits, so one
-/// lookup with the first bytes of a User-Agent finds any listed prefix.
-pub type UaKey = [u8; crate::sip::UA_BYTES];
-/// Maximum scanner prefixes.
-pub const MAX_UA_PREFIXES: u32 = 1024;
-/// Maximum expected users.
-pub const MAX_EXPECTED_USERS: u32 = 16384;
-
-/// Key of the `EXPECTED_USERS` hash: a Request-URI user, zero padded, with
-/// its length (so "ab" and "ab\0" differ).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserKey {
-    pub len: u32,
-    pub user: [u8; crate::sip::USER_BYTES],
-}
-const _: () = assert!(core::mem::size_of::<UserKey>() == 4 + crate::sip::USER_BYTES);
-
-#[cfg(feature = "user")]
-mod pod {
-    // SAFETY: plain #[repr(C)] data without padding or pointers.
-    unsafe impl aya::Pod for super::UserKey {}
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
-    unsafe impl aya::Pod for super::Settings {}
-    unsafe impl aya::Pod for super::SmallV4 {}
-    unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::LearnConfig {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,23 +284,5 @@ mod tests {
         assert!(s.blocked_v4_16.iter().all(|w| *w == u64::MAX));
         s.clear_list_hints();
         assert_eq!(s, Settings::empty());
-    }
-
-    #[test]
-    fn counter_index_is_in_bounds_and_distinct() {
-        let mut seen = std::collections::HashSet::new();
-        for slot in 0..IFACE_SLOTS {
-            for m in [false, true] {
-                for r in 0..REASON_SLOTS {
-                    let i = counter_index(slot, m, r);
-                    assert!(i < COUNTER_ENTRIES);
-                    assert!(seen.insert(i));
-                }
-            }
-        }
-        assert_eq!(
-            counter_index(IFACE_SLOTS + 3, false, 1),
-            counter_index(0, false, 1)
-        );
     }
 }

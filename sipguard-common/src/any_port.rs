@@ -13,7 +13,7 @@
 
 use crate::{
     packet::{Bytes, Flow},
-    sip::{ld, st, MAX_SCAN_OFF},
+    scan_io::{ld, st, MAX_SCAN_OFF},
 };
 
 /// Longest method token accepted; the standard ones are at most 9 bytes.

@@ -4,9 +4,11 @@
 
 use std::{
     fs::File,
+    net::IpAddr,
     os::fd::AsRawFd,
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
+    thread::JoinHandle,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -83,6 +85,14 @@ impl Netns {
     /// Runs `f` on a thread that has joined this namespace; sockets it
     /// creates belong to the namespace and may be used from anywhere.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("thread in netns panicked")
+    }
+
+    /// Like [`Netns::run`], without waiting for `f` to finish.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
         let path = self.path();
         std::thread::spawn(move || {
             let file = File::open(&path).expect("opening netns file");
@@ -91,8 +101,18 @@ impl Netns {
             assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("thread in netns panicked")
+    }
+
+    /// Adds `addr/prefix` to `dev` (IPv6 without duplicate address
+    /// detection, so the address is usable at once).
+    pub fn add_addr(&self, dev: &str, addr: impl Into<IpAddr>, prefix: u8) {
+        let addr = addr.into();
+        let cidr = format!("{addr}/{prefix}");
+        let mut cmd = vec!["ip", "addr", "add", &cidr, "dev", dev];
+        if addr.is_ipv6() {
+            cmd.push("nodad");
+        }
+        self.exec(&cmd);
     }
 }
 

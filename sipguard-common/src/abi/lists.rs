@@ -1,0 +1,36 @@
+//! Keys and values of the source lists (`TRUSTED_*`, `BLOCKED_*`) and of the
+//! SIP rule lists (`UA_PREFIXES`, `EXPECTED_USERS`). The inspector keeps
+//! exactly as many User-Agent and user bytes as these keys hold.
+
+/// Request-URI user bytes kept (expected-user keys have at most this many).
+pub const USER_BYTES: usize = 32;
+/// User-Agent bytes kept, lowercased (scanner prefixes have at most this many).
+pub const UA_BYTES: usize = 32;
+
+/// Value in the trusted and blocked LPM tries. Reserved for the origin of an
+/// entry (static config, feed, DNS name) so counters can be attributed later.
+pub type ListValue = u32;
+
+/// Key data of the IPv4 LPM tries (address in network byte order).
+pub type V4Key = [u8; 4];
+/// Key data of the IPv6 LPM tries (address in network byte order).
+pub type V6Key = [u8; 16];
+
+/// Key data of the `UA_PREFIXES` LPM trie: a lowercased User-Agent prefix,
+/// zero padded; the trie's prefix length is its length in bits, so one
+/// lookup with the first bytes of a User-Agent finds any listed prefix.
+pub type UaKey = [u8; UA_BYTES];
+/// Maximum scanner prefixes.
+pub const MAX_UA_PREFIXES: u32 = 1024;
+/// Maximum expected users.
+pub const MAX_EXPECTED_USERS: u32 = 16384;
+
+/// Key of the `EXPECTED_USERS` hash: a Request-URI user, zero padded, with
+/// its length (so "ab" and "ab\0" differ).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub len: u32,
+    pub user: [u8; USER_BYTES],
+}
+const _: () = assert!(core::mem::size_of::<UserKey>() == 4 + USER_BYTES);

@@ -1,0 +1,140 @@
+//! The contract between the XDP/TC programs and userspace: map names, key
+//! and value layouts, the values their fields take, and the pin directory
+//! version. `#[repr(C)]` with explicit padding and size asserts, so both
+//! sides agree byte for byte. One namespace; the files split it by map.
+//!
+//! This is the bottom layer of the crate after [`crate::reason`]: the packet
+//! parser, the scanners and the verdict take their constants from here,
+//! never the other way round.
+
+mod addr;
+mod bans;
+mod counters;
+mod events;
+mod frags;
+mod learned;
+mod lists;
+mod operations;
+mod rules;
+mod settings;
+
+pub use addr::*;
+pub use bans::*;
+pub use counters::*;
+pub use events::*;
+pub use frags::*;
+pub use learned::*;
+pub use lists::*;
+pub use operations::*;
+pub use rules::*;
+pub use settings::*;
+
+/// Bumped whenever a map's key/value layout or meaning changes; pins live in
+/// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
+/// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1);
+/// `Settings` carries source-list hints; the `HINTS` map is new.
+pub const MAP_ABI_VERSION: u32 = 2;
+
+/// Map names as they appear in the object file and under the pin directory.
+pub mod map_names {
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const TRUSTED_V4: &str = "TRUSTED_V4";
+    pub const TRUSTED_V6: &str = "TRUSTED_V6";
+    pub const BLOCKED_V4: &str = "BLOCKED_V4";
+    pub const BLOCKED_V6: &str = "BLOCKED_V6";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+    pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const UA_PREFIXES: &str = "UA_PREFIXES";
+    pub const EXPECTED_USERS: &str = "EXPECTED_USERS";
+    pub const LEARNED_V4: &str = "LEARNED_V4";
+    pub const LEARNED_V6: &str = "LEARNED_V6";
+    pub const LEARN_CONFIG: &str = "LEARN_CONFIG";
+    /// Program array holding the SIP inspector, tail-called by the filter.
+    pub const INSPECTOR: &str = "INSPECTOR";
+    /// Ring buffer of [`super::DropEvent`].
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-source event sampling state (LRU hash `AddrKey` -> `SampleState`).
+    pub const EVENT_SAMPLER: &str = "EVENT_SAMPLER";
+    /// Per-CPU `u64` statistics indexed by `STAT_*`.
+    pub const OPS_STATS: &str = "OPS_STATS";
+    /// Single [`super::OpsSettings`].
+    pub const OPS: &str = "OPS";
+    /// Active bans (LRU hash `AddrKey` -> `BanEntry`).
+    pub const BANS: &str = "BANS";
+    /// Drop counts per source and window (LRU hash `AddrKey` -> `BanCount`).
+    pub const BAN_COUNTS: &str = "BAN_COUNTS";
+    /// First fragments that were dropped (LRU hash `FragKey` -> `u64` time).
+    pub const FRAGS: &str = "FRAGS";
+    /// Single [`super::StateHints`].
+    pub const HINTS: &str = "HINTS";
+    /// Every map the programs share with userspace, pinned together.
+    pub const ALL: [&str; 22] = [
+        SETTINGS,
+        TRUSTED_V4,
+        TRUSTED_V6,
+        BLOCKED_V4,
+        BLOCKED_V6,
+        COUNTERS,
+        IFACE_SLOTS,
+        IFACE_NAMES,
+        LEARNED_V4,
+        LEARNED_V6,
+        LEARN_CONFIG,
+        UA_PREFIXES,
+        EXPECTED_USERS,
+        INSPECTOR,
+        EVENTS,
+        EVENT_SAMPLER,
+        OPS_STATS,
+        OPS,
+        BANS,
+        BAN_COUNTS,
+        FRAGS,
+        HINTS,
+    ];
+}
+
+/// The SIP inspector: an XDP program of its own, reached by tail call
+/// through the `INSPECTOR` program array (slot [`INSPECTOR_SLOT`]) so the
+/// verifier checks it once, with a fresh stack, instead of once per state
+/// the header stage can end in.
+pub const INSPECT_PROGRAM_NAME: &str = "sipguard_inspect";
+pub const INSPECTOR_SLOT: u32 = 0;
+
+/// SIP on any UDP port: the program that reads the request line of UDP
+/// outside the SIP ports (`FLAG_ANY_UDP_PORT`), tail-called by the filter
+/// through the same program array, slot [`ANY_PORT_SLOT`].
+pub const ANY_PORT_PROGRAM_NAME: &str = "sipguard_anyport";
+pub const ANY_PORT_SLOT: u32 = 1;
+/// Entries of the `INSPECTOR` program array.
+pub const TAIL_SLOTS: u32 = 2;
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM_NAME: &str = "sipguard";
+
+/// The same filter for interfaces without an Ethernet header (tun, ppp,
+/// wireguard): under generic XDP their packets start at the IP header.
+pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
+
+/// TC egress programs that learn registrars (Ethernet and raw IP).
+pub const LEARN_PROGRAM_NAME: &str = "sipguard_learn";
+pub const LEARN_PROGRAM_NAME_RAW_IP: &str = "sipguard_learn_rawip";
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] data without padding or pointers.
+    unsafe impl aya::Pod for super::UserKey {}
+    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::SmallV4 {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::LearnConfig {}
+    unsafe impl aya::Pod for super::OpsSettings {}
+    unsafe impl aya::Pod for super::StateHints {}
+    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::SampleState {}
+    unsafe impl aya::Pod for super::BanCount {}
+    unsafe impl aya::Pod for super::BanEntry {}
+    unsafe impl aya::Pod for super::FragKey {}
+}

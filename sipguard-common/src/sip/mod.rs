@@ -1,0 +1,61 @@
+//! The SIP inspector (step 6 of the verdict order): one matcher for the
+//! kernel and the host.
+//!
+//! It is a resumable scanner: [`step`] does a bounded piece of work (the
+//! request line, or one header line) and records what it learned in a
+//! `#[repr(C)]` [`Scan`]; [`decide`] turns those facts into a [`Reason`](crate::reason::Reason).
+//! The XDP program drives `step` with `bpf_loop` (the verifier checks one
+//! callback instead of an unrolled 1500-byte scan), the host with a plain
+//! `for` loop; both stop after [`MAX_STEPS`], so they agree by construction.
+//!
+//! Only the request line and the header block are read: scanning stops at
+//! the empty line, so nothing in a body can ever match. Every step advances
+//! the position by at least one byte or finishes, so [`MAX_STEPS`] (larger
+//! than [`WINDOW`]) is never the limit that ends a scan.
+
+mod decide;
+mod headers;
+mod request_line;
+mod state;
+#[cfg(test)]
+mod tests;
+mod words;
+
+pub use decide::{decide, SipLists};
+pub use headers::{ADDR_MAX, SV_HOST_HASH, SV_NAME_HASH, WS_MAX};
+pub use state::{
+    Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP,
+    F_RESPONSE, F_UA, F_URI_DONE, F_USER_LONG, MAX_STEPS, PH_DONE, WINDOW,
+};
+
+use self::{
+    headers::{line, skip, value},
+    request_line::{start, uri},
+    state::{PH_LINE, PH_SKIP, PH_START, PH_URI, PH_VALUE},
+};
+use crate::packet::{Bytes, Flow};
+
+/// One bounded piece of work. Call until it returns [`Step::Done`], at most
+/// [`MAX_STEPS`] times.
+#[inline(always)]
+pub fn step<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
+    match s.phase {
+        PH_START => start(s, pkt),
+        PH_URI => uri(s, pkt),
+        PH_LINE => line(s, pkt),
+        PH_SKIP => skip(s, pkt),
+        PH_VALUE => value(s, pkt),
+        _ => Step::Done,
+    }
+}
+
+/// Runs a whole scan the way the host does (the kernel uses `bpf_loop`).
+pub fn scan<B: Bytes + ?Sized>(flow: &Flow, pkt: &B) -> Scan {
+    let mut s = Scan::new(flow, pkt.len());
+    for _ in 0..MAX_STEPS {
+        if step(&mut s, pkt) == Step::Done {
+            break;
+        }
+    }
+    s
+}
