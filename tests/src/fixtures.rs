@@ -2,8 +2,8 @@
 //! the expected action, the expected counter change and the host verdict.
 
 use sipguard::{
+    kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
     policy::Policy,
-    testrun::{Sandbox, XDP_DROP, XDP_PASS},
 };
 use sipguard_common::{packet::Link, Reason};
 

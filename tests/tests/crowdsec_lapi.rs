@@ -9,8 +9,8 @@ use std::{
 };
 
 use ipnet::IpNet;
-use sipguard::config::Dur;
-use sipguard::crowdsec::{
+use sipguard::policy::config::Dur;
+use sipguard::policy::sources::crowdsec::{
     bouncer::Bouncer,
     config::{read_secret, CrowdsecConfig, MachineConfig},
     decisions::{Changes, Skip},
@@ -21,7 +21,7 @@ use sipguard::crowdsec::{
 use sipguard_tests::crowdsec::{free_loopback_port, LocalApi};
 
 fn now_ns() -> u64 {
-    sipguard::ops::boot_ns()
+    sipguard::kernel::stateful::boot_ns()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -193,7 +193,9 @@ fn bans_pushed_as_alerts_reach_another_bouncer() {
         .unwrap();
     let (queue, rx) = signals::queue();
     let password = read_secret(&machine.password_file, "crowdsec.machine.password_file").unwrap();
-    let client = sipguard::crowdsec::lapi::Lapi::new(&api.url(), Duration::from_secs(5)).unwrap();
+    let client =
+        sipguard::policy::sources::crowdsec::lapi::Lapi::new(&api.url(), Duration::from_secs(5))
+            .unwrap();
     let sender = rt.spawn(signals::run(
         client,
         machine.id.clone(),
@@ -209,7 +211,12 @@ fn bans_pushed_as_alerts_reach_another_bouncer() {
             source: net(src),
             reason: reason.into(),
             duration: Duration::from_secs(600),
-            at: SystemTime::now(),
+            at: sipguard::serve::events::rfc3339(
+                SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64,
+            ),
         });
     }
     let cfg = config(&api, key_file, 10);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 use sipguard::{
-    config::Dur,
-    crowdsec::{bouncer::Bouncer, config::CrowdsecConfig, decisions::DecisionSet},
+    policy::config::Dur,
+    policy::sources::crowdsec::{bouncer::Bouncer, config::CrowdsecConfig, decisions::DecisionSet},
 };
 use sipguard_tests::crowdsec::{free_loopback_port, LocalApi};
 
@@ -75,13 +75,13 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         .build()?;
     let mut b = Bouncer::new(&cfg, key)?;
     // A first pull so the delta below is measured from a known point.
-    rt.block_on(b.pull(sipguard::ops::boot_ns))?;
+    rt.block_on(b.pull(sipguard::kernel::stateful::boot_ns))?;
     let import_full = import(&api, 0, total)?;
     let startup_key = api.add_bouncer("bench-startup")?.0;
     let mut fresh = Bouncer::new(&cfg, startup_key.clone())?;
     let t = Instant::now();
     let startup = rt
-        .block_on(fresh.pull(sipguard::ops::boot_ns))
+        .block_on(fresh.pull(sipguard::kernel::stateful::boot_ns))
         .context("startup pull")?;
     let startup_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -95,13 +95,14 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
     let resp = rt.block_on(fresh.lapi().decisions_stream(&startup_key, true, None))?;
     let fetch_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (set_changes, _) = DecisionSet::default().apply(&resp, true, sipguard::ops::boot_ns());
+    let (set_changes, _) =
+        DecisionSet::default().apply(&resp, true, sipguard::kernel::stateful::boot_ns());
     let set_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(set_changes.upsert.len() == total as usize);
-    let _ = rt.block_on(b.pull(sipguard::ops::boot_ns))?;
+    let _ = rt.block_on(b.pull(sipguard::kernel::stateful::boot_ns))?;
     let import_delta = import(&api, total, delta)?;
     let t = Instant::now();
-    let d = rt.block_on(b.pull(sipguard::ops::boot_ns))?;
+    let d = rt.block_on(b.pull(sipguard::kernel::stateful::boot_ns))?;
     let delta_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(
         d.upsert.len() == delta as usize,

@@ -11,7 +11,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -22,7 +22,6 @@ use super::{
     lapi::{Alert, AlertDecision, AlertEvent, AlertSource, Lapi, LapiError, Meta, Token},
     SCENARIO,
 };
-use crate::events::rfc3339;
 
 /// Signals waiting for the API at most (queue plus the batch being sent).
 pub const QUEUE: usize = 4096;
@@ -39,7 +38,8 @@ pub struct BanSignal {
     /// What got it banned (`user_agent`, `sipvicious`, `not_trusted`, ...).
     pub reason: String,
     pub duration: Duration,
-    pub at: SystemTime,
+    /// When the ban was made, RFC 3339 (as drop events write it).
+    pub at: String,
 }
 
 /// The sending end, cheap to clone into whatever sees bans.
@@ -81,11 +81,7 @@ pub fn queue() -> (SignalQueue, mpsc::Receiver<BanSignal>) {
 /// The alert for one ban: scope `Ip` (or `Range` for a prefix), the ban's
 /// duration as the decision.
 pub fn alert(s: &BanSignal, machine_id: &str) -> Alert {
-    let unix =
-        s.at.duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-    let at = rfc3339(unix);
+    let at = s.at.clone();
     let host = s.source.prefix_len() == s.source.max_prefix_len();
     let (scope, value) = if host {
         ("Ip", s.source.addr().to_string())

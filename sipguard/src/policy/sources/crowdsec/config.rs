@@ -7,7 +7,7 @@ use std::{os::unix::fs::PermissionsExt as _, path::Path, path::PathBuf, time::Du
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
-use crate::config::Dur;
+use crate::policy::config::Dur;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,10 @@ impl CrowdsecConfig {
             return Err((
                 "interval",
                 "interval".into(),
-                format!("{} is out of range (1s to 1h)", crate::config::Dur(iv)),
+                format!(
+                    "{} is out of range (1s to 1h)",
+                    crate::policy::config::Dur(iv)
+                ),
             ));
         }
         if let Some(origins) = &self.origins {
