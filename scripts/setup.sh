@@ -57,6 +57,31 @@ if [ "$WITH_TEST_TOOLS" = 1 ] && [ "$had_kamailio" = 0 ] && command -v systemctl
   $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
 fi
 
+if [ "$WITH_TEST_TOOLS" = 1 ] && ! dpkg-query -W -f='${Status}' crowdsec 2>/dev/null | grep -q "install ok installed"; then
+  # crowdsec: the real Local API the fleet tests start on their own (offline,
+  # own config under a temporary directory). The package would register to
+  # the Central API on install (network) and start a system-wide service:
+  # the credentials file holding only a comment is the package's documented
+  # opt-out (README.Debian), and a policy-rc.d keeps the service from starting.
+  $SUDO install -d -m 0755 /etc/crowdsec
+  [ -e /etc/crowdsec/online_api_credentials.yaml ] \
+    || echo "# no Central API: sipguard tests run the Local API offline" \
+      | $SUDO tee /etc/crowdsec/online_api_credentials.yaml >/dev/null
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 0755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  rc=0
+  apt_install crowdsec || rc=$?
+  if [ "$own_policy" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+  [ "$rc" = 0 ] || exit "$rc"
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now crowdsec >/dev/null 2>&1 || true
+  fi
+fi
+
 # The eBPF crate needs a nightly whose LLVM major equals bpf-linker's (22).
 llvm_major() { rustc +"$1" -vV 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p'; }
 if [ "$(llvm_major "$EBPF_TOOLCHAIN")" != "22" ]; then

@@ -1,8 +1,9 @@
 //! Helpers shared by sipguard's integration tests: frame building, root
 //! checks, the end-to-end harness (namespaces, the daemon) with its
-//! addresses, and the sipguard binary.
+//! addresses, a real CrowdSec Local API, and the sipguard binary.
 
 pub mod addresses;
+pub mod crowdsec;
 pub mod differential;
 pub mod fixtures;
 pub mod frames;

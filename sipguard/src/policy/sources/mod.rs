@@ -2,5 +2,6 @@
 //! the static config. Each source hands [`assemble`](crate::policy::assemble)
 //! its current entries; it never writes maps itself.
 
+pub mod crowdsec;
 pub mod dns;
 pub mod feeds;

@@ -17,6 +17,7 @@
 
 mod chart;
 mod classes;
+mod crowdsec;
 mod flood;
 mod payload;
 mod rawbpf;
@@ -63,6 +64,7 @@ pub fn stats(v: &[f64]) -> Value {
 
 struct Args {
     flood: bool,
+    crowdsec: bool,
     classes: bool,
     quick: bool,
     out: Option<PathBuf>,
@@ -73,6 +75,7 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         flood: false,
+        crowdsec: false,
         classes: true,
         quick: false,
         out: None,
@@ -85,6 +88,11 @@ fn parse_args() -> Result<Args> {
             "--flood" => a.flood = true,
             "--flood-only" => {
                 a.flood = true;
+                a.classes = false;
+            }
+            "--crowdsec" => a.crowdsec = true,
+            "--crowdsec-only" => {
+                a.crowdsec = true;
                 a.classes = false;
             }
             "--quick" => a.quick = true,
@@ -106,6 +114,7 @@ fn parse_args() -> Result<Args> {
                 println!(
                     "usage: cargo xtask bench [--flood | --flood-only] [--quick] [--seconds S] [--out DIR]\n\
                      \n  --flood       also run the veth flood side by side (5 s per arm)\n  \
+                     --crowdsec    also pull 100,000 decisions and a 1,000 delta from a real Local API\n  \
                      --quick       few rounds, 1 s per arm, output to target/bench (sanity check)\n  \
                      --compare LABEL=OBJECT  also time another build of the eBPF object (e.g. from\n                   `cargo xtask build-ebpf --out DIR` at another commit) in the same rounds\n  \
                      --out DIR     where bench.json, flood.json, *.svg and results.md go (default docs/bench)"
@@ -194,7 +203,7 @@ fn main() -> Result<()> {
             seconds: args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 }),
         };
         let mut r = flood::run(&p, inspect_exists)?;
-        r["machine"] = machine;
+        r["machine"] = machine.clone();
         println!("{}", report::flood_table(&r));
         std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&r)?)?;
         chart::flood(&r, &out.join("flood.svg"))?;
@@ -206,6 +215,18 @@ fn main() -> Result<()> {
                 &report::flood_table(&r),
             )?;
         }
+    }
+    if args.crowdsec {
+        let (total, delta) = if args.quick {
+            (10_000, 1_000)
+        } else {
+            (100_000, 1_000)
+        };
+        let mut r = crowdsec::run(total, delta)?;
+        r["machine"] = machine.clone();
+        println!("{}", crowdsec::table(&r));
+        std::fs::write(out.join("crowdsec.json"), serde_json::to_string_pretty(&r)?)?;
+        report::write_section(&out, "crowdsec", &crowdsec::table(&r))?;
     }
     eprintln!("results in {}", out.display());
     Ok(())
