@@ -14,7 +14,7 @@ pub mod os;
 pub mod sip;
 pub mod vm;
 
-use std::{path::PathBuf, process::Command, sync::OnceLock};
+use std::{path::PathBuf, sync::OnceLock};
 
 /// True when running as root. Otherwise prints a loud SKIP line: these tests
 /// need BPF and network namespaces; CI runs as root, so there they run.
@@ -34,38 +34,7 @@ pub fn sipguard_bin() -> PathBuf {
         if let Ok(p) = std::env::var("SIPGUARD_BIN") {
             return PathBuf::from(p);
         }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "sipguard",
-                "--bin",
-                "sipguard",
-                "--message-format=json",
-            ])
-            .output()
-            .expect("running cargo build for the sipguard binary");
-        assert!(
-            out.status.success(),
-            "cargo build -p sipguard failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        for line in stdout.lines().rev() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if v["reason"] == "compiler-artifact" && v["target"]["name"] == "sipguard" {
-                if let Some(exe) = v["executable"].as_str() {
-                    return PathBuf::from(exe);
-                }
-            }
-        }
-        panic!("cargo build did not report the sipguard executable");
+        vm::workspace_bin("sipguard", "sipguard").unwrap_or_else(|e| panic!("{e:#}"))
     })
     .clone()
 }
