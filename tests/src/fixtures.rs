@@ -72,6 +72,14 @@ pub fn check_case(case: &Case) {
     eprintln!("{}: {} rows passed", case.name, case.rows.len());
 }
 
+/// The whole body of a fixture test: skips loudly without root, otherwise
+/// builds the case and checks it.
+pub fn check_case_as_root(test: &str, case: impl FnOnce() -> Case) {
+    if crate::require_root(test) {
+        check_case(&case());
+    }
+}
+
 /// One row: a frame, what the kernel must do with it, and which counter
 /// must move by one packet of the frame's length.
 pub struct Row {

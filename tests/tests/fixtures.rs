@@ -6,25 +6,21 @@ use sipguard::kernel::testrun::Sandbox;
 use sipguard_tests::{
     fixtures::{
         allowlist::{base_rows, cases, policy},
-        check_case, drops,
+        check_case_as_root, drops,
     },
     require_root,
 };
 
 #[test]
 fn allowlist_policy_fixtures() {
-    if !require_root("allowlist_policy_fixtures") {
-        return;
-    }
-    check_case(&cases()[0]);
+    check_case_as_root("allowlist_policy_fixtures", || cases().remove(0));
 }
 
 #[test]
 fn monitor_mode_counts_would_drop_and_passes() {
-    if !require_root("monitor_mode_counts_would_drop_and_passes") {
-        return;
-    }
-    check_case(&cases()[1]);
+    check_case_as_root("monitor_mode_counts_would_drop_and_passes", || {
+        cases().remove(1)
+    });
 }
 #[test]
 fn production_object_returns_bare_actions() {

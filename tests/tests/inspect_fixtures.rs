@@ -5,48 +5,36 @@
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::Reason::{self, *};
 use sipguard_tests::{
-    fixtures::{check_case, inspect::*},
+    fixtures::{check_case_as_root, inspect::*},
     require_root, sip,
 };
 
 #[test]
 fn default_rules() {
-    if !require_root("default_rules") {
-        return;
-    }
-    check_case(&cases()[0]);
+    check_case_as_root("default_rules", || cases().remove(0));
 }
 
 #[test]
 fn default_rules_monitor_mode() {
-    if !require_root("default_rules_monitor_mode") {
-        return;
-    }
-    check_case(&cases()[1]);
+    check_case_as_root("default_rules_monitor_mode", || cases().remove(1));
 }
 
 #[test]
 fn embedded_default_policy() {
-    if !require_root("embedded_default_policy") {
-        return;
-    }
-    check_case(&embedded_default_policy_case());
+    check_case_as_root("embedded_default_policy", embedded_default_policy_case);
 }
 
 #[test]
 fn opt_in_rules() {
-    if !require_root("opt_in_rules") {
-        return;
-    }
-    check_case(&opt_in_rules_case());
+    check_case_as_root("opt_in_rules", opt_in_rules_case);
 }
 
 #[test]
 fn replaced_lists_and_rules_off() {
-    if !require_root("replaced_lists_and_rules_off") {
-        return;
-    }
-    check_case(&replaced_lists_and_rules_off_case());
+    check_case_as_root(
+        "replaced_lists_and_rules_off",
+        replaced_lists_and_rules_off_case,
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use sipguard_common::Reason::*;
 use sipguard_tests::{
     addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
     fixtures::{
-        check_case,
+        check_case, check_case_as_root,
         pppoe::{f4, invite, ip, policy, pppoe_case, raw_ip_case, OTHER4},
     },
     frames::v4,
@@ -19,10 +19,7 @@ use sipguard_tests::{
 
 #[test]
 fn pppoe_session_frames() {
-    if !require_root("pppoe_session_frames") {
-        return;
-    }
-    check_case(&pppoe_case());
+    check_case_as_root("pppoe_session_frames", pppoe_case);
 }
 
 #[test]
