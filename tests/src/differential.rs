@@ -339,6 +339,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn empty(packets: usize) -> Outcome {
+        Outcome {
+            packets,
+            shown: Vec::new(),
+            mismatches: 0,
+            seen: BTreeMap::new(),
+        }
+    }
+
     /// The reasons of `want` seen fewer than `packets / share` times.
     pub fn too_rare(&self, want: &[&str], share: usize) -> Vec<String> {
         want.iter()
@@ -374,12 +383,7 @@ fn judge(
 /// `packets` SIP-port packets of the corpus through `sb` and the host.
 pub fn random_sip(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome {
     let mut r = ChaCha8Rng::seed_from_u64(SEED);
-    let mut out = Outcome {
-        packets,
-        shown: Vec::new(),
-        mismatches: 0,
-        seen: BTreeMap::new(),
-    };
+    let mut out = Outcome::empty(packets);
     for i in 0..packets {
         let mut m = message(&mut r);
         if r.gen_bool(0.4) {
@@ -399,12 +403,7 @@ pub fn random_sip(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome 
 /// tail-called program with `bpf_loop`, the host in a plain loop.
 pub fn any_port(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome {
     let mut r = ChaCha8Rng::seed_from_u64(SEED ^ 0xa11);
-    let mut out = Outcome {
-        packets,
-        shown: Vec::new(),
-        mismatches: 0,
-        seen: BTreeMap::new(),
-    };
+    let mut out = Outcome::empty(packets);
     for i in 0..packets {
         let mut m = if r.gen_bool(0.2) {
             let n = r.gen_range(0..200);
