@@ -15,7 +15,11 @@
 
 mod package;
 
-use std::{env, path::PathBuf, process::ExitCode};
+use std::{
+    env,
+    path::PathBuf,
+    process::{ExitCode, ExitStatus},
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -79,12 +83,20 @@ fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lab(args: &[String]) -> anyhow::Result<()> {
+/// Runs `cargo ARGS EXTRA` in the workspace root, with the cargo that runs xtask.
+fn cargo_in_workspace(args: &[&str], extra: &[String]) -> anyhow::Result<ExitStatus> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // One scenario at a time so the reports do not interleave.
-    let status = std::process::Command::new(cargo)
+    Ok(std::process::Command::new(cargo)
         .current_dir(workspace_root())
-        .args([
+        .args(args)
+        .args(extra)
+        .status()?)
+}
+
+fn lab(args: &[String]) -> anyhow::Result<()> {
+    // One scenario at a time so the reports do not interleave.
+    let status = cargo_in_workspace(
+        &[
             "test",
             "-p",
             "sipguard-tests",
@@ -93,9 +105,9 @@ fn lab(args: &[String]) -> anyhow::Result<()> {
             "--",
             "--nocapture",
             "--test-threads=1",
-        ])
-        .args(args)
-        .status()?;
+        ],
+        args,
+    )?;
     anyhow::ensure!(
         status.success(),
         "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures"
@@ -104,10 +116,8 @@ fn lab(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
+    let status = cargo_in_workspace(
+        &[
             "run",
             "--release",
             "--quiet",
@@ -116,9 +126,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             "--bin",
             "bench",
             "--",
-        ])
-        .args(args)
-        .status()?;
+        ],
+        args,
+    )?;
     anyhow::ensure!(status.success(), "bench failed ({status})");
     Ok(())
 }
