@@ -1,6 +1,8 @@
 //! Running fixture rows through the real program and checking each against
 //! the expected action, the expected counter change and the host verdict.
 
+pub mod repeated_headers;
+
 use sipguard::{
     policy::Policy,
     testrun::{Sandbox, XDP_DROP, XDP_PASS},

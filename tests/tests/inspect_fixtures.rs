@@ -418,6 +418,18 @@ fn default_rules() {
     check(&policy(""), default_rows());
 }
 
+/// Repeated, folded and respelled User-Agent, From and To headers.
+#[test]
+fn repeated_headers() {
+    if !require_root("repeated_headers") {
+        return;
+    }
+    check(
+        &sipguard_tests::fixtures::repeated_headers::policy(),
+        sipguard_tests::fixtures::repeated_headers::rows(),
+    );
+}
+
 #[test]
 fn default_rules_monitor_mode() {
     if !require_root("default_rules_monitor_mode") {
