@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sipguard::{config::Config, policy::Policy};
+use sipguard::policy::{config::Config, Policy};
 
 /// Lines as YAML counts them: CR, LF, CRLF, NEL, LS and PS end a line.
 fn yaml_lines(text: &str) -> usize {

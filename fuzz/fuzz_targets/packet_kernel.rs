@@ -6,7 +6,7 @@
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use sipguard::testrun::{Sandbox, XDP_DROP};
+use sipguard::kernel::testrun::{Sandbox, XDP_DROP};
 use sipguard_fuzz::{check_host, policies, split};
 
 /// BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.

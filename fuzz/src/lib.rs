@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use sipguard::{config::Config, policy::Policy};
+use sipguard::policy::{config::Config, Policy};
 use sipguard_common::{
     packet::{self, Bytes, Stop},
     verdict::{self, Judgement, Outcome},

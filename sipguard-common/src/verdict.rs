@@ -1,5 +1,5 @@
-//! The verdict order of PRODUCT.md, steps 1-4 and 7, over a parsed packet.
-//! SIP inspection (step 5) is a separate stage: [`judge`] says when it is
+//! The verdict order (README, "What it does": steps 1-5 and 7), over a parsed packet.
+//! SIP inspection (step 6) is a separate stage: [`judge`] says when it is
 //! needed and the caller runs the inspector, because the kernel must drive
 //! it with `bpf_loop` while the host uses a plain loop.
 
@@ -144,7 +144,7 @@ pub fn any_port_candidate(settings: &Settings, proto: u8) -> bool {
     proto == IPPROTO_UDP && settings.any_udp_port()
 }
 
-/// Steps 1-4 for a flow whose headers are already parsed.
+/// Steps 1-5 for a flow whose headers are already parsed.
 #[inline(always)]
 pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if !is_sip_traffic(settings, flow.proto, flow.dport) {
@@ -157,7 +157,7 @@ pub fn judge_flow<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -
 }
 
 /// `any_udp_port`, second stage: a payload starting with a SIP request line
-/// is judged like SIP-port traffic (steps 2-4); anything else passes as not
+/// is judged like SIP-port traffic (steps 2-5); anything else passes as not
 /// SIP, whatever its source. The host reads the line here; the kernel
 /// drives [`any_port::step`] with `bpf_loop` and calls [`any_port_verdict`].
 #[inline(always)]
@@ -185,7 +185,8 @@ pub fn any_port_verdict<L: SourceLists>(
     }
 }
 
-/// Steps 2-4 for a flow known to carry SIP.
+/// Steps 2-5 for a flow known to carry SIP: blocked, trusted or learned,
+/// banned, then the untrusted policy.
 #[inline(always)]
 pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if lists.blocked(flow) {

@@ -126,7 +126,7 @@ fn handed_over() -> Option<(&'static Settings, Flow)> {
 
 /// SIP on any UDP port, entered by tail call from `filter` for UDP outside
 /// the SIP ports: reads the request line (most non-SIP payloads stop at
-/// their first byte) and, for SIP, runs steps 2-4 (and the inspector, by
+/// their first byte) and, for SIP, runs steps 2-5 (and the inspector, by
 /// tail call, under `inspect`).
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {

@@ -12,7 +12,7 @@ use std::{
     path::Path,
 };
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use pcap_file::{
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader},
@@ -21,8 +21,8 @@ use pcap_file::{
 use sipguard_common::{packet, Reason};
 
 use crate::{
-    policy::Policy,
-    testrun::{Sandbox, XDP_DROP},
+    kernel::testrun::{Sandbox, XDP_DROP},
+    policy::{evaluate::ip_from, Policy},
 };
 
 /// The bytes of a frame BPF_PROG_TEST_RUN shows a program without
@@ -152,13 +152,7 @@ fn describe_flow(frame: &[u8]) -> String {
     let Ok(f) = packet::parse(frame) else {
         return String::new();
     };
-    let addr = |a: [u8; 16]| {
-        if f.ipv6 {
-            IpAddr::from(a)
-        } else {
-            IpAddr::from([a[0], a[1], a[2], a[3]])
-        }
-    };
+    let addr = |a: [u8; 16]| ip_from(f.ipv6, a);
     let proto = if f.proto == packet::IPPROTO_UDP {
         "udp"
     } else {
@@ -287,25 +281,6 @@ pub fn summary(verdicts: &[Verdict]) -> String {
 /// Reason name → Reason, for callers that parse replay output.
 pub fn reason_by_name(name: &str) -> Option<Reason> {
     Reason::ALL.iter().copied().find(|r| r.name() == name)
-}
-
-/// `sipguard replay`: read, run, print.
-pub fn run(policy: &Policy, path: &Path, json: bool) -> Result<()> {
-    let frames = read_capture(path)?;
-    let verdicts = replay(policy, &frames).map_err(|e| anyhow!("{e:#}"))?;
-    for v in &verdicts {
-        if json {
-            println!("{}", v.to_json());
-        } else {
-            println!("{}", format_line(v));
-        }
-    }
-    if json {
-        eprint!("{}", summary(&verdicts));
-    } else {
-        print!("\n{}", summary(&verdicts));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 pub mod repeated_headers;
 
 use sipguard::{
+    kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
     policy::Policy,
-    testrun::{Sandbox, XDP_DROP, XDP_PASS},
 };
 use sipguard_common::{packet::Link, Reason};
 

@@ -209,7 +209,7 @@ pub struct ScannerRun {
     pub ports: &'static str,
 }
 
-/// The attacks of issue 5: every run is bounded in count (ranges) and time.
+/// The lab's attacks: every run is bounded in count (ranges) and time.
 pub const SCANNERS: &[ScannerRun] = &[
     ScannerRun {
         name: "svmap OPTIONS",

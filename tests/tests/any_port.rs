@@ -3,7 +3,10 @@
 //! TCP outside the port set pass untouched. BPF_PROG_TEST_RUN on the real
 //! object, host verdict checked against it. Needs root.
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason::{self, *};
 use sipguard_tests::{
     fixtures::{row, run_rows, Row},

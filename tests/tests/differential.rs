@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sipguard::{
-    config::Config,
-    policy::Policy,
-    testrun::{Sandbox, XDP_DROP},
+    kernel::testrun::{Sandbox, XDP_DROP},
+    policy::{config::Config, Policy},
 };
 use sipguard_tests::{
     frames::{ip6, v4, v6},

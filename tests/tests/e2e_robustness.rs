@@ -114,7 +114,7 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
         "a good reload lets the new source in"
     );
 
-    let pins = sipguard::pins::versioned_dir(&daemon.pin_root);
+    let pins = sipguard::kernel::pins::versioned_dir(&daemon.pin_root);
     assert!(daemon.stop().success(), "daemon exits cleanly");
     assert!(!pins.exists(), "pins removed on exit");
 }

@@ -2,7 +2,10 @@
 //! every row states the frame, the expected action and reason, and the
 //! counter that must move. Needs root.
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason::*;
 use sipguard_tests::{
     fixtures::{drops, row, run_rows, Row},

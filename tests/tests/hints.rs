@@ -7,7 +7,10 @@
 
 use std::net::IpAddr;
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason::{self, *};
 use sipguard_tests::{
     frames::{ip6, v4, v6},
@@ -159,7 +162,7 @@ fn manual_bans_and_learned_registrars_work_with_their_features_off() {
 
     let c = invite4([198, 51, 100, 67]);
     assert_eq!(sb.run(&c).unwrap().reason, DropUntrusted);
-    let far = sipguard::ops::boot_ns() + 3_600_000_000_000;
+    let far = sipguard::kernel::stateful::boot_ns() + 3_600_000_000_000;
     sb.set_learned(IpAddr::from([198, 51, 100, 67]), far)
         .unwrap();
     assert_eq!(sb.run(&c).unwrap().reason, PassLearned);

@@ -3,7 +3,10 @@
 //! payloads and jumbo frames, from trusted, blocked and untrusted sources,
 //! under both untrusted policies and in monitor mode. Needs root.
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason;
 use sipguard_tests::{
     fixtures::{row, run_rows, Row},

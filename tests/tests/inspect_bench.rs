@@ -4,7 +4,10 @@
 //! measurement, and the machine is shared); run it with
 //! `cargo test -p sipguard-tests --test inspect_bench -- --ignored --nocapture`.
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_tests::{frames::v4, require_root, sip};
 
 const REPEAT: u32 = 1_000_000;

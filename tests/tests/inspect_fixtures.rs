@@ -2,7 +2,10 @@
 //! BPF_PROG_TEST_RUN: every rule, every parsing edge case, each row checked
 //! for action, reason, counter and host == kernel. Needs root.
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason::{self, *};
 use sipguard_tests::{
     fixtures::{row, run_rows, Row},
@@ -643,8 +646,8 @@ fn filter_and_inspector_each_fit_the_verifier_budget() {
     if !sipguard_tests::require_root("filter_and_inspector_each_fit_the_verifier_budget") {
         return;
     }
-    let cfg = sipguard::config::Config::embedded_default().expect("embedded default");
-    let sb = sipguard::testrun::Sandbox::new(&sipguard::policy::Policy::from_config(&cfg))
+    let cfg = sipguard::policy::config::Config::embedded_default().expect("embedded default");
+    let sb = sipguard::kernel::testrun::Sandbox::new(&sipguard::policy::Policy::from_config(&cfg))
         .expect("load");
     let filter = sb
         .verified_instructions_of(sipguard_common::PROGRAM_NAME)

@@ -1,4 +1,4 @@
-//! The namespace lab (issue 5): the real SIPVicious tools against SIPp and
+//! The namespace lab: the real SIPVicious tools against SIPp and
 //! Kamailio through sipguard, with SIPp calls from the trusted provider
 //! running the whole time. See docs/LAB.md; `cargo xtask lab` runs these
 //! with the reports printed.

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipguard::{config::Config, ops::boot_ns, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::{stateful::boot_ns, testrun::Sandbox},
+    policy::{config::Config, Policy},
+};
 use sipguard_common::{
     learn::teaching,
     packet::{Flow, Link},

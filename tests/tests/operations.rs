@@ -127,7 +127,10 @@ fn drop_events_reach_the_log_and_the_events_client() {
 
 fn ops_stats(d: &Daemon) -> (u64, u64, u64) {
     let dir = d.pin_dir();
-    let m = sipguard::ops::read_stats(&sipguard::ops::stats_pinned(&dir).unwrap()).unwrap();
+    let m = sipguard::kernel::stateful::read_stats(
+        &sipguard::kernel::stateful::stats_pinned(&dir).unwrap(),
+    )
+    .unwrap();
     (m.events_sent, m.events_suppressed, m.events_lost)
 }
 
@@ -323,7 +326,7 @@ fn sigkill_and_restart_keep_filtering_without_a_gap() {
     let out = d.cli_ok(&["detach", "--iface", &net.pbx_if]);
     assert!(out.contains("detached from"), "{out}");
     assert!(
-        !sipguard::pins::versioned_dir(&d.pin_root).exists(),
+        !sipguard::kernel::pins::versioned_dir(&d.pin_root).exists(),
         "pins removed"
     );
     send_and_expect_all(&net, &rx, SCANNER, 3, "filter gone after detach");
@@ -365,15 +368,15 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     let link_pin = d.pin_dir().join(format!("link_{}", net.pbx_if));
     let (r_if, pin) = (net.pbx_if.clone(), link_pin.clone());
     net.pbx.run(move || {
-        let mut ebpf = sipguard::program::load(Default::default()).unwrap();
-        sipguard::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
-        let prog = sipguard::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
+        let mut ebpf = sipguard::kernel::program::load(Default::default()).unwrap();
+        sipguard::kernel::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
+        let prog = sipguard::kernel::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
         let id = prog.attach(&r_if, aya::programs::XdpMode::Driver).unwrap();
         let link = prog.take_link(id).unwrap();
         let fd = aya::programs::links::FdLink::try_from(link).unwrap();
         fd.pin(&pin).unwrap();
     });
-    let (old_prog, _) = sipguard::pins::link_info(&link_pin).unwrap();
+    let (old_prog, _) = sipguard::kernel::pins::link_info(&link_pin).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
     send_and_expect_all(&net, &rx, SCANNER, 2, "the old program passes everything");
     let good = steady(&net, PROVIDER);
@@ -384,7 +387,7 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
         "{}",
         d.log_text()
     );
-    let (new_prog, ifindex) = sipguard::pins::link_info(&link_pin).unwrap();
+    let (new_prog, ifindex) = sipguard::kernel::pins::link_info(&link_pin).unwrap();
     assert_ne!(new_prog, old_prog);
     assert_ne!(ifindex, 0);
     net.send_options(SCANNER, 5060, 3, MS);
@@ -466,7 +469,7 @@ fn feeds_reload_under_traffic_without_a_gap() {
     net.send_options(OTHER2, 5060, 2, MS);
     assert_eq!(rx.wait_for(OTHER2, 2, Duration::from_secs(2)), 2);
     assert_eq!(rx.count(OTHER), 0);
-    let blocked = sipguard::maps::PolicyMaps::open_pinned(&d.pin_dir()).unwrap();
+    let blocked = sipguard::kernel::maps::PolicyMaps::open_pinned(&d.pin_dir()).unwrap();
     assert_eq!(
         blocked.blocked_v4.keys().count(),
         20_002,
@@ -503,18 +506,18 @@ fn million_entry_feed_load_time() {
         ));
     }
     std::fs::write(&feed, &text).unwrap();
-    let cfg = sipguard::config::Config::parse(
+    let cfg = sipguard::policy::config::Config::parse(
         &format!("policy: drop\nfeeds: [{}]\n", feed.display()),
         "t",
     )
     .unwrap();
     let t0 = Instant::now();
-    let policy = sipguard::feeds::FeedWatch::new(&cfg.feeds)
+    let policy = sipguard::policy::sources::feeds::FeedWatch::new(&cfg.feeds)
         .policy(&cfg)
         .unwrap();
     let parse = t0.elapsed();
     let t1 = Instant::now();
-    let mut sb = sipguard::testrun::Sandbox::new(&policy).unwrap();
+    let mut sb = sipguard::kernel::testrun::Sandbox::new(&policy).unwrap();
     let first = t1.elapsed();
     let t2 = Instant::now();
     sb.apply(&policy).unwrap();
@@ -528,7 +531,7 @@ fn million_entry_feed_load_time() {
         ));
     }
     std::fs::write(&feed, &text2).unwrap();
-    let policy2 = sipguard::feeds::FeedWatch::new(&cfg.feeds)
+    let policy2 = sipguard::policy::sources::feeds::FeedWatch::new(&cfg.feeds)
         .policy(&cfg)
         .unwrap();
     let t3 = Instant::now();
@@ -564,7 +567,7 @@ fn event_flood_delivery() {
     let s_if = net.wan_if.clone();
     const FRAMES: u32 = 400_000;
     let elapsed = net.wan.run(move || {
-        let idx = sipguard::attach::ifindex(&s_if).unwrap();
+        let idx = sipguard::kernel::attach::ifindex(&s_if).unwrap();
         // SAFETY: plain socket calls on a descriptor we own.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         assert!(fd >= 0);

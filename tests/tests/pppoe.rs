@@ -4,7 +4,10 @@
 
 use std::{fs::OpenOptions, io::Write, net::UdpSocket, os::fd::AsRawFd, time::Duration};
 
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::{packet::Link, Reason::*};
 use sipguard_tests::{
     addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},

@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use sipguard::program::verifier_message;
+use sipguard::kernel::program::verifier_message;
 use sipguard_tests::{harness::netns::unique, require_root, sipguard_bin};
 
 fn valid_config() -> PathBuf {

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use sipguard::config::EMBEDDED_DEFAULT;
+use sipguard::policy::config::EMBEDDED_DEFAULT;
 use sipguard_tests::{
     addresses::{PBX4 as TARGET, SCANNER4 as SCANNER},
     harness::{daemon::scratch, netns::unique, Netns, Proc, Wan},

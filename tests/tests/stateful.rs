@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use sipguard::{config::Config, events, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+    serve::events,
+};
 use sipguard_common::{
     abi::{self, OpsSettings, OPS_AUTO_BAN, OPS_EVENTS, OPS_FRAGS},
     Reason::{self, *},

@@ -1,4 +1,4 @@
-//! The SIP inspector (step 5 of the verdict order): one matcher for the
+//! The SIP inspector (step 6 of the verdict order): one matcher for the
 //! kernel and the host.
 //!
 //! It is a resumable scanner: [`step`] does a bounded piece of work (the

@@ -78,7 +78,7 @@ impl Daemon {
 
     /// Where this daemon's maps and links are pinned.
     pub fn pin_dir(&self) -> PathBuf {
-        sipguard::pins::versioned_dir(&self.pin_root)
+        sipguard::kernel::pins::versioned_dir(&self.pin_root)
     }
 
     /// Starts the process on the written config and waits for "ready:".

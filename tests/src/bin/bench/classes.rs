@@ -6,7 +6,10 @@ use std::{collections::HashSet, time::Instant};
 
 use anyhow::{ensure, Context as _, Result};
 use serde_json::{json, Value};
-use sipguard::{config::Config, policy::Policy, testrun::Sandbox};
+use sipguard::{
+    kernel::testrun::Sandbox,
+    policy::{config::Config, Policy},
+};
 use sipguard_common::Reason;
 use sipguard_tests::frames::v4;
 
@@ -19,7 +22,7 @@ pub const BLOCKED_ENTRIES: usize = 1_000_000;
 
 const ALLOWLIST: &str =
     "policy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
-/// The allowlist with SIP recognised on any UDP port (issue 8).
+/// The allowlist with SIP recognised on any UDP port.
 const ANY_PORT: &str = "policy: drop\nsip_ports: [5060]\nany_udp_port: true\ntrusted: [192.0.2.10]\nblocked: [203.0.113.0/24]\n";
 /// A high port outside the SIP set for the any-port classes.
 const HIGH_PORT: u16 = 41_234;
@@ -49,7 +52,7 @@ struct Class {
     sandbox: usize,
     frame: Vec<u8>,
     reason: Reason,
-    /// Target ratio to the empty program (issue 6).
+    /// Target ratio to the empty program.
     target: Option<f64>,
 }
 
@@ -315,7 +318,7 @@ pub fn run(p: &Params) -> Result<Value> {
     // per source, automatic bans): what every packet of a flood from a
     // banned scanner costs once its first event went out.
     let mut with_ops = Sandbox::production(&allowlist)?;
-    with_ops.set_ops(sipguard::ops::settings(&ops_config()?))?;
+    with_ops.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
     with_ops.ban(std::net::IpAddr::from(banned_src))?;
     sandboxes.push((OPS_SANDBOX, with_ops));
     classes.push(Class {
@@ -367,7 +370,7 @@ pub fn run(p: &Params) -> Result<Value> {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
             }
             if *name == OPS_SANDBOX {
-                sb.set_ops(sipguard::ops::settings(&ops_config()?))?;
+                sb.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
             }
             // Older builds have no BANS map; their "banned" row is then an
             // untrusted drop.

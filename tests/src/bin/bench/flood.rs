@@ -228,7 +228,7 @@ fn generate(
                 std::io::Error::last_os_error()
             );
         }
-        let ifindex = sipguard::attach::ifindex(&tx)?;
+        let ifindex = sipguard::kernel::attach::ifindex(&tx)?;
         let prog = rawbpf::const_program(rawbpf::XDP_TX)?;
         // Warm-up: page pool, NAPI, caches.
         rawbpf::live_frames(&prog, &frame, ifindex, 1 << 14)?;

@@ -18,6 +18,8 @@ use sipguard_common::{
     LEARN_PROGRAM_NAME_RAW_IP,
 };
 
+use super::{pins::open_map, program::map_mut, stateful::boot_ns};
+
 /// `learn_registrars.ttl` in the kernel's unit.
 pub fn ttl_ns(enabled: bool, ttl_secs: u32) -> u64 {
     if enabled {
@@ -29,12 +31,7 @@ pub fn ttl_ns(enabled: bool, ttl_secs: u32) -> u64 {
 
 /// Writes the TTL the TC program stamps on each learned entry (0: off).
 pub fn set_ttl(ebpf: &mut Ebpf, ttl_ns: u64) -> Result<()> {
-    let map = ebpf.map_mut(map_names::LEARN_CONFIG).ok_or_else(|| {
-        anyhow!(
-            "map {} is missing from the eBPF object",
-            map_names::LEARN_CONFIG
-        )
-    })?;
+    let map = map_mut(ebpf, map_names::LEARN_CONFIG)?;
     let mut a: Array<&mut MapData, LearnConfig> = Array::try_from(map)?;
     a.set(0, LearnConfig { ttl_ns }, 0)
         .context("updating LEARN_CONFIG")
@@ -125,105 +122,30 @@ pub struct Learned {
     pub left: Option<Duration>,
 }
 
-fn pinned_hash(dir: &Path, name: &str) -> Result<Map> {
-    let path = dir.join(name);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "cannot open pinned map {} (is `sipguard run` running?)",
-            path.display()
-        )
-    })?;
-    Ok(Map::LruHashMap(data))
-}
-
 /// The learned entries under a pin directory, soonest expiry last.
 pub fn learned_pinned(dir: &Path) -> Result<Vec<Learned>> {
-    let now = crate::ops::boot_ns();
-    let left = |e: u64| (e > now).then(|| Duration::from_nanos(e - now));
+    let now = boot_ns();
     let mut out = Vec::new();
-    let v4: HashMap<MapData, V4Key, LearnedExpiry> =
-        pinned_hash(dir, map_names::LEARNED_V4)?.try_into()?;
-    for kv in v4.iter() {
-        let (k, e) = kv?;
-        out.push(Learned {
-            addr: IpAddr::from(k),
-            left: left(e),
-        });
-    }
-    let v6: HashMap<MapData, V6Key, LearnedExpiry> =
-        pinned_hash(dir, map_names::LEARNED_V6)?.try_into()?;
-    for kv in v6.iter() {
-        let (k, e) = kv?;
-        out.push(Learned {
-            addr: IpAddr::from(k),
-            left: left(e),
-        });
-    }
+    read_learned::<V4Key>(dir, map_names::LEARNED_V4, now, &mut out)?;
+    read_learned::<V6Key>(dir, map_names::LEARNED_V6, now, &mut out)?;
     out.sort_by(|a, b| b.left.cmp(&a.left).then(a.addr.cmp(&b.addr)));
     Ok(out)
 }
 
-/// `stats --json` addition: how many registrars are learned (and still
-/// valid).
-pub fn summary_json(dir: &Path) -> Option<serde_json::Value> {
-    let l = learned_pinned(dir).ok()?;
-    let active = l.iter().filter(|e| e.left.is_some()).count();
-    Some(serde_json::json!({ "active": active, "expired": l.len() - active }))
-}
-
-/// `sipguard trusted`: the trusted tries (static addresses, CIDRs and the
-/// addresses of trusted names) and the learned registrars with expiry.
-pub fn trusted_report(dir: &Path, json: bool) -> Result<String> {
-    use std::fmt::Write as _;
-    let maps = crate::maps::PolicyMaps::open_pinned(dir)?;
-    let mut nets = Vec::new();
-    for k in maps.trusted_v4.keys() {
-        let k = k?;
-        nets.push(ipnet::IpNet::new(
-            IpAddr::from(k.data()),
-            k.prefix_len() as u8,
-        )?);
-    }
-    for k in maps.trusted_v6.keys() {
-        let k = k?;
-        nets.push(ipnet::IpNet::new(
-            IpAddr::from(k.data()),
-            k.prefix_len() as u8,
-        )?);
-    }
-    nets.sort();
-    let learned = learned_pinned(dir)?;
-    if json {
-        let v = serde_json::json!({
-            "static": nets.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "learned": learned.iter().map(|l| serde_json::json!({
-                "address": l.addr.to_string(),
-                "expires_in_ms": l.left.map(|d| d.as_millis() as u64),
-                "expired": l.left.is_none(),
-            })).collect::<Vec<_>>(),
+/// Appends the entries of one learned map (IPv4 or IPv6 keys).
+fn read_learned<K>(dir: &Path, name: &str, now: u64, out: &mut Vec<Learned>) -> Result<()>
+where
+    K: aya::Pod,
+    IpAddr: From<K>,
+{
+    let map: HashMap<MapData, K, LearnedExpiry> =
+        Map::LruHashMap(open_map(dir, name)?).try_into()?;
+    for kv in map.iter() {
+        let (k, e) = kv?;
+        out.push(Learned {
+            addr: IpAddr::from(k),
+            left: (e > now).then(|| Duration::from_nanos(e - now)),
         });
-        return Ok(format!("{v}\n"));
     }
-    let mut s = String::new();
-    let _ = writeln!(s, "static and resolved ({}):", nets.len());
-    for n in &nets {
-        let _ = writeln!(s, "  {n}");
-    }
-    let _ = writeln!(s, "learned registrars ({}):", learned.len());
-    for l in &learned {
-        match l.left {
-            Some(d) => {
-                let _ = writeln!(
-                    s,
-                    "  {:<40} expires in {:.1} s",
-                    l.addr.to_string(),
-                    d.as_secs_f64()
-                );
-            }
-            None => {
-                let _ = writeln!(s, "  {:<40} expired", l.addr.to_string());
-            }
-        }
-    }
-    Ok(s)
+    Ok(())
 }

@@ -3,8 +3,7 @@
 //! root can open, for `sipguard events`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    io::Write as _,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -16,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use sipguard_common::{abi::*, Reason};
 use tokio::{io::unix::AsyncFd, io::AsyncWriteExt as _, net::UnixListener, sync::broadcast};
 
-use crate::{attach::ifname, config::EventLog};
+use crate::{
+    kernel::{attach::ifname, stateful::boot_to_unix_ns},
+    policy::{config::EventLog, evaluate::ip_from},
+};
 
 /// One event as logged and sent to clients (also the JSON schema).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,14 +45,6 @@ pub struct Event {
     pub user_agent: Option<String>,
 }
 
-fn addr(family: u8, b: &[u8; 16]) -> IpAddr {
-    if family == 6 {
-        IpAddr::V6(Ipv6Addr::from(*b))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    }
-}
-
 /// Decodes one ring buffer record.
 pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
     if bytes.len() < core::mem::size_of::<DropEvent>() {
@@ -71,7 +65,7 @@ impl Event {
     /// Like `from_raw` with a caller-supplied interface name lookup (the
     /// daemon caches names: one syscall per event is too many in a flood).
     pub fn from_raw_with(e: &DropEvent, name: &mut dyn FnMut(u32) -> String) -> Event {
-        let unix = crate::ops::boot_to_unix_ns(e.time_ns);
+        let unix = boot_to_unix_ns(e.time_ns);
         let reason = Reason::from_u32(e.reason)
             .map(|r| r.name().to_string())
             .unwrap_or_else(|| format!("reason_{}", e.reason));
@@ -81,8 +75,8 @@ impl Event {
             time_unix_ns: unix,
             interface: name(e.ifindex),
             ifindex: e.ifindex,
-            src: addr(e.family, &e.src).to_string(),
-            dst: addr(e.family, &e.dst).to_string(),
+            src: ip_from(e.family == 6, e.src).to_string(),
+            dst: ip_from(e.family == 6, e.dst).to_string(),
             sport: e.sport,
             dport: e.dport,
             protocol: match e.proto {
@@ -290,42 +284,6 @@ impl Drop for SocketGuard {
     }
 }
 
-/// `sipguard events`: follows the daemon's socket and prints each event.
-pub fn follow(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
-    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        anyhow!(
-            "cannot connect to {} ({e}); is `sipguard run` running, and are you root?",
-            path.display()
-        )
-    })?;
-    let mut seen = 0u64;
-    let stdout = std::io::stdout();
-    for line in BufReader::new(stream).lines() {
-        let line = line.context("reading events")?;
-        let mut out = stdout.lock();
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let Some(n) = v.get("skipped") {
-                eprintln!("sipguard: {n} events skipped (this client reads too slowly)");
-                continue;
-            }
-        }
-        if json {
-            writeln!(out, "{line}")?;
-        } else {
-            match serde_json::from_str::<Event>(&line) {
-                Ok(ev) => writeln!(out, "{}", ev.to_text())?,
-                Err(_) => writeln!(out, "{line}")?,
-            }
-        }
-        out.flush()?;
-        seen += 1;
-        if count.is_some_and(|c| seen >= c) {
-            break;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +301,7 @@ mod tests {
     #[test]
     fn decodes_and_renders() {
         let mut raw = DropEvent {
-            time_ns: crate::ops::boot_ns(),
+            time_ns: crate::kernel::stateful::boot_ns(),
             src: [0; 16],
             dst: [0; 16],
             ifindex: 0,

@@ -12,7 +12,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{metrics, ops};
+use crate::kernel::{bans, counters, stateful};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CellLabels {
@@ -30,7 +30,7 @@ struct BuildLabels {
 
 /// The metrics text for the maps pinned in `dir`.
 pub fn render(dir: &Path) -> Result<String> {
-    let snap = metrics::snapshot_pinned(dir)?;
+    let snap = counters::snapshot_pinned(dir)?;
     let mut reg = Registry::with_prefix("sipguard");
     let packets = Family::<CellLabels, Counter>::default();
     let bytes = Family::<CellLabels, Counter>::default();
@@ -57,7 +57,7 @@ pub fn render(dir: &Path) -> Result<String> {
     );
     reg.register("bytes", "Bytes by interface, reason and action", bytes);
 
-    let stats = ops::read_stats(&ops::stats_pinned(dir)?)?;
+    let stats = stateful::read_stats(&stateful::stats_pinned(dir)?)?;
     let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
         let c = Counter::<u64>::default();
         c.inc_by(v);
@@ -95,7 +95,7 @@ pub fn render(dir: &Path) -> Result<String> {
     );
 
     let active = Gauge::<i64>::default();
-    active.set(ops::count_active_bans(&ops::bans_pinned(dir)?) as i64);
+    active.set(bans::count_active_bans(&bans::bans_pinned(dir)?) as i64);
     reg.register("active_bans", "Bans in force", active);
 
     let build = Family::<BuildLabels, Gauge>::default();

@@ -7,16 +7,18 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions},
+    programs::{TestRun, TestRunOptions, TestRunResult},
     Ebpf,
 };
 use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, PROGRAM_NAME};
 
-use crate::{
+use super::{
+    attach, bans, counters,
     maps::PolicyMaps,
-    policy::Policy,
     program::{self, LoadOptions, EMPTY_PROGRAM_NAME},
+    registrars, stateful,
 };
+use crate::policy::Policy;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -35,6 +37,25 @@ pub struct Sandbox {
     maps: PolicyMaps,
     counters: PerCpuArray<MapData, Counter>,
     report_reason: bool,
+}
+
+/// BPF_PROG_TEST_RUN of program `name` (XDP or TC) on `frame`, `repeat`
+/// times.
+fn test_run_of<P>(prog: &mut P, name: &str, frame: &[u8], repeat: u32) -> Result<TestRunResult>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::default()
+    })
+    .with_context(|| {
+        format!(
+            "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
+            frame.len()
+        )
+    })
 }
 
 impl Sandbox {
@@ -113,18 +134,7 @@ impl Sandbox {
 
     fn test_run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
         let prog = program::xdp_program(&mut self.ebpf, name)?;
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .with_context(|| {
-                format!(
-                    "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
-                    frame.len()
-                )
-            })?;
+        let r = test_run_of(prog, name, frame, repeat)?;
         Ok((r.return_value, r.duration))
     }
 
@@ -140,7 +150,7 @@ impl Sandbox {
             self.report_reason,
             "Sandbox::production() cannot report reasons; use run_action"
         );
-        let name = crate::attach::program_for(link);
+        let name = attach::program_for(link);
         if program::xdp_program(&mut self.ebpf, name)?.fd().is_err() {
             program::load_program(&mut self.ebpf, name, false)?;
         }
@@ -193,60 +203,54 @@ impl Sandbox {
     }
 
     /// Puts a learned registrar with an absolute expiry (CLOCK_BOOTTIME
-    /// ns, see [`crate::ops::boot_ns`]) into the sandbox's maps.
+    /// ns, see [`stateful::boot_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {
-        use aya::maps::HashMap;
         self.mark_hints(|h| h.learned = 1)?;
         match addr {
-            std::net::IpAddr::V4(a) => {
-                let m = self
-                    .ebpf
-                    .map_mut(map_names::LEARNED_V4)
-                    .ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
-                let mut h: HashMap<&mut MapData, [u8; 4], u64> = HashMap::try_from(m)?;
-                h.insert(a.octets(), expiry_ns, 0)?;
-            }
-            std::net::IpAddr::V6(a) => {
-                let m = self
-                    .ebpf
-                    .map_mut(map_names::LEARNED_V6)
-                    .ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
-                let mut h: HashMap<&mut MapData, [u8; 16], u64> = HashMap::try_from(m)?;
-                h.insert(a.octets(), expiry_ns, 0)?;
-            }
+            std::net::IpAddr::V4(a) => self.learn_in(map_names::LEARNED_V4, a.octets(), expiry_ns),
+            std::net::IpAddr::V6(a) => self.learn_in(map_names::LEARNED_V6, a.octets(), expiry_ns),
         }
+    }
+
+    fn learn_in<K: aya::Pod>(&mut self, name: &str, key: K, expiry_ns: u64) -> Result<()> {
+        let m = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("{name} missing"))?;
+        let mut h: aya::maps::HashMap<&mut MapData, K, u64> = aya::maps::HashMap::try_from(m)?;
+        h.insert(key, expiry_ns, 0)?;
         Ok(())
     }
 
     /// The learned entries (address, expiry ns) in the sandbox's maps.
     pub fn learned(&self) -> Result<Vec<(std::net::IpAddr, u64)>> {
-        use aya::maps::HashMap;
-        let mut out = Vec::new();
-        let m = self
-            .ebpf
-            .map(map_names::LEARNED_V4)
-            .ok_or_else(|| anyhow!("LEARNED_V4 missing"))?;
-        let h: HashMap<&MapData, [u8; 4], u64> = HashMap::try_from(m)?;
-        for kv in h.iter() {
-            let (k, v) = kv?;
-            out.push((std::net::IpAddr::from(k), v));
-        }
-        let m = self
-            .ebpf
-            .map(map_names::LEARNED_V6)
-            .ok_or_else(|| anyhow!("LEARNED_V6 missing"))?;
-        let h: HashMap<&MapData, [u8; 16], u64> = HashMap::try_from(m)?;
-        for kv in h.iter() {
-            let (k, v) = kv?;
-            out.push((std::net::IpAddr::from(k), v));
-        }
+        let mut out = self.learned_in::<[u8; 4]>(map_names::LEARNED_V4)?;
+        out.extend(self.learned_in::<[u8; 16]>(map_names::LEARNED_V6)?);
         out.sort();
         Ok(out)
     }
 
+    fn learned_in<K>(&self, name: &str) -> Result<Vec<(std::net::IpAddr, u64)>>
+    where
+        K: aya::Pod,
+        std::net::IpAddr: From<K>,
+    {
+        let m = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("{name} missing"))?;
+        let h: aya::maps::HashMap<&MapData, K, u64> = aya::maps::HashMap::try_from(m)?;
+        h.iter()
+            .map(|kv| {
+                kv.map(|(k, v)| (std::net::IpAddr::from(k), v))
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
     /// Sets the learning TTL (0: off), as the daemon does from the config.
     pub fn set_learn_ttl(&mut self, ttl_ns: u64) -> Result<()> {
-        crate::learn::set_ttl(&mut self.ebpf, ttl_ns)
+        registrars::set_ttl(&mut self.ebpf, ttl_ns)
     }
 
     /// Runs one Ethernet frame through the TC egress learner; returns its
@@ -261,18 +265,7 @@ impl Sandbox {
         if prog.fd().is_err() {
             prog.load()?;
         }
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ..TestRunOptions::default()
-            })
-            .with_context(|| {
-                format!(
-                    "BPF_PROG_TEST_RUN of {name} on a {}-byte frame",
-                    frame.len()
-                )
-            })?;
-        Ok(r.return_value)
+        Ok(test_run_of(prog, name, frame, 1)?.return_value)
     }
 
     /// Turns on stateful features (events, bans, fragment tracking). A new
@@ -298,7 +291,7 @@ impl Sandbox {
         };
         let mut arr: aya::maps::Array<&mut MapData, sipguard_common::StateHints> =
             aya::maps::Array::try_from(map)?;
-        crate::ops::mark_hints(&mut arr, mark)
+        stateful::mark_hints(&mut arr, mark)
     }
 
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
@@ -312,7 +305,7 @@ impl Sandbox {
             .ok_or_else(|| anyhow!("BANS map missing"))?;
         let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, BanEntry> =
             aya::maps::HashMap::try_from(map)?;
-        let key = crate::ops::key_for(addr, 64);
+        let key = bans::key_for(addr, 64);
         bans.insert(
             key,
             BanEntry {
@@ -348,6 +341,6 @@ impl Sandbox {
     /// Counter of (slot 0, mode, reason): BPF_PROG_TEST_RUN's ifindex has
     /// no slot.
     pub fn counter(&self, reason: Reason, monitored: bool) -> Result<Counter> {
-        crate::metrics::read_cell(&self.counters, counter_index(0, monitored, reason as u32))
+        counters::read_cell(&self.counters, counter_index(0, monitored, reason as u32))
     }
 }

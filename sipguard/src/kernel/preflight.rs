@@ -123,7 +123,7 @@ pub fn check(pin_root: &Path) -> Result<()> {
             Err(e) => problems.push(format!("probing for {} failed: {e}", f.what)),
         }
     }
-    if let Err(e) = crate::pins::ensure_bpffs(pin_root) {
+    if let Err(e) = super::pins::ensure_bpffs(pin_root) {
         problems.push(format!("{e:#}"));
     }
     match problems.len() {

@@ -18,7 +18,7 @@ use hickory_resolver::{
 };
 use tokio::{sync::mpsc, time::Instant};
 
-use crate::config::DnsSettings;
+use crate::policy::config::{Config, DnsSettings};
 
 /// The SRV services a SIP provider publishes its proxies under (RFC 3263).
 pub const SRV_SERVICES: [&str; 3] = ["_sip._udp", "_sip._tcp", "_sips._tcp"];
@@ -404,6 +404,87 @@ pub async fn describe(dns: &DnsSettings, names: &[String]) -> String {
         }
     }
     s
+}
+
+/// The daemon's side of trusted DNS names: the config they came from, the
+/// last good addresses per name and the refresh task, restarted when a
+/// reload changes the names or the `dns` settings.
+pub struct DnsNames {
+    pub cfg: Config,
+    pub state: NameState,
+    task: Option<tokio::task::JoinHandle<()>>,
+    tx: tokio::sync::mpsc::Sender<Update>,
+}
+
+impl DnsNames {
+    pub async fn start(cfg: &Config) -> Result<(DnsNames, tokio::sync::mpsc::Receiver<Update>)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut d = DnsNames {
+            cfg: cfg.clone(),
+            state: Default::default(),
+            task: None,
+            tx,
+        };
+        let names = cfg.trusted_names();
+        if !names.is_empty() {
+            let r = resolver(&cfg.dns)?;
+            let next = resolve_all(&r, &names, &cfg.dns, &mut d.state).await;
+            d.task = Some(tokio::spawn(refresh_task(
+                r,
+                cfg.dns.clone(),
+                d.state.clone(),
+                next,
+                d.tx.clone(),
+            )));
+        }
+        Ok((d, rx))
+    }
+
+    /// After a reload: forget names no longer configured; when the names or
+    /// the resolver settings changed, restart the refresh task, which asks
+    /// for every name at once (new names are trusted as soon as they
+    /// resolve; kept names keep their addresses meanwhile).
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<()> {
+        let names = cfg.trusted_names();
+        let changed = names != self.cfg.trusted_names() || cfg.dns != self.cfg.dns;
+        self.state.retain(&names);
+        if changed {
+            self.stop();
+            if !names.is_empty() {
+                let r = resolver(&cfg.dns)?;
+                let now = tokio::time::Instant::now();
+                let next = names.iter().map(|n| (n.clone(), now)).collect();
+                self.task = Some(tokio::spawn(refresh_task(
+                    r,
+                    cfg.dns.clone(),
+                    self.state.clone(),
+                    next,
+                    self.tx.clone(),
+                )));
+            }
+        }
+        self.cfg = cfg.clone();
+        Ok(())
+    }
+
+    /// Records new addresses for a name; true when the maps must change.
+    pub fn update(&mut self, u: Update) -> bool {
+        if !self.cfg.trusted_names().contains(&u.name)
+            || self.state.addrs.get(&u.name) == Some(&u.addrs)
+        {
+            return false;
+        }
+        let list: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();
+        log::info!("dns: {} changed; trusted now [{}]", u.name, list.join(", "));
+        self.state.addrs.insert(u.name, u.addrs);
+        true
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }
 
 #[cfg(test)]

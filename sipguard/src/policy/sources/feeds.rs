@@ -19,9 +19,9 @@ use std::{
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
 
-use crate::{
+use crate::policy::{
     config::{Cidr, Config},
-    policy::Policy,
+    Policy, Sources,
 };
 
 type Stamp = Option<(i64, i64, u64, u64)>;
@@ -66,40 +66,25 @@ impl FeedWatch {
         std::mem::take(&mut self.pending)
     }
 
-    /// The config's policy with every feed's entries added to the blocklist.
-    /// Feed entries that overlap a trusted source are left out (with a
-    /// warning): a feed must never cut off the provider.
-    pub fn policy(&self, cfg: &Config) -> Result<Policy> {
-        let mut policy = Policy::from_config(cfg);
-        let mut skipped = 0usize;
-        for (p, _) in &self.files {
+    /// Each feed's path and entries, read now, in config order; an error
+    /// names the file (and the line, for an entry that does not parse).
+    pub fn entries(&self) -> impl Iterator<Item = Result<(&Path, Vec<IpNet>)>> + '_ {
+        self.files.iter().map(|(p, _)| {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read blocklist feed {}", p.display()))?;
-            let nets = parse(&text, &p.display().to_string())?;
-            let before = policy.blocked.len();
-            for n in nets {
-                if policy
-                    .trusted
-                    .iter()
-                    .any(|t| t.contains(&n) || n.contains(t))
-                {
-                    skipped += 1;
-                    continue;
-                }
-                policy.blocked.push(n);
-            }
-            log::debug!(
-                "feed {}: {} entries",
-                p.display(),
-                policy.blocked.len() - before
-            );
-        }
-        if skipped > 0 {
-            log::warn!("{skipped} feed entries overlap trusted sources and were not blocked");
-        }
-        policy.blocked.sort();
-        policy.blocked.dedup();
-        Ok(policy)
+            Ok((p.as_path(), parse(&text, &p.display().to_string())?))
+        })
+    }
+
+    /// The config's policy with only the feeds as dynamic source.
+    pub fn policy(&self, cfg: &Config) -> Result<Policy> {
+        crate::policy::assemble(
+            cfg,
+            &Sources {
+                feeds: self,
+                names: &Default::default(),
+            },
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+use aya::maps::MapData;
 use sipguard_common::{map_names, MAP_ABI_VERSION};
 
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/sipguard";
@@ -62,6 +63,17 @@ fn is_bpffs(p: &Path) -> bool {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Opens the map pinned as `dir/<name>` (a daemon runs or left its pins).
+pub fn open_map(dir: &Path, name: &str) -> Result<MapData> {
+    let path = dir.join(name);
+    MapData::from_pin(&path).with_context(|| {
+        format!(
+            "cannot open pinned map {} (is `sipguard run` running?)",
+            path.display()
+        )
+    })
 }
 
 /// Pin of the XDP link on interface `ifname`.

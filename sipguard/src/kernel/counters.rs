@@ -80,8 +80,8 @@ pub fn snapshot(
 }
 
 pub fn snapshot_pinned(dir: &Path) -> Result<Snapshot> {
-    let counters = crate::maps::counters_pinned(dir)?;
-    let maps = crate::maps::PolicyMaps::open_pinned(dir)?;
+    let counters = super::maps::counters_pinned(dir)?;
+    let maps = super::maps::PolicyMaps::open_pinned(dir)?;
     snapshot(&counters, Some((&maps.iface_slots, &maps.iface_names)))
 }
 

@@ -14,6 +14,7 @@ use sipguard_common::{
     USER_BYTES,
 };
 
+use super::{pins::open_map, program::take_map};
 use crate::policy::Policy;
 
 pub struct PolicyMaps {
@@ -28,19 +29,9 @@ pub struct PolicyMaps {
     pub expected_users: HashMap<MapData, UserKey, ListValue>,
 }
 
-fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
-    ebpf.take_map(name)
-        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
-}
-
+/// A policy map opened from its pin, typed by what the object declares.
 fn pinned(dir: &Path, name: &str) -> Result<Map> {
-    let path = dir.join(name);
-    let data = MapData::from_pin(&path).with_context(|| {
-        format!(
-            "cannot open pinned map {} (is `sipguard run` running?)",
-            path.display()
-        )
-    })?;
+    let data = open_map(dir, name)?;
     Ok(match name {
         names::SETTINGS | names::IFACE_SLOTS | names::IFACE_NAMES => Map::Array(data),
         names::COUNTERS => Map::PerCpuArray(data),
@@ -66,7 +57,7 @@ impl PolicyMaps {
 
     /// Takes the maps out of a loaded object (pin them before taking).
     pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        Self::from_maps(|n| take(ebpf, n))
+        Self::from_maps(|n| take_map(ebpf, n))
     }
 
     pub fn open_pinned(dir: &Path) -> Result<Self> {

@@ -109,12 +109,7 @@ fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
         }
         load_program(ebpf, name, verbose)?;
         let fd = xdp_program(ebpf, name)?.fd()?.try_clone()?;
-        let map = ebpf.map_mut(map_names::INSPECTOR).ok_or_else(|| {
-            anyhow!(
-                "map {} is missing from the embedded object",
-                map_names::INSPECTOR
-            )
-        })?;
+        let map = map_mut(ebpf, map_names::INSPECTOR)?;
         let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
         array.set(slot, &fd, 0).with_context(|| {
             format!("installing {what} in slot {slot} of the INSPECTOR program array")
@@ -123,14 +118,24 @@ fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// Takes map `name` out of a loaded object (pin it first if it must outlive
+/// the object).
+pub fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+}
+
+/// Map `name` of a loaded object, borrowed.
+pub fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+}
+
 /// Loads one program of the object into the kernel (verification).
 pub fn load_program(ebpf: &mut Ebpf, name: &str, verbose: bool) -> Result<()> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program '{name}' is missing from the embedded object"))?
-        .try_into()
-        .context("program has an unexpected type")?;
-    prog.load().map_err(|e| verifier_error(name, &e, verbose))
+    xdp_program(ebpf, name)?
+        .load()
+        .map_err(|e| verifier_error(name, &e, verbose))
 }
 
 fn verifier_error(name: &str, e: &aya::programs::ProgramError, verbose: bool) -> anyhow::Error {

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Result};
 use aya::programs::{xdp::XdpLinkId, Xdp, XdpMode};
 
-use crate::config::XdpModeSetting;
+use crate::policy::config::XdpModeSetting;
 
 /// How a program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,8 @@
-//! `sipguard run`: load the program with its maps pinned (adopting pins a
-//! previous daemon left), fill the maps, attach through pinned XDP links,
-//! then serve: drop events, SIGHUP reloads (validated first; a bad config
-//! keeps the running policy), feed files that change, and SIGTERM/SIGINT,
-//! which detach or leave the filter in place as `on_exit` says.
-//!
-//! Everything that filters lives in the kernel and in bpffs: a daemon
-//! killed with SIGKILL leaves the filter running, and the next one adopts
-//! it without a gap.
+//! The running filter: the loaded program with its pinned maps, the XDP
+//! links per interface and the registrar learner; started (or adopted),
+//! reloaded, and stopped as `on_exit` says.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
@@ -17,53 +11,34 @@ use aya::{
     Ebpf,
 };
 use sipguard_common::{OpsSettings, PROGRAM_NAME};
-use tokio::signal::unix::{signal, SignalKind};
 
+use super::RunOptions;
 use crate::{
-    attach::{self, ifindex},
-    config::{Config, EventLog, OnExit},
-    events,
-    feeds::FeedWatch,
-    maps::PolicyMaps,
-    ops, pins,
-    policy::Policy,
-    program::{self, LoadOptions},
+    kernel::{
+        attach::{self, ifindex},
+        maps::PolicyMaps,
+        pins,
+        program::{self, take_map, LoadOptions},
+        registrars::{self, Learner},
+        stateful,
+    },
+    policy::{
+        self,
+        config::{Config, OnExit},
+        sources::{
+            dns::{DnsNames, Update},
+            feeds::FeedWatch,
+        },
+        Policy, Sources,
+    },
 };
-
-/// Where the policy comes from, so SIGHUP re-reads the same source.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    File(PathBuf),
-    Embedded,
-}
-
-impl ConfigSource {
-    pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
-        match self {
-            ConfigSource::File(p) => Config::load(p),
-            ConfigSource::Embedded => Config::embedded_default(),
-        }
-    }
-}
-
-pub struct RunOptions {
-    pub source: ConfigSource,
-    /// `--iface` overrides the config's interfaces.
-    pub ifaces: Vec<String>,
-    pub pin_root: PathBuf,
-    pub verbose: bool,
-    /// `--json-events`: log events as JSON lines whatever the config says.
-    pub json_events: bool,
-    /// `--events-socket` overrides the config's socket path.
-    pub events_socket: Option<PathBuf>,
-}
 
 struct Attached {
     name: String,
     ifindex: u32,
 }
 
-struct Daemon {
+pub struct Daemon {
     ebpf: Ebpf,
     maps: PolicyMaps,
     ops: Array<MapData, OpsSettings>,
@@ -72,7 +47,7 @@ struct Daemon {
     /// Trusted DNS names: last good addresses and the refresh task.
     dns: DnsNames,
     /// TC egress programs learning registrars (when enabled).
-    learner: crate::learn::Learner,
+    learner: Learner,
     on_exit: OnExit,
     feeds: FeedWatch,
 }
@@ -99,7 +74,11 @@ fn program_tag(id: u32) -> Option<u64> {
 }
 
 impl Daemon {
-    fn start(opts: &RunOptions, cfg: &Config, dns: DnsNames) -> Result<(Daemon, RingBuf<MapData>)> {
+    pub fn start(
+        opts: &RunOptions,
+        cfg: &Config,
+        dns: DnsNames,
+    ) -> Result<(Daemon, RingBuf<MapData>)> {
         let ifaces = interfaces(cfg, &opts.ifaces)?;
         for i in &ifaces {
             ifindex(i)?;
@@ -122,18 +101,25 @@ impl Daemon {
         )?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         let mut ops: Array<MapData, OpsSettings> =
-            take(&mut ebpf, sipguard_common::map_names::OPS)?.try_into()?;
+            take_map(&mut ebpf, sipguard_common::map_names::OPS)?.try_into()?;
         let ring: RingBuf<MapData> =
-            take(&mut ebpf, sipguard_common::map_names::EVENTS)?.try_into()?;
+            take_map(&mut ebpf, sipguard_common::map_names::EVENTS)?.try_into()?;
         let feeds = FeedWatch::new(&cfg.feeds);
-        let policy = feeds.policy(cfg)?.with_names(&dns.state);
+        let policy = policy::assemble(
+            cfg,
+            &Sources {
+                feeds: &feeds,
+                names: &dns.state,
+            },
+        )?;
         // Entries are added before stale ones go: adopted maps never lose a
         // still-wanted entry.
         maps.apply(&policy)?;
-        ops.set(0, ops::settings(cfg), 0).context("updating OPS")?;
-        crate::learn::set_ttl(
+        ops.set(0, stateful::settings(cfg), 0)
+            .context("updating OPS")?;
+        registrars::set_ttl(
             &mut ebpf,
-            crate::learn::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl),
+            registrars::ttl_ns(cfg.learn_registrars.enabled, cfg.learn_registrars.ttl),
         )?;
         let mut d = Daemon {
             ebpf,
@@ -236,19 +222,30 @@ impl Daemon {
     /// The policy from the config, its feeds and the last good addresses
     /// of its trusted names.
     fn policy(&self, cfg: &Config) -> Result<Policy> {
-        Ok(self.feeds.policy(cfg)?.with_names(&self.dns.state))
+        policy::assemble(
+            cfg,
+            &Sources {
+                feeds: &self.feeds,
+                names: &self.dns.state,
+            },
+        )
     }
 
-    fn apply(&mut self, cfg: &Config) -> Result<()> {
+    /// A feed file changed and has stayed the same for a poll since.
+    pub fn feeds_changed(&mut self) -> bool {
+        self.feeds.changed()
+    }
+
+    pub fn apply(&mut self, cfg: &Config) -> Result<()> {
         let policy = self.policy(cfg)?;
         self.maps.apply(&policy)?;
         self.ops
-            .set(0, ops::settings(cfg), 0)
+            .set(0, stateful::settings(cfg), 0)
             .context("updating OPS")?;
         Ok(())
     }
 
-    fn reload(&mut self, opts: &RunOptions) -> Result<()> {
+    pub fn reload(&mut self, opts: &RunOptions) -> Result<()> {
         let cfg = opts.source.load()?;
         let wanted = interfaces(&cfg, &opts.ifaces)?;
         for i in &wanted {
@@ -283,7 +280,7 @@ impl Daemon {
     /// A trusted name resolved to a new set of addresses: the same apply
     /// as a reload, from the last good config, so the two never race (both
     /// run on the main loop).
-    fn dns_update(&mut self, u: crate::names::Update) -> Result<()> {
+    pub fn dns_update(&mut self, u: Update) -> Result<()> {
         if self.dns.update(u) {
             let cfg = self.dns.cfg.clone();
             let policy = self.policy(&cfg)?;
@@ -297,7 +294,7 @@ impl Daemon {
     /// stops new ones and the programs are detached.
     fn reload_learning(&mut self, cfg: &Config) -> Result<()> {
         let l = cfg.learn_registrars;
-        crate::learn::set_ttl(&mut self.ebpf, crate::learn::ttl_ns(l.enabled, l.ttl))?;
+        registrars::set_ttl(&mut self.ebpf, registrars::ttl_ns(l.enabled, l.ttl))?;
         if l.enabled {
             let names: Vec<String> = self.attached.iter().map(|a| a.name.clone()).collect();
             for n in names {
@@ -312,7 +309,7 @@ impl Daemon {
         Ok(())
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         self.dns.stop();
         // Learning needs the daemon's TC links; they go with it either way.
         self.learner.detach_all(&mut self.ebpf);
@@ -333,190 +330,6 @@ impl Daemon {
                 drop(self.ebpf);
                 pins::remove(&self.pin_root);
             }
-        }
-    }
-}
-
-fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
-    ebpf.take_map(name)
-        .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
-}
-
-pub async fn run(opts: RunOptions) -> Result<()> {
-    let cfg = opts.source.load()?;
-    if matches!(opts.source, ConfigSource::Embedded) {
-        log::info!("no config file: running the embedded default policy (inspect untrusted SIP)");
-    }
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    crate::preflight::check(&opts.pin_root)?;
-    let (dns, mut dns_rx) = DnsNames::start(&cfg).await?;
-    // Pins from an earlier daemon are its running filter: a failed start
-    // leaves them alone. Only what this start created is cleaned up.
-    let fresh = !pins::versioned_dir(&opts.pin_root)
-        .join(sipguard_common::map_names::SETTINGS)
-        .exists();
-    let (mut daemon, ring) = match Daemon::start(&opts, &cfg, dns) {
-        Ok(d) => d,
-        Err(e) => {
-            if fresh {
-                for name in pins::pinned_links(&opts.pin_root) {
-                    let _ = pins::detach_link(&opts.pin_root, &name);
-                }
-                pins::remove(&opts.pin_root);
-            }
-            return Err(e);
-        }
-    };
-
-    let log_mode = if opts.json_events {
-        EventLog::Json
-    } else {
-        cfg.events.log
-    };
-    let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(65536);
-    let sock_path = opts
-        .events_socket
-        .clone()
-        .unwrap_or_else(|| cfg.events.socket.clone());
-    let listener = events::bind(&sock_path)?;
-    let _sock_guard = events::SocketGuard(sock_path.clone());
-    tokio::spawn(events::serve(listener, feed.clone()));
-    let pump_feed = feed.clone();
-    let pump = tokio::spawn(async move { events::pump(ring, pump_feed, log_mode).await });
-    if let Some(addr) = cfg.metrics.listen {
-        let dir = pins::versioned_dir(&opts.pin_root);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        log::info!("metrics on http://{}/metrics", listener.local_addr()?);
-        tokio::spawn(crate::prom::serve(listener, dir));
-    }
-
-    log::info!(
-        "ready: policy applied, maps pinned under {}, events on {}",
-        pins::versioned_dir(&opts.pin_root).display(),
-        sock_path.display()
-    );
-    crate::systemd::ready();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut pump_reported = false;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                crate::systemd::reloading();
-                match daemon.reload(&opts) {
-                    Ok(()) => log::info!("policy reloaded"),
-                    Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
-                }
-                crate::systemd::ready();
-            }
-            Some(u) = dns_rx.recv() => {
-                if let Err(e) = daemon.dns_update(u) {
-                    log::error!("applying new addresses of a trusted name failed: {e:#}");
-                }
-            }
-            _ = tick.tick() => {
-                if daemon.feeds.changed() {
-                    match opts.source.load().map_err(anyhow::Error::from).and_then(|cfg| daemon.apply(&cfg)) {
-                        Ok(()) => log::info!("blocklist feed changed: reloaded"),
-                        Err(e) => log::error!("feed reload failed, keeping the running lists: {e:#}"),
-                    }
-                }
-            }
-            _ = term.recv() => { log::info!("SIGTERM"); break; }
-            _ = int.recv() => { log::info!("SIGINT"); break; }
-        }
-        if !pump_reported && pump.is_finished() {
-            pump_reported = true;
-            log::error!("the event reader stopped; events are no longer delivered");
-        }
-    }
-    crate::systemd::stopping();
-    daemon.stop();
-    Ok(())
-}
-
-/// The daemon's side of trusted DNS names: the config they came from, the
-/// last good addresses per name and the refresh task, restarted when a
-/// reload changes the names or the `dns` settings.
-struct DnsNames {
-    cfg: Config,
-    state: crate::names::NameState,
-    task: Option<tokio::task::JoinHandle<()>>,
-    tx: tokio::sync::mpsc::Sender<crate::names::Update>,
-}
-
-impl DnsNames {
-    async fn start(
-        cfg: &Config,
-    ) -> Result<(DnsNames, tokio::sync::mpsc::Receiver<crate::names::Update>)> {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut d = DnsNames {
-            cfg: cfg.clone(),
-            state: Default::default(),
-            task: None,
-            tx,
-        };
-        let names = cfg.trusted_names();
-        if !names.is_empty() {
-            let r = crate::names::resolver(&cfg.dns)?;
-            let next = crate::names::resolve_all(&r, &names, &cfg.dns, &mut d.state).await;
-            d.task = Some(tokio::spawn(crate::names::refresh_task(
-                r,
-                cfg.dns.clone(),
-                d.state.clone(),
-                next,
-                d.tx.clone(),
-            )));
-        }
-        Ok((d, rx))
-    }
-
-    /// After a reload: forget names no longer configured; when the names or
-    /// the resolver settings changed, restart the refresh task, which asks
-    /// for every name at once (new names are trusted as soon as they
-    /// resolve; kept names keep their addresses meanwhile).
-    fn reconfigure(&mut self, cfg: &Config) -> Result<()> {
-        let names = cfg.trusted_names();
-        let changed = names != self.cfg.trusted_names() || cfg.dns != self.cfg.dns;
-        self.state.retain(&names);
-        if changed {
-            self.stop();
-            if !names.is_empty() {
-                let r = crate::names::resolver(&cfg.dns)?;
-                let now = tokio::time::Instant::now();
-                let next = names.iter().map(|n| (n.clone(), now)).collect();
-                self.task = Some(tokio::spawn(crate::names::refresh_task(
-                    r,
-                    cfg.dns.clone(),
-                    self.state.clone(),
-                    next,
-                    self.tx.clone(),
-                )));
-            }
-        }
-        self.cfg = cfg.clone();
-        Ok(())
-    }
-
-    /// Records new addresses for a name; true when the maps must change.
-    fn update(&mut self, u: crate::names::Update) -> bool {
-        if !self.cfg.trusted_names().contains(&u.name)
-            || self.state.addrs.get(&u.name) == Some(&u.addrs)
-        {
-            return false;
-        }
-        let list: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();
-        log::info!("dns: {} changed; trusted now [{}]", u.name, list.join(", "));
-        self.state.addrs.insert(u.name, u.addrs);
-        true
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
         }
     }
 }

@@ -1,0 +1,50 @@
+//! `sipguard ban`, `unban` and `bans`: manual bans in the pinned maps.
+
+use std::{net::IpAddr, path::Path, process::ExitCode};
+
+use anyhow::Result;
+
+use crate::{
+    kernel::{bans, pins},
+    policy::config::Dur,
+};
+
+pub fn do_ban(pin_root: &Path, addr: IpAddr, duration: Option<Dur>) -> Result<ExitCode> {
+    let dir = pins::versioned_dir(pin_root);
+    let label = bans::ban(&dir, addr, duration.map(|d| d.0))?;
+    match duration {
+        Some(d) => println!("banned {label} for {d}"),
+        None => println!("banned {label} until `sipguard unban`"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn do_unban(pin_root: &Path, addr: IpAddr) -> Result<ExitCode> {
+    let label = bans::unban(&pins::versioned_dir(pin_root), addr)?;
+    println!("unbanned {label}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
+    let bans = bans::list_bans(&pins::versioned_dir(pin_root))?;
+    if json {
+        println!("{}", serde_json::to_string(&bans)?);
+    } else {
+        println!(
+            "{:<45} {:<7} {:>12} {:>7}",
+            "SOURCE", "ORIGIN", "REMAINING", "DROPS"
+        );
+        for b in &bans {
+            let rem = b
+                .remaining_secs
+                .map(|s| format!("{s}s"))
+                .unwrap_or_else(|| "forever".into());
+            println!(
+                "{:<45} {:<7} {:>12} {:>7}",
+                b.source, b.origin, rem, b.drops
+            );
+        }
+        println!("{} active", bans.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

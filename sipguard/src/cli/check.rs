@@ -1,0 +1,63 @@
+//! `sipguard check`: validate a config and print the effective policy.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+
+use super::config_source;
+use crate::policy::{
+    config::{Config, ConfigError, ConfigSource},
+    sources::{dns, feeds},
+    Policy,
+};
+
+pub fn do_check(config: Option<PathBuf>) -> Result<ExitCode> {
+    let source = config_source(config);
+    let cfg: Config = source.load()?;
+    let policy = Policy::from_config(&cfg);
+    match &source {
+        ConfigSource::File(p) => println!("{}: valid", p.display()),
+        ConfigSource::Embedded => {
+            println!("no config file: the embedded default policy applies")
+        }
+    }
+    print!("{}", policy.describe(&cfg));
+    let b = &cfg.bans;
+    if cfg.bans_enabled() {
+        println!(
+            "bans:        after {} drops in {}, for {} (IPv6 per /{})",
+            b.threshold, b.window, b.ttl, b.ipv6_prefix
+        );
+    } else {
+        println!("bans:        automatic bans off (manual `sipguard ban` still works)");
+    }
+    println!("fragments:   {:?}", cfg.fragments);
+    println!("on exit:     {:?}", cfg.on_exit);
+    for f in &cfg.feeds {
+        let n = std::fs::read_to_string(f)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| feeds::parse(&t, &f.display().to_string()));
+        match n {
+            Ok(v) => println!("feed:        {} ({} entries)", f.display(), v.len()),
+            Err(e) => {
+                return Err(ConfigError {
+                    source_name: f.display().to_string(),
+                    line: None,
+                    message: format!("{e:#}"),
+                }
+                .into())
+            }
+        }
+    }
+    if let Some(a) = cfg.metrics.listen {
+        println!("metrics:     http://{a}/metrics");
+    }
+    let names = cfg.trusted_names();
+    if !names.is_empty() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        print!("{}", rt.block_on(dns::describe(&cfg.dns, &names)));
+    }
+    Ok(ExitCode::SUCCESS)
+}

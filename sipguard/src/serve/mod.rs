@@ -1,0 +1,140 @@
+//! `sipguard run`: load the program with its maps pinned (adopting pins a
+//! previous daemon left), fill the maps, attach through pinned XDP links,
+//! then serve: drop events, SIGHUP reloads (validated first; a bad config
+//! keeps the running policy), feed files that change, and SIGTERM/SIGINT,
+//! which detach or leave the filter in place as `on_exit` says.
+//!
+//! Everything that filters lives in the kernel and in bpffs: a daemon
+//! killed with SIGKILL leaves the filter running, and the next one adopts
+//! it without a gap.
+//!
+//! This module is the main loop; [`daemon`] owns the loaded program, its
+//! maps and attachments; [`events`], [`prometheus`] and [`systemd`] are
+//! what the daemon serves while it runs.
+
+pub mod daemon;
+pub mod events;
+pub mod prometheus;
+pub mod systemd;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use self::daemon::Daemon;
+use crate::{
+    kernel::{pins, preflight},
+    policy::{
+        config::{ConfigSource, EventLog},
+        sources::dns::DnsNames,
+    },
+};
+
+pub struct RunOptions {
+    pub source: ConfigSource,
+    /// `--iface` overrides the config's interfaces.
+    pub ifaces: Vec<String>,
+    pub pin_root: PathBuf,
+    pub verbose: bool,
+    /// `--json-events`: log events as JSON lines whatever the config says.
+    pub json_events: bool,
+    /// `--events-socket` overrides the config's socket path.
+    pub events_socket: Option<PathBuf>,
+}
+
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let cfg = opts.source.load()?;
+    if matches!(opts.source, ConfigSource::Embedded) {
+        log::info!("no config file: running the embedded default policy (inspect untrusted SIP)");
+    }
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    preflight::check(&opts.pin_root)?;
+    let (dns, mut dns_rx) = DnsNames::start(&cfg).await?;
+    // Pins from an earlier daemon are its running filter: a failed start
+    // leaves them alone. Only what this start created is cleaned up.
+    let fresh = !pins::versioned_dir(&opts.pin_root)
+        .join(sipguard_common::map_names::SETTINGS)
+        .exists();
+    let (mut daemon, ring) = match Daemon::start(&opts, &cfg, dns) {
+        Ok(d) => d,
+        Err(e) => {
+            if fresh {
+                for name in pins::pinned_links(&opts.pin_root) {
+                    let _ = pins::detach_link(&opts.pin_root, &name);
+                }
+                pins::remove(&opts.pin_root);
+            }
+            return Err(e);
+        }
+    };
+
+    let log_mode = if opts.json_events {
+        EventLog::Json
+    } else {
+        cfg.events.log
+    };
+    let (feed, _) = tokio::sync::broadcast::channel::<Arc<String>>(65536);
+    let sock_path = opts
+        .events_socket
+        .clone()
+        .unwrap_or_else(|| cfg.events.socket.clone());
+    let listener = events::bind(&sock_path)?;
+    let _sock_guard = events::SocketGuard(sock_path.clone());
+    tokio::spawn(events::serve(listener, feed.clone()));
+    let pump_feed = feed.clone();
+    let pump = tokio::spawn(async move { events::pump(ring, pump_feed, log_mode).await });
+    if let Some(addr) = cfg.metrics.listen {
+        let dir = pins::versioned_dir(&opts.pin_root);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        log::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(prometheus::serve(listener, dir));
+    }
+
+    log::info!(
+        "ready: policy applied, maps pinned under {}, events on {}",
+        pins::versioned_dir(&opts.pin_root).display(),
+        sock_path.display()
+    );
+    systemd::ready();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut pump_reported = false;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                systemd::reloading();
+                match daemon.reload(&opts) {
+                    Ok(()) => log::info!("policy reloaded"),
+                    Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
+                }
+                systemd::ready();
+            }
+            Some(u) = dns_rx.recv() => {
+                if let Err(e) = daemon.dns_update(u) {
+                    log::error!("applying new addresses of a trusted name failed: {e:#}");
+                }
+            }
+            _ = tick.tick() => {
+                if daemon.feeds_changed() {
+                    match opts.source.load().map_err(anyhow::Error::from).and_then(|cfg| daemon.apply(&cfg)) {
+                        Ok(()) => log::info!("blocklist feed changed: reloaded"),
+                        Err(e) => log::error!("feed reload failed, keeping the running lists: {e:#}"),
+                    }
+                }
+            }
+            _ = term.recv() => { log::info!("SIGTERM"); break; }
+            _ = int.recv() => { log::info!("SIGINT"); break; }
+        }
+        if !pump_reported && pump.is_finished() {
+            pump_reported = true;
+            log::error!("the event reader stopped; events are no longer delivered");
+        }
+    }
+    systemd::stopping();
+    daemon.stop();
+    Ok(())
+}
