@@ -8,6 +8,7 @@ EBPF_TOOLCHAIN="${SIPGUARD_EBPF_TOOLCHAIN:-nightly}"
 PINNED_NIGHTLY="nightly-2026-05-20"
 BPF_LINKER_VERSION="0.13.0"
 CARGO_FUZZ_VERSION="0.13.2"
+CARGO_DEB_VERSION="3.8.0"
 WITH_TEST_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
@@ -39,6 +40,13 @@ had_kamailio=0
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
   # kamailio: the lab's second SIP endpoint (tests/lab/kamailio.cfg).
   APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq kamailio)
+  # The kernel matrix (tests/tests/kernel_matrix.rs): qemu boots Debian kernels
+  # from an initramfs around a static busybox; xz unpacks their modules.
+  APT_PKGS+=(qemu-system-x86 busybox-static xz-utils)
+  # The package and its test under real systemd (docs/INSTALL.md): lintian
+  # checks the .deb, debootstrap + systemd-nspawn boot Debian 12 around it,
+  # the cross gcc links the arm64 build.
+  APT_PKGS+=(lintian debootstrap systemd-container gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
   dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"
@@ -68,6 +76,12 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
     --no-default-features --features llvm-22
 fi
 
+# `cargo xtask package` (the README's install command) drives cargo-deb.
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "cargo install cargo-deb@$CARGO_DEB_VERSION"
+  cargo install "cargo-deb@$CARGO_DEB_VERSION" --locked
+fi
+
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
   # CI runs rustfmt --check and clippy -D warnings on the default toolchain.
   for comp in clippy rustfmt; do
@@ -81,10 +95,16 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
     log "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION"
     cargo install "cargo-fuzz@$CARGO_FUZZ_VERSION" --locked
   fi
+  if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+    log "rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
   PY_PKGS=(scapy sipvicious)
   for p in "${PY_PKGS[@]}"; do
     python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }
   done
+  # The matrix's Debian kernels, under target/vm/ (kept between runs).
+  "$(dirname "$0")/vm-kernels.sh" x86_64 || { sleep 5; "$(dirname "$0")/vm-kernels.sh" x86_64; }
 fi
 
 # bpffs: the daemon pins under /sys/fs/bpf/sipguard; mount it when the box has none.

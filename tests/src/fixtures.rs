@@ -1,6 +1,10 @@
 //! Running fixture rows through the real program and checking each against
 //! the expected action, the expected counter change and the host verdict.
 
+pub mod allowlist;
+pub mod any_port;
+pub mod inspect;
+pub mod pppoe;
 pub mod repeated_headers;
 
 use sipguard::{
@@ -8,6 +12,67 @@ use sipguard::{
     policy::Policy,
 };
 use sipguard_common::{packet::Link, Reason};
+
+/// A policy and the rows that must come out of it. The host tests run each
+/// case on a sandbox of their own; the VM suite runs every case through one
+/// load of the programs per kernel (the verifier is slow under emulation).
+pub struct Case {
+    pub name: &'static str,
+    pub policy: Policy,
+    pub rows: Vec<Row>,
+    pub link: Link,
+}
+
+impl Case {
+    pub fn new(name: &'static str, policy: Policy, rows: Vec<Row>) -> Case {
+        Case {
+            name,
+            policy,
+            rows,
+            link: Link::Ethernet,
+        }
+    }
+
+    /// Whether the case needs the tail-called scanners (SIP inspection or
+    /// the any-port reader), which need the bpf_loop helper.
+    pub fn needs_scanning(&self) -> bool {
+        self.policy.settings.policy == sipguard_common::POLICY_INSPECT
+            || self.policy.settings.any_udp_port()
+    }
+
+    /// Applies the case's policy to `sandbox` and runs every row.
+    pub fn run(&self, sandbox: &mut Sandbox) -> Vec<String> {
+        if let Err(e) = sandbox.apply(&self.policy) {
+            return vec![format!("{}: applying the policy: {e:#}", self.name)];
+        }
+        run_rows_on(sandbox, &self.policy, &self.rows, self.link)
+    }
+}
+
+/// Every fixture case, for the VM suite.
+pub fn all_cases() -> Vec<Case> {
+    let mut v = allowlist::cases();
+    v.extend(inspect::cases());
+    v.extend(any_port::cases());
+    v.extend(pppoe::cases());
+    v.push(repeated_headers::case());
+    v
+}
+
+/// Loads a sandbox for `case`, runs it and fails the test on any mismatch.
+pub fn check_case(case: &Case) {
+    let mut sb = Sandbox::new(&case.policy).expect("loading the eBPF object (root, BPF)");
+    let failures = case.run(&mut sb);
+    assert!(
+        failures.is_empty(),
+        "{}: {} of {} rows failed:\n{}",
+        case.name,
+        failures.len(),
+        case.rows.len(),
+        failures.join("\n")
+    );
+    eprintln!("{}: {} rows passed", case.name, case.rows.len());
+}
 
 /// One row: a frame, what the kernel must do with it, and which counter
 /// must move by one packet of the frame's length.

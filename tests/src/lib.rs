@@ -3,12 +3,15 @@
 //! addresses, and the sipguard binary.
 
 pub mod addresses;
+pub mod differential;
 pub mod fixtures;
 pub mod frames;
 pub mod harness;
 pub mod hostile;
 pub mod lab;
+pub mod os;
 pub mod sip;
+pub mod vm;
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 

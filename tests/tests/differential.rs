@@ -1,320 +1,15 @@
-//! Differential test of the one SIP matcher: random and mutated SIP
-//! packets from a fixed seed, each judged by the kernel (BPF_PROG_TEST_RUN
-//! on the real object) and by the host (`Policy::evaluate`, the same
-//! sipguard-common code in a plain loop). Every verdict must agree. Needs
-//! root.
+//! Differential test of the one SIP matcher (the corpus:
+//! `sipguard_tests::differential`): every kernel verdict on the real object
+//! must equal the host's. Needs root.
 
-use std::collections::BTreeMap;
-
-use rand::{seq::SliceRandom, Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use sipguard::{
-    kernel::testrun::{Sandbox, XDP_DROP},
+    kernel::testrun::Sandbox,
     policy::{config::Config, Policy},
 };
 use sipguard_tests::{
-    frames::{ip6, v4, v6},
+    differential::{self, Outcome, PACKETS, SEED},
     require_root,
 };
-
-const PACKETS: usize = 120_000;
-const SEED: u64 = 0x5195_6a4d;
-
-const METHODS: &[&str] = &[
-    "INVITE",
-    "REGISTER",
-    "OPTIONS",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "MESSAGE",
-    "INFO",
-    "PRACK",
-    "UPDATE",
-    "REFER",
-    "PUBLISH",
-    "SUBSCRIBX",
-    "FOO",
-    "invite",
-    "INVITEINVITEINVITE",
-    "",
-    "OPTIONS ",
-];
-const SCHEMES: &[&str] = &[
-    "sip:", "SIP:", "sips:", "tel:", "Sip:", "http:", "", "sipx:",
-];
-const USERS: &[&str] = &[
-    "alice",
-    "100",
-    "+4930123",
-    "1000",
-    "bob",
-    "",
-    "alice:pw",
-    "a;b=c",
-    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-];
-const HOSTS: &[&str] = &[
-    "pbx.example",
-    "1.1.1.1",
-    "198.51.100.1",
-    "198.51.100.1:5060",
-    "[2001:db8::1]",
-    "[2001:db8::1]:5080",
-    "123.example",
-    "10.0.0",
-    "host;transport=udp",
-    "a.b.c?x=y",
-    "",
-    "1.2.3.4.5",
-];
-const VERSIONS: &[&str] = &[
-    " SIP/2.0",
-    " SIP/2.0",
-    " SIP/2.0",
-    " SIP/3.0",
-    " sip/2.0",
-    "",
-    " SIP/2.0 ",
-];
-const NAMES: &[&str] = &[
-    "User-Agent",
-    "user-agent",
-    "USER-AGENT",
-    "User-Agents",
-    "X-User-Agent",
-    "User-Agent ",
-    "From",
-    "from",
-    "f",
-    "F",
-    "To",
-    "to",
-    "t",
-    "T",
-    "Via",
-    "v",
-    "Call-ID",
-    "i",
-    "Contact",
-    "m",
-    "Content-Length",
-    "l",
-    "CSeq",
-    "Max-Forwards",
-    "Subject",
-    "s",
-    "Server",
-    "A-Very-Long-Header-Name-Indeed",
-    "",
-    "Content-Type",
-];
-const UAS: &[&str] = &[
-    "friendly-scanner",
-    "Friendly-Scanner",
-    "sipcli/v1.8",
-    "sipvicious",
-    "SIPVicious 0.3",
-    "sundayddr",
-    "VaxSIPUserAgent/3.1",
-    "pplsip",
-    "iWar",
-    "sip-scan",
-    "smap 0.6",
-    "siparmyknife",
-    "Yealink SIP-T46S 66.86.0.15",
-    "Grandstream GXP2170",
-    "Linphone/5.2.5",
-    "Asterisk PBX 20.5.0",
-    "FreeSWITCH-mod_sofia/1.10",
-    "Cisco/SPA504G",
-    "",
-    "friendly",
-    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-    "my friendly-scanner",
-    "evilscan",
-];
-const ADDRS: &[&str] = &[
-    "\"sipvicious\"<sip:100@1.1.1.1>",
-    "\"sipvicious\" <sip:100@example.com>",
-    "<sip:100@1.1.1.1>",
-    "sip:100@1.1.1.1",
-    "\"SIPVicious\"<sip:100@1.1.1.1:5060>",
-    "<sip:alice@pbx.example>",
-    "\"Alice\" <sip:alice@pbx.example>",
-    "<sip:bob@pbx.example;transport=udp>",
-    "sip:bob@1.1.1.10",
-    "\"100\"<sip:100@1.1.1.1>",
-    "<sip:100@1.1.1.1>;x=y",
-];
-const WS: &[&str] = &[
-    "",
-    " ",
-    "  ",
-    "\t",
-    " \t ",
-    "                                         ",
-];
-const EOLS: &[&str] = &["\r\n", "\r\n", "\n", "\r"];
-
-fn pick<'a>(r: &mut ChaCha8Rng, v: &[&'a str]) -> &'a str {
-    v.choose(r).copied().unwrap_or("")
-}
-
-/// Mostly one of the first `good` entries (well-formed), sometimes any.
-fn mostly<'a>(r: &mut ChaCha8Rng, v: &[&'a str], good: usize) -> &'a str {
-    if r.gen_bool(0.85) {
-        pick(r, &v[..good])
-    } else {
-        pick(r, v)
-    }
-}
-
-fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
-    let eol = if r.gen_bool(0.9) {
-        pick(r, &EOLS[..3])
-    } else {
-        pick(r, EOLS)
-    };
-    let mut s = String::new();
-    match r.gen_range(0..20) {
-        0 => return b"\r\n\r\n".to_vec(),
-        1 => return (0..r.gen_range(0..64)).map(|_| r.gen()).collect(),
-        2 => s.push_str("SIP/2.0 200 OK"),
-        _ => {
-            let user = pick(r, USERS);
-            let at = if user.is_empty() { "" } else { "@" };
-            let (method, scheme, version) = (
-                mostly(r, METHODS, 14),
-                mostly(r, SCHEMES, 5),
-                mostly(r, VERSIONS, 1),
-            );
-            s.push_str(&format!(
-                "{method} {scheme}{user}{at}{}{version}",
-                pick(r, HOSTS)
-            ));
-        }
-    }
-    s.push_str(eol);
-    let same = r.gen_bool(0.3);
-    let addr = pick(r, ADDRS);
-    for _ in 0..r.gen_range(0..14) {
-        // Often a header a rule reads (the first 14 names), so requests
-        // repeat them, in any order and spelling.
-        let name = if r.gen_bool(0.3) {
-            pick(r, &NAMES[..14])
-        } else {
-            pick(r, NAMES)
-        };
-        let lname = name.trim().to_ascii_lowercase();
-        let value = match lname.as_str() {
-            "user-agent" | "user-agents" | "x-user-agent" | "server" => pick(r, UAS).to_string(),
-            "from" | "f" => format!("{addr};tag={}", r.gen::<u16>()),
-            "to" | "t" => {
-                if same {
-                    addr.to_string()
-                } else {
-                    pick(r, ADDRS).to_string()
-                }
-            }
-            "via" | "v" => format!(
-                "SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bK-{}{}",
-                r.gen::<u32>(),
-                "x".repeat(r.gen_range(0..3) * 300)
-            ),
-            _ => format!("{}", r.gen::<u32>()),
-        };
-        let colon = if r.gen_bool(0.95) { ":" } else { "" };
-        // Sometimes the value starts on a folded continuation line.
-        let after = if r.gen_bool(0.05) {
-            format!("{}{eol}{}", pick(r, WS), pick(r, &WS[1..]))
-        } else {
-            pick(r, WS).to_string()
-        };
-        s.push_str(&format!(
-            "{name}{}{colon}{after}{value}{eol}",
-            if r.gen_bool(0.1) { pick(r, WS) } else { "" },
-        ));
-    }
-    if r.gen_bool(0.8) {
-        s.push_str(eol);
-    }
-    if r.gen_bool(0.3) {
-        s.push_str(&format!(
-            "v=0{eol}User-Agent: friendly-scanner{eol}From: \"sipvicious\"<sip:100@1.1.1.1>{eol}"
-        ));
-    }
-    if r.gen_bool(0.05) {
-        let pad = "p".repeat(r.gen_range(1000..2400));
-        s = s.replacen(
-            eol,
-            &format!("{eol}X-Pad: {pad}{eol}"),
-            if r.gen_bool(0.5) { 1 } else { 2 },
-        );
-    }
-    s.into_bytes()
-}
-
-fn mutate(r: &mut ChaCha8Rng, m: &mut Vec<u8>) {
-    const SPECIAL: &[u8] = b"\r\n :;@<>\"\t[].0-";
-    for _ in 0..r.gen_range(1..6) {
-        if m.is_empty() {
-            m.push(r.gen());
-            continue;
-        }
-        let i = r.gen_range(0..m.len());
-        match r.gen_range(0..6) {
-            0 => m[i] = r.gen(),
-            1 => m[i] = *SPECIAL.choose(r).unwrap_or(&b' '),
-            2 => m.insert(i, *SPECIAL.choose(r).unwrap_or(&b' ')),
-            3 => {
-                m.remove(i);
-            }
-            4 => m.truncate(i),
-            _ => m[i] ^= 0x20,
-        }
-    }
-}
-
-fn frame(r: &mut ChaCha8Rng, payload: &[u8]) -> Vec<u8> {
-    frame_to(r, payload, 5060)
-}
-
-fn frame_to(r: &mut ChaCha8Rng, payload: &[u8], dport: u16) -> Vec<u8> {
-    let src4 = [198, 51, 100, r.gen_range(1..250)];
-    let mut f = match r.gen_range(0..10) {
-        0 => v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1"))
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .build(),
-        1 => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .vlan(0x8100)
-            .build(),
-        2 => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .frag(0x2000)
-            .build(),
-        3 => v4([192, 0, 2, 10], [100, 64, 0, 1])
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .build(),
-        _ => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .build(),
-    };
-    if r.gen_bool(0.02) {
-        // A frame cut short: the IP length lies.
-        let n = r.gen_range(14..=f.len());
-        f.truncate(n);
-    }
-    f
-}
 
 #[test]
 fn kernel_and_host_agree_on_random_sip() {
@@ -344,13 +39,23 @@ fn kernel_byte_loads_and_host_agree_on_random_sip() {
     }
 }
 
+fn assert_agree(what: &str, out: &Outcome, reasons: &[&str], share: usize) {
+    eprintln!(
+        "{what}: {} packets (seed {SEED:#x}), {} mismatches; verdicts: {:?}",
+        out.packets, out.mismatches, out.seen
+    );
+    assert_eq!(
+        out.mismatches,
+        0,
+        "kernel and host disagree:\n{}",
+        out.shown.join("\n")
+    );
+    let rare = out.too_rare(reasons, share);
+    assert!(rare.is_empty(), "{}", rare.join("\n"));
+}
+
 fn agree_on_random_sip(byte_loads_only: bool, packets: usize) {
-    let cfg = Config::parse(
-        "policy: inspect\ntrusted: [192.0.2.10]\ninspect:\n  extra_user_agents: [evilscan]\n  drop_methods: [MESSAGE]\n  \
-         drop_ip_uri: true\n  expected_users: [alice, \"100\", \"+4930123\"]\n",
-        "differential",
-    )
-    .expect("config");
+    let cfg = Config::parse(differential::SIP_CONFIG, "differential").expect("config");
     let policy = Policy::from_config(&cfg);
     let mut sb = if byte_loads_only {
         Sandbox::byte_loads_only(&policy)
@@ -358,127 +63,34 @@ fn agree_on_random_sip(byte_loads_only: bool, packets: usize) {
         Sandbox::new(&policy)
     }
     .expect("loading the eBPF object (root, BPF)");
-    let mut r = ChaCha8Rng::seed_from_u64(SEED);
-    let mut mismatches = Vec::new();
-    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     let start = std::time::Instant::now();
-    for i in 0..packets {
-        let mut m = message(&mut r);
-        if r.gen_bool(0.4) {
-            mutate(&mut r, &mut m);
-        }
-        m.truncate(3000);
-        let f = frame(&mut r, &m);
-        let k = sb.run(&f).expect("test run");
-        let h = policy.evaluate(&f);
-        *seen.entry(k.reason.name()).or_default() += 1;
-        if k.reason != h.reason || (k.action == XDP_DROP) != h.drop {
-            if mismatches.len() < 10 {
-                mismatches.push(format!(
-                    "#{i}: kernel {:?} host {:?}\n{}",
-                    k.reason,
-                    h.reason,
-                    String::from_utf8_lossy(&m).escape_debug()
-                ));
-            }
-            mismatches.push(String::new());
-        }
-    }
-    let count = mismatches.iter().filter(|m| m.is_empty()).count();
-    eprintln!(
-        "differential (byte loads only: {byte_loads_only}): {packets} packets (seed {SEED:#x}) in {:.1?}, {count} mismatches",
-        start.elapsed()
+    let out = differential::random_sip(&mut sb, &policy, packets);
+    eprintln!("in {:.1?}", start.elapsed());
+    assert_agree(
+        &format!("differential (byte loads only: {byte_loads_only})"),
+        &out,
+        differential::SIP_REASONS,
+        differential::SIP_MIN_SHARE,
     );
-    eprintln!("verdicts: {seen:?}");
-    assert_eq!(
-        count,
-        0,
-        "kernel and host disagree:\n{}",
-        mismatches.join("\n")
-    );
-    // The generator must reach every inspection outcome, or the test
-    // proves less than it claims.
-    for reason in [
-        "inspected_clean",
-        "inspected_partial",
-        "user_agent",
-        "sipvicious",
-        "method",
-        "uri_ip_host",
-        "unknown_user",
-        "not_sip",
-        "trusted",
-        "malformed",
-    ] {
-        assert!(
-            seen.get(reason).copied().unwrap_or(0) > packets / 2400,
-            "too few '{reason}' verdicts: {seen:?}"
-        );
-    }
 }
 
 /// `any_udp_port`: the same generator aimed at random ports outside the SIP
-/// set, plus random binary payloads. The kernel reads the request line in
-/// its own tail-called program with `bpf_loop`, the host in a plain loop.
+/// set, plus random binary payloads.
 #[test]
 fn kernel_and_host_agree_on_any_port() {
     if !require_root("kernel_and_host_agree_on_any_port") {
         return;
     }
     const N: usize = 30_000;
-    let cfg = Config::parse(
-        "policy: inspect\nany_udp_port: true\ntrusted: [192.0.2.10]\n",
-        "differential any-port",
-    )
-    .expect("config");
+    let cfg =
+        Config::parse(differential::ANY_PORT_CONFIG, "differential any-port").expect("config");
     let policy = Policy::from_config(&cfg);
     let mut sb = Sandbox::new(&policy).expect("loading the eBPF object (root, BPF)");
-    let mut r = ChaCha8Rng::seed_from_u64(SEED ^ 0xa11);
-    let mut mismatches = Vec::new();
-    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for i in 0..N {
-        let mut m = if r.gen_bool(0.2) {
-            let n = r.gen_range(0..200);
-            (0..n).map(|_| r.gen()).collect()
-        } else {
-            message(&mut r)
-        };
-        if r.gen_bool(0.4) {
-            mutate(&mut r, &mut m);
-        }
-        m.truncate(3000);
-        let port = loop {
-            let p: u16 = r.gen_range(1..=u16::MAX);
-            if !(5060..=5061).contains(&p) {
-                break p;
-            }
-        };
-        let f = frame_to(&mut r, &m, port);
-        let k = sb.run(&f).expect("test run");
-        let h = policy.evaluate(&f);
-        *seen.entry(k.reason.name()).or_default() += 1;
-        if k.reason != h.reason || (k.action == XDP_DROP) != h.drop {
-            mismatches.push(format!(
-                "#{i} to port {port}: kernel {:?} host {:?}\n{}",
-                k.reason,
-                h.reason,
-                String::from_utf8_lossy(&m).escape_debug()
-            ));
-        }
-    }
-    eprintln!(
-        "differential any-port: {N} packets, {} mismatches; verdicts: {seen:?}",
-        mismatches.len()
+    let out = differential::any_port(&mut sb, &policy, N);
+    assert_agree(
+        "differential any-port",
+        &out,
+        differential::ANY_PORT_REASONS,
+        differential::ANY_PORT_MIN_SHARE,
     );
-    assert!(
-        mismatches.is_empty(),
-        "kernel and host disagree:\n{}",
-        mismatches[..mismatches.len().min(10)].join("\n")
-    );
-    for reason in ["not_sip_port", "trusted", "inspected_clean", "user_agent"] {
-        assert!(
-            seen.get(reason).copied().unwrap_or(0) > 50,
-            "too few '{reason}' verdicts: {seen:?}"
-        );
-    }
 }

@@ -10,6 +10,10 @@
 //!   program by packet class, and with `--flood` the veth flood against
 //!   iptables/nftables (release build of the `bench` binary in the tests
 //!   crate; needs root; `-- --help` lists the options).
+//! - `package [--arch amd64|arm64] [--version-suffix S]`: the Debian package
+//!   and a tarball under target/package/ (package.rs, docs/INSTALL.md).
+
+mod package;
 
 use std::{env, path::PathBuf, process::ExitCode};
 
@@ -19,8 +23,9 @@ fn main() -> ExitCode {
         Some("build-ebpf") => build_ebpf(&args[1..]),
         Some("lab") => lab(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("package") => package::main(&workspace_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench [--flood] [--quick] | cargo xtask lab [TEST-BINARY-ARGS]");
+            eprintln!("usage: cargo xtask build-ebpf [--out DIR] | cargo xtask bench [--flood] [--quick] | cargo xtask lab [TEST-BINARY-ARGS] | cargo xtask package [--arch amd64|arm64]");
             return ExitCode::from(2);
         }
     };

@@ -5,15 +5,24 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Result;
 
 use super::config_source;
+use crate::kernel::features;
 use crate::policy::{
     config::{Config, ConfigError, ConfigSource},
     sources::{dns, feeds},
     Policy,
 };
 
-pub fn do_check(config: Option<PathBuf>) -> Result<ExitCode> {
+pub fn do_check(config: Option<PathBuf>, kernel: bool) -> Result<ExitCode> {
     let source = config_source(config);
     let cfg: Config = source.load()?;
+    if kernel {
+        print!("{}", features::report());
+        if let Err(e) = features::require_for(&cfg) {
+            println!("{e:#}");
+            return Ok(ExitCode::from(3));
+        }
+        println!("this kernel can run the configured policy");
+    }
     let policy = Policy::from_config(&cfg);
     match &source {
         ConfigSource::File(p) => println!("{}: valid", p.display()),

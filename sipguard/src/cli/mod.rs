@@ -7,6 +7,7 @@ mod ban;
 mod check;
 mod detach;
 mod events;
+mod generate;
 mod replay;
 mod run;
 mod stats;
@@ -15,7 +16,7 @@ mod trusted;
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::{
     kernel::pins,
@@ -64,6 +65,11 @@ pub enum Command {
     Check {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also probe this kernel: which features it has, which parts of
+        /// sipguard they enable, and whether it can run this policy (exit 3
+        /// if not). Needs root.
+        #[arg(long)]
+        kernel: bool,
     },
     /// Run every packet of a pcap/pcapng capture through the real program
     /// (a private instance; a running daemon is not touched) and print each
@@ -138,7 +144,16 @@ fn config_source(arg: Option<PathBuf>) -> ConfigSource {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `generate` is added here rather than in `Command` so that the man
+    // pages and completions it writes do not list it.
+    let matches = Cli::command().subcommand(generate::command()).get_matches();
+    if let Some(m) = matches.subcommand_matches(generate::VERB) {
+        return generate::main(m);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let level = if cli.verbose { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()
@@ -174,7 +189,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pin_root,
             cli.verbose,
         ),
-        Command::Check { config } => check::do_check(config),
+        Command::Check { config, kernel } => check::do_check(config, kernel),
         Command::Trusted { json } => trusted::do_trusted(&pin_root, json),
         Command::Replay {
             config,

@@ -13,6 +13,7 @@ use crate::{
 
 pub fn do_replay(config: Option<PathBuf>, capture: &Path, json: bool) -> Result<ExitCode> {
     let cfg: Config = config_source(config).load()?;
+    crate::kernel::features::require_for(&cfg)?;
     let policy = Policy::from_config(&cfg);
     let frames = read_capture(capture)?;
     let verdicts = replay(&policy, &frames).map_err(|e| anyhow!("{e:#}"))?;

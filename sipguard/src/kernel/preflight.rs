@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use aya::{
     maps::MapType,
     programs::ProgramType,
-    sys::{is_helper_supported, is_map_supported, is_program_supported, BpfHelper},
+    sys::{is_map_supported, is_program_supported},
 };
 
 const CAP_NET_ADMIN: u32 = 12;
@@ -82,14 +82,8 @@ const FEATURES: &[Feature] = &[
         since: "5.8",
         probe: || is_map_supported(MapType::RingBuf).map_err(|e| format!("{e:#}")),
     },
-    Feature {
-        what: "the bpf_loop helper (scanning SIP payloads)",
-        since: "5.17",
-        probe: || {
-            is_helper_supported(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)
-                .map_err(|e| format!("{e:#}"))
-        },
-    },
+    // bpf_loop (SIP inspection, any_udp_port) is needed by some policies
+    // only: features::require_for refuses those on kernels without it.
 ];
 
 /// Checks what sipguard needs before anything is loaded. Problems are
@@ -112,7 +106,7 @@ pub fn check(pin_root: &Path) -> Result<()> {
                 f.what, f.since
             )),
             Err(e) if e.contains("Function not implemented") => {
-                problems.push(format!("this kernel ({release}) was built without BPF (CONFIG_BPF_SYSCALL); sipguard needs Linux 5.17+ with BPF and XDP"));
+                problems.push(format!("this kernel ({release}) was built without BPF (CONFIG_BPF_SYSCALL); sipguard needs Linux 5.10+ with BPF and XDP (5.17+ for SIP inspection)"));
                 break;
             }
             Err(e) if e.contains("Operation not permitted") => problems.push(format!(

@@ -81,7 +81,16 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
         )
     })?;
     load_program(&mut ebpf, PROGRAM_NAME, opts.verbose)?;
-    install_inspector(&mut ebpf, opts.verbose)?;
+    if crate::kernel::features::has_bpf_loop() {
+        install_inspector(&mut ebpf, opts.verbose)?;
+    } else {
+        // The filter alone still runs the allowlist; policies that need
+        // the scanners are refused before they reach the maps
+        // (features::require_for), so nothing tail-calls the empty slots.
+        log::warn!(
+            "this kernel has no bpf_loop helper (Linux 5.17+): SIP inspection and any_udp_port are unavailable"
+        );
+    }
     Ok(ebpf)
 }
 
@@ -190,7 +199,7 @@ pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kerne
     format!(
         "the kernel's verifier rejected XDP program '{name}': {error}\n\
          --- verifier log ({which}) ---\n{body}\n---\n\
-         What to do: sipguard needs Linux 5.17 or newer (this kernel: {kernel}); on an older kernel, upgrade it. \
+         What to do: sipguard needs Linux 5.10 or newer, 5.17 for SIP inspection (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
          On a newer one this is a bug in sipguard: please report it with the output of `sipguard -v run`."
     )
 }

@@ -43,7 +43,8 @@ impl Policy {
             s,
             "interfaces:  {}",
             if cfg.interfaces.is_empty() {
-                "(none; pass --iface)".to_string()
+                "(none: `run` attaches nothing until one is listed here or given with --iface)"
+                    .to_string()
             } else {
                 cfg.interfaces.join(", ")
             }

@@ -79,6 +79,7 @@ impl Daemon {
         cfg: &Config,
         dns: DnsNames,
     ) -> Result<(Daemon, RingBuf<MapData>)> {
+        crate::kernel::features::require_for(cfg)?;
         let ifaces = interfaces(cfg, &opts.ifaces)?;
         for i in &ifaces {
             ifindex(i)?;
@@ -247,6 +248,7 @@ impl Daemon {
 
     pub fn reload(&mut self, opts: &RunOptions) -> Result<()> {
         let cfg = opts.source.load()?;
+        crate::kernel::features::require_for(&cfg)?;
         let wanted = interfaces(&cfg, &opts.ifaces)?;
         for i in &wanted {
             ifindex(i)?;

@@ -26,7 +26,7 @@ use self::daemon::Daemon;
 use crate::{
     kernel::{pins, preflight},
     policy::{
-        config::{ConfigSource, EventLog},
+        config::{Config, ConfigSource, EventLog},
         sources::dns::DnsNames,
     },
 };
@@ -44,7 +44,7 @@ pub struct RunOptions {
 }
 
 pub async fn run(opts: RunOptions) -> Result<()> {
-    let cfg = opts.source.load()?;
+    let mut cfg = opts.source.load()?;
     if matches!(opts.source, ConfigSource::Embedded) {
         log::info!("no config file: running the embedded default policy (inspect untrusted SIP)");
     }
@@ -52,6 +52,17 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     preflight::check(&opts.pin_root)?;
+    if let ConfigSource::File(path) = &opts.source {
+        if opts.ifaces.is_empty() && cfg.interfaces.is_empty() {
+            match wait_for_interfaces(&opts, path, &mut hup, &mut term, &mut int).await {
+                Some(c) => cfg = c,
+                None => {
+                    systemd::stopping();
+                    return Ok(());
+                }
+            }
+        }
+    }
     let (dns, mut dns_rx) = DnsNames::start(&cfg).await?;
     // Pins from an earlier daemon are its running filter: a failed start
     // leaves them alone. Only what this start created is cleaned up.
@@ -137,4 +148,49 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     systemd::stopping();
     daemon.stop();
     Ok(())
+}
+
+/// A config file that names no interface (as installed, before the admin
+/// has chosen the WAN side): nothing is loaded or attached, the service
+/// reports itself ready and idle, and each SIGHUP reads the file again
+/// until it lists an interface. `None` when told to stop first.
+async fn wait_for_interfaces(
+    opts: &RunOptions,
+    path: &std::path::Path,
+    hup: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Option<Config> {
+    let hint = format!(
+        "no interface configured in {}: nothing attached; list the WAN interface under `interfaces:` \
+         and reload (systemctl reload sipguard, or SIGHUP)",
+        path.display()
+    );
+    log::warn!("{hint}");
+    let attached = pins::pinned_links(&opts.pin_root);
+    if !attached.is_empty() {
+        log::warn!(
+            "a filter pinned by an earlier run is still attached to {} and left as it is; `sipguard detach` removes it",
+            attached.join(", ")
+        );
+    }
+    systemd::idle("idle: no interface configured");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                systemd::reloading();
+                match opts.source.load() {
+                    Ok(cfg) if !cfg.interfaces.is_empty() => {
+                        log::info!("interfaces configured: {}", cfg.interfaces.join(", "));
+                        return Some(cfg);
+                    }
+                    Ok(_) => log::warn!("{hint}"),
+                    Err(e) => log::error!("reload failed: {e}"),
+                }
+                systemd::idle("idle: no interface configured");
+            }
+            _ = term.recv() => { log::info!("SIGTERM"); return None; }
+            _ = int.recv() => { log::info!("SIGINT"); return None; }
+        }
+    }
 }

@@ -13,6 +13,11 @@ pub fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("filtering")]);
 }
 
+/// Ready, but with nothing to do yet; `status` says why.
+pub fn idle(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
 /// systemd 253+ wants a monotonic timestamp with RELOADING=1.
 pub fn reloading() {
     match NotifyState::monotonic_usec_now() {

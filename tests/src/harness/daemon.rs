@@ -83,6 +83,12 @@ impl Daemon {
 
     /// Starts the process on the written config and waits for "ready:".
     pub fn launch(&mut self, extra_args: &[&str]) {
+        self.launch_until(extra_args, "ready:");
+    }
+
+    /// Starts the process on the written config and waits until its log
+    /// shows `needle`.
+    pub fn launch_until(&mut self, extra_args: &[&str], needle: &str) {
         assert!(self.child.is_none(), "a daemon is already running");
         self.launches += 1;
         let log = fs::File::create(self.log_path()).expect("creating log");
@@ -104,7 +110,7 @@ impl Daemon {
             .spawn()
             .expect("spawning sipguard run");
         self.child = Some(child);
-        self.wait_for_log("ready:", READY);
+        self.wait_for_log(needle, READY);
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -1,0 +1,225 @@
+//! What this kernel can run, found by probing: each feature is tried with a
+//! minimal program or map (aya's feature probes, the way libbpf does it),
+//! never inferred from the version number, which backports make lie.
+//!
+//! A policy that needs a missing feature is refused at start and on reload
+//! with the feature's name and the first mainline kernel that has it: a
+//! half-working filter is worse than a clear error.
+
+use std::sync::OnceLock;
+
+use anyhow::{bail, Result};
+use aya::{
+    maps::MapType,
+    programs::ProgramType,
+    sys::{is_helper_supported, is_map_supported, is_program_supported, BpfHelper},
+};
+
+use crate::policy::config::{Config, UntrustedPolicy};
+
+/// One kernel feature sipguard uses.
+#[derive(Debug, Clone)]
+pub struct Feature {
+    pub name: &'static str,
+    /// The first mainline release that has it.
+    pub since: &'static str,
+    /// What in sipguard needs it.
+    pub used_for: &'static str,
+    pub present: bool,
+    need: Need,
+}
+
+/// Which part of sipguard cannot run without a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// The object does not load at all (its maps and the filter).
+    Always,
+    /// `policy: inspect` and `any_udp_port` (the tail-called programs).
+    Scanning,
+    /// `learn_registrars`.
+    Learner,
+}
+
+enum Probe {
+    Program(ProgramType),
+    Map(MapType),
+    Helper(ProgramType, BpfHelper),
+}
+
+/// Every feature, in the order `sipguard check --kernel` prints them.
+const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
+    (
+        "XDP programs",
+        "4.8",
+        "the filter",
+        Need::Always,
+        Probe::Program(ProgramType::Xdp),
+    ),
+    (
+        "array maps",
+        "3.19",
+        "settings, interface slots",
+        Need::Always,
+        Probe::Map(MapType::Array),
+    ),
+    (
+        "per-CPU array maps",
+        "4.6",
+        "counters, scanner state",
+        Need::Always,
+        Probe::Map(MapType::PerCpuArray),
+    ),
+    (
+        "program array maps (tail calls)",
+        "4.2",
+        "the inspector and any-port reader",
+        Need::Always,
+        Probe::Map(MapType::ProgramArray),
+    ),
+    (
+        "LPM trie maps",
+        "4.11",
+        "trusted and blocked lists, User-Agent list",
+        Need::Always,
+        Probe::Map(MapType::LpmTrie),
+    ),
+    (
+        "LRU hash maps",
+        "4.10",
+        "bans, fragments, learned registrars",
+        Need::Always,
+        Probe::Map(MapType::LruHash),
+    ),
+    (
+        "ring buffer maps",
+        "5.8",
+        "drop events",
+        Need::Always,
+        Probe::Map(MapType::RingBuf),
+    ),
+    (
+        "bpf_ktime_get_boot_ns helper",
+        "5.8",
+        "ban expiry",
+        Need::Always,
+        Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns),
+    ),
+    (
+        BPF_LOOP,
+        "5.17",
+        "SIP inspection (policy: inspect) and any_udp_port",
+        Need::Scanning,
+        Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop),
+    ),
+    (
+        "TC classifier programs",
+        "4.1",
+        "learn_registrars (egress learner)",
+        Need::Learner,
+        Probe::Program(ProgramType::SchedClassifier),
+    ),
+];
+
+const BPF_LOOP: &str = "bpf_loop helper";
+
+fn run(probe: &Probe) -> bool {
+    // A probe that cannot even ask (no BPF at all, no privileges) counts as
+    // missing; preflight reports privileges and BPF itself.
+    match probe {
+        Probe::Program(t) => is_program_supported(*t).unwrap_or(false),
+        Probe::Map(t) => is_map_supported(*t).unwrap_or(false),
+        Probe::Helper(t, h) => is_helper_supported(*t, *h).unwrap_or(false),
+    }
+}
+
+/// Probes every feature (once per process).
+pub fn probe() -> &'static [Feature] {
+    static FOUND: OnceLock<Vec<Feature>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        FEATURES
+            .iter()
+            .map(|(name, since, used_for, need, p)| Feature {
+                name,
+                since,
+                used_for,
+                need: *need,
+                present: run(p),
+            })
+            .collect()
+    })
+}
+
+fn present(name: &str) -> bool {
+    probe().iter().any(|f| f.name == name && f.present)
+}
+
+/// Whether the SIP inspector and the any-port reader can load here.
+pub fn has_bpf_loop() -> bool {
+    present(BPF_LOOP)
+}
+
+/// The missing features a policy needs, as (what needs it, feature).
+pub fn missing_for(cfg: &Config) -> Vec<(&'static str, &'static Feature)> {
+    let scanning = if cfg.policy == UntrustedPolicy::Inspect {
+        Some("policy: inspect")
+    } else if cfg.any_udp_port {
+        Some("any_udp_port: true")
+    } else {
+        None
+    };
+    probe()
+        .iter()
+        .filter(|f| !f.present)
+        .filter_map(|f| match f.need {
+            Need::Always => Some(("sipguard", f)),
+            Need::Scanning => scanning.map(|what| (what, f)),
+            Need::Learner => cfg
+                .learn_registrars
+                .enabled
+                .then_some(("learn_registrars", f)),
+        })
+        .collect()
+}
+
+/// Refuses a policy this kernel cannot run in full.
+pub fn require_for(cfg: &Config) -> Result<()> {
+    let missing = missing_for(cfg);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let release = kernel_release();
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|(what, f)| {
+            format!(
+                "{what} needs the {} (Linux {}+), which this kernel ({release}) lacks",
+                f.name, f.since
+            )
+        })
+        .collect();
+    bail!(
+        "this kernel cannot run the configured policy:\n  {}\n(`sipguard check --kernel` lists what this kernel supports)",
+        lines.join("\n  ")
+    )
+}
+
+/// The report of `sipguard check --kernel`.
+pub fn report() -> String {
+    let mut out = format!("kernel {}:\n", kernel_release());
+    for f in probe() {
+        out.push_str(&format!(
+            "  {:<4} {:<34} Linux {:<5} {}\n",
+            if f.present { "yes" } else { "NO" },
+            f.name,
+            f.since,
+            f.used_for
+        ));
+    }
+    out
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,597 @@
+//! The suite that runs inside each kernel of the matrix (tests/src/vm.rs
+//! boots it; tests/tests/kernel_matrix.rs reads its report). Every line
+//! meant for the host starts with `SIPGUARD-VM:`; each part ends with a
+//! `result=` line.
+//!
+//! - `vm_suite fixtures`: loads the real programs once, reports what the
+//!   verifier made of each, and pushes every fixture case through that load.
+//! - `vm_suite replay`: `sipguard replay` on a capture of the inspection
+//!   rows; every packet's reason must be the row's.
+//! - `vm_suite e2e`: the daemon attached in native XDP mode to a veth in a
+//!   namespace, real UDP SIP from another namespace, `sipguard stats`.
+
+use std::{
+    net::UdpSocket,
+    path::Path,
+    process::{Command, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use sipguard::kernel::testrun::Sandbox;
+use sipguard_common::{
+    ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
+    PROGRAM_NAME_RAW_IP,
+};
+use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
+
+/// How many failing rows of one case are printed in full.
+const SHOWN_FAILURES: usize = 20;
+
+fn report(line: &str) {
+    println!("{RESULT_PREFIX} {line}");
+}
+
+fn main() -> ExitCode {
+    let part = std::env::args().nth(1).unwrap_or_default();
+    let ok = match part.as_str() {
+        "fixtures" => fixtures(),
+        "replay" => replay(),
+        "e2e" => e2e(),
+        _ => {
+            eprintln!("usage: vm_suite fixtures | replay | e2e");
+            return ExitCode::from(2);
+        }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fixtures() -> bool {
+    let cases = fixtures::all_cases();
+    let start = Instant::now();
+    let mut sb = match Sandbox::new(&cases[0].policy) {
+        Ok(sb) => sb,
+        Err(e) => {
+            report(&format!("load result=fail error={:?}", format!("{e:#}")));
+            report("suite=fixtures result=fail");
+            return false;
+        }
+    };
+    report(&format!(
+        "load result=pass seconds={:.1}",
+        start.elapsed().as_secs_f64()
+    ));
+    // The registrar learner loads on first use; load it here so its count
+    // is reported with the others.
+    let learner_start = Instant::now();
+    match sb.run_learner(&cases[0].rows[0].frame) {
+        Ok(_) => report(&format!(
+            "learner-load result=pass seconds={:.1}",
+            learner_start.elapsed().as_secs_f64()
+        )),
+        Err(e) => report(&format!(
+            "learner-load result=fail error={:?}",
+            format!("{e:#}")
+        )),
+    }
+    let mut failed = 0;
+    let mut rows = 0;
+    let run_start = Instant::now();
+    let scanning = sipguard::kernel::features::has_bpf_loop();
+    report(&format!("bpf_loop present={scanning}"));
+    for case in &cases {
+        if case.needs_scanning() && !scanning {
+            // The daemon refuses these policies here (checked by the replay
+            // and e2e parts against the real binary).
+            report(&format!(
+                "case name={} rows={} result=skip needs=bpf_loop",
+                case.name.replace(' ', "-"),
+                case.rows.len()
+            ));
+            continue;
+        }
+        let failures = case.run(&mut sb);
+        rows += case.rows.len();
+        let name = case.name.replace(' ', "-");
+        for f in failures.iter().take(SHOWN_FAILURES) {
+            report(&format!("row case={name} result=fail detail={f:?}"));
+        }
+        report(&format!(
+            "case name={name} rows={} failures={} result={}",
+            case.rows.len(),
+            failures.len(),
+            if failures.is_empty() { "pass" } else { "fail" }
+        ));
+        if !failures.is_empty() {
+            failed += 1;
+        }
+    }
+    // After the cases: the raw-IP entry point loads on first use.
+    for prog in [
+        PROGRAM_NAME,
+        INSPECT_PROGRAM_NAME,
+        ANY_PORT_PROGRAM_NAME,
+        LEARN_PROGRAM_NAME,
+        PROGRAM_NAME_RAW_IP,
+    ] {
+        match sb.verified_instructions_of(prog) {
+            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
+            // Kernels before 5.16 do not report the count.
+            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
+            // Not loaded: the scanners on a kernel without bpf_loop.
+            Err(e) => report(&format!(
+                "verifier prog={prog} insns=not-loaded detail={:?}",
+                format!("{e:#}")
+            )),
+        }
+    }
+    if scanning {
+        failed += differential(&mut sb);
+    } else {
+        report("differential result=skip needs=bpf_loop");
+    }
+    report(&format!(
+        "suite=fixtures cases={} rows={rows} failed_cases={failed} seconds={:.1} result={}",
+        cases.len(),
+        run_start.elapsed().as_secs_f64(),
+        if failed == 0 { "pass" } else { "fail" }
+    ));
+    failed == 0
+}
+
+/// Corpus sizes inside a VM: emulation makes each packet cost about ten
+/// times what it costs on the host, so a slice of the host test's corpus
+/// (same seed, so the same first packets) still reaching every outcome.
+const DIFFERENTIAL_SIP: usize = 12_000;
+const DIFFERENTIAL_ANY_PORT: usize = 6_000;
+
+/// The differential corpora through the sandbox's one load; returns how
+/// many of them failed.
+fn differential(sb: &mut Sandbox) -> usize {
+    use sipguard::policy::{config::Config, Policy};
+    use sipguard_tests::differential as d;
+    let mut failed = 0;
+    for (name, config, packets, reasons, share) in [
+        (
+            "sip",
+            d::SIP_CONFIG,
+            DIFFERENTIAL_SIP,
+            d::SIP_REASONS,
+            d::SIP_MIN_SHARE,
+        ),
+        (
+            "any-port",
+            d::ANY_PORT_CONFIG,
+            DIFFERENTIAL_ANY_PORT,
+            d::ANY_PORT_REASONS,
+            d::ANY_PORT_MIN_SHARE,
+        ),
+    ] {
+        let start = Instant::now();
+        let policy = Policy::from_config(&Config::parse(config, "differential").expect("config"));
+        if let Err(e) = sb.apply(&policy) {
+            report(&format!(
+                "differential name={name} result=fail error={:?}",
+                format!("{e:#}")
+            ));
+            failed += 1;
+            continue;
+        }
+        let out = match name {
+            "sip" => d::random_sip(sb, &policy, packets),
+            _ => d::any_port(sb, &policy, packets),
+        };
+        let mut problems = out.shown.clone();
+        problems.extend(out.too_rare(reasons, share));
+        for p in problems.iter().take(SHOWN_FAILURES) {
+            report(&format!(
+                "differential-row name={name} result=fail detail={p:?}"
+            ));
+        }
+        let ok = out.mismatches == 0 && problems.is_empty();
+        report(&format!(
+            "differential name={name} packets={packets} mismatches={} seconds={:.1} result={}",
+            out.mismatches,
+            start.elapsed().as_secs_f64(),
+            if ok { "pass" } else { "fail" }
+        ));
+        if !ok {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+fn sipguard() -> Command {
+    Command::new(std::env::var("SIPGUARD_BIN").unwrap_or_else(|_| "sipguard".into()))
+}
+
+fn replay() -> bool {
+    let inspect = fixtures::inspect::default_rows();
+    let mut ok = true;
+    if sipguard::kernel::features::has_bpf_loop() {
+        ok &= replay_rows("inspect", fixtures::inspect::BASE, &inspect);
+    } else {
+        ok &= replay_refused("inspect", fixtures::inspect::BASE, &inspect);
+        ok &= replay_rows(
+            "allowlist",
+            fixtures::allowlist::CONFIG,
+            &fixtures::allowlist::base_rows(),
+        );
+    }
+    ok
+}
+
+fn write_capture(
+    name: &str,
+    config: &str,
+    rows: &[fixtures::Row],
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = Path::new("/tmp/replay").join(name);
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("sipguard.yaml");
+    std::fs::write(&cfg, config)?;
+    let capture = dir.join("capture.pcap");
+    let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&capture)?)?;
+    for (i, r) in rows.iter().enumerate() {
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_millis(i as u64),
+            r.frame.len() as u32,
+            &r.frame,
+        ))?;
+    }
+    Ok((cfg, capture))
+}
+
+/// On a kernel without bpf_loop, replay of a policy that needs the
+/// scanners must fail naming the helper, and print no verdicts.
+fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
+    let run = || -> anyhow::Result<()> {
+        let (cfg, capture) = write_capture(name, config, rows)?;
+        let out = sipguard()
+            .args(["replay", "--json", "-c"])
+            .arg(&cfg)
+            .arg(&capture)
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !out.stdout.is_empty() {
+            anyhow::bail!(
+                "replay ran a policy this kernel cannot run (exit {})",
+                out.status
+            );
+        }
+        if !err.contains("bpf_loop") || !err.contains("5.17") {
+            anyhow::bail!("the refusal does not name bpf_loop and 5.17: {err}");
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => {
+            report(&format!("suite=replay-refused-{name} result=pass"));
+            true
+        }
+        Err(e) => {
+            report(&format!(
+                "suite=replay-refused-{name} result=fail error={:?}",
+                format!("{e:#}")
+            ));
+            false
+        }
+    }
+}
+
+fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
+    let run = || -> anyhow::Result<Vec<String>> {
+        let (cfg, capture) = write_capture(name, config, rows)?;
+        let out = sipguard()
+            .args(["replay", "--json", "-c"])
+            .arg(&cfg)
+            .arg(&capture)
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "sipguard replay failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut failures = Vec::new();
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        if lines.len() != rows.len() {
+            failures.push(format!(
+                "{} verdicts for {} packets",
+                lines.len(),
+                rows.len()
+            ));
+        }
+        for (r, v) in rows.iter().zip(&lines) {
+            if v["reason"] != r.reason.name() {
+                failures.push(format!(
+                    "{}: replay said {}, expected {}",
+                    r.name,
+                    v["reason"],
+                    r.reason.name()
+                ));
+            }
+        }
+        Ok(failures)
+    };
+    match run() {
+        Ok(failures) => {
+            for f in failures.iter().take(SHOWN_FAILURES) {
+                report(&format!("replay-row result=fail detail={f:?}"));
+            }
+            report(&format!(
+                "suite=replay-{name} packets={} failures={} result={}",
+                rows.len(),
+                failures.len(),
+                if failures.is_empty() { "pass" } else { "fail" }
+            ));
+            failures.is_empty()
+        }
+        Err(e) => {
+            report(&format!(
+                "suite=replay-{name} result=fail error={:?}",
+                format!("{e:#}")
+            ));
+            false
+        }
+    }
+}
+
+/// The traffic of the end-to-end part: scanner OPTIONS and clean INVITEs
+/// from an untrusted address, clean INVITEs from a trusted one.
+const SCANS: usize = 3;
+const CALLS: usize = 2;
+const WAN_ADDR: std::net::Ipv4Addr = addresses::PBX4;
+const UNTRUSTED_ADDR: std::net::Ipv4Addr = addresses::SCANNER4;
+const TRUSTED_ADDR: std::net::Ipv4Addr = addresses::PROVIDER4;
+/// The daemon's start includes verifying every program: slow under emulation.
+const READY_WITHIN: Duration = Duration::from_secs(300);
+
+/// A policy and what must come of the traffic under it.
+struct Scenario {
+    name: &'static str,
+    policy: &'static str,
+    /// INVITEs delivered from (untrusted, trusted).
+    delivered: (usize, usize),
+    /// Counter packets by reason name.
+    counted: &'static [(&'static str, u64)],
+}
+
+const INSPECT: Scenario = Scenario {
+    name: "inspect",
+    policy: "policy: inspect",
+    delivered: (CALLS, CALLS),
+    counted: &[
+        ("user_agent", SCANS as u64),
+        ("inspected_clean", CALLS as u64),
+        ("trusted", CALLS as u64),
+    ],
+};
+
+const ALLOWLIST: Scenario = Scenario {
+    name: "allowlist",
+    policy: "policy: drop",
+    delivered: (0, CALLS),
+    counted: &[
+        ("untrusted", (SCANS + CALLS) as u64),
+        ("trusted", CALLS as u64),
+    ],
+};
+
+/// `sipguard check --kernel` must agree with the probe this suite made and
+/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing.
+fn check_kernel() -> bool {
+    let scanning = sipguard::kernel::features::has_bpf_loop();
+    let run = || -> anyhow::Result<()> {
+        let dir = Path::new("/tmp/check");
+        std::fs::create_dir_all(dir)?;
+        let cfg = dir.join("inspect.yaml");
+        std::fs::write(&cfg, fixtures::inspect::BASE)?;
+        let out = sipguard()
+            .args(["check", "--kernel", "-c"])
+            .arg(&cfg)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("bpf_loop helper"))
+            .ok_or_else(|| anyhow::anyhow!("no bpf_loop line in:\n{text}"))?;
+        let (want_mark, want_code) = if scanning { ("yes", 0) } else { ("NO", 3) };
+        if !line.trim_start().starts_with(want_mark) || out.status.code() != Some(want_code) {
+            anyhow::bail!(
+                "check --kernel exit {:?}, line {line:?}; want {want_mark} and exit {want_code}",
+                out.status.code()
+            );
+        }
+        Ok(())
+    };
+    let result = run();
+    report(&format!(
+        "suite=check-kernel result={}{}",
+        if result.is_ok() { "pass" } else { "fail" },
+        match &result {
+            Ok(()) => String::new(),
+            Err(e) => format!(" error={:?}", format!("{e:#}")),
+        }
+    ));
+    result.is_ok()
+}
+
+fn e2e() -> bool {
+    if !check_kernel() {
+        return false;
+    }
+    let scenario = if sipguard::kernel::features::has_bpf_loop() {
+        INSPECT
+    } else {
+        // The inspect policy must be refused at start, naming the helper.
+        let refused = e2e_run(&INSPECT);
+        let ok = match &refused {
+            Err(e) => {
+                let text = format!("{e:#}");
+                text.contains("refused at start")
+                    && text.contains("bpf_loop")
+                    && text.contains("5.17")
+            }
+            Ok(()) => false,
+        };
+        report(&format!(
+            "suite=e2e-refused-inspect result={} detail={:?}",
+            if ok { "pass" } else { "fail" },
+            refused.err().map(|e| format!("{e:#}")).unwrap_or_default()
+        ));
+        if !ok {
+            return false;
+        }
+        ALLOWLIST
+    };
+    match e2e_run(&scenario) {
+        Ok(()) => {
+            report(&format!("suite=e2e-{} result=pass", scenario.name));
+            true
+        }
+        Err(e) => {
+            report(&format!(
+                "suite=e2e-{} result=fail error={:?}",
+                scenario.name,
+                format!("{e:#}")
+            ));
+            false
+        }
+    }
+}
+
+fn e2e_run(sc: &Scenario) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    use sipguard_tests::harness::netns::{unique, veth, Netns};
+    let wan = Netns::new("w");
+    let peer = Netns::new("p");
+    let (wan_if, peer_if) = (unique("a"), unique("b"));
+    veth(&wan, &wan_if, &peer, &peer_if);
+    wan.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{WAN_ADDR}/24"),
+        "dev",
+        &wan_if,
+    ]);
+    for a in [UNTRUSTED_ADDR, TRUSTED_ADDR] {
+        peer.exec(&["ip", "addr", "add", &format!("{a}/24"), "dev", &peer_if]);
+    }
+    let dir = Path::new("/tmp/e2e").join(sc.name);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("sipguard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces: [{wan_if}]\nxdp_mode: native\n{}\nsip_ports: [5060]\ntrusted: [{TRUSTED_ADDR}]\n",
+            sc.policy
+        ),
+    )?;
+    let pin_root = format!("/sys/fs/bpf/sipguard-e2e-{}", sc.name);
+    let log = dir.join("daemon.log");
+    let bin = std::env::var("SIPGUARD_BIN").unwrap_or_else(|_| "/usr/local/bin/sipguard".into());
+    let mut daemon = wan
+        .command(&bin)
+        .args(["run", "--pin-root", &pin_root, "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting sipguard run")?;
+    let result = (|| -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("ready:") {
+                break;
+            }
+            if let Some(status) = daemon.try_wait()? {
+                bail!("sipguard run refused at start ({status}):\n{text}");
+            }
+            if start.elapsed() > READY_WITHIN {
+                bail!("sipguard run not ready within {READY_WITHIN:?}:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        report(&format!(
+            "e2e-ready scenario={} seconds={:.1}",
+            sc.name,
+            start.elapsed().as_secs_f64()
+        ));
+        let listener = wan.run(|| UdpSocket::bind((WAN_ADDR, 5060)))?;
+        listener.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let dst = format!("{WAN_ADDR}:5060");
+        peer.run(move || -> std::io::Result<()> {
+            let untrusted = UdpSocket::bind((UNTRUSTED_ADDR, 0))?;
+            let trusted = UdpSocket::bind((TRUSTED_ADDR, 0))?;
+            for _ in 0..SCANS {
+                untrusted.send_to(&sipguard_tests::sip::svmap_options(), &dst)?;
+            }
+            for i in 0..CALLS {
+                let inv = |from: &str| {
+                    sipguard_tests::sip::invite(from, "bob", "pbx.example", "Linphone/5.2")
+                };
+                untrusted.send_to(&inv(&format!("alice{i}")), &dst)?;
+                trusted.send_to(&inv(&format!("carol{i}")), &dst)?;
+            }
+            Ok(())
+        })?;
+        let (mut from_untrusted, mut from_trusted, mut scans) = (0, 0, 0);
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = listener.recv_from(&mut buf) {
+            if !buf[..n].starts_with(b"INVITE ") {
+                scans += 1;
+            } else if from.ip() == std::net::IpAddr::V4(TRUSTED_ADDR) {
+                from_trusted += 1;
+            } else {
+                from_untrusted += 1;
+            }
+        }
+        report(&format!(
+            "e2e-delivered scenario={} untrusted_invites={from_untrusted} trusted_invites={from_trusted} scans={scans}",
+            sc.name
+        ));
+        if (from_untrusted, from_trusted) != sc.delivered || scans != 0 {
+            bail!(
+                "delivered INVITEs (untrusted, trusted) = ({from_untrusted}, {from_trusted}) and {scans} scans; want {:?} and none",
+                sc.delivered
+            );
+        }
+        let out = sipguard()
+            .args(["stats", "--json", "--pin-root", &pin_root])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "sipguard stats failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        for (reason, want) in sc.counted {
+            let got = stats["reasons"][reason]["packets"].as_u64().unwrap_or(0);
+            report(&format!("e2e-stats scenario={} {reason}={got}", sc.name));
+            if got != *want {
+                bail!("stats count {reason}={got}, want {want}");
+            }
+        }
+        Ok(())
+    })();
+    // Our own child, by its handle: SIGTERM detaches and removes the pins.
+    if daemon.try_wait()?.is_none() {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+        let _ = daemon.wait();
+    }
+    let _ = std::fs::remove_dir_all(&pin_root);
+    result
+}
