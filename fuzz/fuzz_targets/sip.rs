@@ -38,11 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let flow = Flow::bare_udp_payload([198, 51, 100, 7], msg.len());
     let mut scan = Scan::new(&flow, msg.len());
     for _ in 0..MAX_STEPS {
-        if sip::step(&mut scan, msg) == Step::Done {
+        if sip::step(&mut scan, msg, policy) == Step::Done {
             break;
         }
     }
-    assert_eq!(scan, sip::scan(&flow, &NoWords(msg)), "word and byte scans differ");
+    assert_eq!(scan, sip::scan(&flow, &NoWords(msg), policy), "word and byte scans differ");
     let r = sip::decide(&scan, &policy.settings, policy);
     assert!(
         matches!(

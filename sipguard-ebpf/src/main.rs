@@ -267,6 +267,7 @@ extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
 struct LoopCtx {
     xdp: *mut xdp_md,
     scan: *mut Scan,
+    settings: *const Settings,
 }
 
 /// The SIP inspector: the shared scanner driven by `bpf_loop`.
@@ -283,7 +284,11 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
     unsafe { (*scan).reset(flow, pkt.frame_len()) };
-    let mut lc = LoopCtx { xdp: ctx.ctx, scan };
+    let mut lc = LoopCtx {
+        xdp: ctx.ctx,
+        scan,
+        settings,
+    };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
@@ -303,7 +308,9 @@ extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
     let lc = unsafe { &mut *(ctx as *mut LoopCtx) };
     let xdp = XdpContext::new(lc.xdp);
     let pkt = Pkt::new(&xdp);
-    match sip::step(unsafe { &mut *lc.scan }, &pkt) {
+    // SAFETY: `settings` points into a map value that outlives the loop.
+    let lists = KernelLists::new(unsafe { &*lc.settings });
+    match sip::step(unsafe { &mut *lc.scan }, &pkt, &lists) {
         Step::Continue => 0,
         Step::Done => 1,
     }

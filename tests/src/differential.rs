@@ -200,7 +200,13 @@ pub fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
     let same = r.gen_bool(0.3);
     let addr = pick(r, ADDRS);
     for _ in 0..r.gen_range(0..14) {
-        let name = pick(r, NAMES);
+        // Often a header a rule reads (the first 14 names), so requests
+        // repeat them, in any order and spelling.
+        let name = if r.gen_bool(0.3) {
+            pick(r, &NAMES[..14])
+        } else {
+            pick(r, NAMES)
+        };
         let lname = name.trim().to_ascii_lowercase();
         let value = match lname.as_str() {
             "user-agent" | "user-agents" | "x-user-agent" | "server" => pick(r, UAS).to_string(),
@@ -220,10 +226,15 @@ pub fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
             _ => format!("{}", r.gen::<u32>()),
         };
         let colon = if r.gen_bool(0.95) { ":" } else { "" };
+        // Sometimes the value starts on a folded continuation line.
+        let after = if r.gen_bool(0.05) {
+            format!("{}{eol}{}", pick(r, WS), pick(r, &WS[1..]))
+        } else {
+            pick(r, WS).to_string()
+        };
         s.push_str(&format!(
-            "{name}{}{colon}{}{value}{eol}",
+            "{name}{}{colon}{after}{value}{eol}",
             if r.gen_bool(0.1) { pick(r, WS) } else { "" },
-            pick(r, WS)
         ));
     }
     if r.gen_bool(0.8) {

@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod any_port;
 pub mod inspect;
 pub mod pppoe;
+pub mod repeated_headers;
 
 use sipguard::{
     kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
@@ -54,6 +55,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(inspect::cases());
     v.extend(any_port::cases());
     v.extend(pppoe::cases());
+    v.push(repeated_headers::case());
     v
 }
 

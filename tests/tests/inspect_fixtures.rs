@@ -14,6 +14,15 @@ fn default_rules() {
     check_case_as_root("default_rules", || cases().remove(0));
 }
 
+/// Repeated, folded and respelled User-Agent, From and To headers.
+#[test]
+fn repeated_headers() {
+    if !require_root("repeated_headers") {
+        return;
+    }
+    check_case(&sipguard_tests::fixtures::repeated_headers::case());
+}
+
 #[test]
 fn default_rules_monitor_mode() {
     check_case_as_root("default_rules_monitor_mode", || cases().remove(1));

@@ -1,12 +1,9 @@
 //! The rules: turn a finished scan's facts into a [`Reason`], and into what
 //! an event reports about it.
 
-use super::{
-    headers::{SV_HOST_HASH, SV_NAME_HASH},
-    state::{
-        Scan, A_VALID, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP, F_RESPONSE, F_UA,
-        F_URI_DONE, F_USER_LONG, PH_START,
-    },
+use super::state::{
+    Scan, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP, F_RESPONSE, F_UA_DENIED,
+    F_URI_DONE, F_USER_LONG, PH_START,
 };
 use crate::{
     abi::{
@@ -18,7 +15,8 @@ use crate::{
 };
 
 /// Lookups of the configured lists (BPF maps in the kernel, Rust
-/// collections on the host).
+/// collections on the host). The scanner asks about each User-Agent as it
+/// reads it; [`decide`] about the Request-URI user.
 pub trait SipLists {
     /// The User-Agent (lowercased first `len` bytes) starts with a scanner
     /// prefix.
@@ -50,17 +48,12 @@ pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
         // Cut inside the method token: nothing known.
         return Reason::PassPartial;
     }
-    if rules & RULE_USER_AGENT != 0 && f & F_UA != 0 && lists.user_agent_denied(&s.ua, s.ua_len) {
+    // Both judged per header occurrence while scanning (see `step`).
+    if rules & RULE_USER_AGENT != 0 && f & F_UA_DENIED != 0 {
         return Reason::DropUserAgent;
     }
-    if rules & RULE_SIPVICIOUS != 0 {
-        let (a, b) = (s.from, s.to);
-        if a.flags & b.flags & A_VALID != 0
-            && a.hash == b.hash
-            && (a.name == SV_NAME_HASH || b.name == SV_NAME_HASH || a.host == SV_HOST_HASH)
-        {
-            return Reason::DropSipVicious;
-        }
+    if rules & RULE_SIPVICIOUS != 0 && s.sv_from & s.sv_to != 0 {
+        return Reason::DropSipVicious;
     }
     if s.method < 32 && settings.methods & (1u32 << s.method) != 0 {
         return Reason::DropMethod;

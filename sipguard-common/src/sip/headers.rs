@@ -2,9 +2,10 @@
 //! the rules look at, skip the rest to the line end, stop at the empty line.
 
 use super::{
+    decide::SipLists,
     state::{
-        clear32, finish, store32, Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_UA, PH_LINE, PH_SKIP,
-        PH_VALUE,
+        clear32, finish, store32, Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_FOLDED, F_UA,
+        F_UA_DENIED, PH_CHECK, PH_LINE, PH_READ, PH_SKIP, PH_VALUE,
     },
     words::{
         at, bytes_eq, first_mark, is_ws, line_ends, low_bytes, lower, lower_word, name_ends, pack,
@@ -133,12 +134,16 @@ pub(super) fn line<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     Step::Continue
 }
 
-/// Whitespace, the colon, whitespace, then the value of a User-Agent, From
-/// or To header; then on to the line end.
+/// Whitespace, the colon and whitespace before the value of a User-Agent,
+/// From or To header. The value is read in the next step ([`read`]) and
+/// judged in the one after ([`check`]): each step starts from state read
+/// back from memory, so the kernel's verifier checks what follows once, not
+/// once for each way out of the loop before it.
 #[inline(always)]
 pub(super) fn value<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
     let mut q = ld(&s.pos);
-    let mut colon = false;
+    let mut colon = s.flags & F_FOLDED != 0;
+    s.flags &= !F_FOLDED;
     let mut k = 0;
     while k < WS_MAX {
         match at(pkt, s, q) {
@@ -151,23 +156,69 @@ pub(super) fn value<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
         k += 1;
     }
     st(&mut s.pos, q);
-    s.phase = PH_SKIP;
-    // Through memory, so the ways out of the loop merge (see `line`).
-    st(&mut s.aux, (colon && k < WS_MAX) as u32);
-    if ld(&s.aux) == 0 {
-        // Not a header after all, or more whitespace than any sender uses.
+    // Not a header after all, or more whitespace than any sender uses:
+    // on to the line end.
+    s.phase = if colon && k < WS_MAX {
+        PH_READ
+    } else {
+        PH_SKIP
+    };
+    Step::Continue
+}
+
+/// The value of a User-Agent, From or To header, unless the line ends
+/// right after the colon and the next line continues it: obsolete line
+/// folding (RFC 3261 LWS), where the value starts on that next line and
+/// [`value`] goes on from there.
+#[inline(always)]
+pub(super) fn read<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
+    let q = ld(&s.pos);
+    let fold = match at(pkt, s, q) {
+        Some(b'\r') if at(pkt, s, q + 1) == Some(b'\n') => 2,
+        Some(b'\n') => 1,
+        _ => 0,
+    };
+    if fold != 0 && at(pkt, s, q + fold).is_some_and(is_ws) {
+        st(&mut s.pos, q + fold);
+        s.flags |= F_FOLDED;
+        s.phase = PH_VALUE;
         return Step::Continue;
     }
-    let kind = s.header;
+    s.phase = PH_CHECK;
+    // Re-read: the bounds the checks above taught the verifier about `q`
+    // differ per path, and paths that differ do not merge.
     let q = ld(&s.pos);
-    if kind == HDR_UA {
-        user_agent(s, pkt, q);
+    if s.header == HDR_UA {
+        if s.flags & F_UA_DENIED == 0 {
+            user_agent(s, pkt, q);
+        }
     } else {
-        let a = addr(s, pkt, q);
+        s.addr = addr(s, pkt, q);
+    }
+    Step::Continue
+}
+
+/// Judges the value [`read`] read, each occurrence on its own: a denied
+/// User-Agent sets a sticky flag, a SIPVicious-like From or To its bit (see
+/// [`Scan::sv_from`]), so no header of the same name before or after it can
+/// hide it. Then on to the line end.
+#[inline(always)]
+pub(super) fn check<L: SipLists>(s: &mut Scan, lists: &L) -> Step {
+    s.phase = PH_SKIP;
+    let kind = s.header;
+    if kind == HDR_UA {
+        if s.flags & F_UA_DENIED == 0 && lists.user_agent_denied(&s.ua, s.ua_len) {
+            s.flags |= F_UA_DENIED;
+        }
+        return Step::Continue;
+    }
+    let a = s.addr;
+    if a.flags & A_VALID != 0 && (a.name == SV_NAME_HASH || a.host == SV_HOST_HASH) {
+        let bit = 1u64 << (a.hash & 63);
         if kind == HDR_FROM {
-            s.from = a;
+            s.sv_from |= bit;
         } else {
-            s.to = a;
+            s.sv_to |= bit;
         }
     }
     Step::Continue

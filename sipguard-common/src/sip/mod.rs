@@ -9,9 +9,9 @@
 //! `for` loop; both stop after [`MAX_STEPS`], so they agree by construction.
 //!
 //! Only the request line and the header block are read: scanning stops at
-//! the empty line, so nothing in a body can ever match. Every step advances
-//! the position by at least one byte or finishes, so [`MAX_STEPS`] (larger
-//! than [`WINDOW`]) is never the limit that ends a scan.
+//! the empty line, so nothing in a body can ever match. Steps that do not
+//! advance the position are bounded per header line (see [`MAX_STEPS`]),
+//! so that bound is never the limit that ends a scan.
 
 mod decide;
 mod headers;
@@ -25,35 +25,38 @@ pub use decide::{decide, SipLists};
 pub use headers::{ADDR_MAX, SV_HOST_HASH, SV_NAME_HASH, WS_MAX};
 pub use state::{
     Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP,
-    F_RESPONSE, F_UA, F_URI_DONE, F_USER_LONG, MAX_STEPS, PH_DONE, WINDOW,
+    F_RESPONSE, F_UA, F_UA_DENIED, F_URI_DONE, F_USER_LONG, MAX_STEPS, PH_DONE, WINDOW,
 };
 
 use self::{
-    headers::{line, skip, value},
+    headers::{check, line, read, skip, value},
     request_line::{start, uri},
-    state::{PH_LINE, PH_SKIP, PH_START, PH_URI, PH_VALUE},
+    state::{PH_CHECK, PH_LINE, PH_READ, PH_SKIP, PH_START, PH_URI, PH_VALUE},
 };
 use crate::packet::{Bytes, Flow};
 
 /// One bounded piece of work. Call until it returns [`Step::Done`], at most
-/// [`MAX_STEPS`] times.
+/// [`MAX_STEPS`] times. `lists` judges each User-Agent value as it is read:
+/// a request may carry several, and any one of them that matches counts.
 #[inline(always)]
-pub fn step<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
+pub fn step<B: Bytes + ?Sized, L: SipLists>(s: &mut Scan, pkt: &B, lists: &L) -> Step {
     match s.phase {
         PH_START => start(s, pkt),
         PH_URI => uri(s, pkt),
         PH_LINE => line(s, pkt),
         PH_SKIP => skip(s, pkt),
         PH_VALUE => value(s, pkt),
+        PH_READ => read(s, pkt),
+        PH_CHECK => check(s, lists),
         _ => Step::Done,
     }
 }
 
 /// Runs a whole scan the way the host does (the kernel uses `bpf_loop`).
-pub fn scan<B: Bytes + ?Sized>(flow: &Flow, pkt: &B) -> Scan {
+pub fn scan<B: Bytes + ?Sized, L: SipLists>(flow: &Flow, pkt: &B, lists: &L) -> Scan {
     let mut s = Scan::new(flow, pkt.len());
     for _ in 0..MAX_STEPS {
-        if step(&mut s, pkt) == Step::Done {
+        if step(&mut s, pkt, lists) == Step::Done {
             break;
         }
     }

@@ -12,7 +12,11 @@ use crate::{
 /// [`super::decide`]).
 pub const WINDOW: u32 = 1500;
 /// Upper bound of `step` calls (bpf_loop's `nr_loops`, the host's loop).
-pub const MAX_STEPS: u32 = 1536;
+/// A line of a header a rule reads takes five steps (name, colon, value,
+/// check, line end) and at least three bytes (`t:` and LF); every other
+/// step advances by a byte or more. So no scan of [`WINDOW`] bytes needs
+/// more than 5/3 of it.
+pub const MAX_STEPS: u32 = 2560;
 
 // Scan phases.
 pub(super) const PH_START: u32 = 0;
@@ -21,6 +25,8 @@ pub(super) const PH_LINE: u32 = 2;
 pub(super) const PH_SKIP: u32 = 3;
 pub(super) const PH_VALUE: u32 = 4;
 pub const PH_DONE: u32 = 5;
+pub(super) const PH_READ: u32 = 6;
+pub(super) const PH_CHECK: u32 = 7;
 
 // `Scan::flags`.
 /// Keepalive (CRLF / NUL padding) or a STUN message on the SIP flow.
@@ -43,6 +49,9 @@ pub const F_USER_LONG: u32 = 1 << 7;
 pub const F_IP_HOST: u32 = 1 << 8;
 /// A User-Agent header was read.
 pub const F_UA: u32 = 1 << 9;
+/// A User-Agent value started with a denied prefix. Sticky: once set, later
+/// User-Agent headers are not read, so `ua` keeps the one that matched.
+pub const F_UA_DENIED: u32 = 1 << 10;
 // Request-URI parsing state.
 pub(super) const F_SEG_NONIP: u32 = 1 << 16;
 pub(super) const F_SEG_DOT: u32 = 1 << 17;
@@ -52,6 +61,8 @@ pub(super) const F_USER_STOP: u32 = 1 << 20;
 pub(super) const F_TEL: u32 = 1 << 21;
 pub(super) const F_IN_HOST: u32 = 1 << 22;
 pub(super) const F_SEG_ANY: u32 = 1 << 23;
+/// `value` resumes after a folded line: the colon was seen.
+pub(super) const F_FOLDED: u32 = 1 << 24;
 
 // `Addr::flags`.
 /// The value was read completely (to its parameters or line end).
@@ -98,8 +109,15 @@ pub struct Scan {
     pub ua: [u8; UA_BYTES],
     /// Scratch: a length or flag passed through memory (see [`line`]).
     pub aux: u32,
-    pub from: Addr,
-    pub to: Addr,
+    /// The From or To value just read, for the step that checks it.
+    pub addr: Addr,
+    /// One bit (the low 6 bits of [`Addr::hash`]) per completely read From
+    /// value that carries the SIPVicious name or host; `sv_to` the same for
+    /// To. Every occurrence of either header sets its bit, so a request
+    /// whose duplicates hide the fingerprint among harmless values still
+    /// has `sv_from & sv_to != 0`.
+    pub sv_from: u64,
+    pub sv_to: u64,
 }
 
 const _: () = {
@@ -158,8 +176,14 @@ impl Scan {
             mode: 0,
             name: [0; 2],
             aux: 0,
-            from: Addr::default(),
-            to: Addr::default(),
+            addr: Addr {
+                hash: 0,
+                name: 0,
+                host: 0,
+                flags: 0,
+            },
+            sv_from: 0,
+            sv_to: 0,
             user: [0; USER_BYTES],
             ua: [0; UA_BYTES],
         }

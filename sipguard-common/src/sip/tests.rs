@@ -59,7 +59,7 @@ fn run(msg: &[u8]) -> Scan {
     let mut steps = 0;
     loop {
         let before = (s.pos, s.phase);
-        let r = step(&mut s, msg);
+        let r = step(&mut s, msg, &LISTS);
         steps += 1;
         if r == Step::Done {
             break;
@@ -70,7 +70,7 @@ fn run(msg: &[u8]) -> Scan {
         );
     }
     assert!(steps < MAX_STEPS);
-    assert_eq!(s, scan(&flow, msg));
+    assert_eq!(s, scan(&flow, msg, &LISTS));
     s
 }
 
@@ -92,7 +92,7 @@ fn clean_invite_passes_and_facts_are_collected() {
     assert_eq!(s.user_len, 5);
     assert_eq!(&s.ua[..s.ua_len as usize], b"yealink sip-t46s");
     assert!(s.flags & F_EOH != 0 && s.flags & F_IP_HOST == 0);
-    assert_ne!(s.from.hash, s.to.hash);
+    assert_eq!(s.sv_from | s.sv_to, 0, "no SIPVicious-like From or To");
     assert_eq!(all(INVITE), Reason::PassInspected);
 }
 
@@ -352,7 +352,7 @@ fn word_helpers_at_every_byte_position() {
 fn reset_equals_new() {
     let msg = INVITE.replace("Yealink", "sipcli");
     let flow = Flow::bare_udp_payload([0; 4], msg.len());
-    let mut s = scan(&flow, msg.as_bytes());
+    let mut s = scan(&flow, msg.as_bytes(), &LISTS);
     s.name = [!0; 2];
     s.mode = !0;
     s.aux = !0;
@@ -417,8 +417,8 @@ const VALUES: &[&str] = &[
 
 fn agree(msg: &[u8]) {
     let flow = Flow::bare_udp_payload([0; 4], msg.len());
-    let words = scan(&flow, msg);
-    let bytes = scan(&flow, &NoWords(msg));
+    let words = scan(&flow, msg, &LISTS);
+    let bytes = scan(&flow, &NoWords(msg), &LISTS);
     assert_eq!(words, bytes, "{:?}", String::from_utf8_lossy(msg));
 }
 
@@ -494,4 +494,58 @@ fn long_and_odd_lines() {
         &format!("User-Agent:{}sipcli", " ".repeat(40)),
     );
     assert_eq!(all(&ws), Reason::PassInspected);
+}
+
+/// Every occurrence of a header a rule reads counts, in either order; the
+/// event keeps the User-Agent that matched.
+#[test]
+fn repeated_headers_each_count() {
+    let ua = |a: &str, b: &str| {
+        INVITE.replace(
+            "User-Agent: Yealink SIP-T46S\r\n",
+            &format!("User-Agent: {a}\r\nUser-Agent: {b}\r\n"),
+        )
+    };
+    for m in [
+        ua("friendly-scanner", "Yealink"),
+        ua("Yealink", "friendly-scanner"),
+    ] {
+        assert_eq!(all(&m), Reason::DropUserAgent, "{m}");
+        let s = run(m.as_bytes());
+        assert_eq!(&s.ua[..s.ua_len as usize], b"friendly-scanner");
+    }
+    assert_eq!(all(&ua("Yealink", "Polycom")), Reason::PassInspected);
+    let sv_from = "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\n";
+    let sv_to = "To: \"sipvicious\"<sip:100@1.1.1.1>\r\n";
+    let with = |extra: &str| INVITE.replace("User-Agent:", &format!("{extra}User-Agent:"));
+    assert_eq!(
+        all(&with(&format!("{sv_from}{sv_to}"))),
+        Reason::DropSipVicious,
+        "the harmless From and To come first"
+    );
+    assert_eq!(
+        all(&INVITE.replacen("From:", &format!("{sv_from}{sv_to}From:"), 1)),
+        Reason::DropSipVicious,
+        "the harmless From and To come last"
+    );
+    assert_eq!(all(&with(sv_from)), Reason::PassInspected);
+}
+
+/// A value that starts on a folded continuation line is read from there.
+#[test]
+fn folded_value_is_read() {
+    for fold in [
+        "User-Agent:\r\n friendly-scanner",
+        "User-Agent: \r\n\t friendly-scanner",
+        "User-Agent:\n friendly-scanner",
+    ] {
+        let m = INVITE.replace("User-Agent: Yealink SIP-T46S", fold);
+        assert_eq!(all(&m), Reason::DropUserAgent, "{m:?}");
+    }
+    // An empty value before the empty line is no fold.
+    let m = INVITE.replace(
+        "User-Agent: Yealink SIP-T46S\r\nContent-Length: 0\r\n",
+        "User-Agent:\r\n",
+    );
+    assert_eq!(all(&m), Reason::PassInspected);
 }

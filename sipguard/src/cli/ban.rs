@@ -11,6 +11,14 @@ use crate::{
 
 pub fn do_ban(pin_root: &Path, addr: IpAddr, duration: Option<Dur>) -> Result<ExitCode> {
     let dir = pins::versioned_dir(pin_root);
+    // The filter checks trusted sources before bans (a ban must never cut
+    // off a provider), so such a ban would be listed but never act.
+    if let Some(net) = super::trusted::trusted_entry_covering(&dir, addr)? {
+        anyhow::bail!(
+            "not banned: {addr} is trusted (trusted entry {net}), and trusted sources are \
+             checked before bans, so a ban would not take effect"
+        );
+    }
     let label = bans::ban(&dir, addr, duration.map(|d| d.0))?;
     match duration {
         Some(d) => println!("banned {label} for {d}"),

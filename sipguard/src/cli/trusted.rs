@@ -59,6 +59,18 @@ fn trusted_report(dir: &Path, json: bool) -> Result<String> {
     Ok(s)
 }
 
+/// The most specific static trusted entry (address, CIDR or an address of
+/// a trusted name) that covers `addr`.
+pub(super) fn trusted_entry_covering(dir: &Path, addr: IpAddr) -> Result<Option<IpNet>> {
+    let maps = PolicyMaps::open_pinned(dir)?;
+    let mut nets = trie_nets(&maps.trusted_v4)?;
+    nets.extend(trie_nets(&maps.trusted_v6)?);
+    Ok(nets
+        .into_iter()
+        .filter(|n| n.contains(&addr))
+        .max_by_key(|n| n.prefix_len()))
+}
+
 /// The entries of an address trie as networks.
 fn trie_nets<K>(trie: &LpmTrie<MapData, K, ListValue>) -> Result<Vec<IpNet>>
 where

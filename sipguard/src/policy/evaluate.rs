@@ -23,7 +23,9 @@ impl Policy {
     pub fn evaluate_link(&self, frame: &[u8], link: Link) -> Outcome {
         let reason = match verdict::judge_link(frame, link, &self.settings, self) {
             Judgement::Done(r) => r,
-            Judgement::Inspect(flow) => sip::decide(&sip::scan(&flow, frame), &self.settings, self),
+            Judgement::Inspect(flow) => {
+                sip::decide(&sip::scan(&flow, frame, self), &self.settings, self)
+            }
             // judge_link reads the request line itself; never returned.
             Judgement::Recognise(_) => sipguard_common::Reason::PassUninspectable,
         };
