@@ -17,10 +17,10 @@ fn default_rules() {
 /// Repeated, folded and respelled User-Agent, From and To headers.
 #[test]
 fn repeated_headers() {
-    if !require_root("repeated_headers") {
-        return;
-    }
-    check_case(&sipguard_tests::fixtures::repeated_headers::case());
+    check_case_as_root(
+        "repeated_headers",
+        sipguard_tests::fixtures::repeated_headers::case,
+    );
 }
 
 #[test]
