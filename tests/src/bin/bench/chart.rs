@@ -179,3 +179,37 @@ pub fn flood(r: &Value, path: &Path) -> Result<()> {
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// sipguard's time over xdp-filter's on each equivalent job (same frame,
+/// same round): median bar, p25-p75 whisker, target tick.
+pub fn peer(r: &Value, path: &Path) -> Result<()> {
+    let Some(jobs) = r["peer"]["jobs"].as_array() else {
+        return Ok(());
+    };
+    let rows: Vec<Row> = jobs
+        .iter()
+        .map(|j| {
+            let g = |k: &str| j["sipguard_over_peer"][k].as_f64().unwrap_or(0.0);
+            (
+                format!(
+                    "{}: {}",
+                    j["program"].as_str().unwrap_or("?"),
+                    j["name"].as_str().unwrap_or("?")
+                ),
+                g("median"),
+                Some((g("p25"), g("p75"))),
+                j["target"].as_f64(),
+            )
+        })
+        .collect();
+    let root = SVGBackend::new(path, (1100, height(&rows))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    hbars(
+        &root,
+        "sipguard / xdp-filter on the same job and frame (black tick: target)",
+        "sipguard ns / xdp-filter ns, same round (1.0 = as fast)",
+        &rows,
+    )?;
+    root.present().map_err(err)?;
+    Ok(())
+}
