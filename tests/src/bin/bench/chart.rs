@@ -114,23 +114,39 @@ where
     Ok(())
 }
 
-/// Per-class ratios to the empty program: median bar, p25-p75 whisker,
-/// target tick; green meets the target, red misses it.
-pub fn ratios(r: &Value, path: &Path) -> Result<()> {
-    let rows: Vec<_> = r["classes"]
+/// One bar per item of `items`: the median of its `stat` statistics, the
+/// p25-p75 whisker and the target in its field `target`.
+fn whisker_rows(
+    items: &Value,
+    stat: &str,
+    target: &str,
+    label: &dyn Fn(&Value) -> String,
+) -> Vec<Row> {
+    items
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| {
-            let g = |k: &str| c["ratio"][k].as_f64().unwrap_or(0.0);
+            let g = |k: &str| c[stat][k].as_f64().unwrap_or(0.0);
             (
-                c["name"].as_str().unwrap_or("?").to_string(),
+                label(c),
                 g("median"),
                 Some((g("p25"), g("p75"))),
-                c["target_ratio"].as_f64(),
+                c[target].as_f64(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Per-class ratios to the empty program: median bar, p25-p75 whisker,
+/// target tick; green meets the target, red misses it.
+pub fn ratios(r: &Value, path: &Path) -> Result<()> {
+    let rows = whisker_rows(
+        &r["classes"],
+        "ratio",
+        "target_ratio",
+        &|c| c["name"].as_str().unwrap_or("?").to_string(),
+    );
     let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     hbars(
@@ -183,25 +199,16 @@ pub fn flood(r: &Value, path: &Path) -> Result<()> {
 /// sipguard's time over xdp-filter's on each equivalent job (same frame,
 /// same round): median bar, p25-p75 whisker, target tick.
 pub fn peer(r: &Value, path: &Path) -> Result<()> {
-    let Some(jobs) = r["peer"]["jobs"].as_array() else {
+    if r["peer"]["jobs"].as_array().is_none() {
         return Ok(());
-    };
-    let rows: Vec<Row> = jobs
-        .iter()
-        .map(|j| {
-            let g = |k: &str| j["sipguard_over_peer"][k].as_f64().unwrap_or(0.0);
-            (
-                format!(
-                    "{}: {}",
-                    j["program"].as_str().unwrap_or("?"),
-                    j["name"].as_str().unwrap_or("?")
-                ),
-                g("median"),
-                Some((g("p25"), g("p75"))),
-                j["target"].as_f64(),
-            )
-        })
-        .collect();
+    }
+    let rows = whisker_rows(&r["peer"]["jobs"], "sipguard_over_peer", "target", &|j| {
+        format!(
+            "{}: {}",
+            j["program"].as_str().unwrap_or("?"),
+            j["name"].as_str().unwrap_or("?")
+        )
+    });
     let root = SVGBackend::new(path, (1100, height(&rows))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     hbars(
