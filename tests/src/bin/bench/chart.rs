@@ -141,12 +141,9 @@ fn whisker_rows(
 /// Per-class ratios to the empty program: median bar, p25-p75 whisker,
 /// target tick; green meets the target, red misses it.
 pub fn ratios(r: &Value, path: &Path) -> Result<()> {
-    let rows = whisker_rows(
-        &r["classes"],
-        "ratio",
-        "target_ratio",
-        &|c| c["name"].as_str().unwrap_or("?").to_string(),
-    );
+    let rows = whisker_rows(&r["classes"], "ratio", "target_ratio", &|c| {
+        c["name"].as_str().unwrap_or("?").to_string()
+    });
     let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     hbars(
@@ -203,11 +200,13 @@ pub fn peer(r: &Value, path: &Path) -> Result<()> {
         return Ok(());
     }
     let rows = whisker_rows(&r["peer"]["jobs"], "sipguard_over_peer", "target", &|j| {
-        format!(
-            "{}: {}",
-            j["program"].as_str().unwrap_or("?"),
-            j["name"].as_str().unwrap_or("?")
-        )
+        // Short enough for the label column: "default: drop ...".
+        let program = j["program"].as_str().unwrap_or("?");
+        let short = program
+            .strip_prefix("xdp-filter ")
+            .map(|p| if p.starts_with('(') { "default" } else { p })
+            .unwrap_or(program);
+        format!("{short}: {}", j["name"].as_str().unwrap_or("?"))
     });
     let root = SVGBackend::new(path, (1100, height(&rows))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
