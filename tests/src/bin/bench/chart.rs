@@ -114,6 +114,15 @@ where
     Ok(())
 }
 
+/// A file holding one bar chart.
+fn one_chart(path: &Path, width: u32, title: &str, x_label: &str, rows: &[Row]) -> Result<()> {
+    let root = SVGBackend::new(path, (width, height(rows))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    hbars(&root, title, x_label, rows)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// One bar per item of `items`: the median of its `stat` statistics, the
 /// p25-p75 whisker and the target in its field `target`.
 fn whisker_rows(
@@ -144,16 +153,13 @@ pub fn ratios(r: &Value, path: &Path) -> Result<()> {
     let rows = whisker_rows(&r["classes"], "ratio", "target_ratio", &|c| {
         c["name"].as_str().unwrap_or("?").to_string()
     });
-    let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    hbars(
-        &root,
+    one_chart(
+        path,
+        960,
         "sipguard cost per packet class, x empty XDP program (black tick: target)",
         "ratio to the empty XDP program (same run)",
         &rows,
-    )?;
-    root.present().map_err(err)?;
-    Ok(())
+    )
 }
 
 /// Flood: wall-clock drop rate and drop capacity per CPU-second.
@@ -208,14 +214,11 @@ pub fn peer(r: &Value, path: &Path) -> Result<()> {
             .unwrap_or(program);
         format!("{short}: {}", j["name"].as_str().unwrap_or("?"))
     });
-    let root = SVGBackend::new(path, (1100, height(&rows))).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    hbars(
-        &root,
+    one_chart(
+        path,
+        1100,
         "sipguard / xdp-filter on the same job and frame (black tick: target)",
         "sipguard ns / xdp-filter ns, same round (1.0 = as fast)",
         &rows,
-    )?;
-    root.present().map_err(err)?;
-    Ok(())
+    )
 }
