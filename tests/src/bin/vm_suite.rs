@@ -288,16 +288,25 @@ fn write_capture(
     Ok((cfg, capture))
 }
 
+/// `sipguard replay --json` of `rows` (written as a capture) under `config`.
+fn run_replay(
+    name: &str,
+    config: &str,
+    rows: &[fixtures::Row],
+) -> anyhow::Result<std::process::Output> {
+    let (cfg, capture) = write_capture(name, config, rows)?;
+    Ok(sipguard()
+        .args(["replay", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&capture)
+        .output()?)
+}
+
 /// On a kernel without bpf_loop, replay of a policy that needs the
 /// scanners must fail naming the helper, and print no verdicts.
 fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
     let run = || -> anyhow::Result<()> {
-        let (cfg, capture) = write_capture(name, config, rows)?;
-        let out = sipguard()
-            .args(["replay", "--json", "-c"])
-            .arg(&cfg)
-            .arg(&capture)
-            .output()?;
+        let out = run_replay(name, config, rows)?;
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !out.stdout.is_empty() {
             anyhow::bail!(
@@ -327,12 +336,7 @@ fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
 
 fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
     let run = || -> anyhow::Result<Vec<String>> {
-        let (cfg, capture) = write_capture(name, config, rows)?;
-        let out = sipguard()
-            .args(["replay", "--json", "-c"])
-            .arg(&cfg)
-            .arg(&capture)
-            .output()?;
+        let out = run_replay(name, config, rows)?;
         if !out.status.success() {
             anyhow::bail!(
                 "sipguard replay failed: {}",
