@@ -13,7 +13,7 @@ use crate::{
         method_id, Settings, METHOD_INVITE, METHOD_OTHER, RULE_EXPECTED_USERS, RULE_NOT_SIP,
         RULE_SIPVICIOUS, RULE_URI_IP_HOST, RULE_USER_AGENT, UA_BYTES, USER_BYTES,
     },
-    packet::{Bytes, Flow, NoWords},
+    packet::{Flow, NoWords},
     reason::Reason,
 };
 
