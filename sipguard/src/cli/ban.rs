@@ -19,10 +19,30 @@ pub fn do_ban(pin_root: &Path, addr: IpAddr, duration: Option<Dur>) -> Result<Ex
              checked before bans, so a ban would not take effect"
         );
     }
-    let label = bans::ban(&dir, addr, duration.map(|d| d.0))?;
+    let b = bans::ban(&dir, addr, duration.map(|d| d.0))?;
+    let label = &b.label;
     match duration {
         Some(d) => println!("banned {label} for {d}"),
         None => println!("banned {label} until `sipguard unban`"),
+    }
+    if let Some(old) = &b.replaced {
+        let left = old
+            .remaining_secs
+            .map(|s| format!("{s} s left"))
+            .unwrap_or_else(|| "without end".into());
+        println!(
+            "  it replaces the {} ban of {label} that was in force ({left})",
+            old.origin
+        );
+    }
+    // An IPv6 ban is a prefix: trusted addresses inside it keep passing.
+    for t in super::trusted::trusted_entries_inside(&dir, b.net)? {
+        println!("  except trusted {t}: trusted sources are checked before bans");
+    }
+    for e in &b.evicted {
+        println!(
+            "  the ban table was full: the ban of {e} was evicted to make room (least recently used)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

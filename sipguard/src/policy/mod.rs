@@ -8,6 +8,7 @@ pub mod compile;
 pub mod config;
 pub mod describe;
 pub mod evaluate;
+pub mod overlaps;
 pub mod sources;
 
 use anyhow::Result;
@@ -16,6 +17,7 @@ use sipguard_common::Settings;
 
 use self::{
     config::Config,
+    overlaps::{Overlap, Overridden},
     sources::{dns::NameState, feeds::FeedWatch},
 };
 
@@ -28,6 +30,9 @@ pub struct Policy {
     pub user_agents: Vec<String>,
     /// Expected Request-URI users (the EXPECTED_USERS map); empty = rule off.
     pub expected_users: Vec<String>,
+    /// Entries of the dynamic sources that a trusted entry overrides
+    /// (left out of the lists above), for `check` and the daemon's log.
+    pub overlaps: Vec<Overlap>,
 }
 
 /// What the dynamic sources hold at the moment a policy is assembled.
@@ -44,35 +49,39 @@ pub struct Sources<'a> {
 /// keeps the one running.
 pub fn assemble(cfg: &Config, sources: &Sources<'_>) -> Result<Policy> {
     let mut policy = Policy::from_config(cfg);
-    policy.block_feeds(sources.feeds)?;
+    // Names first: a feed must not cut off a trusted name's address either.
     policy.trust_names(sources.names);
+    policy.block_feeds(sources.feeds)?;
     Ok(policy)
 }
 
 impl Policy {
     /// Adds every feed's entries to the blocklist. Entries that overlap a
-    /// trusted entry of the config are left out (with a warning): a feed
-    /// must never cut off the provider.
+    /// trusted entry (of the config or a trusted name's address) are left
+    /// out and recorded in `overlaps`: a feed must never cut off the
+    /// provider.
     fn block_feeds(&mut self, feeds: &FeedWatch) -> Result<()> {
-        let mut skipped = 0usize;
         for feed in feeds.entries() {
             let (path, nets) = feed?;
             let before = self.blocked.len();
-            for n in nets {
-                if self.trusted.iter().any(|t| t.contains(&n) || n.contains(t)) {
-                    skipped += 1;
+            for entry in nets {
+                if let Some(trusted) = overlaps::trusted_over(&self.trusted, &entry) {
+                    self.overlaps.push(Overlap {
+                        trusted,
+                        overridden: Overridden::Feed {
+                            path: path.to_path_buf(),
+                            entry,
+                        },
+                    });
                     continue;
                 }
-                self.blocked.push(n);
+                self.blocked.push(entry);
             }
             log::debug!(
                 "feed {}: {} entries",
                 path.display(),
                 self.blocked.len() - before
             );
-        }
-        if skipped > 0 {
-            log::warn!("{skipped} feed entries overlap trusted sources and were not blocked");
         }
         self.blocked.sort();
         self.blocked.dedup();
