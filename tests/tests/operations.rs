@@ -272,8 +272,8 @@ fn ban_and_unban_say_what_they_changed() {
     assert!(
         again.starts_with(&format!(
             "banned {OTHER} until `sipguard unban`\n  it replaces the manual ban of {OTHER} \
-             that was in force (3"
-        )) && again.ends_with(" s left)\n"),
+             that was in force (remaining: 3"
+        )) && again.ends_with("s)\n"),
         "{again}"
     );
     assert_eq!(

@@ -92,10 +92,11 @@ fn reason_packets(d: &Daemon, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn scanner_requests_over_tcp_are_dropped_and_clean_ones_arrive() {
-    if !require_root("scanner_requests_over_tcp_are_dropped_and_clean_ones_arrive") {
-        return;
+/// The WAN and a daemon inspecting it in native mode, `PROVIDER4`
+/// trusted; `None` (the test skips) without root.
+fn inspecting(test: &str) -> Option<(Wan, Daemon)> {
+    if !require_root(test) {
+        return None;
     }
     let net = Wan::new();
     let d = Daemon::start(
@@ -105,6 +106,15 @@ fn scanner_requests_over_tcp_are_dropped_and_clean_ones_arrive() {
         )),
         &[],
     );
+    Some((net, d))
+}
+
+#[test]
+fn scanner_requests_over_tcp_are_dropped_and_clean_ones_arrive() {
+    let Some((net, d)) = inspecting("scanner_requests_over_tcp_are_dropped_and_clean_ones_arrive")
+    else {
+        return;
+    };
     let to = SocketAddr::from((PBX4, 5060));
     let listener = net
         .pbx
@@ -182,17 +192,9 @@ fn sipp_tcp_calls(net: &Wan, src: Ipv4Addr, calls: u32) -> std::process::Output 
 
 #[test]
 fn sipp_calls_over_tcp_complete_trusted_and_inspected() {
-    if !require_root("sipp_calls_over_tcp_complete_trusted_and_inspected") {
+    let Some((net, d)) = inspecting("sipp_calls_over_tcp_complete_trusted_and_inspected") else {
         return;
-    }
-    let net = Wan::new();
-    let d = Daemon::start(
-        &net.pbx,
-        &net.config(&format!(
-            "xdp_mode: native\npolicy: inspect\ntrusted: [{PROVIDER4}]\n"
-        )),
-        &[],
-    );
+    };
     for (src, reason) in [(PROVIDER4, "trusted"), (OTHER4, "inspected_clean")] {
         let before = reason_packets(&d, reason);
         let out = sipp_tcp_calls(&net, src, 5);

@@ -26,13 +26,10 @@ pub fn do_ban(pin_root: &Path, addr: IpAddr, duration: Option<Dur>) -> Result<Ex
         None => println!("banned {label} until `sipguard unban`"),
     }
     if let Some(old) = &b.replaced {
-        let left = old
-            .remaining_secs
-            .map(|s| format!("{s} s left"))
-            .unwrap_or_else(|| "without end".into());
         println!(
-            "  it replaces the {} ban of {label} that was in force ({left})",
-            old.origin
+            "  it replaces the {} ban of {label} that was in force (remaining: {})",
+            old.origin,
+            old.remaining()
         );
     }
     // An IPv6 ban is a prefix: trusted addresses inside it keep passing.
@@ -63,13 +60,12 @@ pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
             "SOURCE", "ORIGIN", "REMAINING", "DROPS"
         );
         for b in &bans {
-            let rem = b
-                .remaining_secs
-                .map(|s| format!("{s}s"))
-                .unwrap_or_else(|| "forever".into());
             println!(
                 "{:<45} {:<7} {:>12} {:>7}",
-                b.source, b.origin, rem, b.drops
+                b.source,
+                b.origin,
+                b.remaining(),
+                b.drops
             );
         }
         println!("{} active", bans.len());

@@ -220,6 +220,15 @@ pub struct BanInfo {
     pub drops: u32,
 }
 
+impl BanInfo {
+    /// The time left as `bans` shows it: `3600s`, or `forever`.
+    pub fn remaining(&self) -> String {
+        self.remaining_secs
+            .map(|s| format!("{s}s"))
+            .unwrap_or_else(|| "forever".into())
+    }
+}
+
 /// Bans still in force (expired entries the kernel has not met again are
 /// left out).
 pub fn list_bans(dir: &Path) -> Result<Vec<BanInfo>> {
