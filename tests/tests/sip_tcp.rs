@@ -17,8 +17,8 @@ use std::{
 
 use sipguard_tests::{
     addresses::{OTHER4, PBX4, PROVIDER4, SCANNER4},
-    harness::{Daemon, Proc, Wan},
-    require_root, sip,
+    harness::{wan_and_daemon, Daemon, Proc, Wan},
+    sip,
 };
 
 /// A TCP connection from `src` (an address of the WAN namespace) to
@@ -95,17 +95,11 @@ fn reason_packets(d: &Daemon, reason: &str) -> u64 {
 /// The WAN and a daemon inspecting it in native mode, `PROVIDER4`
 /// trusted; `None` (the test skips) without root.
 fn inspecting(test: &str) -> Option<(Wan, Daemon)> {
-    if !require_root(test) {
-        return None;
-    }
-    let net = Wan::new();
-    let d = Daemon::start(
-        &net.pbx,
-        &net.config(&format!(
-            "xdp_mode: native\npolicy: inspect\ntrusted: [{PROVIDER4}]\n"
-        )),
-        &[],
-    );
+    let (net, mut d) = wan_and_daemon(test)?;
+    d.write_config(&net.config(&format!(
+        "xdp_mode: native\npolicy: inspect\ntrusted: [{PROVIDER4}]\n"
+    )));
+    d.launch(&[]);
     Some((net, d))
 }
 
