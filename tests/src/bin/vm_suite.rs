@@ -61,8 +61,9 @@ fn fixtures() -> bool {
         }
     };
     report(&format!(
-        "load result=pass seconds={:.1}",
-        start.elapsed().as_secs_f64()
+        "load result=pass seconds={:.1} word_loads={}",
+        start.elapsed().as_secs_f64(),
+        sipguard::kernel::program::WORD_LOADS_ON_THIS_CPU
     ));
     // The registrar learner loads on first use; load it here so its count
     // is reported with the others.
@@ -117,10 +118,13 @@ fn fixtures() -> bool {
         LEARN_PROGRAM_NAME,
         PROGRAM_NAME_RAW_IP,
     ] {
+        let jited = sb.jited_bytes_of(prog).unwrap_or(0);
         match sb.verified_instructions_of(prog) {
-            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
+            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n} jited={jited}")),
             // Kernels before 5.16 do not report the count.
-            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
+            Ok(None) => report(&format!(
+                "verifier prog={prog} insns=unreported jited={jited}"
+            )),
             // Not loaded: the scanners on a kernel without bpf_loop.
             Err(e) => report(&format!(
                 "verifier prog={prog} insns=not-loaded detail={:?}",
