@@ -13,7 +13,7 @@ use sipguard_tests::{
         OTHER4 as OTHER, OTHER4B as OTHER2, PBX4, PROVIDER4 as PROVIDER, SCANNER4 as SCANNER,
         UNUSED_WAN4_NET,
     },
-    harness::{process::read_stdout, wan::pbx_addr, Daemon, Receiver, Steady, Wan},
+    harness::{process::read_stdout, wan::pbx_addr, wan_and_daemon, Daemon, Receiver, Steady, Wan},
     require_root,
 };
 
@@ -31,20 +31,16 @@ fn native(net: &Wan, body: &str) -> String {
 }
 
 /// The standard WAN and a daemon for it with `body` as its config, not
-/// yet launched.
-fn setup(body: &str) -> (Wan, Daemon) {
-    let net = Wan::new();
-    let d = Daemon::new(&net.pbx);
+/// yet launched; `None` (the test skips) without root.
+fn setup(test: &str, body: &str) -> Option<(Wan, Daemon)> {
+    let (net, d) = wan_and_daemon(test)?;
     d.write_config(&native(&net, body));
-    (net, d)
+    Some((net, d))
 }
 
-/// [`setup`], launched; `None` (the test skips) without root.
+/// [`setup`], launched.
 fn started(test: &str, body: &str) -> Option<(Wan, Daemon)> {
-    if !require_root(test) {
-        return None;
-    }
-    let (net, mut d) = setup(body);
+    let (net, mut d) = setup(test, body)?;
     d.launch(&[]);
     Some((net, d))
 }
@@ -204,12 +200,14 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
 
 #[test]
 fn cli_bans_work_when_automatic_bans_are_off() {
-    if !require_root("cli_bans_work_when_automatic_bans_are_off") {
-        return;
-    }
     // Automatic bans off (the `drop` policy's default): nothing fills BANS
     // but the CLI, and the filter skips the lookup until the first ban.
-    let (net, mut d) = setup(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    let Some((net, mut d)) = setup(
+        "cli_bans_work_when_automatic_bans_are_off",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\n"),
+    ) else {
+        return;
+    };
     d.launch(&[]);
     net.send_options(OTHER, 5060, 2, MS);
     d.cli_ok(&["ban", &OTHER.to_string()]);
@@ -366,10 +364,12 @@ fn sigterm_with_on_exit_detach_removes_the_filter() {
 
 #[test]
 fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
-    if !require_root("a_different_program_on_the_pinned_link_is_replaced_in_place") {
+    let Some((net, mut d)) = setup(
+        "a_different_program_on_the_pinned_link_is_replaced_in_place",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\n"),
+    ) else {
         return;
-    }
-    let (net, mut d) = setup(&format!("policy: drop\ntrusted: [{PROVIDER}]\n"));
+    };
     // An "older build": the object's empty program, attached through a
     // pinned link where the daemon keeps its own.
     std::fs::create_dir_all(d.pin_dir()).unwrap();
@@ -430,11 +430,9 @@ fn write_atomically(path: &std::path::Path, text: &str) {
 
 #[test]
 fn feeds_reload_under_traffic_without_a_gap() {
-    if !require_root("feeds_reload_under_traffic_without_a_gap") {
+    let Some((net, mut d)) = wan_and_daemon("feeds_reload_under_traffic_without_a_gap") else {
         return;
-    }
-    let net = Wan::new();
-    let mut d = Daemon::new(&net.pbx);
+    };
     let feed = d.path("feed.txt");
     let (scanner, other) = (SCANNER.to_string(), OTHER.to_string());
     write_atomically(&feed, &feed_text(20_000, 0, &[&scanner, UNUSED_WAN4_NET]));
@@ -506,14 +504,15 @@ fn million_entry_feed_load_time() {
     let dir = std::env::temp_dir().join(format!("sg-million-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let feed = dir.join("feed.txt");
-    let mut text = String::with_capacity(16 << 20);
-    for i in 0..1_000_000u32 {
-        text.push_str(&format!(
-            "{}\n",
-            std::net::Ipv4Addr::from(0x6400_0000u32 + i * 3)
-        ));
-    }
-    std::fs::write(&feed, &text).unwrap();
+    // A million addresses, one a line, 3 apart from `first` on.
+    let million = |first: u32| {
+        let mut text = String::with_capacity(16 << 20);
+        for i in 0..1_000_000u32 {
+            text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(first + i * 3)));
+        }
+        text
+    };
+    std::fs::write(&feed, million(0x6400_0000)).unwrap();
     let cfg = sipguard::policy::config::Config::parse(
         &format!("policy: drop\nfeeds: [{}]\n", feed.display()),
         "t",
@@ -531,14 +530,7 @@ fn million_entry_feed_load_time() {
     sb.apply(&policy).unwrap();
     let same = t2.elapsed();
     // Worst case: every entry replaced (1M adds, then 1M removals).
-    let mut text2 = String::with_capacity(16 << 20);
-    for i in 0..1_000_000u32 {
-        text2.push_str(&format!(
-            "{}\n",
-            std::net::Ipv4Addr::from(0x6400_0001u32 + i * 3)
-        ));
-    }
-    std::fs::write(&feed, &text2).unwrap();
+    std::fs::write(&feed, million(0x6400_0001)).unwrap();
     let policy2 = sipguard::policy::sources::feeds::FeedWatch::new(&cfg.feeds)
         .policy(&cfg)
         .unwrap();
