@@ -8,6 +8,7 @@ pub mod attach;
 pub mod bans;
 pub mod counters;
 pub mod features;
+pub mod jit;
 pub mod maps;
 pub mod pins;
 pub mod preflight;
