@@ -40,6 +40,25 @@ struct ProgInfoHead {
 
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
+/// bpf(2) command `cmd` with `attr` (its size passed along): the raw
+/// result, negative with errno set on failure.
+///
+/// # Safety
+///
+/// Every pointer in `attr` must point at a live buffer of the size `attr`
+/// gives for it, for the duration of the call.
+pub unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> libc::c_long {
+    // SAFETY: the caller vouches for the buffers `attr` points to.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    }
+}
+
 fn prog_info(fd: i32, info: &mut ProgInfoHead) -> Result<()> {
     #[repr(C)]
     struct InfoAttr {
@@ -54,14 +73,7 @@ fn prog_info(fd: i32, info: &mut ProgInfoHead) -> Result<()> {
     };
     // SAFETY: `attr` and the buffers `info` points to outlive the call and
     // have the sizes given in them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &attr as *const InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
+    let rc = unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) };
     if rc < 0 {
         bail!(
             "BPF_OBJ_GET_INFO_BY_FD: {}",
