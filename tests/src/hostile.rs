@@ -381,21 +381,18 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     );
 
     // Payloads: the headers are right, the SIP message is hostile.
+    let not_sip = Expect::Inspect(Reason::DropNotSip);
     add(
         "1-byte payload",
         udp4(b"I"),
         Expect::Inspect(Reason::PassPartial),
     );
     add("1-byte NUL payload", udp4(&[0]), Expect::Sip);
-    add(
-        "512 NUL bytes",
-        udp4(&[0; 512]),
-        Expect::Inspect(Reason::DropNotSip),
-    );
+    add("512 NUL bytes", udp4(&[0; 512]), not_sip);
     add(
         "non-UTF-8 bytes",
         udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()),
-        Expect::Inspect(Reason::DropNotSip),
+        not_sip,
     );
     add(
         "INVITE with NUL in the request line",
@@ -404,7 +401,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
             m[6] = 0;
             m
         }),
-        Expect::Inspect(Reason::DropNotSip),
+        not_sip,
     );
     add(
         "INVITE with NUL and 0xff in User-Agent",
@@ -440,11 +437,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         },
         Expect::Lying,
     );
-    add(
-        "1400 bytes of 0xff",
-        udp4(&[0xff; 1400]),
-        Expect::Inspect(Reason::DropNotSip),
-    );
+    add("1400 bytes of 0xff", udp4(&[0xff; 1400]), not_sip);
 
     // Big frames: BPF_PROG_TEST_RUN shows a program without multi-buffer
     // support only the first 3520 bytes (tests/tests/hostile.rs has the
