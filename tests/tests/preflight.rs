@@ -128,7 +128,14 @@ fn rejected_program_log() -> (i32, String) {
         ..Default::default()
     };
     // SAFETY: attr points at live buffers for the duration of the call.
-    let fd = unsafe { sipguard::kernel::jit::bpf(BPF_PROG_LOAD, &attr) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     if fd >= 0 {
         // SAFETY: closing the fd we were just given.
