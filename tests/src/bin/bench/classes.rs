@@ -262,22 +262,24 @@ pub fn run(p: &Params) -> Result<Value> {
             (1400, "inspect_legit_1400", "inspect_scanner_1400"),
         ] {
             let body = size - 42;
-            classes.push(Class {
-                key: key_l,
-                name: format!("inspect, legit INVITE {size} B, UA last (pass)"),
-                sandbox: s,
-                frame: udp_to(UNTRUSTED, 5060, &payload::invite(false, body)),
-                reason: Reason::PassInspected,
-                target: Some(4.0),
-            });
-            classes.push(Class {
-                key: key_s,
-                name: format!("inspect, scanner INVITE {size} B, UA last (drop)"),
-                sandbox: s,
-                frame: udp_to(UNTRUSTED, 5060, &payload::invite(true, body)),
-                reason: Reason::DropUserAgent,
-                target: Some(4.0),
-            });
+            for (key, scanner, what) in [
+                (key_l, false, "legit INVITE"),
+                (key_s, true, "scanner INVITE"),
+            ] {
+                let (reason, verdict) = if scanner {
+                    (Reason::DropUserAgent, "drop")
+                } else {
+                    (Reason::PassInspected, "pass")
+                };
+                classes.push(Class {
+                    key,
+                    name: format!("inspect, {what} {size} B, UA last ({verdict})"),
+                    sandbox: s,
+                    frame: udp_to(UNTRUSTED, 5060, &payload::invite(scanner, body)),
+                    reason,
+                    target: Some(4.0),
+                });
+            }
         }
     } else {
         missing.push(String::from("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)"));

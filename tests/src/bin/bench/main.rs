@@ -162,6 +162,16 @@ fn main() -> Result<()> {
     // A full run with the default output refreshes the published figures
     // in docs/BENCHMARKS.md too (between its bench markers).
     let publish = !args.quick && args.out.is_none();
+    // A result table: printed, written as a section into `out`, and (for a
+    // full run into the default place) into docs/BENCHMARKS.md.
+    let show = |table: &str, section: &str| -> anyhow::Result<()> {
+        println!("{table}");
+        report::write_section(&out, section, table)?;
+        if publish {
+            report::update_doc(&root.join("docs/BENCHMARKS.md"), section, table)?;
+        }
+        Ok(())
+    };
 
     let mut inspect_exists = false;
     if args.classes {
@@ -195,17 +205,9 @@ fn main() -> Result<()> {
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
         chart::peer(&r, &out.join("peer.svg"))?;
-        for (name, table) in [
-            ("classes", report::classes_table(&r)),
-            ("peer", report::peer_table(&r)),
-            ("daemon", report::daemon_settings_table(&r)),
-        ] {
-            println!("{table}");
-            report::write_section(&out, name, &table)?;
-            if publish {
-                report::update_doc(&root.join("docs/BENCHMARKS.md"), name, &table)?;
-            }
-        }
+        show(&report::classes_table(&r), "classes")?;
+        show(&report::peer_table(&r), "peer")?;
+        show(&report::daemon_settings_table(&r), "daemon")?;
     }
     if args.flood {
         let p = flood::Params {
@@ -213,17 +215,9 @@ fn main() -> Result<()> {
         };
         let mut r = flood::run(&p, inspect_exists)?;
         r["machine"] = machine.clone();
-        println!("{}", report::flood_table(&r));
+        show(&report::flood_table(&r), "flood")?;
         std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&r)?)?;
         chart::flood(&r, &out.join("flood.svg"))?;
-        report::write_section(&out, "flood", &report::flood_table(&r))?;
-        if publish {
-            report::update_doc(
-                &root.join("docs/BENCHMARKS.md"),
-                "flood",
-                &report::flood_table(&r),
-            )?;
-        }
     }
     if args.crowdsec {
         let (total, delta) = if args.quick {
