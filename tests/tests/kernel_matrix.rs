@@ -259,27 +259,27 @@ fn run_kernel(arch: Arch, name: &str) {
     }
 }
 
-#[test]
-fn kernel_5_10() {
-    run_kernel(Arch::X86_64, "5.10");
+/// One test per row, so a failing kernel is named by the test harness.
+macro_rules! kernel_row {
+    ($(#[$doc:meta])* $name:ident, $arch:expr, $row:literal) => {
+        $(#[$doc])*
+        #[test]
+        fn $name() {
+            run_kernel($arch, $row);
+        }
+    };
 }
 
-#[test]
-fn kernel_6_1() {
-    run_kernel(Arch::X86_64, "6.1");
-}
-
-#[test]
-fn kernel_6_12() {
-    run_kernel(Arch::X86_64, "6.12");
-}
-
-/// arm64 (Debian's 6.12 on an emulated Cortex-A72): the arm64 JIT, and the
-/// word loads the arm64 build selects, on the packaged binary.
-#[test]
-fn kernel_arm64_6_12() {
-    run_kernel(Arch::Aarch64, "6.12");
-}
+kernel_row!(kernel_5_10, Arch::X86_64, "5.10");
+kernel_row!(kernel_6_1, Arch::X86_64, "6.1");
+kernel_row!(kernel_6_12, Arch::X86_64, "6.12");
+kernel_row!(
+    /// arm64 (Debian's 6.12 on an emulated Cortex-A72): the arm64 JIT, and the
+    /// word loads the arm64 build selects, on the packaged binary.
+    kernel_arm64_6_12,
+    Arch::Aarch64,
+    "6.12"
+);
 
 /// Every reported count must be within the budget.
 fn check_verifier_budget(kernel: &str, results: &[&str]) {
