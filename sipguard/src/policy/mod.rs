@@ -4,6 +4,7 @@
 //! the same shared logic; [`describe`] is what `sipguard check` prints.
 //! Depends on neither the kernel side nor the serving side.
 
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod describe;
@@ -12,7 +13,7 @@ pub mod sources;
 
 use anyhow::Result;
 use ipnet::IpNet;
-use sipguard_common::Settings;
+use sipguard_common::{DecisionEntry, Settings};
 
 use self::{
     config::Config,
@@ -28,6 +29,17 @@ pub struct Policy {
     pub user_agents: Vec<String>,
     /// Expected Request-URI users (the EXPECTED_USERS map); empty = rule off.
     pub expected_users: Vec<String>,
+    /// Ban decisions (the DECISIONS_* tries). The daemon's bouncer writes
+    /// its decisions to the kernel as they change, not through the policy;
+    /// this list is what replay and the fixture tables judge with.
+    pub decisions: Vec<Decision>,
+}
+
+/// A decision trie entry: a prefix and its end and origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub net: IpNet,
+    pub entry: DecisionEntry,
 }
 
 /// What the dynamic sources hold at the moment a policy is assembled.
