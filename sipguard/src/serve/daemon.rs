@@ -50,6 +50,9 @@ pub struct Daemon {
     learner: Learner,
     on_exit: OnExit,
     feeds: FeedWatch,
+    /// The trusted sources of the policy last applied (the bouncer holds
+    /// back decisions over them).
+    trusted: Vec<ipnet::IpNet>,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -132,6 +135,7 @@ impl Daemon {
             feeds,
             dns,
             learner: Default::default(),
+            trusted: policy.trusted.clone(),
         };
         for name in &ifaces {
             d.attach(name, cfg)?;
@@ -237,16 +241,22 @@ impl Daemon {
         self.feeds.changed()
     }
 
+    pub fn trusted(&self) -> &[ipnet::IpNet] {
+        &self.trusted
+    }
+
     pub fn apply(&mut self, cfg: &Config) -> Result<()> {
         let policy = self.policy(cfg)?;
         self.maps.apply(&policy)?;
+        self.trusted = policy.trusted;
         self.ops
             .set(0, stateful::settings(cfg), 0)
             .context("updating OPS")?;
         Ok(())
     }
 
-    pub fn reload(&mut self, opts: &RunOptions) -> Result<()> {
+    /// Reloads the config; returns it for what runs beside the daemon.
+    pub fn reload(&mut self, opts: &RunOptions) -> Result<Config> {
         let cfg = opts.source.load()?;
         crate::kernel::features::require_for(&cfg)?;
         let wanted = interfaces(&cfg, &opts.ifaces)?;
@@ -276,7 +286,7 @@ impl Daemon {
             }
         }
         self.reload_learning(&cfg)?;
-        Ok(())
+        Ok(cfg)
     }
 
     /// A trusted name resolved to a new set of addresses: the same apply
@@ -287,6 +297,7 @@ impl Daemon {
             let cfg = self.dns.cfg.clone();
             let policy = self.policy(&cfg)?;
             self.maps.apply(&policy)?;
+            self.trusted = policy.trusted;
         }
         Ok(())
     }
