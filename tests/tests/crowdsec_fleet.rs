@@ -12,9 +12,12 @@ use std::{
 };
 
 use sipguard_tests::{
-    addresses::{OTHER4, OTHER4B, PROVIDER4},
+    addresses::{
+        OTHER4, OTHER4B, OTHER6, PBX6, PROVIDER4, RANGE4_A, RANGE4_B, RANGE4_NET, RANGE6_A,
+        RANGE6_B, RANGE6_NET, SCANNER4,
+    },
     crowdsec::LocalApi,
-    harness::{traffic::Receiver, Daemon, Wan},
+    harness::{traffic::Receiver, wan::pbx_for, Daemon, Wan},
     require_root,
 };
 
@@ -28,6 +31,7 @@ struct Router {
     api: LocalApi,
     daemon: Daemon,
     rx: Receiver,
+    rx6: Receiver,
 }
 
 /// A router namespace with a Local API on its loopback and sipguard on its
@@ -62,11 +66,13 @@ fn router_keyed(extra: &str, key_text: Option<&str>) -> Router {
     daemon.launch(&["-v"]);
     daemon.wait_for_log("crowdsec: pulling decisions", Duration::from_secs(10));
     let rx = Receiver::start(&net.pbx, 5060);
+    let rx6 = Receiver::start_on(&net.pbx, SocketAddr::new(PBX6.into(), 5060));
     Router {
         net,
         api,
         daemon,
         rx,
+        rx6,
     }
 }
 
@@ -76,13 +82,13 @@ impl Router {
     /// the time it took, `None` after `timeout`.
     fn until(&self, src: IpAddr, want_pass: bool, timeout: Duration) -> Option<Duration> {
         let t0 = Instant::now();
-        let arrived = self.rx.count(src);
+        let arrived = self.received(src);
         let dropped = self.decision_drops();
         while t0.elapsed() < timeout {
-            self.net.send_options(src, 5060, 1, Duration::ZERO);
+            self.send(src, 1);
             std::thread::sleep(Duration::from_millis(100));
             let done = if want_pass {
-                self.rx.count(src) > arrived
+                self.received(src) > arrived
             } else {
                 self.decision_drops() > dropped
             };
@@ -93,19 +99,49 @@ impl Router {
         None
     }
 
+    fn received(&self, src: IpAddr) -> u64 {
+        self.rx.count(src) + self.rx6.count(src)
+    }
+
+    /// `n` OPTIONS from `src` to the router's address of its family.
+    fn send(&self, src: IpAddr, n: u64) {
+        let s = self.net.wan_socket(src);
+        let to = SocketAddr::new(pbx_for(src), 5060);
+        for i in 0..n {
+            s.send_to(format!("OPTIONS sip:p{i}@x SIP/2.0\r\n\r\n").as_bytes(), to)
+                .expect("sending OPTIONS");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn decision_drops(&self) -> u64 {
         self.daemon.stats_json()["reasons"]["decision"]["packets"]
             .as_u64()
             .unwrap_or(0)
     }
 
+    /// The WAN namespace also sends from the range sources; the router
+    /// routes their answers back over the WAN link.
+    fn add_range_sources(&self) {
+        for a in [RANGE4_A, RANGE4_B] {
+            self.net.wan.add_addr(&self.net.wan_if, a, 32);
+        }
+        for a in [RANGE6_A, RANGE6_B] {
+            self.net.wan.add_addr(&self.net.wan_if, a, 128);
+        }
+        for (net, fam) in [(RANGE4_NET, "-4"), (RANGE6_NET, "-6")] {
+            self.net
+                .pbx
+                .exec(&["ip", fam, "route", "add", net, "dev", &self.net.pbx_if]);
+        }
+    }
+
     /// Sends `n` OPTIONS from `src`; how many arrived.
     fn arrivals(&self, src: IpAddr, n: u64) -> u64 {
-        let before = self.rx.count(src);
-        self.net
-            .send_options(src, 5060, n, Duration::from_millis(5));
+        let before = self.received(src);
+        self.send(src, n);
         std::thread::sleep(Duration::from_millis(300));
-        self.rx.count(src) - before
+        self.received(src) - before
     }
 }
 
@@ -247,5 +283,121 @@ fn a_refused_key_or_an_open_key_file_is_named() {
             key.display()
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn ipv4_and_ipv6_range_decisions_are_ranges() {
+    if !require_root("ipv4_and_ipv6_range_decisions_are_ranges") {
+        return;
+    }
+    let r = router("");
+    r.add_range_sources();
+    let inside: [IpAddr; 4] = [
+        RANGE4_A.into(),
+        RANGE4_B.into(),
+        RANGE6_A.into(),
+        RANGE6_B.into(),
+    ];
+    let outside: [IpAddr; 2] = [OTHER4.into(), OTHER6.into()];
+    for a in inside.iter().chain(&outside) {
+        assert_eq!(
+            r.arrivals(*a, 5),
+            5,
+            "{a} does not pass before the decisions"
+        );
+    }
+    r.api.add_decision(RANGE4_NET, "1h", "ban").unwrap();
+    r.api.add_decision(RANGE6_NET, "1h", "ban").unwrap();
+    let took = r
+        .until(RANGE6_B.into(), false, WITHIN)
+        .unwrap_or_else(|| panic!("{RANGE6_NET} not applied within {WITHIN:?}"));
+    eprintln!("range decisions -> first drop: {took:?}");
+    for a in inside {
+        assert_eq!(r.arrivals(a, 10), 0, "{a} is inside a range decision");
+    }
+    for a in outside {
+        assert_eq!(r.arrivals(a, 10), 10, "{a} is outside both ranges");
+    }
+    // One entry per range, not one per address.
+    let stats = r.daemon.stats_json();
+    assert_eq!(stats["decisions"]["cscli"], 2, "{stats}");
+    let drops = stats["reasons"]["decision"]["packets"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(drops >= 40, "{drops} decision drops counted: {stats}");
+}
+
+#[test]
+fn local_api_and_daemon_restarts_lose_nothing_and_leave_nothing() {
+    if !require_root("local_api_and_daemon_restarts_lose_nothing_and_leave_nothing") {
+        return;
+    }
+    let mut r = router("on_exit: keep\n");
+    let (kept, deleted, added): (IpAddr, IpAddr, IpAddr) =
+        (OTHER4.into(), OTHER4B.into(), SCANNER4.into());
+    r.api.add_decision(&kept.to_string(), "1h", "ban").unwrap();
+    r.api
+        .add_decision(&deleted.to_string(), "1h", "ban")
+        .unwrap();
+    assert!(r.until(deleted, false, WITHIN).is_some());
+    assert!(r.until(kept, false, WITHIN).is_some());
+
+    // The Local API away: what is applied stays applied.
+    r.api.stop();
+    r.daemon
+        .wait_for_log("Local API unreachable", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    for a in [kept, deleted] {
+        assert_eq!(
+            r.arrivals(a, 10),
+            0,
+            "{a} got through while the API was away"
+        );
+    }
+    r.api.run().expect("restarting the Local API");
+    r.daemon
+        .wait_for_log("reachable again", Duration::from_secs(10));
+    for a in [kept, deleted] {
+        assert_eq!(
+            r.arrivals(a, 10),
+            0,
+            "{a} got through after the API came back"
+        );
+    }
+
+    // The daemon killed: the kernel keeps filtering; what changed on the
+    // API meanwhile is caught up by the next daemon's first pull.
+    r.daemon.stop_with(libc::SIGKILL);
+    r.api.delete_decision(&deleted.to_string()).unwrap();
+    r.api.add_decision(&added.to_string(), "1h", "ban").unwrap();
+    assert_eq!(
+        r.arrivals(kept, 10),
+        0,
+        "{kept} got through without a daemon"
+    );
+    r.daemon.launch(&["-v"]);
+    assert!(
+        r.daemon.log_text().contains("adopting the maps pinned"),
+        "{}",
+        r.daemon.log_text()
+    );
+    assert!(
+        r.until(deleted, true, WITHIN).is_some(),
+        "{deleted} stuck after its decision was deleted while no daemon ran"
+    );
+    assert!(
+        r.until(added, false, WITHIN).is_some(),
+        "{added} not dropped after a restart"
+    );
+    assert_eq!(
+        r.arrivals(kept, 10),
+        0,
+        "{kept} got through after the restart"
+    );
+    let stats = r.daemon.cli_ok(&["stats"]);
+    assert!(
+        stats.contains("crowdsec decisions: 2 in force (cscli 2)"),
+        "{stats}"
     );
 }
