@@ -7,17 +7,25 @@
 use std::{
     net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
+    path::Path,
     sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
 use sipguard_tests::{
+    addresses::{lapi_link, LAPI_LINK_PREFIX, PBX4},
     addresses::{
         OTHER4, OTHER4B, OTHER6, PBX6, PROVIDER4, RANGE4_A, RANGE4_B, RANGE4_NET, RANGE6_A,
         RANGE6_B, RANGE6_NET, SCANNER4,
     },
     crowdsec::LocalApi,
-    harness::{traffic::Receiver, wan::pbx_for, Daemon, Wan},
+    harness::{
+        netns::{unique, veth},
+        process::{tool, Proc},
+        traffic::Receiver,
+        wan::pbx_for,
+        Daemon, Netns, Wan,
+    },
     require_root,
 };
 
@@ -28,7 +36,6 @@ const WITHIN: Duration = Duration::from_secs(4);
 
 struct Router {
     net: Wan,
-    api: LocalApi,
     daemon: Daemon,
     rx: Receiver,
     rx6: Receiver,
@@ -36,13 +43,13 @@ struct Router {
 
 /// A router namespace with a Local API on its loopback and sipguard on its
 /// WAN interface, pulling every second.
-fn router(extra: &str) -> Router {
+fn router(extra: &str) -> (LocalApi, Router) {
     router_keyed(extra, None)
 }
 
 /// [`router`] with the bouncer key written by the test (`Some`) instead
 /// of the one `cscli bouncers add` printed.
-fn router_keyed(extra: &str, key_text: Option<&str>) -> Router {
+fn router_keyed(extra: &str, key_text: Option<&str>) -> (LocalApi, Router) {
     let net = Wan::new();
     // Each API has its own namespace, but its scratch directory is named
     // by process and port.
@@ -56,27 +63,32 @@ fn router_keyed(extra: &str, key_text: Option<&str>) -> Router {
         std::fs::write(&key, text).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let cfg = net.config(&format!(
-        "policy: inspect\ntrusted: [{PROVIDER4}]\n{extra}crowdsec:\n  url: {}\n  api_key_file: {}\n  interval: 1s\n",
-        api.url(),
-        key.display()
-    ));
-    let mut daemon = Daemon::new(&net.pbx);
-    daemon.write_config(&cfg);
-    daemon.launch(&["-v"]);
-    daemon.wait_for_log("crowdsec: pulling decisions", Duration::from_secs(10));
-    let rx = Receiver::start(&net.pbx, 5060);
-    let rx6 = Receiver::start_on(&net.pbx, SocketAddr::new(PBX6.into(), 5060));
-    Router {
-        net,
-        api,
-        daemon,
-        rx,
-        rx6,
-    }
+    let r = Router::start(net, &api.url(), &key, extra, "");
+    (api, r)
 }
 
 impl Router {
+    /// sipguard on `net`'s router, pulling from `url` every second.
+    /// `extra` goes before the `crowdsec:` section, `section` into it.
+    fn start(net: Wan, url: &str, key: &Path, extra: &str, section: &str) -> Router {
+        let cfg = net.config(&format!(
+            "policy: inspect\ntrusted: [{PROVIDER4}]\n{extra}crowdsec:\n  url: {url}\n  api_key_file: {}\n  interval: 1s\n{section}",
+            key.display()
+        ));
+        let mut daemon = Daemon::new(&net.pbx);
+        daemon.write_config(&cfg);
+        daemon.launch(&["-v"]);
+        daemon.wait_for_log("crowdsec: pulling decisions", Duration::from_secs(10));
+        let rx = Receiver::start(&net.pbx, 5060);
+        let rx6 = Receiver::start_on(&net.pbx, SocketAddr::new(PBX6.into(), 5060));
+        Router {
+            net,
+            daemon,
+            rx,
+            rx6,
+        }
+    }
+
     /// Sends one OPTIONS from `src` every 100 ms until one arrives
     /// (`want_pass`) or until the kernel counts one more `decision` drop;
     /// the time it took, `None` after `timeout`.
@@ -150,14 +162,14 @@ fn cscli_decisions_reach_the_kernel_and_end_there() {
     if !require_root("cscli_decisions_reach_the_kernel_and_end_there") {
         return;
     }
-    let mut r = router("");
+    let (mut api, mut r) = router("");
     let other: IpAddr = OTHER4.into();
     assert!(
         r.until(other, true, WITHIN).is_some(),
         "{other} does not pass before any decision"
     );
 
-    r.api.add_decision(&other.to_string(), "1h", "ban").unwrap();
+    api.add_decision(&other.to_string(), "1h", "ban").unwrap();
     let took = r
         .until(other, false, WITHIN)
         .unwrap_or_else(|| panic!("no decision drop of {other} within {WITHIN:?}"));
@@ -171,7 +183,7 @@ fn cscli_decisions_reach_the_kernel_and_end_there() {
     let bans = r.daemon.cli_ok(&["bans"]);
     assert!(bans.contains("cscli 1"), "{bans}");
 
-    r.api.delete_decision(&other.to_string()).unwrap();
+    api.delete_decision(&other.to_string()).unwrap();
     let took = r
         .until(other, true, WITHIN)
         .unwrap_or_else(|| panic!("{other} still dropped {WITHIN:?} after the delete"));
@@ -183,12 +195,12 @@ fn cscli_decisions_reach_the_kernel_and_end_there() {
     let short: IpAddr = OTHER4B.into();
     // Taken before cscli starts: the decision's 5 s count from its start.
     let added = Instant::now();
-    r.api.add_decision(&short.to_string(), "5s", "ban").unwrap();
+    api.add_decision(&short.to_string(), "5s", "ban").unwrap();
     assert!(
         r.until(short, false, WITHIN).is_some(),
         "short decision for {short} not applied"
     );
-    r.api.stop();
+    api.stop();
     let ended = r
         .until(short, true, Duration::from_secs(10))
         .map(|_| added.elapsed())
@@ -212,13 +224,12 @@ fn a_decision_for_a_trusted_source_is_not_applied_and_says_so() {
     if !require_root("a_decision_for_a_trusted_source_is_not_applied_and_says_so") {
         return;
     }
-    let mut r = router("");
+    let (api, mut r) = router("");
     let provider: IpAddr = PROVIDER4.into();
     let other: IpAddr = OTHER4.into();
-    r.api
-        .add_decision(&provider.to_string(), "1h", "ban")
+    api.add_decision(&provider.to_string(), "1h", "ban")
         .unwrap();
-    r.api.add_decision(&other.to_string(), "1h", "ban").unwrap();
+    api.add_decision(&other.to_string(), "1h", "ban").unwrap();
     r.daemon.wait_for_log(
         &format!("decision for {provider}/32 (origin cscli) not applied: it overlaps trusted {provider}/32"),
         WITHIN,
@@ -259,18 +270,18 @@ fn a_refused_key_or_an_open_key_file_is_named() {
     if !require_root("a_refused_key_or_an_open_key_file_is_named") {
         return;
     }
-    let mut r = router_keyed("", Some("not-a-key-of-this-api\n"));
+    let (api, mut r) = router_keyed("", Some("not-a-key-of-this-api\n"));
     r.daemon.wait_for_log(
         &format!(
             "crowdsec: {}/v1/decisions/stream: the Local API answered 403",
-            r.api.url()
+            api.url()
         ),
         WITHIN,
     );
     assert!(r.daemon.is_running(), "a refused key stopped the filter");
 
     // A key file its group may read is refused before anything runs.
-    let key = r.api.dir().join("wrong.key");
+    let key = api.dir().join("wrong.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let out = r
         .daemon
@@ -291,7 +302,7 @@ fn ipv4_and_ipv6_range_decisions_are_ranges() {
     if !require_root("ipv4_and_ipv6_range_decisions_are_ranges") {
         return;
     }
-    let r = router("");
+    let (api, r) = router("");
     r.add_range_sources();
     let inside: [IpAddr; 4] = [
         RANGE4_A.into(),
@@ -307,8 +318,8 @@ fn ipv4_and_ipv6_range_decisions_are_ranges() {
             "{a} does not pass before the decisions"
         );
     }
-    r.api.add_decision(RANGE4_NET, "1h", "ban").unwrap();
-    r.api.add_decision(RANGE6_NET, "1h", "ban").unwrap();
+    api.add_decision(RANGE4_NET, "1h", "ban").unwrap();
+    api.add_decision(RANGE6_NET, "1h", "ban").unwrap();
     let took = r
         .until(RANGE6_B.into(), false, WITHIN)
         .unwrap_or_else(|| panic!("{RANGE6_NET} not applied within {WITHIN:?}"));
@@ -333,18 +344,16 @@ fn local_api_and_daemon_restarts_lose_nothing_and_leave_nothing() {
     if !require_root("local_api_and_daemon_restarts_lose_nothing_and_leave_nothing") {
         return;
     }
-    let mut r = router("on_exit: keep\n");
+    let (mut api, mut r) = router("on_exit: keep\n");
     let (kept, deleted, added): (IpAddr, IpAddr, IpAddr) =
         (OTHER4.into(), OTHER4B.into(), SCANNER4.into());
-    r.api.add_decision(&kept.to_string(), "1h", "ban").unwrap();
-    r.api
-        .add_decision(&deleted.to_string(), "1h", "ban")
-        .unwrap();
+    api.add_decision(&kept.to_string(), "1h", "ban").unwrap();
+    api.add_decision(&deleted.to_string(), "1h", "ban").unwrap();
     assert!(r.until(deleted, false, WITHIN).is_some());
     assert!(r.until(kept, false, WITHIN).is_some());
 
     // The Local API away: what is applied stays applied.
-    r.api.stop();
+    api.stop();
     r.daemon
         .wait_for_log("Local API unreachable", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(3));
@@ -355,7 +364,7 @@ fn local_api_and_daemon_restarts_lose_nothing_and_leave_nothing() {
             "{a} got through while the API was away"
         );
     }
-    r.api.run().expect("restarting the Local API");
+    api.run().expect("restarting the Local API");
     r.daemon
         .wait_for_log("reachable again", Duration::from_secs(10));
     for a in [kept, deleted] {
@@ -369,8 +378,8 @@ fn local_api_and_daemon_restarts_lose_nothing_and_leave_nothing() {
     // The daemon killed: the kernel keeps filtering; what changed on the
     // API meanwhile is caught up by the next daemon's first pull.
     r.daemon.stop_with(libc::SIGKILL);
-    r.api.delete_decision(&deleted.to_string()).unwrap();
-    r.api.add_decision(&added.to_string(), "1h", "ban").unwrap();
+    api.delete_decision(&deleted.to_string()).unwrap();
+    api.add_decision(&added.to_string(), "1h", "ban").unwrap();
     assert_eq!(
         r.arrivals(kept, 10),
         0,
@@ -400,4 +409,85 @@ fn local_api_and_daemon_restarts_lose_nothing_and_leave_nothing() {
         stats.contains("crowdsec decisions: 2 in force (cscli 2)"),
         "{stats}"
     );
+}
+
+#[test]
+fn a_scanner_banned_by_router_a_is_dropped_by_router_b() {
+    if !require_root("a_scanner_banned_by_router_a_is_dropped_by_router_b") {
+        return;
+    }
+    // One Local API in a namespace of its own, linked to both routers.
+    let hub = Netns::new("c");
+    let (net_a, net_b) = (Wan::new(), Wan::new());
+    for (n, net) in [(1u8, &net_a), (2, &net_b)] {
+        let (hub_if, router_if) = (unique("c"), unique("k"));
+        veth(&hub, &hub_if, &net.pbx, &router_if);
+        let (api_end, router_end) = lapi_link(n);
+        hub.add_addr(&hub_if, api_end, LAPI_LINK_PREFIX);
+        net.pbx.add_addr(&router_if, router_end, LAPI_LINK_PREFIX);
+    }
+    let api = LocalApi::start("0.0.0.0:8080".parse().unwrap(), Some(&hub.name))
+        .expect("starting the Local API");
+    let (_, key_a) = api.add_bouncer("router-a").unwrap();
+    let (_, key_b) = api.add_bouncer("router-b").unwrap();
+    let password = api
+        .add_machine("router-a", "router-a-machine-password-0123")
+        .unwrap();
+    let url = |n| format!("http://{}:8080", lapi_link(n).0);
+    let a = Router::start(
+        net_a,
+        &url(1),
+        &key_a,
+        "bans: {threshold: 1}\n",
+        &format!(
+            "  machine:\n    id: router-a\n    password_file: {}\n",
+            password.display()
+        ),
+    );
+    let b = Router::start(net_b, &url(2), &key_b, "", "");
+    let scanner: IpAddr = SCANNER4.into();
+    // Router B has nothing against the scanner's address.
+    assert_eq!(
+        b.arrivals(scanner, 5),
+        5,
+        "B drops {scanner} before any scan"
+    );
+
+    // The real svmap against router A; router B is watched meanwhile.
+    let svmap = tool(&["sipvicious_svmap", "svmap"]);
+    let mut cmd = a.net.wan.command("timeout");
+    cmd.args(["-s", "KILL", "20"])
+        .arg(&svmap)
+        .args(["-P", "5070", "-p", "5060"])
+        .arg(PBX4.to_string())
+        .stdin(std::process::Stdio::null());
+    let started = Instant::now();
+    let mut scan = Proc::spawn("svmap", cmd, &a.daemon.path("svmap.log"));
+    let took = b
+        .until(scanner, false, Duration::from_secs(20))
+        .map(|_| started.elapsed())
+        .unwrap_or_else(|| panic!("B does not drop {scanner} 20 s after svmap hit A"));
+    eprintln!("svmap starts against A -> first drop on B: {took:?} (B pulls every 1 s)");
+    let status = scan.wait_for(Duration::from_secs(25));
+    eprintln!("svmap exit: {status:?}");
+    let on_a = a.daemon.cli_ok(&["bans"]);
+    assert!(
+        on_a.contains(&scanner.to_string()) && on_a.contains("auto"),
+        "A did not ban {scanner}:\n{on_a}"
+    );
+    assert_eq!(b.arrivals(scanner, 10), 0, "B lets {scanner} through");
+
+    // The alert is on the Local API, with sipguard's scenario and reason;
+    // B holds the decision, not a ban of its own.
+    let alerts = api.cscli(&["alerts", "list", "-o", "json"]).unwrap();
+    assert!(
+        alerts.contains("sipguard/sip-scanner") && alerts.contains(&scanner.to_string()),
+        "{alerts}"
+    );
+    let on_b = b.daemon.cli_ok(&["bans"]);
+    assert!(
+        on_b.contains("0 active") && on_b.contains("crowdsec 1"),
+        "B:\n{on_b}"
+    );
+    assert_eq!(b.arrivals(PROVIDER4.into(), 5), 5, "B cut off the provider");
 }
