@@ -8,26 +8,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use sipguard_common::{
-    packet::{Bytes, Flow},
+    packet::{Flow, NoWords},
     sip::{self, Scan, Step, MAX_STEPS},
     Reason,
 };
 use sipguard_fuzz::policies;
-
-/// The message without word reads.
-struct NoWords<'a>(&'a [u8]);
-
-impl Bytes for NoWords<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.0.read::<N>(off)
-    }
-    fn u64_le(&self, _off: usize) -> Option<u64> {
-        None
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, msg)) = data.split_first() else {

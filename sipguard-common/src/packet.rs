@@ -54,6 +54,25 @@ impl Bytes for [u8] {
     }
 }
 
+/// The same bytes without word reads ([`Bytes::u64_le`] always `None`), so
+/// every scanner path falls back to its byte-at-a-time loop. The unit
+/// tests and the SIP fuzz target compare both scans of one message.
+#[cfg(any(test, feature = "std"))]
+pub struct NoWords<'a>(pub &'a [u8]);
+
+#[cfg(any(test, feature = "std"))]
+impl Bytes for NoWords<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.0.read::<N>(off)
+    }
+    fn u64_le(&self, _off: usize) -> Option<u64> {
+        None
+    }
+}
+
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;

@@ -45,7 +45,7 @@ pub struct Addrs {
 }
 
 #[inline(always)]
-pub fn addrs(parsed: &Result<Flow, Stop>) -> Option<Addrs> {
+pub fn addrs(parsed: Result<&Flow, &Stop>) -> Option<Addrs> {
     match parsed {
         Ok(f) => Some(Addrs {
             ipv6: f.ipv6,

@@ -64,35 +64,58 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
     };
+    // A per-CPU array of one entry always has entry 0.
+    let Some(handed) = INSPECT_FLOW.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
     let pkt = Pkt::new(ctx);
     let quick = quick_step(&pkt, link, settings);
     if quick == Quick::NotSipPort {
         return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
     }
     let parsed = parse_after(&pkt, link, quick);
+    match &parsed {
+        // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+        Ok(flow) => unsafe { *handed = *flow },
+        Err(stop) => {
+            let reason = match stop {
+                Stop::LaterFragment(k) => frags::later(k),
+                stop => stop_reason(stop),
+            };
+            return finish(
+                ctx,
+                &pkt,
+                Err(stop),
+                reason,
+                settings,
+                &SipEventInfo::NONE,
+                &Clock::new(),
+            );
+        }
+    }
+    // SAFETY: as above; see `merge_paths`.
+    let flow = unsafe { merge_paths(handed) };
+    // Packet pointers read anew: those of the parse carry per-path ranges.
+    let pkt = Pkt::reload(ctx);
     let lists = KernelLists::new(settings);
-    let judgement = match &parsed {
-        Ok(flow) => judge_flow(flow, settings, &lists),
-        Err(Stop::LaterFragment(k)) => Judgement::Done(frags::later(k)),
-        Err(stop) => Judgement::Done(stop_reason(stop)),
-    };
+    let judgement = judge_flow(flow, settings, &lists);
     let reason = match judgement {
         Judgement::Done(reason) => reason,
-        // One tail-call site for both callees: every path through the
-        // parser reaches it, so what is here is verified once per path.
-        Judgement::Inspect(flow) | Judgement::Recognise(flow) => {
+        // One tail-call site for both callees; `INSPECT_FLOW` already
+        // holds the flow.
+        Judgement::Inspect(_) | Judgement::Recognise(_) => {
             let slot = if matches!(judgement, Judgement::Recognise(_)) {
                 ANY_PORT_SLOT
             } else {
                 INSPECTOR_SLOT
             };
-            hand_over(ctx, &flow, slot)
+            hand_over(ctx, slot)
         }
     };
     finish(
         ctx,
         &pkt,
-        &parsed,
+        Ok(flow),
         reason,
         settings,
         &SipEventInfo::NONE,
@@ -100,20 +123,36 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     )
 }
 
-/// Tail-calls the program in `slot` of `INSPECTOR` with `flow` in
-/// `INSPECT_FLOW`. Returns only when the slot is empty (the daemon and the
-/// sandbox always fill both): the packet then passes, counted as
-/// uninspected.
+/// The flow that `filter` stored in `INSPECT_FLOW` (where the tail-called
+/// programs read it), to be read from there. The values are the parser's;
+/// what changes is what the verifier knows of them: every field read from
+/// map memory is an unknown of its type, so the many parser paths (VLAN
+/// tags, PPPoE, IPv4 options, IPv6 extension headers, each leaving its own
+/// constants and offset ranges) meet in one state here and the rest of the
+/// program is verified once instead of once per path. Kernels before 6.3
+/// prune none of those paths otherwise.
+///
+/// # Safety
+/// `slot` points to this CPU's `INSPECT_FLOW` value.
 #[inline(always)]
-fn hand_over(ctx: &XdpContext, flow: &Flow, slot: u32) -> Reason {
-    if let Some(p) = INSPECT_FLOW.get_ptr_mut(0) {
-        // SAFETY: a per-CPU value; XDP does not nest on one CPU and the
-        // tail call below runs on this CPU right away.
-        unsafe { *p = *flow };
-        // SAFETY: on success the callee finishes the packet and this
-        // program does not continue.
-        unsafe { INSPECTOR.tail_call(ctx, slot) };
-    }
+unsafe fn merge_paths<'a>(slot: *const Flow) -> &'a Flow {
+    // A compiler barrier: the flow's fields are loaded from the map below,
+    // not forwarded from the values just stored.
+    // SAFETY: an empty asm statement.
+    unsafe { core::arch::asm!("", options(nostack, preserves_flags)) };
+    // SAFETY: by the caller's contract.
+    unsafe { &*slot }
+}
+
+/// Tail-calls the program in `slot` of `INSPECTOR`, which reads the flow
+/// that `filter` left in `INSPECT_FLOW`. Returns only when the slot is
+/// empty (the daemon and the sandbox always fill both): the packet then
+/// passes, counted as uninspected.
+#[inline(always)]
+fn hand_over(ctx: &XdpContext, slot: u32) -> Reason {
+    // SAFETY: on success the callee finishes the packet and this program
+    // does not continue.
+    unsafe { INSPECTOR.tail_call(ctx, slot) };
     Reason::PassUninspectable
 }
 
@@ -149,7 +188,7 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
     finish(
         &ctx,
         &pkt,
-        &Ok(flow),
+        Ok(&flow),
         reason,
         settings,
         &SipEventInfo::NONE,
@@ -174,7 +213,7 @@ pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
     finish(
         &ctx,
         &pkt,
-        &Ok(flow),
+        Ok(&flow),
         reason,
         settings,
         &info,
@@ -187,7 +226,7 @@ pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
 fn finish(
     ctx: &XdpContext,
     pkt: &Pkt,
-    parsed: &Result<Flow, Stop>,
+    parsed: Result<&Flow, &Stop>,
     reason: Reason,
     settings: &Settings,
     sip: &SipEventInfo,
@@ -327,7 +366,7 @@ pub fn empty_pass(_ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn on_drop(
     ctx: &XdpContext,
-    parsed: &Result<packet::Flow, Stop>,
+    parsed: Result<&packet::Flow, &Stop>,
     out: &Outcome,
     sip: &SipEventInfo,
     clock: &Clock,

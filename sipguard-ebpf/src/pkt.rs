@@ -24,6 +24,26 @@ impl Pkt {
         }
     }
 
+    /// [`Pkt::new`] with the packet pointers loaded from the context again
+    /// rather than reused: pointers that went through bounds checks carry
+    /// ranges the verifier compares when it prunes, fresh ones none.
+    #[inline(always)]
+    pub fn reload(ctx: &XdpContext) -> Self {
+        // SAFETY: `ctx.ctx` is the program's context pointer; volatile so
+        // the compiler does not reuse the earlier loads.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+                core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+            )
+        };
+        Pkt {
+            start,
+            end,
+            words: word_loads(),
+        }
+    }
+
     /// Packet memory of a TC program (`skb->data` .. `skb->data_end`).
     #[inline(always)]
     pub fn from_range(start: usize, end: usize) -> Self {

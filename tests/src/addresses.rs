@@ -74,3 +74,18 @@ pub fn lapi_link(n: u8) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::new(10, 78, n, 1), Ipv4Addr::new(10, 78, n, 2))
 }
 pub const LAPI_LINK_PREFIX: u8 = 24;
+
+/// Addresses written into fixture frames. These frames are only handed to
+/// BPF_PROG_TEST_RUN and to the host verdict, never sent on a link, so they
+/// may use any documentation range; the fixture configs trust and block
+/// exactly these.
+pub mod frame {
+    /// In every fixture config's `trusted:` list.
+    pub const TRUSTED4: [u8; 4] = [192, 0, 2, 10];
+    /// Inside every fixture config's blocked 203.0.113.0/24.
+    pub const BLOCKED4: [u8; 4] = [203, 0, 113, 66];
+    /// Neither trusted nor blocked: the untrusted sender, often a scanner.
+    pub const OTHER4: [u8; 4] = [198, 51, 100, 7];
+    /// The destination: the PBX, or the router (CPE) in front of it.
+    pub const PBX4: [u8; 4] = [100, 64, 0, 1];
+}

@@ -10,7 +10,7 @@ pub mod repeated_headers;
 
 use sipguard::{
     kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
-    policy::Policy,
+    policy::{config::Config, Policy},
 };
 use sipguard_common::{packet::Link, Reason};
 
@@ -84,6 +84,11 @@ pub fn check_case_as_root(test: &str, case: impl FnOnce() -> Case) {
     }
 }
 
+/// The static policy of a fixture config (`name` labels a parse error).
+pub fn fixture_policy(yaml: &str, name: &str) -> Policy {
+    Policy::from_config(&Config::parse(yaml, name).expect("fixture config"))
+}
+
 /// One row: a frame, what the kernel must do with it, and which counter
 /// must move by one packet of the frame's length.
 pub struct Row {
@@ -98,6 +103,26 @@ pub fn row(name: impl Into<String>, frame: Vec<u8>, reason: Reason) -> Row {
         frame,
         reason,
     }
+}
+
+/// `full` cut to its first `n` bytes. Until the L4 header (which ends at
+/// `l4_end`) is complete the ports are unknown: pass, unparsed; after it the
+/// IP length lies about a SIP-port packet: drop, malformed.
+pub fn truncated(name: String, full: &[u8], n: usize, l4_end: usize) -> Row {
+    let reason = if n < l4_end {
+        Reason::PassUnparsed
+    } else {
+        Reason::DropMalformed
+    };
+    row(name, full[..n].to_vec(), reason)
+}
+
+/// `frame` built, with the big-endian 16-bit field at `at` set to `value`:
+/// a header that lies about a length.
+pub fn with_u16(frame: crate::frames::Frame, at: usize, value: u16) -> Vec<u8> {
+    let mut f = frame.build();
+    f[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    f
 }
 
 /// Whether a row with this reason must be dropped. Written out here and

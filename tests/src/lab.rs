@@ -560,7 +560,7 @@ impl Lab {
     }
 
     /// Runs one scanner over IPv4 and IPv6 at once (each bounded by
-    /// [`TOOL_DEADLINE`]) and returns the counter deltas and exit codes;
+    /// `TOOL_DEADLINE`) and returns the counter deltas and exit codes;
     /// sent/reached are filled in later from the captures.
     pub fn run_scanner(&self, run: &ScannerRun, index: usize) -> ToolFigures {
         let before = self.counters();

@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::harness::netns::{self, Netns};
+use crate::harness::{
+    netns::{self, Netns},
+    process::{assert_success, run_ok},
+};
 
 pub const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -57,17 +60,11 @@ pub fn rootfs() -> PathBuf {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&dir).unwrap();
     let t0 = Instant::now();
-    let out = Command::new("debootstrap")
-        .args(["--variant=minbase", INCLUDE, SUITE])
-        .arg(&tmp)
-        .arg(MIRROR)
-        .output()
-        .expect("running debootstrap");
-    assert!(
-        out.status.success(),
-        "debootstrap {SUITE} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", INCLUDE, SUITE])
+            .arg(&tmp)
+            .arg(MIRROR),
     );
     std::fs::write(tmp.join(COMPLETE), INCLUDE).unwrap();
     std::fs::rename(&tmp, &root).unwrap();
@@ -85,17 +82,6 @@ pub struct Os {
     pub boot_time: Duration,
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 impl Os {
     /// Boots a copy of `rootfs` with `share` bound read-only at /mnt/share
     /// and waits until `systemctl is-system-running` says running.
@@ -103,10 +89,10 @@ impl Os {
         let dir = std::env::temp_dir().join(format!("sipguard-os-{}", netns::unique("")));
         std::fs::create_dir_all(&dir).unwrap();
         let root = dir.join("root");
-        run(Command::new("cp").arg("-a").arg(rootfs).arg(&root));
+        run_ok(Command::new("cp").arg("-a").arg(rootfs).arg(&root));
         let bpffs = dir.join("bpffs");
         std::fs::create_dir_all(&bpffs).unwrap();
-        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&bpffs));
+        run_ok(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&bpffs));
         let console = std::fs::File::create(dir.join("console.log")).unwrap();
         let t0 = Instant::now();
         let nspawn = Command::new("systemd-nspawn")
@@ -198,12 +184,7 @@ impl Os {
 
     pub fn sh_ok(&self, script: &str) -> String {
         let out = self.sh(script);
-        assert!(
-            out.status.success(),
-            "in the container: {script}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, format_args!("in the container: {script}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

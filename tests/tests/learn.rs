@@ -59,13 +59,21 @@ impl SourceLists for HostLists<'_> {
     }
 }
 
-#[test]
-fn learned_sources_pass_until_expiry() {
-    if !require_root("learned_sources_pass_until_expiry") {
-        return;
+/// CONFIG's policy and a sandbox running it; `None` (skipped) unless root.
+fn config_sandbox(test: &str) -> Option<(Policy, Sandbox)> {
+    if !require_root(test) {
+        return None;
     }
     let policy = Policy::from_config(&Config::parse(CONFIG, "t").unwrap());
-    let mut sb = Sandbox::new(&policy).unwrap();
+    let sb = Sandbox::new(&policy).unwrap();
+    Some((policy, sb))
+}
+
+#[test]
+fn learned_sources_pass_until_expiry() {
+    let Some((policy, mut sb)) = config_sandbox("learned_sources_pass_until_expiry") else {
+        return;
+    };
     let now = boot_ns();
     let min = 60_000_000_000;
     let learned: BTreeMap<IpAddr, u64> = [
@@ -82,69 +90,40 @@ fn learned_sources_pass_until_expiry() {
         sb.set_learned(*a, *e).unwrap();
     }
     let invite = sip::invite("1000", "100", "pbx.example", "Test/1.0");
-    let rows: Vec<(&str, Vec<u8>, Reason)> = vec![
-        (
-            "learned v4",
-            v4([198, 51, 100, 7], PBX4)
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::PassLearned,
-        ),
-        (
-            "expired v4",
-            v4([198, 51, 100, 8], PBX4)
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::DropUntrusted,
-        ),
-        (
-            "never learned",
-            v4([198, 51, 100, 9], PBX4)
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::DropUntrusted,
-        ),
-        (
-            "learned v6",
-            v6(ip6("2001:db8:77::7"), ip6("2001:db8:f::1"))
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::PassLearned,
-        ),
-        (
-            "learned over TCP",
-            v4([198, 51, 100, 7], PBX4).tcp(5060, 5060).build(),
-            Reason::PassLearned,
-        ),
-        (
-            "blocked beats learned",
-            v4([203, 0, 113, 5], PBX4)
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::DropBlocked,
-        ),
-        (
-            "trusted before learned",
-            v4([192, 0, 2, 10], PBX4)
-                .udp(5060, 5060)
-                .payload(&invite)
-                .build(),
-            Reason::PassTrusted,
-        ),
+    // (name, source, PBX port, reason) of an INVITE.
+    use Reason::*;
+    let mut rows: Vec<(&str, Vec<u8>, Reason)> = [
+        ("learned v4", [198, 51, 100, 7], 5060, PassLearned),
+        ("expired v4", [198, 51, 100, 8], 5060, DropUntrusted),
+        ("never learned", [198, 51, 100, 9], 5060, DropUntrusted),
+        ("blocked beats learned", [203, 0, 113, 5], 5060, DropBlocked),
+        ("trusted before learned", [192, 0, 2, 10], 5060, PassTrusted),
         (
             "learned, not a SIP port",
-            v4([198, 51, 100, 7], PBX4)
-                .udp(5060, 80)
-                .payload(&invite)
-                .build(),
-            Reason::PassNotSipPort,
+            [198, 51, 100, 7],
+            80,
+            PassNotSipPort,
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, src, dport, want)| {
+        let frame = v4(src, PBX4).udp(5060, dport).payload(&invite).build();
+        (name, frame, want)
+    })
+    .collect();
+    rows.push((
+        "learned v6",
+        v6(ip6("2001:db8:77::7"), ip6("2001:db8:f::1"))
+            .udp(5060, 5060)
+            .payload(&invite)
+            .build(),
+        Reason::PassLearned,
+    ));
+    rows.push((
+        "learned over TCP",
+        v4([198, 51, 100, 7], PBX4).tcp(5060, 5060).build(),
+        Reason::PassLearned,
+    ));
     let host = HostLists {
         policy: &policy,
         learned,
@@ -176,68 +155,48 @@ fn learned_sources_pass_until_expiry() {
 
 #[test]
 fn egress_learner_matches_host_decision() {
-    if !require_root("egress_learner_matches_host_decision") {
+    let Some((policy, mut sb)) = config_sandbox("egress_learner_matches_host_decision") else {
         return;
-    }
-    let policy = Policy::from_config(&Config::parse(CONFIG, "t").unwrap());
-    let mut sb = Sandbox::new(&policy).unwrap();
+    };
     let ttl = 5_000_000_000u64;
     sb.set_learn_ttl(ttl).unwrap();
     let phone = [10, 0, 0, 2];
-    let reg = |dst: [u8; 4]| {
-        v4(phone, dst)
-            .udp(5060, 5060)
-            .payload(b"REGISTER sip:provider.example SIP/2.0\r\nVia: x\r\n\r\n")
+    // A datagram from the phone to 198.51.100.`host`, port `dport`.
+    let udp_out = |host: u8, dport: u16, payload: &[u8]| {
+        v4(phone, [198, 51, 100, host])
+            .udp(5060, dport)
+            .payload(payload)
             .build()
     };
+    let reg = |host: u8| {
+        udp_out(
+            host,
+            5060,
+            b"REGISTER sip:provider.example SIP/2.0\r\nVia: x\r\n\r\n",
+        )
+    };
     let rows: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("REGISTER", reg([198, 51, 100, 20]), true),
+        ("REGISTER", reg(20), true),
         (
             "INVITE",
-            v4(phone, [198, 51, 100, 21])
-                .udp(5060, 5060)
-                .payload(sip::invite("100", "200", "p.example", "Phone/1"))
-                .build(),
+            udp_out(21, 5060, &sip::invite("100", "200", "p.example", "Phone/1")),
             true,
         ),
-        (
-            "OPTIONS",
-            v4(phone, [198, 51, 100, 22])
-                .udp(5060, 5060)
-                .payload(sip::svmap_options())
-                .build(),
-            false,
-        ),
+        ("OPTIONS", udp_out(22, 5060, &sip::svmap_options()), false),
         (
             "REGISTER to a non-SIP port",
-            v4(phone, [198, 51, 100, 23])
-                .udp(5060, 8080)
-                .payload(b"REGISTER sip:x SIP/2.0\r\n")
-                .build(),
+            udp_out(23, 8080, b"REGISTER sip:x SIP/2.0\r\n"),
             false,
         ),
         (
             "REGISTERX",
-            v4(phone, [198, 51, 100, 24])
-                .udp(5060, 5060)
-                .payload(b"REGISTERX sip:x SIP/2.0\r\n")
-                .build(),
+            udp_out(24, 5060, b"REGISTERX sip:x SIP/2.0\r\n"),
             false,
         ),
-        (
-            "cut after REGISTER",
-            v4(phone, [198, 51, 100, 25])
-                .udp(5060, 5060)
-                .payload(b"REGISTER")
-                .build(),
-            false,
-        ),
+        ("cut after REGISTER", udp_out(25, 5060, b"REGISTER"), false),
         (
             "lower case",
-            v4(phone, [198, 51, 100, 26])
-                .udp(5060, 5060)
-                .payload(b"register sip:x SIP/2.0\r\n")
-                .build(),
+            udp_out(26, 5060, b"register sip:x SIP/2.0\r\n"),
             false,
         ),
         (
@@ -306,26 +265,23 @@ fn egress_learner_matches_host_decision() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // A second REGISTER refreshes the expiry; TTL 0 (learning off) learns nothing.
-    let first = sb
-        .learned()
-        .unwrap()
-        .into_iter()
-        .find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap())
-        .unwrap()
-        .1;
+    let expiry_of_20 = |sb: &Sandbox| {
+        let a: IpAddr = "198.51.100.20".parse().unwrap();
+        sb.learned()
+            .unwrap()
+            .into_iter()
+            .find(|(l, _)| *l == a)
+            .unwrap()
+            .1
+    };
+    let first = expiry_of_20(&sb);
     std::thread::sleep(Duration::from_millis(20));
-    sb.run_learner(&reg([198, 51, 100, 20])).unwrap();
-    let second = sb
-        .learned()
-        .unwrap()
-        .into_iter()
-        .find(|(a, _)| *a == "198.51.100.20".parse::<IpAddr>().unwrap())
-        .unwrap()
-        .1;
+    sb.run_learner(&reg(20)).unwrap();
+    let second = expiry_of_20(&sb);
     assert!(second >= first + 20_000_000, "refresh: {first} -> {second}");
     sb.set_learn_ttl(0).unwrap();
     let n = sb.learned().unwrap().len();
-    sb.run_learner(&reg([198, 51, 100, 30])).unwrap();
+    sb.run_learner(&reg(30)).unwrap();
     assert_eq!(
         sb.learned().unwrap().len(),
         n,
@@ -341,18 +297,12 @@ fn egress_learner_matches_host_decision() {
     for (name, frame, want) in [
         (
             "REGISTER to 8080",
-            v4(phone, [198, 51, 100, 40])
-                .udp(5060, 8080)
-                .payload(b"REGISTER sip:x SIP/2.0\r\n")
-                .build(),
+            udp_out(40, 8080, b"REGISTER sip:x SIP/2.0\r\n"),
             true,
         ),
         (
             "OPTIONS to 8080",
-            v4(phone, [198, 51, 100, 41])
-                .udp(5060, 8080)
-                .payload(sip::svmap_options())
-                .build(),
+            udp_out(41, 8080, &sip::svmap_options()),
             false,
         ),
         (

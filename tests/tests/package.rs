@@ -18,7 +18,10 @@ use std::{
 
 use sipguard_tests::{
     addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
-    harness::netns::{self, Netns},
+    harness::{
+        netns::{self, Netns},
+        process::run_ok,
+    },
     os::{self, Os},
     require_root, sip,
 };
@@ -43,16 +46,11 @@ fn build_package(args: &[&str]) -> (PathBuf, PathBuf) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let t0 = Instant::now();
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args(["xtask", "package"])
-        .args(args)
-        .output()
-        .expect("running cargo xtask package");
-    assert!(
-        out.status.success(),
-        "cargo xtask package {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(cargo)
+            .current_dir(&root)
+            .args(["xtask", "package"])
+            .args(args),
     );
     eprintln!("cargo xtask package {args:?}: {:.1?}", t0.elapsed());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -166,48 +164,78 @@ fn lintian_finds_no_errors_in_the_package() {
     );
 }
 
+/// A thread that repeats its body until stopped or dropped.
+struct Background {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(mut body: impl FnMut() + Send + 'static) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                body();
+            }
+        });
+        Background {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the thread and waits for it; `None` if it was stopped before.
+    fn halt(&mut self) -> Option<std::thread::Result<()>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().map(|h| h.join())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
+/// The INVITE the phone sends.
+fn phone_invite() -> Vec<u8> {
+    sip::invite(
+        "alice",
+        "bob",
+        &PBX4.to_string(),
+        "Yealink SIP-T46S 66.86.0.15",
+    )
+}
+
 /// Datagrams from fixed sources towards the container's WAN address.
 struct Stream {
-    stop: Arc<AtomicBool>,
     sent: Arc<[AtomicU64; 2]>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    thread: Background,
 }
 
 impl Stream {
     /// One scanner probe and one phone's INVITE every `gap`, until stopped.
     fn start(scanner: UdpSocket, phone: UdpSocket, gap: Duration) -> Stream {
-        let stop = Arc::new(AtomicBool::new(false));
         let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let (s2, c2) = (stop.clone(), sent.clone());
+        let c2 = sent.clone();
         let to = format!("{PBX4}:5060");
         let probe = sip::svmap_options();
-        let invite = sip::invite(
-            "alice",
-            "bob",
-            &PBX4.to_string(),
-            "Yealink SIP-T46S 66.86.0.15",
-        );
-        let handle = std::thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                scanner.send_to(&probe, &to).unwrap();
-                c2[0].fetch_add(1, Ordering::Relaxed);
-                phone.send_to(&invite, &to).unwrap();
-                c2[1].fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(gap);
-            }
+        let invite = phone_invite();
+        let thread = Background::start(move || {
+            scanner.send_to(&probe, &to).unwrap();
+            c2[0].fetch_add(1, Ordering::Relaxed);
+            phone.send_to(&invite, &to).unwrap();
+            c2[1].fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(gap);
         });
-        Stream {
-            stop,
-            sent,
-            handle: Some(handle),
-        }
+        Stream { sent, thread }
     }
 
     /// (scanner, phone) datagrams sent.
     fn stop(mut self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().unwrap();
+        if let Some(Err(panic)) = self.thread.halt() {
+            std::panic::resume_unwind(panic);
         }
         (
             self.sent[0].load(Ordering::Relaxed),
@@ -216,21 +244,11 @@ impl Stream {
     }
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// Counts datagrams per source arriving at a UDP port inside the container
 /// (after XDP: what the filter let through).
 struct Counter {
-    stop: Arc<AtomicBool>,
     counts: Arc<[AtomicU64; 2]>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl Counter {
@@ -238,26 +256,22 @@ impl Counter {
         let sock = ns.run(|| UdpSocket::bind(("0.0.0.0", 5060)).unwrap());
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
         let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let (s2, c2) = (stop.clone(), counts.clone());
-        let handle = std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                    let ip = from.ip();
-                    if ip == SCANNER4 {
-                        c2[0].fetch_add(1, Ordering::Relaxed);
-                    } else if ip == PROVIDER4 {
-                        c2[1].fetch_add(1, Ordering::Relaxed);
-                    }
+        let c2 = counts.clone();
+        let mut buf = [0u8; 2048];
+        let thread = Background::start(move || {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let ip = from.ip();
+                if ip == SCANNER4 {
+                    c2[0].fetch_add(1, Ordering::Relaxed);
+                } else if ip == PROVIDER4 {
+                    c2[1].fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
         Counter {
-            stop,
             counts,
-            handle: Some(handle),
+            _thread: thread,
         }
     }
 
@@ -278,15 +292,6 @@ impl Counter {
         }
         std::thread::sleep(Duration::from_millis(100));
         self.get()
-    }
-}
-
-impl Drop for Counter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 
@@ -329,6 +334,13 @@ fn wait_journal(os: &Os, needle: &str, times: usize) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Runs `sed -i SCRIPT` over the installed config, then `systemctl reload`.
+fn edit_config_and_reload(os: &Os, script: &str) {
+    os.sh_ok(&format!(
+        "sed -i '{script}' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
+    ));
 }
 
 fn xdp_attached(os: &Os, iface: &str) -> bool {
@@ -398,20 +410,17 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     let scanner = sender.run(|| UdpSocket::bind((SCANNER4, 0)).unwrap());
     let phone = sender.run(|| UdpSocket::bind((PROVIDER4, 0)).unwrap());
     let probe = sip::svmap_options();
-    let invite = sip::invite(
-        "alice",
-        "bob",
-        &PBX4.to_string(),
-        "Yealink SIP-T46S 66.86.0.15",
-    );
-    send(&scanner, &probe, 3);
-    send(&phone, &invite, 3);
+    let invite = phone_invite();
+    // `a` scanner probes, then `b` phone INVITEs.
+    let send_both = |a: u64, b: u64| {
+        send(&scanner, &probe, a);
+        send(&phone, &invite, b);
+    };
+    send_both(3, 3);
     assert_eq!(counter.settle(3), (3, 3), "no filter yet: all arrive");
 
     // The admin names the WAN interface and reloads.
-    os.sh_ok(&format!(
-        "sed -i 's/^interfaces: \\[\\]/interfaces: [{wan}]/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
-    ));
+    edit_config_and_reload(&os, &format!("s/^interfaces: \\[\\]/interfaces: [{wan}]/"));
     wait_journal(&os, "ready: policy applied", 1);
     step("reload: attach", &mut t);
     assert!(xdp_attached(&os, &wan));
@@ -432,25 +441,18 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
             "the daemon runs with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON only: {l}"
         );
     }
-    send(&scanner, &probe, 20);
-    send(&phone, &invite, 20);
+    send_both(20, 20);
     assert_eq!(counter.settle(23), (3, 23), "scanner dropped, phone passes");
 
     // `systemctl reload` applies a changed trusted list.
-    os.sh_ok(&format!(
-        "sed -i 's/^trusted: \\[\\]/trusted: [{SCANNER4}]/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
-    ));
+    edit_config_and_reload(&os, &format!("s/^trusted: \\[\\]/trusted: [{SCANNER4}]/"));
     wait_journal(&os, "policy reloaded", 1);
-    send(&scanner, &probe, 5);
-    send(&phone, &invite, 1);
+    send_both(5, 1);
     assert_eq!(counter.settle(24), (8, 24), "the trusted scanner passes");
-    os.sh_ok(&format!(
-        "sed -i 's/^trusted: \\[{SCANNER4}\\]/trusted: []/' /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
-    ));
+    edit_config_and_reload(&os, &format!("s/^trusted: \\[{SCANNER4}\\]/trusted: []/"));
     wait_journal(&os, "policy reloaded", 2);
     assert_eq!(unit(&os).status, "filtering");
-    send(&scanner, &probe, 5);
-    send(&phone, &invite, 1);
+    send_both(5, 1);
     assert_eq!(counter.settle(25), (8, 25), "untrusted again: dropped");
     step("reload: trusted list", &mut t);
 
@@ -504,8 +506,7 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
         "on_exit: keep leaves the filter attached"
     );
     let (s0, p0) = counter.get();
-    send(&scanner, &probe, 10);
-    send(&phone, &invite, 10);
+    send_both(10, 10);
     assert_eq!(
         counter.settle(p0 + 10),
         (s0, p0 + 10),

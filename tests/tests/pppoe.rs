@@ -7,10 +7,10 @@ use std::{fs::OpenOptions, io::Write, net::UdpSocket, os::fd::AsRawFd, time::Dur
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::Reason::*;
 use sipguard_tests::{
-    addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
+    addresses::{frame::OTHER4, PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
     fixtures::{
         check_case, check_case_as_root,
-        pppoe::{f4, invite, ip, policy, pppoe_case, raw_ip_case, OTHER4},
+        pppoe::{f4, invite, ip, policy, pppoe_case, raw_ip_case},
     },
     frames::v4,
     harness::{netns::unique, Daemon, Netns},

@@ -20,7 +20,7 @@ use std::{
 use sipguard::policy::config::EMBEDDED_DEFAULT;
 use sipguard_tests::{
     addresses::{PBX4 as TARGET, SCANNER4 as SCANNER},
-    harness::{daemon::scratch, netns::unique, Netns, Proc, Wan},
+    harness::{daemon::scratch, netns::unique, process::run_ok, Netns, Proc, Wan},
     require_root, sipguard_bin,
 };
 
@@ -293,21 +293,15 @@ fn scanners_are_dropped_and_sipp_calls_pass() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let scanner = SCANNER.to_string();
-    let uac = lab
-        .net
-        .wan
-        .command("timeout")
-        .args([
-            "30", "sipp", "-sn", "uac", "-i", &scanner, "-p", "5070", "-m", "5", "-r", "20",
-            "-nostdin",
-        ])
-        .arg(format!("{TARGET}:5060"))
-        .output()
-        .expect("running sipp");
-    assert!(
-        uac.status.success(),
-        "SIPp calls failed: {}",
-        String::from_utf8_lossy(&uac.stdout)
+    run_ok(
+        lab.net
+            .wan
+            .command("timeout")
+            .args([
+                "30", "sipp", "-sn", "uac", "-i", &scanner, "-p", "5070", "-m", "5", "-r", "20",
+                "-nostdin",
+            ])
+            .arg(format!("{TARGET}:5060")),
     );
     drop(uas);
     lab.stop_capture(cap);

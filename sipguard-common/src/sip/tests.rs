@@ -13,7 +13,7 @@ use crate::{
         method_id, Settings, METHOD_INVITE, METHOD_OTHER, RULE_EXPECTED_USERS, RULE_NOT_SIP,
         RULE_SIPVICIOUS, RULE_URI_IP_HOST, RULE_USER_AGENT, UA_BYTES, USER_BYTES,
     },
-    packet::{Bytes, Flow},
+    packet::{Flow, NoWords},
     reason::Reason,
 };
 
@@ -267,22 +267,6 @@ fn partial_messages() {
     assert_eq!(all(&big), Reason::PassPartial);
     let early = m.replace("Content-Length: 0\r\n", &pad);
     assert_eq!(all(&early), Reason::DropUserAgent);
-}
-
-/// The same bytes without word reads: every scanner path falls back to
-/// its byte-at-a-time loop (the code the word paths replaced).
-struct NoWords<'a>(&'a [u8]);
-
-impl Bytes for NoWords<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.0.read::<N>(off)
-    }
-    fn u64_le(&self, _off: usize) -> Option<u64> {
-        None
-    }
 }
 
 /// A word with byte `i` = `b` and every other byte `fill`.

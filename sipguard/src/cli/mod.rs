@@ -33,8 +33,15 @@ pub const EXIT_CONFIG: u8 = 2;
     about = "XDP filter against SIP scanners and ghost calls"
 )]
 pub struct Cli {
-    /// bpffs directory for pins (maps live under <DIR>/v<map ABI version>/).
-    #[arg(long, global = true, env = "SIPGUARD_PIN_ROOT", default_value = pins::DEFAULT_ROOT)]
+    // The help is an attribute, not a doc comment, so that rustdoc does not
+    // read `<DIR>` as an HTML tag.
+    #[arg(
+        long,
+        global = true,
+        env = "SIPGUARD_PIN_ROOT",
+        default_value = pins::DEFAULT_ROOT,
+        help = "bpffs directory for pins (maps live under <DIR>/v<map ABI version>/)"
+    )]
     pub pin_root: PathBuf,
     /// More logging; on a verifier rejection, print the whole log.
     #[arg(short, long, global = true)]
@@ -154,6 +161,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A reader that stops early (`sipguard check | head -1`) ends a verb
+        // as it ends cat: by SIGPIPE, quietly. Rust ignores the signal, so
+        // the next print would panic instead. The daemon keeps ignoring it:
+        // a write to an events client that left is an error, not its end.
+        // SAFETY: restores the default action before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let level = if cli.verbose { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_millis()

@@ -122,14 +122,46 @@ const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
 
 const BPF_LOOP: &str = "bpf_loop helper";
 
-fn run(probe: &Probe) -> bool {
-    // A probe that cannot even ask (no BPF at all, no privileges) counts as
-    // missing; preflight reports privileges and BPF itself.
-    match probe {
-        Probe::Program(t) => is_program_supported(*t).unwrap_or(false),
-        Probe::Map(t) => is_map_supported(*t).unwrap_or(false),
-        Probe::Helper(t, h) => is_helper_supported(*t, *h).unwrap_or(false),
+impl Probe {
+    /// Whether this kernel has it; an error when the probe could not even
+    /// ask (no BPF at all, no privileges).
+    fn ask(&self) -> Result<bool, String> {
+        let why = |e: &dyn std::fmt::Display| format!("{e:#}");
+        match self {
+            Probe::Program(t) => is_program_supported(*t).map_err(|e| why(&e)),
+            Probe::Map(t) => is_map_supported(*t).map_err(|e| why(&e)),
+            Probe::Helper(t, h) => is_helper_supported(*t, *h).map_err(|e| why(&e)),
+        }
     }
+}
+
+fn run(probe: &Probe) -> bool {
+    // A probe that cannot even ask counts as missing; preflight reports
+    // privileges and BPF itself, from [`required`].
+    probe.ask().unwrap_or(false)
+}
+
+/// A feature the object cannot load without, as [`required`] probes it.
+pub struct Required {
+    pub name: &'static str,
+    pub since: &'static str,
+    pub used_for: &'static str,
+    /// The probe's answer, or why it could not ask.
+    pub found: Result<bool, String>,
+}
+
+/// Probes, one at a time as the caller iterates (not cached), each feature
+/// the object cannot load without, keeping why a probe could not ask.
+pub fn required() -> impl Iterator<Item = Required> {
+    FEATURES
+        .iter()
+        .filter(|(_, _, _, need, _)| *need == Need::Always)
+        .map(|(name, since, used_for, _, p)| Required {
+            name,
+            since,
+            used_for,
+            found: p.ask(),
+        })
 }
 
 /// Probes every feature (once per process).

@@ -9,6 +9,7 @@ pub mod bans;
 pub mod counters;
 pub mod decisions;
 pub mod features;
+pub mod jit;
 pub mod maps;
 pub mod pins;
 pub mod preflight;

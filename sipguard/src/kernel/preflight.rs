@@ -6,11 +6,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use aya::{
-    maps::MapType,
-    programs::ProgramType,
-    sys::{is_map_supported, is_program_supported},
-};
+
+use super::features::{self, kernel_release};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -47,45 +44,6 @@ pub fn missing_privileges(cap_eff: u64) -> Option<String> {
     ))
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// One kernel feature the program needs, how to probe it, and since when
-/// mainline Linux has it.
-struct Feature {
-    what: &'static str,
-    since: &'static str,
-    probe: fn() -> Result<bool, String>,
-}
-
-const FEATURES: &[Feature] = &[
-    Feature {
-        what: "XDP programs",
-        since: "4.8",
-        probe: || is_program_supported(ProgramType::Xdp).map_err(|e| format!("{e:#}")),
-    },
-    Feature {
-        what: "LPM-trie maps (the trusted and blocked lists)",
-        since: "4.11",
-        probe: || is_map_supported(MapType::LpmTrie).map_err(|e| format!("{e:#}")),
-    },
-    Feature {
-        what: "per-CPU array maps (the counters)",
-        since: "4.6",
-        probe: || is_map_supported(MapType::PerCpuArray).map_err(|e| format!("{e:#}")),
-    },
-    Feature {
-        what: "BPF ring buffers (drop events)",
-        since: "5.8",
-        probe: || is_map_supported(MapType::RingBuf).map_err(|e| format!("{e:#}")),
-    },
-    // bpf_loop (SIP inspection, any_udp_port) is needed by some policies
-    // only: features::require_for refuses those on kernels without it.
-];
-
 /// Checks what sipguard needs before anything is loaded. Problems are
 /// collected so the user sees all of them at once.
 pub fn check(pin_root: &Path) -> Result<()> {
@@ -98,23 +56,25 @@ pub fn check(pin_root: &Path) -> Result<()> {
     }
     let release = kernel_release();
     let mut problems = Vec::new();
-    for f in FEATURES {
-        match (f.probe)() {
+    // bpf_loop (SIP inspection, any_udp_port) is needed by some policies
+    // only: features::require_for refuses those on kernels without it.
+    for f in features::required() {
+        let what = format!("{} ({})", f.name, f.used_for);
+        match f.found {
             Ok(true) => {}
             Ok(false) => problems.push(format!(
-                "this kernel ({release}) lacks {} (Linux {}+ has them); upgrade the kernel",
-                f.what, f.since
+                "this kernel ({release}) lacks {what} (Linux {}+ has them); upgrade the kernel",
+                f.since
             )),
             Err(e) if e.contains("Function not implemented") => {
                 problems.push(format!("this kernel ({release}) was built without BPF (CONFIG_BPF_SYSCALL); sipguard needs Linux 5.10+ with BPF and XDP (5.17+ for SIP inspection)"));
                 break;
             }
             Err(e) if e.contains("Operation not permitted") => problems.push(format!(
-                "the kernel refused to load a probe for {} (EPERM): BPF is restricted here \
-                 (kernel lockdown, a container without CAP_BPF, or a seccomp filter)",
-                f.what
+                "the kernel refused to load a probe for {what} (EPERM): BPF is restricted here \
+                 (kernel lockdown, a container without CAP_BPF, or a seccomp filter)"
             )),
-            Err(e) => problems.push(format!("probing for {} failed: {e}", f.what)),
+            Err(e) => problems.push(format!("probing for {what} failed: {e}")),
         }
     }
     if let Err(e) = super::pins::ensure_bpffs(pin_root) {

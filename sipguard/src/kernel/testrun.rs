@@ -230,6 +230,16 @@ impl Sandbox {
         Ok(prog.info()?.verified_instruction_count())
     }
 
+    /// The stack bytes of each function of a loaded program of the object
+    /// (entry point first), where the JIT tells ([`super::jit`]).
+    pub fn stack_frames_of(&self, name: &str) -> Result<Option<Vec<u32>>> {
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?;
+        super::jit::stack_frames(prog.fd()?)
+    }
+
     /// Puts a learned registrar with an absolute expiry (CLOCK_BOOTTIME
     /// ns, see [`stateful::boot_ns`]) into the sandbox's maps.
     pub fn set_learned(&mut self, addr: std::net::IpAddr, expiry_ns: u64) -> Result<()> {

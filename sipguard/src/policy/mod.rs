@@ -10,6 +10,8 @@ pub mod config;
 pub mod describe;
 pub mod evaluate;
 pub mod sources;
+#[cfg(test)]
+mod testing;
 
 use anyhow::Result;
 use ipnet::IpNet;
@@ -56,15 +58,17 @@ pub struct Sources<'a> {
 /// keeps the one running.
 pub fn assemble(cfg: &Config, sources: &Sources<'_>) -> Result<Policy> {
     let mut policy = Policy::from_config(cfg);
-    policy.block_feeds(sources.feeds)?;
+    // Names first: a feed entry that overlaps an address a trusted name
+    // resolves to is left out like one that overlaps a static entry.
     policy.trust_names(sources.names);
+    policy.block_feeds(sources.feeds)?;
     Ok(policy)
 }
 
 impl Policy {
     /// Adds every feed's entries to the blocklist. Entries that overlap a
-    /// trusted entry of the config are left out (with a warning): a feed
-    /// must never cut off the provider.
+    /// trusted entry (of the config or resolved from a name) are left out
+    /// (with a warning): a feed must never cut off the provider.
     fn block_feeds(&mut self, feeds: &FeedWatch) -> Result<()> {
         let mut skipped = 0usize;
         for feed in feeds.entries() {
@@ -97,5 +101,48 @@ impl Policy {
         self.trusted.extend(names.all().map(IpNet::from));
         self.trusted.sort();
         self.trusted.dedup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_entries_overlapping_resolved_names_are_not_blocked() {
+        let feed = testing::TestFile::new(
+            "assemble",
+            "feed.txt",
+            "192.0.2.0/24\n2001:db8:5::/48\n203.0.113.9\n",
+        );
+        let cfg = Config::parse(
+            &format!(
+                "trusted: [sip.provider.example]\nfeeds: [{}]\n",
+                feed.path.display()
+            ),
+            "t",
+        )
+        .unwrap();
+        let mut names = NameState::default();
+        names.addrs.insert(
+            "sip.provider.example".into(),
+            [
+                "192.0.2.10".parse().unwrap(),
+                "2001:db8:5::10".parse().unwrap(),
+            ]
+            .into(),
+        );
+        let feeds = FeedWatch::new(&cfg.feeds);
+        let p = assemble(
+            &cfg,
+            &Sources {
+                feeds: &feeds,
+                names: &names,
+            },
+        )
+        .unwrap();
+        let show = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(show(&p.trusted), ["192.0.2.10/32", "2001:db8:5::10/128"]);
+        assert_eq!(show(&p.blocked), ["203.0.113.9/32"]);
     }
 }

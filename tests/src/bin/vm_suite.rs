@@ -5,6 +5,8 @@
 //!
 //! - `vm_suite fixtures`: loads the real programs once, reports what the
 //!   verifier made of each, and pushes every fixture case through that load.
+//! - `vm_suite verifier`: only loads the programs and reports the verifier's
+//!   figures (the quick loop when tuning the programs for an old verifier).
 //! - `vm_suite replay`: `sipguard replay` on a capture of the inspection
 //!   rows; every packet's reason must be the row's.
 //! - `vm_suite e2e`: the daemon attached in native XDP mode to a veth in a
@@ -19,7 +21,7 @@ use std::{
 
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::{
-    ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
+    packet::Link, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
     PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
@@ -35,10 +37,11 @@ fn main() -> ExitCode {
     let part = std::env::args().nth(1).unwrap_or_default();
     let ok = match part.as_str() {
         "fixtures" => fixtures(),
+        "verifier" => verifier(),
         "replay" => replay(),
         "e2e" => e2e(),
         _ => {
-            eprintln!("usage: vm_suite fixtures | replay | e2e");
+            eprintln!("usage: vm_suite fixtures | verifier | replay | e2e");
             return ExitCode::from(2);
         }
     };
@@ -49,34 +52,91 @@ fn main() -> ExitCode {
     }
 }
 
-fn fixtures() -> bool {
-    let cases = fixtures::all_cases();
+/// Loads the real programs once (the learner and the raw-IP entry point
+/// too, which otherwise load on first use), reporting how long each took.
+/// None when the object does not load.
+fn load_all(cases: &[fixtures::Case], suite: &str) -> Option<Sandbox> {
     let start = Instant::now();
     let mut sb = match Sandbox::new(&cases[0].policy) {
         Ok(sb) => sb,
         Err(e) => {
             report(&format!("load result=fail error={:?}", format!("{e:#}")));
-            report("suite=fixtures result=fail");
-            return false;
+            report(&format!("suite={suite} result=fail"));
+            return None;
         }
     };
     report(&format!(
         "load result=pass seconds={:.1}",
         start.elapsed().as_secs_f64()
     ));
-    // The registrar learner loads on first use; load it here so its count
-    // is reported with the others.
-    let learner_start = Instant::now();
-    match sb.run_learner(&cases[0].rows[0].frame) {
-        Ok(_) => report(&format!(
-            "learner-load result=pass seconds={:.1}",
-            learner_start.elapsed().as_secs_f64()
+    let frame = &cases[0].rows[0].frame;
+    let t = Instant::now();
+    let learner = sb.run_learner(frame).map(drop);
+    report_load("learner-load", t, learner);
+    let t = Instant::now();
+    let raw_ip = sb.run_link(frame, Link::RawIp).map(drop);
+    report_load("rawip-load", t, raw_ip);
+    Some(sb)
+}
+
+fn report_load(what: &str, start: Instant, result: anyhow::Result<()>) {
+    match result {
+        Ok(()) => report(&format!(
+            "{what} result=pass seconds={:.1}",
+            start.elapsed().as_secs_f64()
         )),
-        Err(e) => report(&format!(
-            "learner-load result=fail error={:?}",
-            format!("{e:#}")
-        )),
+        Err(e) => report(&format!("{what} result=fail error={:?}", format!("{e:#}"))),
     }
+}
+
+/// The verifier's figures for every program of the object.
+fn report_verifier(sb: &Sandbox) {
+    for prog in [
+        PROGRAM_NAME,
+        INSPECT_PROGRAM_NAME,
+        ANY_PORT_PROGRAM_NAME,
+        LEARN_PROGRAM_NAME,
+        PROGRAM_NAME_RAW_IP,
+    ] {
+        // Per function, entry point first: "480+32".
+        let stack = match sb.stack_frames_of(prog) {
+            Ok(Some(frames)) => frames
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("+"),
+            _ => "unreported".to_string(),
+        };
+        match sb.verified_instructions_of(prog) {
+            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n} stack={stack}")),
+            // Kernels before 5.16 do not report the count.
+            Ok(None) => report(&format!(
+                "verifier prog={prog} insns=unreported stack={stack}"
+            )),
+            // Not loaded: the scanners on a kernel without bpf_loop.
+            Err(e) => report(&format!(
+                "verifier prog={prog} insns=not-loaded detail={:?}",
+                format!("{e:#}")
+            )),
+        }
+    }
+}
+
+fn verifier() -> bool {
+    let cases = fixtures::all_cases();
+    let Some(sb) = load_all(&cases, "verifier") else {
+        return false;
+    };
+    report_verifier(&sb);
+    report("suite=verifier result=pass");
+    true
+}
+
+fn fixtures() -> bool {
+    let cases = fixtures::all_cases();
+    let Some(mut sb) = load_all(&cases, "fixtures") else {
+        return false;
+    };
     let mut failed = 0;
     let mut rows = 0;
     let run_start = Instant::now();
@@ -109,25 +169,7 @@ fn fixtures() -> bool {
             failed += 1;
         }
     }
-    // After the cases: the raw-IP entry point loads on first use.
-    for prog in [
-        PROGRAM_NAME,
-        INSPECT_PROGRAM_NAME,
-        ANY_PORT_PROGRAM_NAME,
-        LEARN_PROGRAM_NAME,
-        PROGRAM_NAME_RAW_IP,
-    ] {
-        match sb.verified_instructions_of(prog) {
-            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n}")),
-            // Kernels before 5.16 do not report the count.
-            Ok(None) => report(&format!("verifier prog={prog} insns=unreported")),
-            // Not loaded: the scanners on a kernel without bpf_loop.
-            Err(e) => report(&format!(
-                "verifier prog={prog} insns=not-loaded detail={:?}",
-                format!("{e:#}")
-            )),
-        }
-    }
+    report_verifier(&sb);
     if scanning {
         failed += differential(&mut sb);
     } else {
@@ -246,16 +288,25 @@ fn write_capture(
     Ok((cfg, capture))
 }
 
+/// `sipguard replay --json` of `rows` (written as a capture) under `config`.
+fn run_replay(
+    name: &str,
+    config: &str,
+    rows: &[fixtures::Row],
+) -> anyhow::Result<std::process::Output> {
+    let (cfg, capture) = write_capture(name, config, rows)?;
+    Ok(sipguard()
+        .args(["replay", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&capture)
+        .output()?)
+}
+
 /// On a kernel without bpf_loop, replay of a policy that needs the
 /// scanners must fail naming the helper, and print no verdicts.
 fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
     let run = || -> anyhow::Result<()> {
-        let (cfg, capture) = write_capture(name, config, rows)?;
-        let out = sipguard()
-            .args(["replay", "--json", "-c"])
-            .arg(&cfg)
-            .arg(&capture)
-            .output()?;
+        let out = run_replay(name, config, rows)?;
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !out.stdout.is_empty() {
             anyhow::bail!(
@@ -285,12 +336,7 @@ fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
 
 fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
     let run = || -> anyhow::Result<Vec<String>> {
-        let (cfg, capture) = write_capture(name, config, rows)?;
-        let out = sipguard()
-            .args(["replay", "--json", "-c"])
-            .arg(&cfg)
-            .arg(&capture)
-            .output()?;
+        let out = run_replay(name, config, rows)?;
         if !out.status.success() {
             anyhow::bail!(
                 "sipguard replay failed: {}",

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::netns::{unique, Netns};
+use super::{
+    netns::{unique, Netns},
+    process::assert_success,
+};
 use crate::sipguard_bin;
 
 /// How long a starting daemon may take to say "ready:".
@@ -203,12 +206,7 @@ impl Daemon {
     /// [`Daemon::cli`], asserting success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let o = self.cli(args);
-        assert!(
-            o.status.success(),
-            "sipguard {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_success(&o, format_args!("sipguard {args:?}"));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 

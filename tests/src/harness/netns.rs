@@ -11,6 +11,8 @@ use std::{
     thread::JoinHandle,
 };
 
+use super::process::{assert_success, run_ok};
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short prefix for names: `sg<pid><n>` (interface names ≤ 15).
@@ -20,17 +22,7 @@ pub fn unique(tag: &str) -> String {
 }
 
 pub fn ip(args: &[&str]) -> Output {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("running ip(8)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_ok(Command::new("ip").args(args))
 }
 
 /// A network namespace, deleted (with its interfaces) on drop.
@@ -54,13 +46,7 @@ impl Netns {
     /// Runs a command inside the namespace, asserting success.
     pub fn exec(&self, cmd: &[&str]) -> Output {
         let out = self.exec_unchecked(cmd);
-        assert!(
-            out.status.success(),
-            "{} (in {}): {}",
-            cmd.join(" "),
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, format_args!("{} (in {})", cmd.join(" "), self.name));
         out
     }
 

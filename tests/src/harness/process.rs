@@ -6,7 +6,7 @@ use std::{
     fs,
     io::Read as _,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -96,6 +96,27 @@ impl Drop for Proc {
             self.stop(libc::SIGTERM, Duration::from_secs(3));
         }
     }
+}
+
+/// Fails the test unless `out` is a success, naming `what` and showing all
+/// the command printed.
+pub fn assert_success(out: &Output, what: impl std::fmt::Display) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `cmd` to completion; fails the test unless it ran and succeeded.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert_success(&out, format_args!("{cmd:?}"));
+    out
 }
 
 /// Reads a child's whole stdout (until it closes it).

@@ -115,49 +115,38 @@ fn host_name(s: &str) -> Option<String> {
     Some(s.to_ascii_lowercase())
 }
 
+impl std::str::FromStr for Trusted {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let looks_numeric =
+            t.contains([':', '/']) || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if !looks_numeric {
+            if let Some(n) = host_name(t) {
+                return Ok(Trusted::Name(n));
+            }
+            return Err(format!(
+                "'{t}' is not an IPv4/IPv6 address, a CIDR or a DNS name"
+            ));
+        }
+        s.parse().map(Trusted::Net)
+    }
+}
+
 impl<'de> Deserialize<'de> for Trusted {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Trusted;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an IPv4/IPv6 address, a CIDR or a DNS name as a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Trusted, E> {
-                let t = s.trim();
-                let looks_numeric =
-                    t.contains([':', '/']) || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-                if !looks_numeric {
-                    if let Some(n) = host_name(t) {
-                        return Ok(Trusted::Name(n));
-                    }
-                    return Err(E::custom(format_args!(
-                        "'{t}' is not an IPv4/IPv6 address, a CIDR or a DNS name"
-                    )));
-                }
-                s.parse().map(Trusted::Net).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V)
+        d.deserialize_str(Visit::text(
+            "an IPv4/IPv6 address, a CIDR or a DNS name as a string",
+        ))
     }
 }
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration like 500ms, 30s, 5m, 2h or 1d")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(std::time::Duration::from_secs(v)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(Visit {
+            unsigned: Some(|v| Ok(Dur(std::time::Duration::from_secs(v)))),
+            ..Visit::text("a duration like 500ms, 30s, 5m, 2h or 1d")
+        })
     }
 }
 
@@ -178,61 +167,56 @@ impl fmt::Display for PortRange {
     }
 }
 
-fn port_number<E: de::Error>(v: u64) -> Result<u16, E> {
+fn port_number(v: u64) -> Result<u16, String> {
     if (1..=65535).contains(&v) {
         Ok(v as u16)
     } else {
-        Err(E::custom(format_args!("port {v} is out of range 1-65535")))
+        Err(format!("port {v} is out of range 1-65535"))
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let num = |t: &str| -> Result<u16, String> {
+            let t = t.trim();
+            let n: u64 = t.parse().map_err(|_| {
+                if t.is_empty() {
+                    format!("'{s}' is not a port (5060) or a range (\"5060-5080\")")
+                } else {
+                    format!("'{t}' is not a port number")
+                }
+            })?;
+            port_number(n)
+        };
+        match s.split_once('-') {
+            None => {
+                let p = num(s)?;
+                Ok(PortRange { first: p, last: p })
+            }
+            Some((a, b)) => {
+                let (first, last) = (num(a)?, num(b)?);
+                if first > last {
+                    return Err(format!(
+                        "port range \"{s}\" is reversed (did you mean \"{last}-{first}\"?)"
+                    ));
+                }
+                Ok(PortRange { first, last })
+            }
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for PortRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = PortRange;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a port (5060) or an inclusive range (\"5060-5080\")")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortRange, E> {
+        d.deserialize_any(Visit {
+            unsigned: Some(|v| {
                 let p = port_number(v)?;
                 Ok(PortRange { first: p, last: p })
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRange, E> {
-                Err(E::custom(format_args!("port {v} is out of range 1-65535")))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<PortRange, E> {
-                let num = |t: &str| -> Result<u16, E> {
-                    let t = t.trim();
-                    let n: u64 = t.parse().map_err(|_| {
-                        if t.is_empty() {
-                            E::custom(format_args!(
-                                "'{s}' is not a port (5060) or a range (\"5060-5080\")"
-                            ))
-                        } else {
-                            E::custom(format_args!("'{t}' is not a port number"))
-                        }
-                    })?;
-                    port_number(n)
-                };
-                match s.split_once('-') {
-                    None => {
-                        let p = num(s)?;
-                        Ok(PortRange { first: p, last: p })
-                    }
-                    Some((a, b)) => {
-                        let (first, last) = (num(a)?, num(b)?);
-                        if first > last {
-                            return Err(E::custom(format_args!(
-                                "port range \"{s}\" is reversed (did you mean \"{last}-{first}\"?)"
-                            )));
-                        }
-                        Ok(PortRange { first, last })
-                    }
-                }
-            }
-        }
-        d.deserialize_any(V)
+            }),
+            negative: Some(|v| Err(format!("port {v} is out of range 1-65535"))),
+            ..Visit::text("a port (5060) or an inclusive range (\"5060-5080\")")
+        })
     }
 }
 
@@ -273,17 +257,49 @@ impl std::str::FromStr for Cidr {
 
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Cidr;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an IPv4/IPv6 address or CIDR as a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Cidr, E> {
-                s.parse().map_err(E::custom)
-            }
+        d.deserialize_str(Visit::text("an IPv4/IPv6 address or CIDR as a string"))
+    }
+}
+
+/// The one serde visitor of these value types: a string goes through the
+/// type's `FromStr` (whose message becomes the config error), and a plain
+/// number through `unsigned` or `negative` where the type takes numbers.
+/// Without them a number is refused as serde refuses any unexpected type.
+struct Visit<T> {
+    expecting: &'static str,
+    unsigned: Option<fn(u64) -> Result<T, String>>,
+    negative: Option<fn(i64) -> Result<T, String>>,
+}
+
+impl<T> Visit<T> {
+    fn text(expecting: &'static str) -> Visit<T> {
+        Visit {
+            expecting,
+            unsigned: None,
+            negative: None,
         }
-        d.deserialize_str(V)
+    }
+}
+
+impl<T: std::str::FromStr<Err = String>> de::Visitor<'_> for Visit<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        match self.unsigned {
+            Some(from) => from(v).map_err(E::custom),
+            None => Err(E::invalid_type(de::Unexpected::Unsigned(v), &self)),
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        match self.negative {
+            Some(from) => from(v).map_err(E::custom),
+            None => Err(E::invalid_type(de::Unexpected::Signed(v), &self)),
+        }
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        s.parse().map_err(E::custom)
     }
 }
 

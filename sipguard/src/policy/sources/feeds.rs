@@ -111,6 +111,7 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<IpNet>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::testing::TestFile;
 
     #[test]
     fn parses_comments_and_both_families() {
@@ -133,10 +134,8 @@ mod tests {
 
     #[test]
     fn trusted_overlaps_are_not_blocked() {
-        let dir = std::env::temp_dir().join(format!("sg-feed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("feed.txt");
-        std::fs::write(&f, "192.0.2.0/24\n203.0.113.9\n").unwrap();
+        let feed = TestFile::new("feed", "feed.txt", "192.0.2.0/24\n203.0.113.9\n");
+        let f = &feed.path;
         let cfg = Config::parse(
             &format!("trusted: [192.0.2.10]\nfeeds: [{}]\n", f.display()),
             "t",
@@ -149,10 +148,9 @@ mod tests {
             vec!["203.0.113.9/32"]
         );
         assert!(!w.changed());
-        std::fs::write(&f, "203.0.113.9\n203.0.113.10\n").unwrap();
+        std::fs::write(f, "203.0.113.9\n203.0.113.10\n").unwrap();
         assert!(!w.changed(), "not while it may still be written");
         assert!(w.changed(), "once it stayed the same for a poll");
         assert!(!w.changed());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! SVG charts drawn with plotters' SVG backend (text as SVG <text>, so no
+//! SVG charts drawn with plotters' SVG backend (text as SVG `<text>`, so no
 //! font files or system libraries are needed).
 
 use std::path::Path;

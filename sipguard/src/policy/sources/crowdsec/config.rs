@@ -202,29 +202,26 @@ mod tests {
 
     #[test]
     fn secret_files_readable_by_others_are_refused() {
-        let dir = std::env::temp_dir().join(format!("sipguard-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("key");
-        std::fs::write(&p, "abc123\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_secret(&p, "crowdsec.api_key_file")
+        let key = crate::policy::testing::TestFile::new("secret", "key", "abc123\n");
+        let p = &key.path;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_secret(p, "crowdsec.api_key_file")
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("mode 0644") && e.contains("crowdsec.api_key_file"),
             "{e}"
         );
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let e = read_secret(&p, "k").unwrap_err().to_string();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_secret(p, "k").unwrap_err().to_string();
         assert!(e.contains("mode 0640"), "{e}");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(read_secret(&p, "k").unwrap(), "abc123");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&p, " \n").unwrap();
-        assert!(read_secret(&p, "k")
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read_secret(p, "k").unwrap(), "abc123");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(p, " \n").unwrap();
+        assert!(read_secret(p, "k")
             .unwrap_err()
             .to_string()
             .contains("empty"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
