@@ -76,14 +76,9 @@ pub fn banned(flow: &Flow, clock: &Clock) -> bool {
 /// Counts a drop of `a`'s source; bans it when the threshold is reached.
 #[inline(always)]
 pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
-    // Banned, blocklisted and decided sources are already dropped by their
-    // lists (and a ban made from a fleet's decision would go back to the
-    // fleet as a signal of its own).
+    // Banned and blocklisted sources are already dropped by their lists.
     if ops.flags & OPS_AUTO_BAN == 0
-        || matches!(
-            reason,
-            Reason::DropBanned | Reason::DropBlocked | Reason::DropDecision
-        )
+        || matches!(reason, Reason::DropBanned | Reason::DropBlocked)
         || ops.ban_threshold == 0
     {
         return;
@@ -122,7 +117,7 @@ pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
     if count >= ops.ban_threshold {
         let entry = BanEntry {
             expires_ns: t.saturating_add(ops.ban_ttl_ns),
-            origin: BAN_AUTO | (reason as u32) << BAN_REASON_SHIFT,
+            origin: BAN_AUTO,
             count,
         };
         hint_bans();

@@ -16,10 +16,6 @@ const _: () = assert!(core::mem::size_of::<BanCount>() == 16);
 pub const BAN_AUTO: u32 = 1;
 /// A ban made with `sipguard ban`.
 pub const BAN_MANUAL: u32 = 2;
-/// The origin bits of `BanEntry::origin`.
-pub const BAN_ORIGIN_MASK: u32 = 0xff;
-/// Where an automatic ban's reason sits in `BanEntry::origin`.
-pub const BAN_REASON_SHIFT: u32 = 8;
 /// `expires_ns` of a ban without end.
 pub const BAN_FOREVER: u64 = u64::MAX;
 
@@ -28,9 +24,7 @@ pub const BAN_FOREVER: u64 = u64::MAX;
 pub struct BanEntry {
     /// CLOCK_BOOTTIME ns (`bpf_ktime_get_boot_ns`) when the ban ends.
     pub expires_ns: u64,
-    /// `BAN_AUTO` or `BAN_MANUAL` in the bits of [`BAN_ORIGIN_MASK`]; an
-    /// automatic ban carries the `Reason` of the drop that made it above
-    /// [`BAN_REASON_SHIFT`] (what its signal to a fleet says).
+    /// `BAN_AUTO` or `BAN_MANUAL`.
     pub origin: u32,
     /// Drops counted when an automatic ban was made.
     pub count: u32,

@@ -110,7 +110,7 @@ pub fn list_bans(dir: &Path) -> Result<Vec<BanInfo>> {
         }
         out.push(BanInfo {
             source: key_label(&k, prefix),
-            origin: if v.origin & BAN_ORIGIN_MASK == BAN_MANUAL {
+            origin: if v.origin == BAN_MANUAL {
                 "manual"
             } else {
                 "auto"

@@ -3,11 +3,7 @@
 //! read back by a restarted daemon, `sipguard bans`, `stats` and the
 //! metrics.
 
-use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
@@ -93,23 +89,8 @@ impl DecisionMaps {
 
     /// Every entry, ended or not.
     pub fn entries(&self) -> Result<Vec<Decision>> {
-        let mut out = Vec::new();
-        for kv in self.v4.iter() {
-            let (k, entry) = kv.context("reading DECISIONS_V4")?;
-            let net = Ipv4Net::new(Ipv4Addr::from(k.data()), k.prefix_len() as u8)?;
-            out.push(Decision {
-                net: IpNet::V4(net),
-                entry,
-            });
-        }
-        for kv in self.v6.iter() {
-            let (k, entry) = kv.context("reading DECISIONS_V6")?;
-            let net = Ipv6Net::new(Ipv6Addr::from(k.data()), k.prefix_len() as u8)?;
-            out.push(Decision {
-                net: IpNet::V6(net),
-                entry,
-            });
-        }
+        let mut out = read_trie(&self.v4, names::DECISIONS_V4)?;
+        out.extend(read_trie(&self.v6, names::DECISIONS_V6)?);
         Ok(out)
     }
 
@@ -129,6 +110,21 @@ impl DecisionMaps {
         self.remove(&stale);
         Ok(())
     }
+}
+
+/// One trie's entries as decisions (the key bytes are the network, in
+/// network order, for both families).
+fn read_trie<K>(trie: &LpmTrie<MapData, K, DecisionEntry>, name: &str) -> Result<Vec<Decision>>
+where
+    K: aya::Pod + Into<IpAddr>,
+{
+    let mut out = Vec::new();
+    for kv in trie.iter() {
+        let (k, entry) = kv.with_context(|| format!("reading {name}"))?;
+        let net = IpNet::new(k.data().into(), k.prefix_len() as u8)?;
+        out.push(Decision { net, entry });
+    }
+    Ok(out)
 }
 
 fn v4_key(net: Ipv4Net) -> Key<V4Key> {

@@ -139,20 +139,39 @@ impl Sandbox {
     /// lookup hint is set only once there is one, so a policy without
     /// decisions runs the path a daemon without a bouncer runs).
     fn apply_decisions(&mut self, policy: &Policy) -> Result<()> {
-        let Some(decisions) = self.decisions.as_mut() else {
+        if self.decisions.is_none() {
             anyhow::ensure!(
                 policy.decisions.is_empty(),
                 "this build of the object has no decision maps"
             );
             return Ok(());
-        };
+        }
+        self.with_decisions(|d, hints| d.replace(hints, &policy.decisions))
+    }
+
+    /// Adds decisions as the daemon's bouncer writes them (entry by entry,
+    /// nothing removed); how many were written.
+    pub fn add_decisions(&mut self, decisions: &[crate::policy::Decision]) -> Result<usize> {
+        self.with_decisions(|d, hints| d.upsert(hints, decisions))
+    }
+
+    fn with_decisions<T>(
+        &mut self,
+        f: impl FnOnce(
+            &mut DecisionMaps,
+            &mut aya::maps::Array<&mut MapData, sipguard_common::StateHints>,
+        ) -> Result<T>,
+    ) -> Result<T> {
+        let decisions = self
+            .decisions
+            .as_mut()
+            .ok_or_else(|| anyhow!("this build of the object has no decision maps"))?;
         let map = self
             .ebpf
             .map_mut(map_names::HINTS)
             .ok_or_else(|| anyhow!("HINTS map missing"))?;
-        let mut hints: aya::maps::Array<&mut MapData, sipguard_common::StateHints> =
-            aya::maps::Array::try_from(map)?;
-        decisions.replace(&mut hints, &policy.decisions)
+        let mut hints = aya::maps::Array::try_from(map)?;
+        f(decisions, &mut hints)
     }
 
     /// The sandbox's own maps (e.g. to load a large blocklist directly).

@@ -18,8 +18,11 @@ use anyhow::{Context as _, Result};
 use aya::maps::{Array, MapData};
 use ipnet::IpNet;
 use log::{error, info, warn};
-use sipguard_common::{AddrKey, Reason, StateHints, BAN_AUTO, BAN_ORIGIN_MASK, BAN_REASON_SHIFT};
-use tokio::{sync::watch, task::JoinHandle};
+use sipguard_common::{AddrKey, Reason, StateHints, BAN_AUTO};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     kernel::{bans, decisions::DecisionMaps, stateful},
@@ -43,8 +46,15 @@ pub struct Fleet {
 
 impl Fleet {
     /// Reads the secrets (a refused file stops the start, naming it) and
-    /// starts the tasks on the pinned maps under `dir`.
-    pub fn start(cfg: &CrowdsecConfig, dir: &Path, trusted: Vec<IpNet>) -> Result<Fleet> {
+    /// starts the tasks on the pinned maps under `dir`; `events` is the
+    /// drop event stream, where the signal task learns why a source was
+    /// banned.
+    pub fn start(
+        cfg: &CrowdsecConfig,
+        dir: &Path,
+        trusted: Vec<IpNet>,
+        events: &broadcast::Sender<Arc<String>>,
+    ) -> Result<Fleet> {
         let key = cfg.api_key()?;
         let machine = match &cfg.machine {
             Some(m) => Some((
@@ -70,7 +80,8 @@ impl Fleet {
                 let (queue, rx) = signals::queue();
                 let counters = queue.counters.clone();
                 let sender = tokio::spawn(signals::run(lapi, id, password, rx, counters.clone()));
-                let watcher = tokio::spawn(watch_bans(dir.to_path_buf(), queue));
+                let watcher =
+                    tokio::spawn(watch_bans(dir.to_path_buf(), queue, events.subscribe()));
                 (Some(watcher), Some(sender), Some(counters))
             }
             None => (None, None, None),
@@ -239,16 +250,74 @@ fn ban_source(k: &AddrKey, v6_prefix: u32) -> IpNet {
     }
 }
 
-/// Offers each new automatic ban of the kernel to the signal queue. It
+/// Why sources were last dropped, from the drop event stream (JSON lines
+/// with `src` and `reason`); bounded, cleared when full.
+#[derive(Default)]
+struct DropReasons(HashMap<IpAddr, String>);
+
+const REASONS_KEPT: usize = 65536;
+
+impl DropReasons {
+    fn note(&mut self, line: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let (Some(src), Some(reason)) = (v["src"].as_str(), v["reason"].as_str()) else {
+            return;
+        };
+        let Ok(ip) = src.parse::<IpAddr>() else {
+            return;
+        };
+        if self.0.len() >= REASONS_KEPT {
+            self.0.clear();
+        }
+        self.0.insert(ip, reason.to_string());
+    }
+
+    /// The last reason of an address inside `source` (an IPv6 ban holds a
+    /// whole prefix).
+    fn of(&self, source: &IpNet) -> Option<&str> {
+        if let Some(r) = self.0.get(&source.addr()) {
+            return Some(r);
+        }
+        self.0
+            .iter()
+            .find(|(a, _)| source.contains(*a))
+            .map(|(_, r)| r.as_str())
+    }
+}
+
+/// Offers each new automatic ban of the kernel to the signal queue, with
+/// the reason of the drops that made it (from the event stream). A ban
+/// the kernel made from drops of a fleet's decision is not sent back to
+/// the fleet, and is lifted: the decision already drops that source, and
+/// the ban would outlive a decision the operator deletes. It
 /// reads `BANS` only when the kernel's count of bans made moved, and
 /// leaves the bans an earlier daemon already saw alone.
-async fn watch_bans(dir: PathBuf, queue: SignalQueue) {
+async fn watch_bans(
+    dir: PathBuf,
+    queue: SignalQueue,
+    mut events: broadcast::Receiver<Arc<String>>,
+) {
     let mut seen: HashMap<AddrKey, u64> = HashMap::new();
+    let mut reasons = DropReasons::default();
     let mut made = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut first = true;
+    let mut following = true;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            ev = events.recv(), if following => {
+                match ev {
+                    Ok(line) => reasons.note(&line),
+                    // Missed lines only cost a reason ("drops" then).
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => following = false,
+                }
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
         let now_made = stateful::stats_pinned(&dir)
             .and_then(|m| stateful::stat(&m, sipguard_common::STAT_BANS_CREATED))
             .ok();
@@ -256,30 +325,38 @@ async fn watch_bans(dir: PathBuf, queue: SignalQueue) {
             continue;
         }
         made = now_made;
-        let Ok(map) = bans::bans_pinned(&dir) else {
+        let Ok(mut map) = bans::bans_pinned(&dir) else {
             continue;
         };
+        let mut lift = Vec::new();
         let v6_prefix = stateful::ops_pinned(&dir)
             .map(|o| bans::v6_prefix(&o))
             .unwrap_or(64);
         let now = stateful::boot_ns();
         seen.retain(|_, until| *until > now);
-        for (k, v) in map.iter().filter_map(|r| r.ok()) {
-            if v.origin & BAN_ORIGIN_MASK != BAN_AUTO || v.expires_ns <= now {
+        let entries: Vec<_> = map.iter().filter_map(|r| r.ok()).collect();
+        for (k, v) in entries {
+            if v.origin != BAN_AUTO || v.expires_ns <= now {
                 continue;
             }
             if seen.insert(k, v.expires_ns) == Some(v.expires_ns) || first {
                 continue;
             }
-            let reason = Reason::from_u32(v.origin >> BAN_REASON_SHIFT)
-                .map(Reason::name)
-                .unwrap_or("drops");
+            let source = ban_source(&k, v6_prefix);
+            let reason = reasons.of(&source).unwrap_or("drops");
+            if reason == Reason::DropDecision.name() {
+                lift.push(k);
+                continue;
+            }
             queue.offer(BanSignal {
-                source: ban_source(&k, v6_prefix),
+                source,
                 reason: reason.to_string(),
                 duration: Duration::from_nanos(v.expires_ns - now),
                 at: super::events::rfc3339(stateful::boot_to_unix_ns(now)),
             });
+        }
+        for k in lift {
+            let _ = map.remove(&k);
         }
         first = false;
     }

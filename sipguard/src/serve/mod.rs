@@ -100,7 +100,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let pump = tokio::spawn(async move { events::pump(ring, pump_feed, log_mode).await });
     let pin_dir = pins::versioned_dir(&opts.pin_root);
     let mut fleet = match &cfg.crowdsec {
-        Some(cs) => Some(Fleet::start(cs, &pin_dir, daemon.trusted().to_vec())?),
+        Some(cs) => Some(Fleet::start(
+            cs,
+            &pin_dir,
+            daemon.trusted().to_vec(),
+            &feed,
+        )?),
         None => None,
     };
     if let Some(addr) = cfg.metrics.listen {
@@ -127,7 +132,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 match daemon.reload(&opts) {
                     Ok(cfg) => {
                         log::info!("policy reloaded");
-                        if let Err(e) = reconfigure_fleet(&mut fleet, &cfg, &pin_dir, &daemon) {
+                        if let Err(e) = reconfigure_fleet(&mut fleet, &cfg, &pin_dir, &daemon, &feed) {
                             log::error!("crowdsec: {e:#}; keeping the decisions applied");
                         }
                     }
@@ -174,6 +179,7 @@ fn reconfigure_fleet(
     cfg: &Config,
     pin_dir: &std::path::Path,
     daemon: &Daemon,
+    feed: &tokio::sync::broadcast::Sender<Arc<String>>,
 ) -> Result<()> {
     let same = match (fleet.as_ref(), &cfg.crowdsec) {
         (Some(f), Some(cs)) => f.config() == cs,
@@ -189,7 +195,7 @@ fn reconfigure_fleet(
     // The new one first: a section that does not start (a secret file
     // refused) keeps the running bouncer.
     let new = match &cfg.crowdsec {
-        Some(cs) => Some(Fleet::start(cs, pin_dir, daemon.trusted().to_vec())?),
+        Some(cs) => Some(Fleet::start(cs, pin_dir, daemon.trusted().to_vec(), feed)?),
         None => None,
     };
     if let Some(old) = std::mem::replace(fleet, new) {
