@@ -47,6 +47,8 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   # checks the .deb, debootstrap + systemd-nspawn boot Debian 12 around it,
   # the cross gcc links the arm64 build.
   APT_PKGS+=(lintian debootstrap systemd-container gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  # The benchmark's XDP peer: xdp-filter's own BPF objects (docs/BENCHMARKS.md).
+  APT_PKGS+=(xdp-tools)
   dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"

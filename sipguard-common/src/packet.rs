@@ -322,7 +322,7 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
     // kernel's reads stop at 16 KiB, so a probe would call a big frame
     // truncated on the kernel side only.
     let truncated = off + total > pkt.len();
-    let mut flow = parse_l4(
+    parse_l4(
         pkt,
         false,
         src,
@@ -331,10 +331,9 @@ fn parse_ipv4<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         l4,
         total - ihl,
         first_fragment,
+        frag_id,
         truncated,
-    )?;
-    flow.frag_id = if first_fragment { frag_id } else { 0 };
-    Ok(flow)
+    )
 }
 
 #[inline(always)]
@@ -399,7 +398,7 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         return Err(Stop::Unparsed);
     }
     let truncated = start + payload > pkt.len();
-    let mut flow = parse_l4(
+    parse_l4(
         pkt,
         true,
         src,
@@ -408,10 +407,9 @@ fn parse_ipv6<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Result<Flow, Stop> {
         l4,
         payload - ext,
         first_fragment,
+        frag_id,
         truncated,
-    )?;
-    flow.frag_id = if first_fragment { frag_id } else { 0 };
-    Ok(flow)
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -426,8 +424,14 @@ fn parse_l4<B: Bytes + ?Sized>(
     // Bytes of IP payload after the extension headers, as the IP header says.
     claimed: usize,
     first_fragment: bool,
+    // Kept only for a first fragment.
+    frag_id: u32,
     ip_truncated: bool,
 ) -> Result<Flow, Stop> {
+    // The flow is built here, in the caller's return slot: moving it out
+    // and back (setting a field after this returns) compiles to a memmove
+    // call, which costs kernels before 6.3 the precision of every register
+    // along each parser path.
     let mut flow = Flow {
         ipv6,
         src,
@@ -439,7 +443,7 @@ fn parse_l4<B: Bytes + ?Sized>(
         payload_len: 0,
         malformed: ip_truncated,
         first_fragment,
-        frag_id: 0,
+        frag_id: if first_fragment { frag_id } else { 0 },
     };
     if proto == IPPROTO_UDP {
         let u: [u8; 8] = pkt.read(l4).ok_or(Stop::Unparsed)?;

@@ -302,6 +302,15 @@ pub fn frame_to(r: &mut ChaCha8Rng, payload: &[u8], dport: u16) -> Vec<u8> {
             .udp(r.gen(), dport)
             .payload(payload)
             .build(),
+        // SIP over TCP: a segment that starts with the message.
+        4 => v4(src4, [100, 64, 0, 1])
+            .tcp(r.gen(), dport)
+            .payload(payload)
+            .build(),
+        5 => v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1"))
+            .tcp(r.gen(), dport)
+            .payload(payload)
+            .build(),
         _ => v4(src4, [100, 64, 0, 1])
             .udp(r.gen(), dport)
             .payload(payload)
@@ -331,6 +340,7 @@ pub const SIP_REASONS: &[&str] = &[
     "not_sip",
     "trusted",
     "malformed",
+    "uninspectable",
 ];
 pub const SIP_MIN_SHARE: usize = 2400;
 

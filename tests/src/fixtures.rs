@@ -7,6 +7,7 @@ pub mod decisions;
 pub mod inspect;
 pub mod pppoe;
 pub mod repeated_headers;
+pub mod tcp;
 
 use sipguard::{
     kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
@@ -58,6 +59,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(pppoe::cases());
     v.push(repeated_headers::case());
     v.push(decisions::case());
+    v.push(tcp::case());
     v
 }
 

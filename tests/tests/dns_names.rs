@@ -150,6 +150,16 @@ fn running() -> (Net, PathBuf, Proc, Daemon) {
     (net, hosts, dns, d)
 }
 
+/// Waits up to `limit` for `line` in the daemon's log and prints how long
+/// after `since`, when `what` happened, it came.
+fn logged_after(d: &mut Daemon, line: &str, limit: Duration, since: Instant, what: &str) {
+    d.wait_for_log(line, limit);
+    eprintln!(
+        "{line:?} logged {} ms after {what}",
+        since.elapsed().as_millis()
+    );
+}
+
 #[test]
 fn name_change_moves_trust_without_restart() {
     if !require_root("name_change_moves_trust_without_restart") {
@@ -183,13 +193,12 @@ fn name_change_moves_trust_without_restart() {
     write_hosts(&hosts, SECOND);
     let moved = Instant::now();
     dns.signal(libc::SIGHUP);
-    d.wait_for_log(
+    logged_after(
+        &mut d,
         &format!("dns: {NAME} changed; trusted now [{SECOND}, {EDGE}]"),
         Duration::from_secs(15),
-    );
-    eprintln!(
-        "record change seen by the daemon after {} ms (ttl 2 s)",
-        moved.elapsed().as_millis()
+        moved,
+        "the record changed (ttl 2 s)",
     );
     let got = exchange(&net, &[FIRST, SECOND, OTHER, EDGE]);
     assert_eq!(got.from(SECOND), PER_SOURCE, "{got:?}");
@@ -210,13 +219,12 @@ fn dead_dns_server_keeps_last_good_addresses() {
     let (net, _hosts, mut dns, mut d) = running();
     dns.stop(libc::SIGTERM, Duration::from_secs(5));
     let stopped = Instant::now();
-    d.wait_for_log(
+    logged_after(
+        &mut d,
         &format!("dns: resolving {NAME} failed"),
         Duration::from_secs(30),
-    );
-    eprintln!(
-        "failed refresh logged {} ms after dnsmasq stopped",
-        stopped.elapsed().as_millis()
+        stopped,
+        "dnsmasq stopped",
     );
     d.wait_for_log(
         &format!("keeping [{FIRST}, {EDGE}] (dns failures: 1)"),

@@ -53,6 +53,15 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Kernel and host agree on every frame; returns the kernel's reasons.
+/// A sandbox under `policy: drop` and nothing else; `None` (the test
+/// skips) without root.
+fn plain_drop_sandbox(test: &str) -> Option<Sandbox> {
+    if !require_root(test) {
+        return None;
+    }
+    Some(Sandbox::new(&policy("policy: drop\n")).unwrap())
+}
+
 fn check(sb: &mut Sandbox, p: &Policy, what: &str) -> Vec<Reason> {
     frames()
         .into_iter()
@@ -83,8 +92,12 @@ fn reloads_that_fill_and_empty_the_lists_keep_the_verdict() {
     let mut sb = Sandbox::new(&empty).unwrap();
     let r = check(&mut sb, &empty, "empty");
     assert!(r.iter().all(|r| *r == DropUntrusted), "{r:?}");
-    sb.apply(&full).unwrap();
-    let r = check(&mut sb, &full, "filled");
+    // Applies `p` as a reload does and checks every frame after it.
+    let reload = |sb: &mut Sandbox, p: &Policy, what: &str| {
+        sb.apply(p).unwrap();
+        check(sb, p, what)
+    };
+    let r = reload(&mut sb, &full, "filled");
     assert_eq!(
         r,
         [
@@ -100,10 +113,8 @@ fn reloads_that_fill_and_empty_the_lists_keep_the_verdict() {
             DropUntrusted
         ]
     );
-    sb.apply(&empty).unwrap();
-    check(&mut sb, &empty, "emptied again");
-    sb.apply(&moved).unwrap();
-    let r = check(&mut sb, &moved, "moved to neighbours");
+    reload(&mut sb, &empty, "emptied again");
+    let r = reload(&mut sb, &moved, "moved to neighbours");
     assert_eq!(
         &r[..6],
         [
@@ -115,16 +126,15 @@ fn reloads_that_fill_and_empty_the_lists_keep_the_verdict() {
             PassTrusted
         ]
     );
-    sb.apply(&full).unwrap();
-    check(&mut sb, &full, "back to full");
+    reload(&mut sb, &full, "back to full");
 }
 
 #[test]
 fn entries_added_without_a_policy_are_never_skipped() {
-    if !require_root("entries_added_without_a_policy_are_never_skipped") {
+    let Some(mut sb) = plain_drop_sandbox("entries_added_without_a_policy_are_never_skipped")
+    else {
         return;
-    }
-    let mut sb = Sandbox::new(&policy("policy: drop\n")).unwrap();
+    };
     let f = invite4([198, 18, 0, 5]);
     assert_eq!(sb.run(&f).unwrap().reason, DropUntrusted);
     // The benchmark's (and large lists') path: straight into the trie.
@@ -144,12 +154,13 @@ fn entries_added_without_a_policy_are_never_skipped() {
 
 #[test]
 fn manual_bans_and_learned_registrars_work_with_their_features_off() {
-    if !require_root("manual_bans_and_learned_registrars_work_with_their_features_off") {
-        return;
-    }
     // A fresh sandbox: no automatic bans, no learning, nothing in either
     // map yet, so the filter skips both lookups until an entry appears.
-    let mut sb = Sandbox::new(&policy("policy: drop\n")).unwrap();
+    let Some(mut sb) =
+        plain_drop_sandbox("manual_bans_and_learned_registrars_work_with_their_features_off")
+    else {
+        return;
+    };
     let a = invite4([198, 51, 100, 66]);
     let b = invite6("2001:db8:77::1");
     assert_eq!(sb.run(&a).unwrap().reason, DropUntrusted);

@@ -8,15 +8,17 @@ use sipguard_tests::{
     require_root,
 };
 
-/// Runs the lab's scenario with this policy and mode and prints its
-/// report; `None` (the test skips) without root.
-fn scenario(test: &str, policy: Policy, mode: Mode, title: &str) -> Option<Report> {
+/// Runs the lab's scenario with this policy and mode, prints its report,
+/// runs `check` on it and then checks the calls ([`assert_calls`]); skips
+/// without root.
+fn scenario(test: &str, policy: Policy, mode: Mode, title: &str, check: impl FnOnce(&Report)) {
     if !require_root(test) {
-        return None;
+        return;
     }
     let r = Lab::start(policy, mode, "").run_scenario(title);
     println!("{}", r.render());
-    Some(r)
+    check(&r);
+    assert_calls(&r);
 }
 
 /// Calls: at least one per family, all complete, and no SIPp retransmission
@@ -113,33 +115,31 @@ fn assert_nothing_through(r: &Report, reason_ok: impl Fn(&str) -> bool) {
 
 #[test]
 fn allowlist_policy_stops_every_scanner_and_every_call_completes() {
-    let Some(r) = scenario(
+    scenario(
         "allowlist_policy_stops_every_scanner_and_every_call_completes",
         Policy::Drop,
         Mode::Enforce,
         "policy: drop (allowlist), enforce",
-    ) else {
-        return;
-    };
-    assert_nothing_through(&r, |reason| reason == "untrusted");
-    assert_calls(&r);
+        |r| {
+            assert_nothing_through(r, |reason| reason == "untrusted");
+        },
+    );
 }
 
 #[test]
 fn inspect_policy_stops_every_scanner_and_every_call_completes() {
-    let Some(r) = scenario(
+    scenario(
         "inspect_policy_stops_every_scanner_and_every_call_completes",
         Policy::Inspect,
         Mode::Enforce,
         "policy: inspect, enforce",
-    ) else {
-        return;
-    };
-    // The inspector, not the allowlist, must be what stops them.
-    assert_nothing_through(&r, |reason| {
-        !matches!(reason, "untrusted" | "blocked" | "banned" | "malformed")
-    });
-    assert_calls(&r);
+        |r| {
+            // The inspector, not the allowlist, must be what stops them.
+            assert_nothing_through(r, |reason| {
+                !matches!(reason, "untrusted" | "blocked" | "banned" | "malformed")
+            });
+        },
+    );
 }
 
 /// Monitor mode: every datagram reaches the PBX, and the counters account
@@ -195,36 +195,32 @@ fn assert_monitor(r: &Report) {
 
 #[test]
 fn monitor_mode_passes_everything_and_counts_exactly_what_would_drop() {
-    let Some(r) = scenario(
+    scenario(
         "monitor_mode_passes_everything_and_counts_exactly_what_would_drop",
         Policy::Drop,
         Mode::Monitor,
         "policy: drop (allowlist), monitor",
-    ) else {
-        return;
-    };
-    assert_monitor(&r);
-    assert!(
-        r.tools.iter().all(|t| t.would_drop() == t.sent_total()
-            && t.drops_by_reason()
-                .keys()
-                .all(|k| k == "untrusted(would_drop)")),
-        "unexpected reasons\n{}",
-        r.render()
+        |r| {
+            assert_monitor(r);
+            assert!(
+                r.tools.iter().all(|t| t.would_drop() == t.sent_total()
+                    && t.drops_by_reason()
+                        .keys()
+                        .all(|k| k == "untrusted(would_drop)")),
+                "unexpected reasons\n{}",
+                r.render()
+            );
+        },
     );
-    assert_calls(&r);
 }
 
 #[test]
 fn monitor_mode_with_inspect_counts_exactly_what_would_drop() {
-    let Some(r) = scenario(
+    scenario(
         "monitor_mode_with_inspect_counts_exactly_what_would_drop",
         Policy::Inspect,
         Mode::Monitor,
         "policy: inspect, monitor",
-    ) else {
-        return;
-    };
-    assert_monitor(&r);
-    assert_calls(&r);
+        assert_monitor,
+    );
 }

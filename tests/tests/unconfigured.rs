@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use sipguard_tests::{
     addresses::SCANNER4,
-    harness::{wan::pbx_addr, Daemon, Receiver, Wan},
-    require_root, sip,
+    harness::{wan::pbx_addr, wan_and_daemon, Receiver},
+    sip,
 };
 
 #[test]
 fn a_config_without_interfaces_idles_until_a_reload_names_one() {
-    if !require_root("a_config_without_interfaces_idles_until_a_reload_names_one") {
+    let Some((wan, mut d)) =
+        wan_and_daemon("a_config_without_interfaces_idles_until_a_reload_names_one")
+    else {
         return;
-    }
-    let wan = Wan::new();
-    let mut d = Daemon::new(&wan.pbx);
+    };
     d.write_config("xdp_mode: native\non_exit: detach\n");
     d.launch_until(&[], "no interface configured");
     assert!(

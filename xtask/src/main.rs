@@ -15,11 +15,7 @@
 
 mod package;
 
-use std::{
-    env,
-    path::PathBuf,
-    process::{ExitCode, ExitStatus},
-};
+use std::{env, path::PathBuf, process::ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -43,7 +39,13 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets the variable at run time too; the value compiled in
+    // can name another checkout when a target directory was copied from
+    // there (cargo then does not rebuild xtask), and every command would
+    // run in that other workspace.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
@@ -83,52 +85,35 @@ fn build_ebpf(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo ARGS EXTRA` in the workspace root, with the cargo that runs xtask.
-fn cargo_in_workspace(args: &[&str], extra: &[String]) -> anyhow::Result<ExitStatus> {
+/// Runs `cargo ARGS EXTRA` (ARGS split at spaces) in the workspace root,
+/// with the cargo that runs xtask; unless it succeeds, an error saying
+/// `what` failed, then `hint`.
+fn cargo_in_workspace(args: &str, extra: &[String], what: &str, hint: &str) -> anyhow::Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    Ok(std::process::Command::new(cargo)
+    let status = std::process::Command::new(cargo)
         .current_dir(workspace_root())
-        .args(args)
+        .args(args.split(' '))
         .args(extra)
-        .status()?)
+        .status()?;
+    anyhow::ensure!(status.success(), "{what} failed ({status}){hint}");
+    Ok(())
 }
 
 fn lab(args: &[String]) -> anyhow::Result<()> {
     // One scenario at a time so the reports do not interleave.
-    let status = cargo_in_workspace(
-        &[
-            "test",
-            "-p",
-            "sipguard-tests",
-            "--test",
-            "lab",
-            "--",
-            "--nocapture",
-            "--test-threads=1",
-        ],
+    cargo_in_workspace(
+        "test -p sipguard-tests --test lab -- --nocapture --test-threads=1",
         args,
-    )?;
-    anyhow::ensure!(
-        status.success(),
-        "the lab failed ({status}); set SIPGUARD_LAB_KEEP=1 to keep its logs and captures"
-    );
-    Ok(())
+        "the lab",
+        "; set SIPGUARD_LAB_KEEP=1 to keep its logs and captures",
+    )
 }
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
-    let status = cargo_in_workspace(
-        &[
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "sipguard-tests",
-            "--bin",
-            "bench",
-            "--",
-        ],
+    cargo_in_workspace(
+        "run --release --quiet -p sipguard-tests --bin bench --",
         args,
-    )?;
-    anyhow::ensure!(status.success(), "bench failed ({status})");
-    Ok(())
+        "bench",
+        "",
+    )
 }

@@ -233,14 +233,32 @@ fn tarball(
     copy(binary, "usr/bin/sipguard")?;
     run(Command::new(format!("{}strip", arch.gnu_prefix())).arg(stage.join("usr/bin/sipguard")))
         .or_else(|_| run(Command::new("strip").arg(stage.join("usr/bin/sipguard"))))?;
-    copy(
-        &root.join("contrib/sipguard.service"),
-        "lib/systemd/system/sipguard.service",
-    )?;
-    copy(
-        &root.join("contrib/sipguard.yaml"),
-        "etc/sipguard/sipguard.yaml",
-    )?;
+    let comp = generated.join("completions");
+    for (from, to) in [
+        (
+            root.join("contrib/sipguard.service"),
+            "lib/systemd/system/sipguard.service",
+        ),
+        (
+            root.join("contrib/sipguard.yaml"),
+            "etc/sipguard/sipguard.yaml",
+        ),
+        (
+            comp.join("sipguard.bash"),
+            "usr/share/bash-completion/completions/sipguard",
+        ),
+        (
+            comp.join("_sipguard"),
+            "usr/share/zsh/vendor-completions/_sipguard",
+        ),
+        (
+            comp.join("sipguard.fish"),
+            "usr/share/fish/vendor_completions.d/sipguard.fish",
+        ),
+        (root.join("README.md"), "usr/share/doc/sipguard/README.md"),
+    ] {
+        copy(&from, to)?;
+    }
     for page in files(&generated.join("man"))? {
         let file = page
             .file_name()
@@ -249,20 +267,7 @@ fn tarball(
             .to_string();
         copy(&page, &format!("usr/share/man/man1/{file}"))?;
     }
-    let comp = generated.join("completions");
-    copy(
-        &comp.join("sipguard.bash"),
-        "usr/share/bash-completion/completions/sipguard",
-    )?;
-    copy(
-        &comp.join("_sipguard"),
-        "usr/share/zsh/vendor-completions/_sipguard",
-    )?;
-    copy(
-        &comp.join("sipguard.fish"),
-        "usr/share/fish/vendor_completions.d/sipguard.fish",
-    )?;
-    copy(&root.join("README.md"), "usr/share/doc/sipguard/README.md")?;
+
     for doc in files(&root.join("docs"))? {
         if doc.extension().is_some_and(|e| e == "md") {
             let file = doc.file_name().expect("file").to_string_lossy().to_string();

@@ -132,19 +132,26 @@ pub const LEARN_PROGRAM_NAME_RAW_IP: &str = "sipguard_learn_rawip";
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] data without padding or pointers.
-    unsafe impl aya::Pod for super::UserKey {}
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
-    unsafe impl aya::Pod for super::Settings {}
-    unsafe impl aya::Pod for super::SmallV4 {}
-    unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::LearnConfig {}
-    unsafe impl aya::Pod for super::OpsSettings {}
-    unsafe impl aya::Pod for super::StateHints {}
-    unsafe impl aya::Pod for super::AddrKey {}
-    unsafe impl aya::Pod for super::SampleState {}
-    unsafe impl aya::Pod for super::BanCount {}
-    unsafe impl aya::Pod for super::BanEntry {}
-    unsafe impl aya::Pod for super::FragKey {}
-    unsafe impl aya::Pod for super::DecisionEntry {}
+    macro_rules! pod {
+        ($($t:ident),* $(,)?) => {
+            // SAFETY: each is plain #[repr(C)] data, without padding or with
+            // explicit padding fields, and without pointers.
+            $(unsafe impl aya::Pod for super::$t {})*
+        };
+    }
+    pod!(
+        UserKey,
+        Settings,
+        SmallV4,
+        Counter,
+        LearnConfig,
+        OpsSettings,
+        DecisionEntry,
+        StateHints,
+        AddrKey,
+        SampleState,
+        BanCount,
+        BanEntry,
+        FragKey,
+    );
 }

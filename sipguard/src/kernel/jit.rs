@@ -8,7 +8,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use anyhow::{bail, Result};
+use anyhow::{Context as _, Result};
 
 /// The leading fields of the kernel's `struct bpf_prog_info` up to
 /// `jited_func_lens` (the kernel accepts a shorter struct and fills what
@@ -41,33 +41,12 @@ struct ProgInfoHead {
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 fn prog_info(fd: i32, info: &mut ProgInfoHead) -> Result<()> {
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    let attr = InfoAttr {
-        bpf_fd: fd as u32,
-        info_len: std::mem::size_of::<ProgInfoHead>() as u32,
-        info: info as *mut ProgInfoHead as u64,
-    };
-    // SAFETY: `attr` and the buffers `info` points to outlive the call and
-    // have the sizes given in them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &attr as *const InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
-    if rc < 0 {
-        bail!(
-            "BPF_OBJ_GET_INFO_BY_FD: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    // union bpf_attr's info member: bpf_fd, info_len, info.
+    let mut attr = [0u8; 128];
+    attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(std::mem::size_of::<ProgInfoHead>() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(info as *mut ProgInfoHead as u64).to_ne_bytes());
+    super::pins::bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).context("BPF_OBJ_GET_INFO_BY_FD")?;
     Ok(())
 }
 

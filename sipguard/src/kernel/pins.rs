@@ -109,9 +109,10 @@ pub fn detach_link(root: &Path, ifname: &str) -> Result<()> {
     r
 }
 
-/// aya 0.14 wraps neither BPF_OBJ_GET on a bare path nor BPF_LINK_DETACH,
-/// so both are issued directly (attr layouts from linux/bpf.h).
-fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<libc::c_long> {
+/// aya 0.14 wraps neither BPF_OBJ_GET on a bare path nor BPF_LINK_DETACH
+/// (nor hands back a program's JIT image, `jit.rs`), so these are issued
+/// directly (attr layouts from linux/bpf.h).
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<libc::c_long> {
     // SAFETY: bpf(2) with an attr buffer of the size we pass.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
     if rc < 0 {

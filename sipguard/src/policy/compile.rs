@@ -68,6 +68,7 @@ impl Policy {
             user_agents,
             expected_users,
             decisions: Vec::new(),
+            overlaps: Vec::new(),
         }
     }
 }

@@ -356,6 +356,12 @@ fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
             ));
         }
         for (r, v) in rows.iter().zip(&lines) {
+            if v["engine"] != "kernel" {
+                failures.push(format!(
+                    "{}: decided by {}, not the kernel",
+                    r.name, v["engine"]
+                ));
+            }
             if v["reason"] != r.reason.name() {
                 failures.push(format!(
                     "{}: replay said {}, expected {}",

@@ -19,3 +19,14 @@ pub use netns::Netns;
 pub use process::Proc;
 pub use traffic::{Arrivals, Datagram, Listener, Receiver, Steady};
 pub use wan::Wan;
+
+/// The standard WAN and a daemon for its PBX, not launched yet; `None`
+/// (the test skips, loudly) without root.
+pub fn wan_and_daemon(test: &str) -> Option<(Wan, Daemon)> {
+    if !crate::require_root(test) {
+        return None;
+    }
+    let net = Wan::new();
+    let d = Daemon::new(&net.pbx);
+    Some((net, d))
+}

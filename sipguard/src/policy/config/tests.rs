@@ -59,97 +59,101 @@ fn expect_err(s: &str, line: Option<usize>, needle: &str) {
 
 #[test]
 fn errors_name_field_and_line() {
-    expect_err(
-        "trusted: [192.0.2.1]\ntrustd: [1.2.3.4]\n",
-        Some(2),
-        "unknown field `trustd`",
-    );
-    expect_err(
-        "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
-        Some(3),
-        "trusted[1]",
-    );
-    expect_err(
-        "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
-        Some(3),
-        "'300.1.2.3' is not an IPv4/IPv6 address or CIDR",
-    );
-    expect_err("trusted: [10.0.0.1/24]\n", Some(1), "host bits set");
-    expect_err("sip_ports: [70000]\n", Some(1), "out of range");
-    expect_err("sip_ports: [0]\n", Some(1), "out of range");
-    expect_err("sip_ports: [-5]\n", Some(1), "out of range");
-    expect_err("sip_ports:\n  - \"5080-5060\"\n", Some(2), "reversed");
-    expect_err("sip_ports: []\n", Some(1), "at least one port");
-    expect_err(
-        "mode: loud\n",
-        Some(1),
-        "mode: unknown value `loud`, expected one of `enforce`, `monitor`",
-    );
-    expect_err("trusted: 5\n", Some(1), "trusted");
-    expect_err("interfaces: [eth0, eth1, eth0]\n", Some(1), "listed twice");
-    expect_err(
-        "interfaces:\n  - eth0\n  - eth1\n  - eth0\n",
-        Some(4),
-        "interfaces: interface 'eth0' is listed twice",
-    );
-    expect_err(
-        "policy: drop\nmode: enforce\npolicy: inspect\n",
-        Some(3),
-        "policy: is set twice",
-    );
-    expect_err(
-        "trusted:\n#  - 192.0.2.1\n",
-        Some(1),
-        "trusted: has no value",
-    );
-    expect_err("mode:\n", Some(1), "mode: has no value");
-    expect_err(
-        "policy: {a: 1}\n",
-        Some(1),
-        "policy: invalid type: map, expected one of `drop`, `inspect`",
-    );
-    expect_err(
-        "trusted: [192.0.2.1\n",
-        Some(2),
-        "trusted: did not find expected",
-    );
-    expect_err(
-        "policy: drop\ntrusted:\n\t- 192.0.2.1\n",
-        Some(3),
-        "trusted: found character that cannot start any token",
-    );
-    expect_err("---\n", None, "empty");
-    // Old Mac line ends (found by the config fuzz target): lines count
-    // as YAML counts them.
-    expect_err(
-        "policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r",
-        Some(4),
-        "trusted[1]",
-    );
-    expect_err(
-        "policy: drop\r\nsip_ports: [0]\r\n",
-        Some(2),
-        "sip_ports[0]",
-    );
-    expect_err(
-        "trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r",
-        Some(3),
-        "both trusted and blocked",
-    );
-    expect_err(
-        "policy: drop\rpolicy: drop\r",
-        Some(2),
-        "policy: is set twice",
-    );
-    expect_err("~\n", None, "empty");
-    expect_err("- a\n", Some(1), "expected settings as `key: value` lines");
-    expect_err(
-        "trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n",
-        Some(3),
-        "both trusted and blocked",
-    );
-    expect_err("", None, "empty");
-    expect_err("   \n# only a comment\n", None, "empty");
+    for (yaml, line, needle) in [
+        (
+            "trusted: [192.0.2.1]\ntrustd: [1.2.3.4]\n",
+            Some(2),
+            "unknown field `trustd`",
+        ),
+        (
+            "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
+            Some(3),
+            "trusted[1]",
+        ),
+        (
+            "trusted:\n  - 192.0.2.1\n  - 300.1.2.3\n",
+            Some(3),
+            "'300.1.2.3' is not an IPv4/IPv6 address or CIDR",
+        ),
+        ("trusted: [10.0.0.1/24]\n", Some(1), "host bits set"),
+        ("sip_ports: [70000]\n", Some(1), "out of range"),
+        ("sip_ports: [0]\n", Some(1), "out of range"),
+        ("sip_ports: [-5]\n", Some(1), "out of range"),
+        ("sip_ports:\n  - \"5080-5060\"\n", Some(2), "reversed"),
+        ("sip_ports: []\n", Some(1), "at least one port"),
+        (
+            "mode: loud\n",
+            Some(1),
+            "mode: unknown value `loud`, expected one of `enforce`, `monitor`",
+        ),
+        ("trusted: 5\n", Some(1), "trusted"),
+        ("interfaces: [eth0, eth1, eth0]\n", Some(1), "listed twice"),
+        (
+            "interfaces:\n  - eth0\n  - eth1\n  - eth0\n",
+            Some(4),
+            "interfaces: interface 'eth0' is listed twice",
+        ),
+        (
+            "policy: drop\nmode: enforce\npolicy: inspect\n",
+            Some(3),
+            "policy: is set twice",
+        ),
+        (
+            "trusted:\n#  - 192.0.2.1\n",
+            Some(1),
+            "trusted: has no value",
+        ),
+        ("mode:\n", Some(1), "mode: has no value"),
+        (
+            "policy: {a: 1}\n",
+            Some(1),
+            "policy: invalid type: map, expected one of `drop`, `inspect`",
+        ),
+        (
+            "trusted: [192.0.2.1\n",
+            Some(2),
+            "trusted: did not find expected",
+        ),
+        (
+            "policy: drop\ntrusted:\n\t- 192.0.2.1\n",
+            Some(3),
+            "trusted: found character that cannot start any token",
+        ),
+        ("---\n", None, "empty"),
+        // Old Mac line ends (found by the config fuzz target): lines count
+        // as YAML counts them.
+        (
+            "policy: drop\rtrusted:\r  - 192.0.2.1\r  - 300.1.2.3\r",
+            Some(4),
+            "trusted[1]",
+        ),
+        (
+            "policy: drop\r\nsip_ports: [0]\r\n",
+            Some(2),
+            "sip_ports[0]",
+        ),
+        (
+            "trusted: [192.0.2.0/24]\rblocked:\r  - 192.0.2.7\r",
+            Some(3),
+            "both trusted and blocked",
+        ),
+        (
+            "policy: drop\rpolicy: drop\r",
+            Some(2),
+            "policy: is set twice",
+        ),
+        ("~\n", None, "empty"),
+        ("- a\n", Some(1), "expected settings as `key: value` lines"),
+        (
+            "trusted: [192.0.2.0/24]\nblocked:\n  - 192.0.2.7\n",
+            Some(3),
+            "both trusted and blocked",
+        ),
+        ("", None, "empty"),
+        ("   \n# only a comment\n", None, "empty"),
+    ] {
+        expect_err(yaml, line, needle);
+    }
 }
 
 #[test]

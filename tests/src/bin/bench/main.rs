@@ -22,6 +22,7 @@ mod flood;
 mod payload;
 mod rawbpf;
 mod report;
+mod xdpfilter;
 
 use std::path::PathBuf;
 
@@ -143,7 +144,12 @@ fn main() -> Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // At run time first: `cargo run` sets it to this checkout even when the
+    // binary was built elsewhere and reused from a copied target directory.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..");
     let out = args.out.clone().unwrap_or_else(|| {
         root.join(if args.quick {
             "target/bench"
@@ -186,16 +192,19 @@ fn main() -> Result<()> {
             c.iter()
                 .any(|c| c["key"].as_str().is_some_and(|k| k.starts_with("inspect")))
         });
-        println!("{}", report::classes_table(&r));
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
-        report::write_section(&out, "classes", &report::classes_table(&r))?;
-        if publish {
-            report::update_doc(
-                &root.join("docs/BENCHMARKS.md"),
-                "classes",
-                &report::classes_table(&r),
-            )?;
+        chart::peer(&r, &out.join("peer.svg"))?;
+        for (name, table) in [
+            ("classes", report::classes_table(&r)),
+            ("peer", report::peer_table(&r)),
+            ("daemon", report::daemon_settings_table(&r)),
+        ] {
+            println!("{table}");
+            report::write_section(&out, name, &table)?;
+            if publish {
+                report::update_doc(&root.join("docs/BENCHMARKS.md"), name, &table)?;
+            }
         }
     }
     if args.flood {
