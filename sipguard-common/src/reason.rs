@@ -52,13 +52,16 @@ pub enum Reason {
     /// not end inside the inspected bytes (message larger than the 1500-byte
     /// window, truncated frame, first IP fragment, unterminated headers).
     PassPartial = 20,
+    /// Source is covered by a ban decision of a CrowdSec Local API that has
+    /// not ended.
+    DropDecision = 21,
 }
 
 /// Size of the reason dimension of the counter array (room to grow).
 pub const REASON_SLOTS: u32 = 32;
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::PassNotIp,
         Reason::PassNotUdpTcp,
         Reason::PassNotSipPort,
@@ -80,6 +83,7 @@ impl Reason {
         Reason::DropFragment,
         Reason::DropNotSip,
         Reason::PassPartial,
+        Reason::DropDecision,
     ];
 
     /// The verdict a reason stands for. A `match` without a wildcard, so a
@@ -109,7 +113,8 @@ impl Reason {
             | Reason::DropUnknownUser
             | Reason::DropSipVicious
             | Reason::DropFragment
-            | Reason::DropNotSip => true,
+            | Reason::DropNotSip
+            | Reason::DropDecision => true,
         }
     }
 
@@ -141,6 +146,7 @@ impl Reason {
             Reason::DropFragment => "fragment_of_dropped",
             Reason::DropNotSip => "not_sip",
             Reason::PassPartial => "inspected_partial",
+            Reason::DropDecision => "decision",
         }
     }
 }
@@ -166,7 +172,7 @@ mod tests {
     fn every_reason_has_its_pinned_action() {
         const PASS: bool = false;
         const DROP: bool = true;
-        let pinned: [(u32, &str, bool); 21] = [
+        let pinned: [(u32, &str, bool); 22] = [
             (0, "not_ip", PASS),
             (1, "not_udp_tcp", PASS),
             (2, "not_sip_port", PASS),
@@ -188,6 +194,7 @@ mod tests {
             (18, "fragment_of_dropped", DROP),
             (19, "not_sip", DROP),
             (20, "inspected_partial", PASS),
+            (21, "decision", DROP),
         ];
         assert_eq!(pinned.len(), Reason::ALL.len());
         for (value, name, drop) in pinned {

@@ -25,6 +25,13 @@ pub trait SourceLists {
     fn banned(&self, _flow: &Flow) -> bool {
         false
     }
+
+    /// The longest prefix of a ban decision covering the source has an
+    /// entry that [`crate::abi::decision_live`] says still drops.
+    #[inline(always)]
+    fn decided(&self, _flow: &Flow) -> bool {
+        false
+    }
 }
 
 /// The outcome of the header stage.
@@ -186,7 +193,7 @@ pub fn any_port_verdict<L: SourceLists>(
 }
 
 /// Steps 2-5 for a flow known to carry SIP: blocked, trusted or learned,
-/// banned, then the untrusted policy.
+/// banned or decided, then the untrusted policy.
 #[inline(always)]
 pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) -> Judgement {
     if lists.blocked(flow) {
@@ -203,6 +210,10 @@ pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) ->
     }
     if lists.banned(flow) {
         return Judgement::Done(Reason::DropBanned);
+    }
+    // Decisions of the fleet come after trusted for the same reason.
+    if lists.decided(flow) {
+        return Judgement::Done(Reason::DropDecision);
     }
     if flow.malformed {
         return Judgement::Done(Reason::DropMalformed);

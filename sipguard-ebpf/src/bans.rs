@@ -76,9 +76,13 @@ pub fn banned(flow: &Flow, clock: &Clock) -> bool {
 /// Counts a drop of `a`'s source; bans it when the threshold is reached.
 #[inline(always)]
 pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
-    // Banned and blocklisted sources are already dropped by their lists.
+    // Banned, blocklisted and decided sources are already dropped by their
+    // lists (and a fleet's decision must not outlive its deletion as a ban).
     if ops.flags & OPS_AUTO_BAN == 0
-        || matches!(reason, Reason::DropBanned | Reason::DropBlocked)
+        || matches!(
+            reason,
+            Reason::DropBanned | Reason::DropBlocked | Reason::DropDecision
+        )
         || ops.ban_threshold == 0
     {
         return;

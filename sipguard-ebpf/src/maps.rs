@@ -6,12 +6,14 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use sipguard_common::{
+    decision_live,
     packet::Flow,
     sip::{Scan, SipLists},
     verdict::SourceLists,
-    Counter, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, SmallV4, UaKey, UserKey,
-    V4Key, V6Key, COUNTER_ENTRIES, FLAG_BLOCKED_V6, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS,
-    LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
+    Counter, DecisionEntry, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, SmallV4,
+    UaKey, UserKey, V4Key, V6Key, COUNTER_ENTRIES, DECISION_ENTRIES, FLAG_BLOCKED_V6,
+    FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX,
+    MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
 };
 
 #[map(name = "SETTINGS")]
@@ -27,6 +29,15 @@ pub static TRUSTED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 <
 pub static BLOCKED_V4: LpmTrie<V4Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
 #[map(name = "BLOCKED_V6")]
 pub static BLOCKED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
+
+/// CrowdSec ban decisions, written by the daemon's bouncer; each entry's
+/// end is checked here (`decided`), so none outlives its decision.
+#[map(name = "DECISIONS_V4")]
+pub static DECISIONS_V4: LpmTrie<V4Key, DecisionEntry> =
+    LpmTrie::with_max_entries(DECISION_ENTRIES, 0);
+#[map(name = "DECISIONS_V6")]
+pub static DECISIONS_V6: LpmTrie<V6Key, DecisionEntry> =
+    LpmTrie::with_max_entries(DECISION_ENTRIES, 0);
 
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
@@ -172,6 +183,24 @@ impl SourceLists for KernelLists<'_> {
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
         crate::bans::banned(flow, &self.clock)
+    }
+
+    /// One trie walk and the clock (read once per packet), skipped while
+    /// the daemon never wrote a decision.
+    #[inline(always)]
+    fn decided(&self, flow: &Flow) -> bool {
+        if !crate::bans::hints().is_some_and(|h| h.decisions != 0) {
+            return false;
+        }
+        let entry = if flow.ipv6 {
+            DECISIONS_V6.get(Key::new(128, flow.src))
+        } else {
+            DECISIONS_V4.get(Key::new(32, flow.src_v4()))
+        };
+        match entry {
+            Some(e) => decision_live(e, self.clock.now()),
+            None => false,
+        }
     }
 }
 

@@ -59,6 +59,22 @@ pub const LAN4_PREFIX: u8 = 24;
 pub const ROUTER_LAN4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const PHONE4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 
+/// A /24 outside the WAN link, and an IPv6 /64 outside the WAN's /64, each
+/// with two sources the WAN namespace sends from (range decisions).
+pub const RANGE4_NET: &str = "198.51.100.0/24";
+pub const RANGE4_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+pub const RANGE4_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+pub const RANGE6_NET: &str = "2001:db8:66::/64";
+pub const RANGE6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, 5);
+pub const RANGE6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0xffff, 0, 0, 6);
+
+/// The link between a Local API's namespace and each router it serves
+/// (router n: `10.78.n.2`, the API's end `10.78.n.1`).
+pub fn lapi_link(n: u8) -> (Ipv4Addr, Ipv4Addr) {
+    (Ipv4Addr::new(10, 78, n, 1), Ipv4Addr::new(10, 78, n, 2))
+}
+pub const LAPI_LINK_PREFIX: u8 = 24;
+
 /// Addresses written into fixture frames. These frames are only handed to
 /// BPF_PROG_TEST_RUN and to the host verdict, never sent on a link, so they
 /// may use any documentation range; the fixture configs trust and block

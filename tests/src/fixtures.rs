@@ -3,6 +3,7 @@
 
 pub mod allowlist;
 pub mod any_port;
+pub mod decisions;
 pub mod inspect;
 pub mod pppoe;
 pub mod repeated_headers;
@@ -57,6 +58,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(any_port::cases());
     v.extend(pppoe::cases());
     v.push(repeated_headers::case());
+    v.push(decisions::case());
     v.push(tcp::case());
     v
 }
@@ -134,7 +136,8 @@ pub const fn drops(reason: Reason) -> bool {
         PassNotIp | PassNotUdpTcp | PassNotSipPort | PassTrusted | PassLearned | PassInspected
         | PassUnparsed | PassFragment | PassUninspectable | PassPartial => false,
         DropBlocked | DropBanned | DropUntrusted | DropMalformed | DropMethod | DropUserAgent
-        | DropUriIpHost | DropUnknownUser | DropSipVicious | DropFragment | DropNotSip => true,
+        | DropUriIpHost | DropUnknownUser | DropSipVicious | DropFragment | DropNotSip
+        | DropDecision => true,
     }
 }
 

@@ -50,3 +50,11 @@ fn empty_settings_pass_everything() {
         assert!(!drops(v.reason), "{}: {:?}", r.name, v.reason);
     }
 }
+
+#[test]
+fn decision_fixtures() {
+    check_case_as_root(
+        "decision_fixtures",
+        sipguard_tests::fixtures::decisions::case,
+    );
+}

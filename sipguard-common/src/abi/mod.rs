@@ -10,6 +10,7 @@
 mod addr;
 mod bans;
 mod counters;
+mod decisions;
 mod events;
 mod frags;
 mod learned;
@@ -21,6 +22,7 @@ mod settings;
 pub use addr::*;
 pub use bans::*;
 pub use counters::*;
+pub use decisions::*;
 pub use events::*;
 pub use frags::*;
 pub use learned::*;
@@ -33,7 +35,9 @@ pub use settings::*;
 /// `<pin root>/v<MAP_ABI_VERSION>/` so an old daemon never reads a new layout.
 /// 2: `INSPECTOR` holds two programs (the any-port reader in slot 1);
 /// `Settings` carries source-list hints; the `HINTS` map is new.
-pub const MAP_ABI_VERSION: u32 = 2;
+/// 3: `DECISIONS_V4`/`DECISIONS_V6` are new, `StateHints` has a
+/// `decisions` field, reason 21 (`DropDecision`) counts their drops.
+pub const MAP_ABI_VERSION: u32 = 3;
 
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map_names {
@@ -68,8 +72,11 @@ pub mod map_names {
     pub const FRAGS: &str = "FRAGS";
     /// Single [`super::StateHints`].
     pub const HINTS: &str = "HINTS";
+    /// CrowdSec ban decisions (LPM tries, prefix -> `DecisionEntry`).
+    pub const DECISIONS_V4: &str = "DECISIONS_V4";
+    pub const DECISIONS_V6: &str = "DECISIONS_V6";
     /// Every map the programs share with userspace, pinned together.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
@@ -92,6 +99,8 @@ pub mod map_names {
         BAN_COUNTS,
         FRAGS,
         HINTS,
+        DECISIONS_V4,
+        DECISIONS_V6,
     ];
 }
 
@@ -137,6 +146,7 @@ mod pod {
         Counter,
         LearnConfig,
         OpsSettings,
+        DecisionEntry,
         StateHints,
         AddrKey,
         SampleState,

@@ -50,5 +50,9 @@ pub struct StateHints {
     pub bans: u32,
     /// `LEARNED_V4`/`LEARNED_V6` may hold entries.
     pub learned: u32,
+    /// `DECISIONS_V4`/`DECISIONS_V6` may hold entries (set by the daemon
+    /// before its first decision).
+    pub decisions: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<StateHints>() == 8);
+const _: () = assert!(core::mem::size_of::<StateHints>() == 16);

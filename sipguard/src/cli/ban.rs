@@ -5,7 +5,7 @@ use std::{net::IpAddr, path::Path, process::ExitCode};
 use anyhow::Result;
 
 use crate::{
-    kernel::{bans, pins},
+    kernel::{bans, decisions, pins},
     policy::config::Dur,
 };
 
@@ -69,6 +69,13 @@ pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
             );
         }
         println!("{} active", bans.len());
+        let dir = pins::versioned_dir(pin_root);
+        if let Some(d) = decisions::pinned_by_origin(&dir) {
+            println!(
+                "crowdsec decisions (not listed above): {}",
+                decisions::describe(&d)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

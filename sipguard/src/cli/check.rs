@@ -12,9 +12,13 @@ use crate::kernel::{bans, features, pins};
 use crate::policy::{
     config::{Config, ConfigError, ConfigSource},
     overlaps::{self, Overlap},
-    sources::{dns, feeds},
+    sources::{
+        crowdsec::config::{read_secret, CrowdsecConfig},
+        dns, feeds,
+    },
     Policy,
 };
+use crate::serve::crowdsec;
 
 pub fn do_check(config: Option<PathBuf>, kernel: bool, pin_root: &Path) -> Result<ExitCode> {
     let source = config_source(config);
@@ -73,7 +77,60 @@ pub fn do_check(config: Option<PathBuf>, kernel: bool, pin_root: &Path) -> Resul
             .build()?;
         print!("{}", rt.block_on(dns::describe(&cfg.dns, &names)));
     }
+    if let Some(cs) = &cfg.crowdsec {
+        check_crowdsec(cs, &policy.trusted)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `crowdsec:` section: its secret files (refused ones are errors),
+/// then one full pull from the Local API: what it would apply by origin,
+/// and which decisions are not applied because they cover a trusted
+/// source. The Local API being away is reported, not an error of the
+/// config.
+fn check_crowdsec(cs: &CrowdsecConfig, trusted: &[ipnet::IpNet]) -> Result<()> {
+    cs.api_key()?;
+    if let Some(m) = &cs.machine {
+        read_secret(&m.password_file, "crowdsec.machine.password_file")?;
+        println!("crowdsec:    pushes automatic bans as machine '{}'", m.id);
+    }
+    let origins = cs
+        .origins
+        .as_ref()
+        .map(|o| o.join(", "))
+        .unwrap_or_else(|| "every origin".into());
+    println!("crowdsec:    {} every {} ({origins})", cs.url, cs.interval);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match rt.block_on(crowdsec::probe(cs, trusted)) {
+        Ok(p) => {
+            let total: usize = p.by_origin.values().sum();
+            let parts: Vec<String> = p
+                .by_origin
+                .iter()
+                .map(|(o, n)| format!("{o} {n}"))
+                .collect();
+            println!(
+                "crowdsec:    the Local API holds {total} ban decisions to apply ({})",
+                if parts.is_empty() {
+                    "none".into()
+                } else {
+                    parts.join(", ")
+                }
+            );
+            for (net, origin, t) in &p.held_back {
+                println!(
+                    "crowdsec:    not applied: decision for {net} (origin {origin}) overlaps trusted {t}"
+                );
+            }
+            for (kind, n) in &p.skipped {
+                println!("crowdsec:    not applied: {n} decisions with {kind}");
+            }
+        }
+        Err(e) => println!("crowdsec:    {e:#}"),
+    }
+    Ok(())
 }
 
 /// Every entry a trusted entry of this config overrides: feed entries

@@ -6,7 +6,7 @@ use std::{path::Path, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 
-use crate::kernel::{bans, counters, pins, registrars, stateful};
+use crate::kernel::{bans, counters, decisions, pins, registrars, stateful};
 
 pub fn do_stats(pin_root: &Path, json: bool, watch: Option<f64>) -> Result<ExitCode> {
     let dir = pins::versioned_dir(pin_root);
@@ -30,6 +30,9 @@ pub fn do_stats(pin_root: &Path, json: bool, watch: Option<f64>) -> Result<ExitC
             if let (Some(o), Some(l)) = (v.as_object_mut(), learned_summary(&dir)) {
                 o.insert("learned".into(), l);
             }
+            if let (Some(o), Some(d)) = (v.as_object_mut(), decisions::pinned_by_origin(&dir)) {
+                o.insert("decisions".into(), serde_json::json!(d));
+            }
             println!("{v}");
         } else {
             print!("{}", snap.to_table());
@@ -44,6 +47,9 @@ pub fn do_stats(pin_root: &Path, json: bool, watch: Option<f64>) -> Result<ExitC
                     "learned registrars: {} active, {} expired",
                     l["active"], l["expired"]
                 );
+            }
+            if let Some(d) = decisions::pinned_by_origin(&dir) {
+                println!("crowdsec decisions: {}", decisions::describe(&d));
             }
         }
         match watch {

@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod bans;
 pub mod counters;
+pub mod decisions;
 pub mod features;
 pub mod jit;
 pub mod maps;

@@ -32,19 +32,7 @@ pub fn settings(cfg: &Config) -> OpsSettings {
     }
 }
 
-/// CLOCK_BOOTTIME now, the clock of `bpf_ktime_get_boot_ns` and of every
-/// time stamp in the maps (bans, events, learned registrars): it counts
-/// through suspend, so an expiry means the same wall-clock span.
-pub fn boot_ns() -> u64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use crate::policy::clock::{boot_ns, clock_ns};
 
 /// Wall-clock time (ns since the Unix epoch) of a CLOCK_BOOTTIME stamp.
 pub fn boot_to_unix_ns(boot: u64) -> u64 {

@@ -14,6 +14,7 @@ use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, P
 
 use super::{
     attach, bans, counters,
+    decisions::DecisionMaps,
     maps::PolicyMaps,
     program::{self, LoadOptions, EMPTY_PROGRAM_NAME},
     registrars, stateful,
@@ -35,6 +36,8 @@ pub struct KernelVerdict {
 pub struct Sandbox {
     ebpf: Ebpf,
     maps: PolicyMaps,
+    /// `None` for older builds (compared in benchmarks) without them.
+    decisions: Option<DecisionMaps>,
     counters: PerCpuArray<MapData, Counter>,
     report_reason: bool,
 }
@@ -115,16 +118,60 @@ impl Sandbox {
             .try_into()?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         maps.apply(policy)?;
-        Ok(Sandbox {
+        let decisions = DecisionMaps::take(&mut ebpf).ok();
+        let mut sb = Sandbox {
             ebpf,
             maps,
+            decisions,
             counters,
             report_reason,
-        })
+        };
+        sb.apply_decisions(policy)?;
+        Ok(sb)
     }
 
     pub fn apply(&mut self, policy: &Policy) -> Result<()> {
-        self.maps.apply(policy)
+        self.maps.apply(policy)?;
+        self.apply_decisions(policy)
+    }
+
+    /// The policy's decisions, exactly, in the sandbox's tries (the
+    /// lookup hint is set only once there is one, so a policy without
+    /// decisions runs the path a daemon without a bouncer runs).
+    fn apply_decisions(&mut self, policy: &Policy) -> Result<()> {
+        if self.decisions.is_none() {
+            anyhow::ensure!(
+                policy.decisions.is_empty(),
+                "this build of the object has no decision maps"
+            );
+            return Ok(());
+        }
+        self.with_decisions(|d, hints| d.replace(hints, &policy.decisions))
+    }
+
+    /// Adds decisions as the daemon's bouncer writes them (entry by entry,
+    /// nothing removed); how many were written.
+    pub fn add_decisions(&mut self, decisions: &[crate::policy::Decision]) -> Result<usize> {
+        self.with_decisions(|d, hints| d.upsert(hints, decisions))
+    }
+
+    fn with_decisions<T>(
+        &mut self,
+        f: impl FnOnce(
+            &mut DecisionMaps,
+            &mut aya::maps::Array<&mut MapData, sipguard_common::StateHints>,
+        ) -> Result<T>,
+    ) -> Result<T> {
+        let decisions = self
+            .decisions
+            .as_mut()
+            .ok_or_else(|| anyhow!("this build of the object has no decision maps"))?;
+        let map = self
+            .ebpf
+            .map_mut(map_names::HINTS)
+            .ok_or_else(|| anyhow!("HINTS map missing"))?;
+        let mut hints = aya::maps::Array::try_from(map)?;
+        f(decisions, &mut hints)
     }
 
     /// The sandbox's own maps (e.g. to load a large blocklist directly).

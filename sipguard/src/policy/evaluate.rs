@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use sipguard_common::{
+    decision_live,
     packet::{Flow, Link},
     sip::{self, SipLists},
     verdict::{self, Judgement, Outcome, SourceLists},
@@ -55,6 +56,16 @@ impl SourceLists for Policy {
     fn trusted(&self, flow: &Flow) -> bool {
         let a = flow_addr(flow);
         self.trusted.iter().any(|n| n.contains(&a))
+    }
+    /// As the kernel's trie: the entry of the longest prefix holding the
+    /// source decides, live or not.
+    fn decided(&self, flow: &Flow) -> bool {
+        let a = flow_addr(flow);
+        self.decisions
+            .iter()
+            .filter(|d| d.net.contains(&a))
+            .max_by_key(|d| d.net.prefix_len())
+            .is_some_and(|d| decision_live(&d.entry, super::clock::boot_ns()))
     }
 }
 

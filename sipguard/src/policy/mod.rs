@@ -4,6 +4,7 @@
 //! the same shared logic; [`describe`] is what `sipguard check` prints.
 //! Depends on neither the kernel side nor the serving side.
 
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod describe;
@@ -15,7 +16,7 @@ mod testing;
 
 use anyhow::Result;
 use ipnet::IpNet;
-use sipguard_common::Settings;
+use sipguard_common::{DecisionEntry, Settings};
 
 use self::{
     config::Config,
@@ -35,6 +36,17 @@ pub struct Policy {
     /// Entries of the dynamic sources that a trusted entry overrides
     /// (left out of the lists above), for `check` and the daemon's log.
     pub overlaps: Vec<Overlap>,
+    /// Ban decisions (the DECISIONS_* tries). The daemon's bouncer writes
+    /// its decisions to the kernel as they change, not through the policy;
+    /// this list is what replay and the fixture tables judge with.
+    pub decisions: Vec<Decision>,
+}
+
+/// A decision trie entry: a prefix and its end and origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub net: IpNet,
+    pub entry: DecisionEntry,
 }
 
 /// What the dynamic sources hold at the moment a policy is assembled.

@@ -52,6 +52,9 @@ pub struct Daemon {
     learner: Learner,
     on_exit: OnExit,
     feeds: FeedWatch,
+    /// The trusted sources of the policy last applied (the bouncer holds
+    /// back decisions over them).
+    trusted: Vec<ipnet::IpNet>,
     /// What [`Daemon::log_overlaps`] logged last.
     overlaps_logged: Vec<Overlap>,
 }
@@ -136,6 +139,7 @@ impl Daemon {
             feeds,
             dns,
             learner: Default::default(),
+            trusted: policy.trusted.clone(),
             overlaps_logged: Vec::new(),
         };
         d.log_overlaps(&policy);
@@ -243,9 +247,14 @@ impl Daemon {
         self.feeds.changed()
     }
 
+    pub fn trusted(&self) -> &[ipnet::IpNet] {
+        &self.trusted
+    }
+
     pub fn apply(&mut self, cfg: &Config) -> Result<()> {
         let policy = self.policy(cfg)?;
         self.maps.apply(&policy)?;
+        self.trusted = policy.trusted.clone();
         self.log_overlaps(&policy);
         self.ops
             .set(0, stateful::settings(cfg), 0)
@@ -253,7 +262,8 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn reload(&mut self, opts: &RunOptions) -> Result<()> {
+    /// Reloads the config; returns it for what runs beside the daemon.
+    pub fn reload(&mut self, opts: &RunOptions) -> Result<Config> {
         let cfg = opts.source.load()?;
         crate::kernel::features::require_for(&cfg)?;
         let wanted = interfaces(&cfg, &opts.ifaces)?;
@@ -283,7 +293,7 @@ impl Daemon {
             }
         }
         self.reload_learning(&cfg)?;
-        Ok(())
+        Ok(cfg)
     }
 
     /// A trusted name resolved to a new set of addresses: the same apply
@@ -294,6 +304,7 @@ impl Daemon {
             let cfg = self.dns.cfg.clone();
             let policy = self.policy(&cfg)?;
             self.maps.apply(&policy)?;
+            self.trusted = policy.trusted.clone();
             self.log_overlaps(&policy);
         }
         Ok(())

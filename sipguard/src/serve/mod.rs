@@ -12,6 +12,7 @@
 //! maps and attachments; [`events`], [`prometheus`] and [`systemd`] are
 //! what the daemon serves while it runs.
 
+pub mod crowdsec;
 pub mod daemon;
 pub mod events;
 pub mod prometheus;
@@ -22,7 +23,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
-use self::daemon::Daemon;
+use self::{crowdsec::Fleet, daemon::Daemon};
 use crate::{
     kernel::{pins, preflight},
     policy::{
@@ -97,13 +98,23 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     tokio::spawn(events::serve(listener, feed.clone()));
     let pump_feed = feed.clone();
     let pump = tokio::spawn(async move { events::pump(ring, pump_feed, log_mode).await });
+    let pin_dir = pins::versioned_dir(&opts.pin_root);
+    let mut fleet = match &cfg.crowdsec {
+        Some(cs) => Some(Fleet::start(
+            cs,
+            &pin_dir,
+            daemon.trusted().to_vec(),
+            &feed,
+        )?),
+        None => None,
+    };
     if let Some(addr) = cfg.metrics.listen {
-        let dir = pins::versioned_dir(&opts.pin_root);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
         log::info!("metrics on http://{}/metrics", listener.local_addr()?);
-        tokio::spawn(prometheus::serve(listener, dir));
+        let signals = fleet.as_ref().and_then(|f| f.signals.clone());
+        tokio::spawn(prometheus::serve(listener, pin_dir.clone(), signals));
     }
 
     log::info!(
@@ -119,7 +130,12 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             _ = hup.recv() => {
                 systemd::reloading();
                 match daemon.reload(&opts) {
-                    Ok(()) => log::info!("policy reloaded"),
+                    Ok(cfg) => {
+                        log::info!("policy reloaded");
+                        if let Err(e) = reconfigure_fleet(&mut fleet, &cfg, &pin_dir, &daemon, &feed) {
+                            log::error!("crowdsec: {e:#}; keeping the decisions applied");
+                        }
+                    }
                     Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
                 }
                 systemd::ready();
@@ -127,6 +143,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             Some(u) = dns_rx.recv() => {
                 if let Err(e) = daemon.dns_update(u) {
                     log::error!("applying new addresses of a trusted name failed: {e:#}");
+                }
+                if let Some(f) = &fleet {
+                    f.set_trusted(daemon.trusted());
                 }
             }
             _ = tick.tick() => {
@@ -146,7 +165,43 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         }
     }
     systemd::stopping();
+    if let Some(f) = fleet {
+        f.stop();
+    }
     daemon.stop();
+    Ok(())
+}
+
+/// After a reload: the bouncer restarted when its section changed (or
+/// started, or stopped), told the new trusted sources otherwise.
+fn reconfigure_fleet(
+    fleet: &mut Option<Fleet>,
+    cfg: &Config,
+    pin_dir: &std::path::Path,
+    daemon: &Daemon,
+    feed: &tokio::sync::broadcast::Sender<Arc<String>>,
+) -> Result<()> {
+    let same = match (fleet.as_ref(), &cfg.crowdsec) {
+        (Some(f), Some(cs)) => f.config() == cs,
+        (None, None) => true,
+        _ => false,
+    };
+    if same {
+        if let Some(f) = fleet {
+            f.set_trusted(daemon.trusted());
+        }
+        return Ok(());
+    }
+    // The new one first: a section that does not start (a secret file
+    // refused) keeps the running bouncer.
+    let new = match &cfg.crowdsec {
+        Some(cs) => Some(Fleet::start(cs, pin_dir, daemon.trusted().to_vec(), feed)?),
+        None => None,
+    };
+    if let Some(old) = std::mem::replace(fleet, new) {
+        old.stop();
+        log::info!("crowdsec: section changed; the bouncer restarted");
+    }
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //! and action, active bans, event statistics and build info, read from the
 //! pinned maps at each scrape so they are the kernel's own numbers.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::Result;
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
@@ -12,7 +15,15 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::kernel::{bans, counters, stateful};
+use crate::{
+    kernel::{bans, counters, decisions, stateful},
+    policy::sources::crowdsec::signals::SignalCounters,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    origin: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CellLabels {
@@ -28,8 +39,9 @@ struct BuildLabels {
     abi: String,
 }
 
-/// The metrics text for the maps pinned in `dir`.
-pub fn render(dir: &Path) -> Result<String> {
+/// The metrics text for the maps pinned in `dir`, and the signal
+/// sender's counters when it runs.
+pub fn render(dir: &Path, signals: Option<&SignalCounters>) -> Result<String> {
     let snap = counters::snapshot_pinned(dir)?;
     let mut reg = Registry::with_prefix("sipguard");
     let packets = Family::<CellLabels, Counter>::default();
@@ -98,6 +110,43 @@ pub fn render(dir: &Path) -> Result<String> {
     active.set(bans::count_active_bans(&bans::bans_pinned(dir)?) as i64);
     reg.register("active_bans", "Bans in force", active);
 
+    if let Some(by_origin) = decisions::pinned_by_origin(dir) {
+        let family = Family::<OriginLabels, Gauge>::default();
+        for (origin, n) in by_origin {
+            family
+                .get_or_create(&OriginLabels {
+                    origin: origin.to_string(),
+                })
+                .set(n as i64);
+        }
+        reg.register(
+            "decisions",
+            "CrowdSec decisions in force in the kernel, by origin",
+            family,
+        );
+    }
+    if let Some(s) = signals {
+        use std::sync::atomic::Ordering::Relaxed;
+        counter(
+            &mut reg,
+            "signals_sent",
+            "Automatic bans pushed to the Local API as alerts",
+            s.sent.load(Relaxed),
+        );
+        counter(
+            &mut reg,
+            "signals_dropped",
+            "Automatic bans not pushed: the queue was full",
+            s.dropped.load(Relaxed),
+        );
+        counter(
+            &mut reg,
+            "signals_failed_posts",
+            "Alert posts the Local API did not take",
+            s.failed_posts.load(Relaxed),
+        );
+    }
+
     let build = Family::<BuildLabels, Gauge>::default();
     build
         .get_or_create(&BuildLabels {
@@ -112,8 +161,10 @@ pub fn render(dir: &Path) -> Result<String> {
     Ok(out)
 }
 
-async fn scrape(State(dir): State<PathBuf>) -> axum::response::Response {
-    match tokio::task::spawn_blocking(move || render(&dir)).await {
+type Scraped = (PathBuf, Option<Arc<SignalCounters>>);
+
+async fn scrape(State((dir, signals)): State<Scraped>) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || render(&dir, signals.as_deref())).await {
         Ok(Ok(body)) => (
             [(
                 header::CONTENT_TYPE,
@@ -135,8 +186,14 @@ async fn scrape(State(dir): State<PathBuf>) -> axum::response::Response {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, dir: PathBuf) {
-    let app = Router::new().route("/metrics", get(scrape)).with_state(dir);
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    dir: PathBuf,
+    signals: Option<Arc<SignalCounters>>,
+) {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state((dir, signals));
     if let Err(e) = axum::serve(listener, app).await {
         log::error!("metrics endpoint stopped: {e}");
     }

@@ -121,7 +121,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(ns: &Netns, port: u16) -> Receiver {
-        let sock = ns.run(move || UdpSocket::bind(("0.0.0.0", port)).expect("binding receiver"));
+        Receiver::start_on(ns, SocketAddr::from(([0, 0, 0, 0], port)))
+    }
+
+    /// A receiver on one address (an IPv6 one next to [`Receiver::start`]'s
+    /// IPv4 wildcard).
+    pub fn start_on(ns: &Netns, addr: SocketAddr) -> Receiver {
+        let sock = ns.run(move || UdpSocket::bind(addr).expect("binding receiver"));
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("read timeout");
         let stop = Arc::new(AtomicBool::new(false));

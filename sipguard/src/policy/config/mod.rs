@@ -93,6 +93,10 @@ pub struct Config {
     pub on_exit: OnExit,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Take ban decisions from a CrowdSec Local API (and push sipguard's
+    /// own bans to it).
+    #[serde(default)]
+    pub crowdsec: Option<crate::policy::sources::crowdsec::config::CrowdsecConfig>,
 }
 
 fn default_ports() -> Vec<PortRange> {

@@ -312,3 +312,40 @@ fn missing_file_is_a_clear_error() {
     let e = Config::load(Path::new("/nonexistent/sipguard.yaml")).unwrap_err();
     assert!(e.to_string().contains("cannot read config file"), "{e}");
 }
+
+#[test]
+fn crowdsec_section_is_accepted_and_checked() {
+    let c = parse(
+        "trusted: [192.0.2.1]\ncrowdsec:\n  url: http://127.0.0.1:8080\n  api_key_file: /etc/sipguard/crowdsec.key\n",
+    )
+    .unwrap();
+    let cs = c.crowdsec.expect("crowdsec section");
+    assert_eq!(cs.interval.0, std::time::Duration::from_secs(10));
+    assert_eq!(cs.origins, None);
+    assert!(parse("trusted: [192.0.2.1]\n").unwrap().crowdsec.is_none());
+    expect_err(
+        "trusted: [192.0.2.1]\ncrowdsec:\n  api_key_file: k\n  url: 127.0.0.1:8080\n",
+        Some(4),
+        "crowdsec: url: '127.0.0.1:8080' is not an http:// or https:// URL",
+    );
+    expect_err(
+        "crowdsec:\n  url: http://h\n  api_key_file: k\n  interval: 0s\n",
+        Some(4),
+        "crowdsec: interval: 0s is out of range (1s to 1h)",
+    );
+    expect_err(
+        "crowdsec:\n  url: http://h\n  api_key_file: k\n  origins: [\"a b\"]\n",
+        Some(4),
+        "crowdsec: origins: 'a b' is not an origin name",
+    );
+    expect_err(
+        "crowdsec:\n  url: http://h\n  api_key_fil: k\n",
+        Some(3),
+        "unknown field `api_key_fil`",
+    );
+    expect_err(
+        "crowdsec:\n  url: http://h\n  api_key_file: k\n  machine:\n    id: a\n",
+        Some(5),
+        "crowdsec.machine: missing field `password_file`",
+    );
+}

@@ -156,6 +156,11 @@ impl Config {
                 "window and ttl must be longer than 0".into(),
             ));
         }
+        if let Some(cs) = &self.crowdsec {
+            cs.validate().map_err(|(key, needle, message)| {
+                err("crowdsec", &needle, format!("{key}: {message}"))
+            })?;
+        }
         Ok(())
     }
 }

@@ -3,17 +3,41 @@
 //! addresses, half IPv6 /64 ranges) from one `startup=true` pull, then a
 //! delta of 1,000. Times the Local API's answer and sipguard's reading of
 //! it together, as a bouncer sees them; the import through `cscli` is
-//! timed too, as the Local API's own reference in the same run.
+//! timed too, as the Local API's own reference in the same run. The
+//! kernel half: both pulls' entries written into the decision tries of a
+//! private instance of the real object, as the daemon's bouncer writes
+//! them, and a frame from a decided address checked to be dropped.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 use sipguard::{
-    policy::config::Dur,
-    policy::sources::crowdsec::{bouncer::Bouncer, config::CrowdsecConfig, decisions::DecisionSet},
+    kernel::testrun::Sandbox,
+    policy::config::{Config, Dur},
+    policy::sources::crowdsec::{
+        bouncer::Bouncer,
+        config::CrowdsecConfig,
+        decisions::{Ban, DecisionSet},
+    },
+    policy::{Decision, Policy},
 };
-use sipguard_tests::crowdsec::{free_loopback_port, LocalApi};
+use sipguard_common::Reason;
+use sipguard_tests::{
+    crowdsec::{free_loopback_port, LocalApi},
+    frames::v4,
+    sip,
+};
+
+/// Writes `bans` into `sb`'s decision tries; seconds taken.
+fn write(sb: &mut Sandbox, bans: &[Ban]) -> Result<f64> {
+    let entries: Vec<Decision> = bans.iter().map(Ban::decision).collect();
+    let t = Instant::now();
+    let n = sb.add_decisions(&entries)?;
+    let s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(n == bans.len(), "{n} of {} written", bans.len());
+    Ok(s)
+}
 
 fn decisions(first: u32, n: u32) -> Value {
     let v: Vec<Value> = (first..first + n)
@@ -99,6 +123,20 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         DecisionSet::default().apply(&resp, true, sipguard::kernel::stateful::boot_ns());
     let set_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(set_changes.upsert.len() == total as usize);
+    // The kernel half: the startup pull's entries into a fresh instance's
+    // tries, then a frame from the first decided address (10.0.0.0).
+    let mut sb = Sandbox::new(&Policy::from_config(&Config::embedded_default()?))?;
+    let kernel_s = write(&mut sb, &startup.upsert)?;
+    let frame = v4([10, 0, 0, 0], [192, 0, 2, 1])
+        .udp(40000, 5060)
+        .payload(sip::invite("a", "b", "pbx.example", "Test/1.0"))
+        .build();
+    let verdict = sb.run(&frame)?;
+    anyhow::ensure!(
+        verdict.reason == Reason::DropDecision,
+        "a decided address got {:?}",
+        verdict.reason
+    );
     let _ = rt.block_on(b.pull(sipguard::kernel::stateful::boot_ns))?;
     let import_delta = import(&api, total, delta)?;
     let t = Instant::now();
@@ -109,6 +147,7 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         "delta pull gave {}, {delta} imported",
         d.upsert.len()
     );
+    let kernel_delta_s = write(&mut sb, &d.upsert)?;
     Ok(json!({
         "decisions": total,
         "startup_pull_s": startup_s,
@@ -117,6 +156,10 @@ pub fn run(total: u32, delta: u32) -> Result<Value> {
         "startup_set_s": set_s,
         "delta": delta,
         "delta_pull_s": delta_s,
+        "kernel_write_s": kernel_s,
+        "startup_applied_s": startup_s + kernel_s,
+        "kernel_delta_write_s": kernel_delta_s,
+        "delta_applied_s": delta_s + kernel_delta_s,
         "cscli_import_s": import_full.as_secs_f64(),
         "cscli_import_delta_s": import_delta.as_secs_f64(),
     }))
@@ -130,7 +173,11 @@ pub fn table(r: &Value) -> String {
          | of which: answer read and parsed | {n} | {f:.2} | {fr:.0} |\n\
          | of which: decision set built | {n} | {st:.3} | {str:.0} |\n\
          | `cscli decisions import` delta | {dn} | {di:.2} | {dir:.0} |\n\
-         | delta pull | {dn} | {d:.3} | {dr:.0} |\n",
+         | delta pull | {dn} | {d:.3} | {dr:.0} |\n\
+         | kernel: startup entries written into the decision tries | {n} | {k:.2} | {kr:.0} |\n\
+         | **startup applied: pull + kernel write** (target < 5 s) | {n} | {sa:.2} | {sar:.0} |\n\
+         | kernel: delta entries written | {dn} | {kd:.4} | {kdr:.0} |\n\
+         | **delta applied: pull + kernel write** (target < 1 s) | {dn} | {da:.3} | {dar:.0} |\n",
         n = r["decisions"],
         ci = r["cscli_import_s"].as_f64().unwrap_or(0.0),
         cir = r["decisions"].as_f64().unwrap_or(0.0) / r["cscli_import_s"].as_f64().unwrap_or(1.0),
@@ -147,5 +194,15 @@ pub fn table(r: &Value) -> String {
             r["delta"].as_f64().unwrap_or(0.0) / r["cscli_import_delta_s"].as_f64().unwrap_or(1.0),
         d = r["delta_pull_s"].as_f64().unwrap_or(0.0),
         dr = r["delta"].as_f64().unwrap_or(0.0) / r["delta_pull_s"].as_f64().unwrap_or(1.0),
+        k = r["kernel_write_s"].as_f64().unwrap_or(0.0),
+        kr = r["decisions"].as_f64().unwrap_or(0.0) / r["kernel_write_s"].as_f64().unwrap_or(1.0),
+        sa = r["startup_applied_s"].as_f64().unwrap_or(0.0),
+        sar =
+            r["decisions"].as_f64().unwrap_or(0.0) / r["startup_applied_s"].as_f64().unwrap_or(1.0),
+        kd = r["kernel_delta_write_s"].as_f64().unwrap_or(0.0),
+        kdr =
+            r["delta"].as_f64().unwrap_or(0.0) / r["kernel_delta_write_s"].as_f64().unwrap_or(1.0),
+        da = r["delta_applied_s"].as_f64().unwrap_or(0.0),
+        dar = r["delta"].as_f64().unwrap_or(0.0) / r["delta_applied_s"].as_f64().unwrap_or(1.0),
     )
 }

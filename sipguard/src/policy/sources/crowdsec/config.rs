@@ -110,17 +110,17 @@ impl CrowdsecConfig {
     }
 }
 
-/// Reads a secret file: refused when others may read or write it (the key
-/// lets anyone pull the fleet's decisions, the password lets anyone push
-/// bans to every router), and when it is empty. Surrounding white space
+/// Reads a secret file: refused when its group or others may read or
+/// write it (the key lets anyone pull the fleet's decisions, the password
+/// lets anyone push bans to every router), and when it is empty. Surrounding white space
 /// (the newline `echo` adds) is not part of the secret.
 pub fn read_secret(path: &Path, field: &str) -> Result<String> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("{field}: cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o006 != 0 {
+    if mode & 0o066 != 0 {
         bail!(
-            "{field}: {} is accessible by others (mode {mode:04o}); chmod o-rw it",
+            "{field}: {} is accessible by its group or others (mode {mode:04o}); chmod 600 it",
             path.display()
         );
     }
@@ -213,7 +213,11 @@ mod tests {
             "{e}"
         );
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_secret(p, "k").unwrap_err().to_string();
+        assert!(e.contains("mode 0640"), "{e}");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(read_secret(p, "k").unwrap(), "abc123");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(p, " \n").unwrap();
         assert!(read_secret(p, "k")
             .unwrap_err()

@@ -144,6 +144,20 @@ pub struct Ban {
     pub origin: String,
 }
 
+impl Ban {
+    /// The entry the kernel's decision tries hold for it.
+    pub fn decision(&self) -> crate::policy::Decision {
+        crate::policy::Decision {
+            net: self.net,
+            entry: sipguard_common::DecisionEntry {
+                expires_ns: self.until_ns,
+                origin: sipguard_common::decision_origin(&self.origin),
+                _pad0: 0,
+            },
+        }
+    }
+}
+
 /// Reads one decision; `now_ns` is CLOCK_BOOTTIME now.
 pub fn ban_of(d: &WireDecision, now_ns: u64) -> Result<Ban, Skip> {
     let kind = d.kind.as_deref().unwrap_or("");
