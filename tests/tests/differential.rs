@@ -93,7 +93,10 @@ fn kernel_and_host_agree_on_any_port() {
 fn kernel_bounded_any_port_and_host_agree() {
     if require_root("kernel_bounded_any_port_and_host_agree") {
         for (config, reasons) in [
-            (differential::ANY_PORT_CONFIG, differential::ANY_PORT_REASONS),
+            (
+                differential::ANY_PORT_CONFIG,
+                differential::ANY_PORT_REASONS,
+            ),
             (
                 differential::ANY_PORT_DROP_CONFIG,
                 differential::ANY_PORT_DROP_REASONS,
@@ -104,11 +107,7 @@ fn kernel_bounded_any_port_and_host_agree() {
     }
 }
 
-fn agree_on_any_port(
-    load: fn(&Policy) -> anyhow::Result<Sandbox>,
-    config: &str,
-    reasons: &[&str],
-) {
+fn agree_on_any_port(load: fn(&Policy) -> anyhow::Result<Sandbox>, config: &str, reasons: &[&str]) {
     const N: usize = 30_000;
     let cfg = Config::parse(config, "differential any-port").expect("config");
     let policy = Policy::from_config(&cfg);

@@ -21,8 +21,8 @@ use std::{
 
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::{
-    packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
-    PROGRAM_NAME_RAW_IP,
+    packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME,
+    LEARN_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
 
@@ -238,7 +238,13 @@ fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: b
     use sipguard_tests::differential as d;
     let mut failed = 0;
     let corpora = [
-        ("sip", d::SIP_CONFIG, DIFFERENTIAL_SIP, d::SIP_REASONS, d::SIP_MIN_SHARE),
+        (
+            "sip",
+            d::SIP_CONFIG,
+            DIFFERENTIAL_SIP,
+            d::SIP_REASONS,
+            d::SIP_MIN_SHARE,
+        ),
         (
             "any-port",
             d::ANY_PORT_CONFIG,
@@ -257,7 +263,9 @@ fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: b
     for (name, config, packets, reasons, share) in corpora {
         let policy = Policy::from_config(&Config::parse(config, "differential").expect("config"));
         if policy.settings.policy == sipguard_common::POLICY_INSPECT && !has_loop {
-            report(&format!("differential name={name} result=skip needs=bpf_loop"));
+            report(&format!(
+                "differential name={name} result=skip needs=bpf_loop"
+            ));
             continue;
         }
         let mut builds = vec![(name.to_string(), &mut *sb)];
@@ -486,7 +494,9 @@ const ALLOWLIST: Scenario = Scenario {
 };
 
 /// `sipguard check --kernel` must agree with the probe this suite made and
-/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing.
+/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing,
+/// saying that it is the inspection that needs it; an any-port policy
+/// under `policy: drop` it accepts everywhere.
 fn check_kernel() -> bool {
     let scanning = sipguard::kernel::features::has_bpf_loop();
     let run = || -> anyhow::Result<()> {
@@ -508,6 +518,30 @@ fn check_kernel() -> bool {
             anyhow::bail!(
                 "check --kernel exit {:?}, line {line:?}; want {want_mark} and exit {want_code}",
                 out.status.code()
+            );
+        }
+        let refusal = "policy: inspect needs the bpf_loop helper (Linux 5.17+)";
+        let said = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        if !scanning && !said.contains(refusal) {
+            anyhow::bail!("the refusal does not say {refusal:?}:\n{said}");
+        }
+        // Any-port recognition alone runs everywhere (its reader has a
+        // build without bpf_loop).
+        let any_port = dir.join("any-port.yaml");
+        std::fs::write(
+            &any_port,
+            sipguard_tests::differential::ANY_PORT_DROP_CONFIG,
+        )?;
+        let out = sipguard()
+            .args(["check", "--kernel", "-c"])
+            .arg(&any_port)
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "check --kernel refused an any_udp_port policy under policy: drop (exit {:?}):\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         Ok(())
