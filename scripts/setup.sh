@@ -42,11 +42,14 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   APT_PKGS+=(sip-tester tcpdump iptables nftables dnsmasq kamailio)
   # The kernel matrix (tests/tests/kernel_matrix.rs): qemu boots Debian kernels
   # from an initramfs around a static busybox; xz unpacks their modules.
-  APT_PKGS+=(qemu-system-x86 busybox-static xz-utils)
+  # qemu-system-arm emulates the arm64 row (qemu-system-aarch64).
+  APT_PKGS+=(qemu-system-x86 qemu-system-arm busybox-static xz-utils)
   # The package and its test under real systemd (docs/INSTALL.md): lintian
   # checks the .deb, debootstrap + systemd-nspawn boot Debian 12 around it,
   # the cross gcc links the arm64 build.
   APT_PKGS+=(lintian debootstrap systemd-container gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  # The benchmark's XDP peer: xdp-filter's own BPF objects (docs/BENCHMARKS.md).
+  APT_PKGS+=(xdp-tools)
   dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1
 fi
 apt_install "${APT_PKGS[@]}"
@@ -128,8 +131,11 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   for p in "${PY_PKGS[@]}"; do
     python3 -m pip show -q "$p" >/dev/null 2>&1 || { log "pip install $p"; python3 -m pip install -q "$p" || python3 -m pip install -q "$p"; }
   done
-  # The matrix's Debian kernels, under target/vm/ (kept between runs).
-  "$(dirname "$0")/vm-kernels.sh" x86_64 || { sleep 5; "$(dirname "$0")/vm-kernels.sh" x86_64; }
+  # The matrix's Debian kernels (and the arm64 row's busybox), under
+  # target/vm/ (kept between runs).
+  for vm_arch in x86_64 aarch64; do
+    "$(dirname "$0")/vm-kernels.sh" "$vm_arch" || { sleep 5; "$(dirname "$0")/vm-kernels.sh" "$vm_arch"; }
+  done
 fi
 
 # bpffs: the daemon pins under /sys/fs/bpf/sipguard; mount it when the box has none.

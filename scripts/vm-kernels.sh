@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
 # Fetches the Debian kernels of the kernel matrix (tests/tests/kernel_matrix.rs)
-# into target/vm/<arch>/, each as vmlinuz + the modules the VM loads.
+# into target/vm/<arch>/, each as vmlinuz + the modules the VM loads; for a
+# foreign architecture also that architecture's static busybox, the VM's
+# userland (the host's busybox cannot run there).
 # Uses a private apt configuration under target/vm/apt: the machine's sources,
 # lists and cache stay untouched. Idempotent: a kernel already unpacked is kept.
 #
-#   scripts/vm-kernels.sh [ARCH]      ARCH: x86_64 (default)
+#   scripts/vm-kernels.sh [ARCH]      ARCH: x86_64 (default), aarch64
 set -euo pipefail
 
 ARCH="${1:-x86_64}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VM="${SIPGUARD_VM_DIR:-$ROOT/target/vm}"
-case "$ARCH" in
-  x86_64) DEB_ARCH=amd64; FLAVOUR=amd64 ;;
-  *) echo "vm-kernels.sh: no kernel set for arch '$ARCH' (known: x86_64)" >&2; exit 2 ;;
-esac
-
 # One package pattern per matrix row: name, apt suites, package regex.
 # The newest match wins (sort -V), so a security update is picked up by itself.
-ROWS=(
-  "5.10|bullseye bullseye-security|^linux-image-5\.10\.0-[0-9]+-$FLAVOUR\$"
-  "6.1|bookworm bookworm-security|^linux-image-6\.1\.0-[0-9]+-$FLAVOUR\$"
-  "6.12|bookworm-security|^linux-image-6\.12\.[0-9.]+\+deb12-$FLAVOUR\$"
-)
-# veth and what it needs, plus the modules insmod must load first.
-MODULES=(veth)
+case "$ARCH" in
+  x86_64)
+    DEB_ARCH=amd64
+    ROWS=(
+      "5.10|bullseye bullseye-security|^linux-image-5\.10\.0-[0-9]+-amd64\$"
+      "6.1|bookworm bookworm-security|^linux-image-6\.1\.0-[0-9]+-amd64\$"
+      "6.12|bookworm-security|^linux-image-6\.12\.[0-9.]+\+deb12-amd64\$"
+    )
+    # veth and what it needs, plus the modules insmod must load first.
+    MODULES=(veth)
+    BUSYBOX=0
+    ;;
+  aarch64)
+    DEB_ARCH=arm64
+    # One row: emulating another CPU costs several times more, and 6.12's
+    # verifier needs a fifth of 6.1's steps for the filter (docs/KERNELS.md).
+    ROWS=(
+      "6.12|bookworm-security|^linux-image-6\.12\.[0-9.]+\+deb12-arm64\$"
+    )
+    # No end-to-end part on this row: no veth.
+    MODULES=()
+    BUSYBOX=1
+    ;;
+  *) echo "vm-kernels.sh: no kernel set for arch '$ARCH' (known: x86_64, aarch64)" >&2; exit 2 ;;
+esac
 
-APT="$VM/apt"
+APT="$VM/apt/$DEB_ARCH"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/sources.d" "$VM/$ARCH"
 SOURCES="$APT/sources.list"
 {
@@ -47,6 +62,7 @@ all_present() {
   for row in "${ROWS[@]}"; do
     [ -f "$VM/$ARCH/${row%%|*}/vmlinuz" ] || return 1
   done
+  [ "$BUSYBOX" = 0 ] || [ -f "$VM/$ARCH/busybox" ]
 }
 if all_present; then
   echo "vm-kernels: all kernels present under $VM/$ARCH"
@@ -98,4 +114,12 @@ for row in "${ROWS[@]}"; do
   mv "$work/out" "$dest"
   rm -rf "$work"
 done
+if [ "$BUSYBOX" = 1 ] && [ ! -f "$VM/$ARCH/busybox" ]; then
+  work="$(mktemp -d "$VM/$ARCH/.unpack.XXXXXX")"
+  (cd "$work" && apt-get "${APT_OPTS[@]}" download -qq busybox-static)
+  dpkg-deb -x "$work"/busybox-static_*.deb "$work/root"
+  mv "$work/root/bin/busybox" "$VM/$ARCH/busybox"
+  rm -rf "$work"
+  echo "vm-kernels: $ARCH busybox <- busybox-static:$DEB_ARCH"
+fi
 echo "vm-kernels: kernels under $VM/$ARCH: $(cd "$VM/$ARCH" && echo */)"

@@ -14,30 +14,26 @@ pub enum Teaching {
     Invite,
 }
 
-/// `REGISTER ` or `INVITE ` at `off`. Byte by byte: an array comparison
-/// can compile to a memcmp call the verifier refuses, and no loop keeps
-/// the kernel's work fixed.
+/// Seven bytes as one number (little-endian, top byte zero), to compare a
+/// method with a constant in one instruction: an array comparison can
+/// compile to a memcmp call the verifier refuses, and no loop keeps the
+/// kernel's work fixed.
+#[inline(always)]
+const fn word7(b: [u8; 7]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], 0])
+}
+
+const INVITE_SP: u64 = word7(*b"INVITE ");
+const REGISTE: u64 = word7(*b"REGISTE");
+
+/// `REGISTER ` or `INVITE ` at `off`.
 #[inline(always)]
 pub fn request_method<B: Bytes + ?Sized>(pkt: &B, off: usize) -> Option<Teaching> {
-    let b = pkt.read::<7>(off)?;
-    if b[0] == b'I'
-        && b[1] == b'N'
-        && b[2] == b'V'
-        && b[3] == b'I'
-        && b[4] == b'T'
-        && b[5] == b'E'
-        && b[6] == b' '
-    {
+    let w = word7(pkt.read::<7>(off)?);
+    if w == INVITE_SP {
         return Some(Teaching::Invite);
     }
-    if b[0] == b'R'
-        && b[1] == b'E'
-        && b[2] == b'G'
-        && b[3] == b'I'
-        && b[4] == b'S'
-        && b[5] == b'T'
-        && b[6] == b'E'
-    {
+    if w == REGISTE {
         let t = pkt.read::<2>(off + 7)?;
         if t[0] == b'R' && t[1] == b' ' {
             return Some(Teaching::Register);

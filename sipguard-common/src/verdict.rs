@@ -32,7 +32,7 @@ pub trait SourceLists {
 pub enum Judgement {
     /// Final: no inspection needed.
     Done(Reason),
-    /// Untrusted UDP to a SIP port under the `inspect` policy: the SIP
+    /// Untrusted UDP (or TCP with data) to a SIP port under `inspect`: the SIP
     /// inspector decides, starting at `flow.payload_off`.
     Inspect(Flow),
     /// UDP outside the SIP ports with `any_udp_port` on: SIP only if the
@@ -210,10 +210,13 @@ pub fn judge_sip<L: SourceLists>(flow: &Flow, settings: &Settings, lists: &L) ->
     if settings.policy != POLICY_INSPECT {
         return Judgement::Done(Reason::DropUntrusted);
     }
-    if flow.proto != IPPROTO_UDP {
-        // TCP/TLS segments cannot be reassembled in XDP: only the lists apply.
+    if flow.proto != IPPROTO_UDP && flow.payload_len == 0 {
+        // A TCP segment without data (handshake, ACK, FIN) starts no request.
         return Judgement::Done(Reason::PassUninspectable);
     }
+    // TCP segments too: XDP cannot reassemble a stream, but a request
+    // almost always starts a segment; the inspector passes the segments
+    // that do not start one.
     Judgement::Inspect(*flow)
 }
 

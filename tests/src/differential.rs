@@ -283,29 +283,30 @@ pub fn frame(r: &mut ChaCha8Rng, payload: &[u8]) -> Vec<u8> {
 
 pub fn frame_to(r: &mut ChaCha8Rng, payload: &[u8], dport: u16) -> Vec<u8> {
     let src4 = [198, 51, 100, r.gen_range(1..250)];
-    let mut f = match r.gen_range(0..10) {
-        0 => v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1"))
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .build(),
-        1 => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
+    let kind = r.gen_range(0..10);
+    let sport = r.gen();
+    let from_v6 = || v6(ip6("2001:db8:99::7"), ip6("2001:db8:f::1"));
+    let from_v4 = |src| v4(src, [100, 64, 0, 1]);
+    let mut f = match kind {
+        0 => from_v6().udp(sport, dport).payload(payload).build(),
+        1 => from_v4(src4)
+            .udp(sport, dport)
             .payload(payload)
             .vlan(0x8100)
             .build(),
-        2 => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
+        2 => from_v4(src4)
+            .udp(sport, dport)
             .payload(payload)
             .frag(0x2000)
             .build(),
-        3 => v4([192, 0, 2, 10], [100, 64, 0, 1])
-            .udp(r.gen(), dport)
+        3 => from_v4([192, 0, 2, 10])
+            .udp(sport, dport)
             .payload(payload)
             .build(),
-        _ => v4(src4, [100, 64, 0, 1])
-            .udp(r.gen(), dport)
-            .payload(payload)
-            .build(),
+        // SIP over TCP: a segment that starts with the message.
+        4 => from_v4(src4).tcp(sport, dport).payload(payload).build(),
+        5 => from_v6().tcp(sport, dport).payload(payload).build(),
+        _ => from_v4(src4).udp(sport, dport).payload(payload).build(),
     };
     if r.gen_bool(0.02) {
         // A frame cut short: the IP length lies.
@@ -331,6 +332,7 @@ pub const SIP_REASONS: &[&str] = &[
     "not_sip",
     "trusted",
     "malformed",
+    "uninspectable",
 ];
 pub const SIP_MIN_SHARE: usize = 2400;
 

@@ -6,6 +6,7 @@ pub mod any_port;
 pub mod inspect;
 pub mod pppoe;
 pub mod repeated_headers;
+pub mod tcp;
 
 use sipguard::{
     kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
@@ -61,6 +62,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(any_port::cases());
     v.extend(pppoe::cases());
     v.push(repeated_headers::case());
+    v.push(tcp::case());
     v
 }
 

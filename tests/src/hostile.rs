@@ -7,6 +7,7 @@
 use sipguard_common::Reason;
 
 use crate::{
+    fixtures::with_u16,
     frames::{ip6, v4, v6, Frame},
     sip,
 };
@@ -136,6 +137,8 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         edit(&mut b);
         b
     };
+    // The INVITE with its first IPv4 byte (version and IHL) set to `b`.
+    let version_ihl = |b: u8| patched(f4(), &|f| f[V4_IHL] = b);
     let mut v: Vec<Shape> = Vec::new();
     let mut add = |name: &'static str, frame: Vec<u8>, expect: Expect| {
         v.push(Shape {
@@ -146,16 +149,8 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     };
 
     // IPv4 IHL and total length.
-    add(
-        "v4 IHL 0",
-        patched(f4(), &|b| b[V4_IHL] = 0x40),
-        Expect::Unparsed,
-    );
-    add(
-        "v4 IHL 4 (< 20 bytes)",
-        patched(f4(), &|b| b[V4_IHL] = 0x44),
-        Expect::Unparsed,
-    );
+    add("v4 IHL 0", version_ihl(0x40), Expect::Unparsed);
+    add("v4 IHL 4 (< 20 bytes)", version_ihl(0x44), Expect::Unparsed);
     add(
         "v4 IHL 15 with total length 28",
         patched(v4(s4, PBX4).udp(40000, 5060), &|b| b[V4_IHL] = 0x4f),
@@ -172,47 +167,43 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     // The UDP header is read 4 bytes late: dport is the (zero) checksum.
     add(
         "v4 IHL 6 without options",
-        patched(f4(), &|b| b[V4_IHL] = 0x46),
+        version_ihl(0x46),
         Expect::NotSipPort,
     );
-    add(
-        "v4 version 5",
-        patched(f4(), &|b| b[V4_IHL] = 0x55),
-        Expect::Unparsed,
-    );
+    add("v4 version 5", version_ihl(0x55), Expect::Unparsed);
     add(
         "v4 total length 0",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 0)),
+        with_u16(f4(), V4_TOTAL, 0),
         Expect::Unparsed,
     );
     add(
         "v4 total length 19 (< IHL)",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 19)),
+        with_u16(f4(), V4_TOTAL, 19),
         Expect::Unparsed,
     );
     add(
         "v4 total length 20 (no room for UDP)",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 20)),
+        with_u16(f4(), V4_TOTAL, 20),
         Expect::Lying,
     );
     add(
         "v4 total length 24 (half a UDP header)",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 24)),
+        with_u16(f4(), V4_TOTAL, 24),
         Expect::Lying,
     );
     add(
         "v4 total length beyond the frame",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 1500)),
+        with_u16(f4(), V4_TOTAL, 1500),
         Expect::Lying,
     );
     add(
         "v4 total length 65535",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 65535)),
+        with_u16(f4(), V4_TOTAL, 65535),
         Expect::Lying,
     );
     add(
         "v4 total length shorter than the UDP length",
-        patched(f4(), &|b| set16(b, V4_TOTAL, 20 + 8 + 10)),
+        with_u16(f4(), V4_TOTAL, 20 + 8 + 10),
         Expect::Lying,
     );
     add(
@@ -229,19 +220,11 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     );
 
     // UDP length.
-    add(
-        "UDP length 0",
-        patched(f4(), &|b| set16(b, V4_UDP_LEN, 0)),
-        Expect::Lying,
-    );
-    add(
-        "UDP length 7",
-        patched(f4(), &|b| set16(b, V4_UDP_LEN, 7)),
-        Expect::Lying,
-    );
+    add("UDP length 0", with_u16(f4(), V4_UDP_LEN, 0), Expect::Lying);
+    add("UDP length 7", with_u16(f4(), V4_UDP_LEN, 7), Expect::Lying);
     add(
         "UDP length 65535",
-        patched(f4(), &|b| set16(b, V4_UDP_LEN, 65535)),
+        with_u16(f4(), V4_UDP_LEN, 65535),
         Expect::Lying,
     );
     add(
@@ -255,12 +238,12 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     // Bytes after the datagram inside the IP payload: trailing, not a lie.
     add(
         "UDP length shorter than the payload",
-        patched(f4(), &|b| set16(b, V4_UDP_LEN, 8 + 10)),
+        with_u16(f4(), V4_UDP_LEN, 8 + 10),
         Expect::Inspect(Reason::PassPartial),
     );
     add(
         "UDP length 8 with payload after it",
-        patched(f4(), &|b| set16(b, V4_UDP_LEN, 8)),
+        with_u16(f4(), V4_UDP_LEN, 8),
         Expect::Sip,
     );
     add("zero-length UDP payload", udp4(b""), Expect::Sip);
@@ -268,37 +251,37 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     // IPv6 payload length.
     add(
         "v6 payload length 0",
-        patched(f6(), &|b| set16(b, V6_PAYLOAD, 0)),
+        with_u16(f6(), V6_PAYLOAD, 0),
         Expect::Lying,
     );
     add(
         "v6 payload length 4 (half a UDP header)",
-        patched(f6(), &|b| set16(b, V6_PAYLOAD, 4)),
+        with_u16(f6(), V6_PAYLOAD, 4),
         Expect::Lying,
     );
     add(
         "v6 payload length beyond the frame",
-        patched(f6(), &|b| set16(b, V6_PAYLOAD, 1500)),
+        with_u16(f6(), V6_PAYLOAD, 1500),
         Expect::Lying,
     );
     add(
         "v6 payload length 65535",
-        patched(f6(), &|b| set16(b, V6_PAYLOAD, 65535)),
+        with_u16(f6(), V6_PAYLOAD, 65535),
         Expect::Lying,
     );
     add(
         "v6 payload length shorter than its extension headers",
-        patched(f6().ext(0, vec![]), &|b| set16(b, V6_PAYLOAD, 4)),
+        with_u16(f6().ext(0, vec![]), V6_PAYLOAD, 4),
         Expect::Unparsed,
     );
     add(
         "v6 UDP length beyond the payload length",
-        patched(f6(), &|b| set16(b, V6_UDP_LEN, 4000)),
+        with_u16(f6(), V6_UDP_LEN, 4000),
         Expect::Lying,
     );
     add(
         "v6 UDP length 0",
-        patched(f6(), &|b| set16(b, V6_UDP_LEN, 0)),
+        with_u16(f6(), V6_UDP_LEN, 0),
         Expect::Lying,
     );
     add(
@@ -398,21 +381,18 @@ pub fn shapes(src: Source) -> Vec<Shape> {
     );
 
     // Payloads: the headers are right, the SIP message is hostile.
+    let not_sip = Expect::Inspect(Reason::DropNotSip);
     add(
         "1-byte payload",
         udp4(b"I"),
         Expect::Inspect(Reason::PassPartial),
     );
     add("1-byte NUL payload", udp4(&[0]), Expect::Sip);
-    add(
-        "512 NUL bytes",
-        udp4(&[0; 512]),
-        Expect::Inspect(Reason::DropNotSip),
-    );
+    add("512 NUL bytes", udp4(&[0; 512]), not_sip);
     add(
         "non-UTF-8 bytes",
         udp4(&(0x80..=0xffu8).cycle().take(600).collect::<Vec<u8>>()),
-        Expect::Inspect(Reason::DropNotSip),
+        not_sip,
     );
     add(
         "INVITE with NUL in the request line",
@@ -421,7 +401,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
             m[6] = 0;
             m
         }),
-        Expect::Inspect(Reason::DropNotSip),
+        not_sip,
     );
     add(
         "INVITE with NUL and 0xff in User-Agent",
@@ -457,11 +437,7 @@ pub fn shapes(src: Source) -> Vec<Shape> {
         },
         Expect::Lying,
     );
-    add(
-        "1400 bytes of 0xff",
-        udp4(&[0xff; 1400]),
-        Expect::Inspect(Reason::DropNotSip),
-    );
+    add("1400 bytes of 0xff", udp4(&[0xff; 1400]), not_sip);
 
     // Big frames: BPF_PROG_TEST_RUN shows a program without multi-buffer
     // support only the first 3520 bytes (tests/tests/hostile.rs has the

@@ -23,6 +23,12 @@ fn repeated_headers() {
     );
 }
 
+/// SIP over TCP: requests at a segment start, cut, continuations, TLS.
+#[test]
+fn sip_over_tcp() {
+    check_case_as_root("sip_over_tcp", sipguard_tests::fixtures::tcp::case);
+}
+
 #[test]
 fn default_rules_monitor_mode() {
     check_case_as_root("default_rules_monitor_mode", || cases().remove(1));

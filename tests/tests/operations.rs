@@ -10,8 +10,8 @@ use std::{
 
 use sipguard_tests::{
     addresses::{
-        OTHER4 as OTHER, OTHER4B as OTHER2, PBX4, PROVIDER4 as PROVIDER, SCANNER4 as SCANNER,
-        UNUSED_WAN4_NET,
+        OTHER4 as OTHER, OTHER4B as OTHER2, OTHER6, PBX4, PROVIDER4 as PROVIDER, PROVIDER6,
+        SCANNER4 as SCANNER, UNUSED_WAN4_NET,
     },
     harness::{process::read_stdout, wan::pbx_addr, wan_and_daemon, Daemon, Receiver, Steady, Wan},
     require_root,
@@ -196,6 +196,216 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
     let s = d.stats_json();
     assert_eq!(reason_packets(&s, "banned"), 3, "no ban after the TTL");
     assert_eq!(reason_packets(&s, "untrusted"), 6);
+}
+
+/// stdout and stderr of a command that must fail, asserting it did.
+fn failed(o: std::process::Output, what: &str) -> (String, String) {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{what} must exit 1: {out}{err}");
+    (out, err)
+}
+
+#[test]
+fn check_and_the_daemon_name_what_trusted_overrides() {
+    let Some((net, mut d)) = setup("check_and_the_daemon_name_what_trusted_overrides", "") else {
+        return;
+    };
+    let feed = d.path("feed.txt");
+    // 192.0.2.0/28 holds the provider: the whole entry stays out of the
+    // blocklist; the other entry is blocked.
+    std::fs::write(&feed, format!("{UNUSED_WAN4_NET}\n192.0.2.0/28\n")).unwrap();
+    d.write_config(&native(
+        &net,
+        &format!(
+            "policy: drop\ntrusted: [{PROVIDER}, \"{PROVIDER6}\"]\nfeeds: [{}]\n",
+            feed.display()
+        ),
+    ));
+    d.launch(&[]);
+    let feed_line = format!(
+        "trusted 192.0.2.10/32 overrides feed entry 192.0.2.0/28 ({}): the entry is not blocked",
+        feed.display()
+    );
+    assert!(d.log_text().contains(&feed_line), "{}", d.log_text());
+    let cfg = d.config_path();
+    let check = d.cli_ok(&["check", "-c", cfg.to_str().unwrap()]);
+    assert!(
+        check.contains(&format!("overrides (1):\n  {feed_line}\n")),
+        "{check}"
+    );
+
+    // An IPv6 ban is a /64: it acts on the rest of the prefix, not on the
+    // trusted address inside it, and says so.
+    let ban = d.cli_ok(&["ban", &OTHER6.to_string()]);
+    assert_eq!(
+        ban,
+        "banned 2001:db8:5::/64 until `sipguard unban`\n  except trusted 2001:db8:5::10/128: \
+         trusted sources are checked before bans\n"
+    );
+    let ban_line = "trusted 2001:db8:5::10/128 overrides ban 2001:db8:5::/64: the ban does not \
+                    apply to 2001:db8:5::10/128";
+    let check = d.cli_ok(&["check", "-c", cfg.to_str().unwrap()]);
+    assert!(
+        check.contains(&format!("overrides (2):\n  {feed_line}\n  {ban_line}\n")),
+        "{check}"
+    );
+    d.signal(libc::SIGHUP);
+    d.wait_for_log(ban_line, Duration::from_secs(5));
+}
+
+#[test]
+fn ban_and_unban_say_what_they_changed() {
+    let Some((_net, d)) = started(
+        "ban_and_unban_say_what_they_changed",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\n"),
+    ) else {
+        return;
+    };
+    d.cli_ok(&["ban", &OTHER.to_string(), "--for", "1h"]);
+    let again = d.cli_ok(&["ban", &OTHER.to_string()]);
+    assert!(
+        again.starts_with(&format!(
+            "banned {OTHER} until `sipguard unban`\n  it replaces the manual ban of {OTHER} \
+             that was in force (remaining: 3"
+        )) && again.ends_with("s)\n"),
+        "{again}"
+    );
+    assert_eq!(
+        d.cli_ok(&["unban", &OTHER.to_string()]),
+        format!("unbanned {OTHER}\n")
+    );
+    let (out, err) = failed(d.cli(&["unban", &OTHER.to_string()]), "a second unban");
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("", &*format!("sipguard: {OTHER} is not banned\n"))
+    );
+    // A ban whose time is up is not in force: lifting it changes nothing.
+    d.cli_ok(&["ban", &OTHER.to_string(), "--for", "300ms"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, err) = failed(
+        d.cli(&["unban", &OTHER.to_string()]),
+        "unban of an ended ban",
+    );
+    assert!(
+        err.starts_with(&format!(
+            "sipguard: {OTHER} is not banned: its ban had ended 1 s ago"
+        )),
+        "{err}"
+    );
+
+    // BANS is an LRU map: when full, a new ban evicts the least recently
+    // used one, and the CLI names exactly the bans that went. The LRU keeps
+    // free entries per CPU, so the fill and the CLI (which inherits this
+    // thread's affinity) run on one CPU: there, a full map has none left.
+    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+    let mut bans = sipguard::kernel::bans::bans_pinned(&d.pin_dir()).unwrap();
+    let entry = sipguard_common::abi::BanEntry {
+        expires_ns: sipguard_common::abi::BAN_FOREVER,
+        origin: sipguard_common::abi::BAN_AUTO,
+        count: 5,
+    };
+    for i in 0..sipguard_common::abi::BAN_ENTRIES {
+        let a = Ipv4Addr::new(10, 200, (i >> 8) as u8, i as u8);
+        bans.insert(sipguard::kernel::bans::key_for(a.into(), 64), entry, 0)
+            .unwrap();
+    }
+    let keys = |bans: &aya::maps::HashMap<_, _, _>| -> std::collections::BTreeSet<String> {
+        bans.keys()
+            .map(|k| sipguard::kernel::bans::key_label(&k.unwrap(), 64))
+            .collect()
+    };
+    let before = keys(&bans);
+    let full = d.cli_ok(&["ban", &OTHER.to_string()]);
+    let after = keys(&bans);
+    let gone: std::collections::BTreeSet<String> = before
+        .difference(&after)
+        .map(|e| {
+            format!("  the ban table was full: the ban of {e} was evicted to make room (least recently used)")
+        })
+        .collect();
+    assert!(!gone.is_empty(), "a ban on a full map evicts one");
+    let mut said = full.lines();
+    assert_eq!(
+        said.next(),
+        Some(format!("banned {OTHER} until `sipguard unban`").as_str())
+    );
+    assert_eq!(
+        said.map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>(),
+        gone
+    );
+    let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["source"] == OTHER.to_string()));
+}
+
+#[test]
+fn events_say_when_the_daemon_closed_the_socket_early() {
+    let Some((_net, mut d)) = started(
+        "events_say_when_the_daemon_closed_the_socket_early",
+        "policy: drop\n",
+    ) else {
+        return;
+    };
+    let events = d.events_client(true, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    let o = events.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned()
+        ),
+        (
+            Some(1),
+            format!(
+                "sipguard: the daemon closed {} after 0 of the 5 events asked for\n",
+                d.events_socket().display()
+            )
+        )
+    );
+}
+
+#[test]
+fn detach_names_pins_it_could_not_remove() {
+    let Some((net, d)) = started("detach_names_pins_it_could_not_remove", "policy: drop\n") else {
+        return;
+    };
+    // A map pinned there by someone else: not sipguard's to remove.
+    let stranger = d.pin_dir().join("stranger");
+    let o = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&stranger)
+        .args([
+            "type", "array", "key", "4", "value", "4", "entries", "1", "name", "stranger",
+        ])
+        .output()
+        .expect("bpftool (apt-get install bpftool)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, err) = failed(d.cli(&["detach"]), "a detach that leaves pins");
+    let _ = std::fs::remove_file(&stranger);
+    assert_eq!(
+        (out, err),
+        (
+            format!("detached from {}\n", net.pbx_if),
+            format!(
+                "sipguard: the filter is detached, but {} is not removed: it still holds stranger\n",
+                d.pin_dir().display()
+            )
+        )
+    );
 }
 
 #[test]

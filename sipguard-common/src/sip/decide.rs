@@ -2,7 +2,7 @@
 //! an event reports about it.
 
 use super::state::{
-    Scan, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP, F_RESPONSE, F_UA_DENIED,
+    Scan, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP, F_RESPONSE, F_STREAM, F_UA_DENIED,
     F_URI_DONE, F_USER_LONG, PH_START,
 };
 use crate::{
@@ -29,7 +29,9 @@ pub trait SipLists {
 /// not SIP, User-Agent, SIPVicious fingerprint, method, IP-literal host,
 /// unknown user. Rules are judged on what was seen; a message whose
 /// header block did not end inside the inspected bytes and matched no
-/// rule passes as [`Reason::PassPartial`].
+/// rule passes as [`Reason::PassPartial`]. A TCP segment that does not
+/// start with a request (the rest of a message, TLS, anything else) passes
+/// as [`Reason::PassUninspectable`]: XDP sees segments, not the stream.
 #[inline(always)]
 pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
     let f = s.flags;
@@ -38,6 +40,9 @@ pub fn decide<L: SipLists>(s: &Scan, settings: &Settings, lists: &L) -> Reason {
         return Reason::PassInspected;
     }
     if f & F_NOT_SIP != 0 {
+        if f & F_STREAM != 0 {
+            return Reason::PassUninspectable;
+        }
         return if rules & RULE_NOT_SIP != 0 {
             Reason::DropNotSip
         } else {

@@ -4,8 +4,8 @@
 use super::{
     state::{
         clear32, finish, Scan, Step, F_CUT, F_HAS_USER, F_IN_HOST, F_IP_HOST, F_KEEPALIVE,
-        F_NOT_SIP, F_RESPONSE, F_SEG_ANY, F_SEG_BRACKET, F_SEG_DOT, F_SEG_END, F_SEG_NONIP, F_TEL,
-        F_URI_DONE, F_USER_LONG, F_USER_STOP, PH_LINE, PH_URI,
+        F_NOT_SIP, F_RESPONSE, F_SEG_ANY, F_SEG_BRACKET, F_SEG_DOT, F_SEG_END, F_SEG_NONIP,
+        F_STREAM, F_TEL, F_URI_DONE, F_USER_LONG, F_USER_STOP, PH_LINE, PH_URI,
     },
     words::{at, lower, pack, pack_tail, rd},
 };
@@ -45,6 +45,22 @@ pub(super) fn start<B: Bytes + ?Sized>(s: &mut Scan, pkt: &B) -> Step {
                 return finish(s, F_KEEPALIVE);
             }
         }
+    }
+    if s.flags & F_STREAM != 0 && (b0 == b'\r' || b0 == b'\n') {
+        // A stream ignores CRLFs before a start line (RFC 3261 7.5): skip
+        // up to 8 per step, then start again after them. Only CRLFs to the
+        // end: a keepalive (RFC 5626 double-CRLF ping).
+        let mut i = 1;
+        while i < 8 {
+            match at(pkt, s, p + i) {
+                None => return finish(s, F_KEEPALIVE),
+                Some(b) if b == b'\r' || b == b'\n' => {}
+                Some(_) => break,
+            }
+            i += 1;
+        }
+        s.pos = p + i;
+        return Step::Continue;
     }
     if b0 == b'\r' || b0 == b'\n' || b0 == 0 || b0 == b' ' {
         // RFC 5626 CRLF keepalives and NUL-padded vendor keepalives.

@@ -3,7 +3,7 @@
 
 use crate::{
     abi::{METHOD_OTHER, UA_BYTES, USER_BYTES},
-    packet::Flow,
+    packet::{Flow, IPPROTO_TCP},
     scan_io::MAX_SCAN_OFF,
 };
 
@@ -52,6 +52,10 @@ pub const F_UA: u32 = 1 << 9;
 /// A User-Agent value started with a denied prefix. Sticky: once set, later
 /// User-Agent headers are not read, so `ua` keeps the one that matched.
 pub const F_UA_DENIED: u32 = 1 << 10;
+/// The payload is a TCP segment: CRLFs before the request line are skipped
+/// (RFC 3261 7.5), and a segment that does not start a request passes
+/// uninspected (see [`super::decide`]).
+pub const F_STREAM: u32 = 1 << 11;
 // Request-URI parsing state.
 pub(super) const F_SEG_NONIP: u32 = 1 << 16;
 pub(super) const F_SEG_DOT: u32 = 1 << 17;
@@ -168,7 +172,7 @@ impl Scan {
             pos: start,
             end,
             phase: PH_START,
-            flags: 0,
+            flags: Scan::stream_flag(flow),
             method: METHOD_OTHER,
             user_len: 0,
             ua_len: 0,
@@ -225,6 +229,16 @@ impl Scan {
         let (start, end) = Scan::span(flow, frame_len);
         self.pos = start;
         self.end = end;
+        self.flags = Scan::stream_flag(flow);
+    }
+
+    #[inline(always)]
+    fn stream_flag(flow: &Flow) -> u32 {
+        if flow.proto == IPPROTO_TCP {
+            F_STREAM
+        } else {
+            0
+        }
     }
 
     #[inline(always)]

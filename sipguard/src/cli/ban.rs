@@ -19,10 +19,27 @@ pub fn do_ban(pin_root: &Path, addr: IpAddr, duration: Option<Dur>) -> Result<Ex
              checked before bans, so a ban would not take effect"
         );
     }
-    let label = bans::ban(&dir, addr, duration.map(|d| d.0))?;
+    let b = bans::ban(&dir, addr, duration.map(|d| d.0))?;
+    let label = &b.label;
     match duration {
         Some(d) => println!("banned {label} for {d}"),
         None => println!("banned {label} until `sipguard unban`"),
+    }
+    if let Some(old) = &b.replaced {
+        println!(
+            "  it replaces the {} ban of {label} that was in force (remaining: {})",
+            old.origin,
+            old.remaining()
+        );
+    }
+    // An IPv6 ban is a prefix: trusted addresses inside it keep passing.
+    for t in super::trusted::trusted_entries_inside(&dir, b.net)? {
+        println!("  except trusted {t}: trusted sources are checked before bans");
+    }
+    for e in &b.evicted {
+        println!(
+            "  the ban table was full: the ban of {e} was evicted to make room (least recently used)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -43,13 +60,12 @@ pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
             "SOURCE", "ORIGIN", "REMAINING", "DROPS"
         );
         for b in &bans {
-            let rem = b
-                .remaining_secs
-                .map(|s| format!("{s}s"))
-                .unwrap_or_else(|| "forever".into());
             println!(
                 "{:<45} {:<7} {:>12} {:>7}",
-                b.source, b.origin, rem, b.drops
+                b.source,
+                b.origin,
+                b.remaining(),
+                b.drops
             );
         }
         println!("{} active", bans.len());

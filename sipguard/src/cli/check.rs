@@ -1,18 +1,22 @@
 //! `sipguard check`: validate a config and print the effective policy.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Result;
 
 use super::config_source;
-use crate::kernel::features;
+use crate::kernel::{bans, features, pins};
 use crate::policy::{
     config::{Config, ConfigError, ConfigSource},
+    overlaps::{self, Overlap},
     sources::{dns, feeds},
     Policy,
 };
 
-pub fn do_check(config: Option<PathBuf>, kernel: bool) -> Result<ExitCode> {
+pub fn do_check(config: Option<PathBuf>, kernel: bool, pin_root: &Path) -> Result<ExitCode> {
     let source = config_source(config);
     let cfg: Config = source.load()?;
     if kernel {
@@ -58,6 +62,7 @@ pub fn do_check(config: Option<PathBuf>, kernel: bool) -> Result<ExitCode> {
             }
         }
     }
+    print!("{}", overrides_report(&cfg, pin_root)?);
     if let Some(a) = cfg.metrics.listen {
         println!("metrics:     http://{a}/metrics");
     }
@@ -69,4 +74,39 @@ pub fn do_check(config: Option<PathBuf>, kernel: bool) -> Result<ExitCode> {
         print!("{}", rt.block_on(dns::describe(&cfg.dns, &names)));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every entry a trusted entry of this config overrides: feed entries
+/// (read above, so they parse) and, when a filter's maps are pinned, the
+/// bans in force.
+fn overrides_report(cfg: &Config, pin_root: &Path) -> Result<String> {
+    use std::fmt::Write as _;
+    let policy = feeds::FeedWatch::new(&cfg.feeds).policy(cfg)?;
+    let mut found: Vec<Overlap> = policy.overlaps.clone();
+    let mut s = String::new();
+    let dir = pins::versioned_dir(pin_root);
+    if dir.join(sipguard_common::map_names::BANS).exists() {
+        match bans::active_ban_nets(&dir) {
+            Ok(nets) => found.extend(overlaps::ban_overlaps(&policy.trusted, nets)),
+            Err(e) => {
+                let _ = writeln!(
+                    s,
+                    "bans in force: not read from {} ({e:#}); overlaps with them not checked",
+                    dir.display()
+                );
+            }
+        }
+    }
+    if found.is_empty() {
+        let _ = writeln!(
+            s,
+            "overrides:   none (no trusted entry overrides a feed entry or a ban)"
+        );
+    } else {
+        let _ = writeln!(s, "overrides ({}):", found.len());
+        for o in &found {
+            let _ = writeln!(s, "  {o}");
+        }
+    }
+    Ok(s)
 }

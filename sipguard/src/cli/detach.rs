@@ -32,11 +32,23 @@ pub fn do_detach(root: &Path, iface: Option<String>) -> Result<ExitCode> {
         println!("detached from {i}");
     }
     if targets.len() == all.len() {
+        let dir = pins::versioned_dir(root);
         pins::remove(root);
-        println!(
-            "removed the pins under {}",
-            pins::versioned_dir(root).display()
-        );
+        // Only sipguard's own pins are removed: anything else found there
+        // keeps the directory, and the detach must not claim it is gone.
+        if let Ok(rest) = std::fs::read_dir(&dir) {
+            let mut left: Vec<String> = rest
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            anyhow::bail!(
+                "the filter is detached, but {} is not removed: it still holds {}",
+                dir.display(),
+                left.join(", ")
+            );
+        }
+        println!("removed the pins under {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

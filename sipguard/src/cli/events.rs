@@ -46,8 +46,18 @@ pub fn follow(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
         out.flush()?;
         seen += 1;
         if count.is_some_and(|c| seen >= c) {
-            break;
+            return Ok(());
         }
     }
-    Ok(())
+    // The daemon closed the socket (it stopped or restarted).
+    match count {
+        Some(c) => Err(anyhow!(
+            "the daemon closed {} after {seen} of the {c} events asked for",
+            path.display()
+        )),
+        None => Err(anyhow!(
+            "the daemon closed {} after {seen} events",
+            path.display()
+        )),
+    }
 }

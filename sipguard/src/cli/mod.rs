@@ -204,7 +204,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pin_root,
             cli.verbose,
         ),
-        Command::Check { config, kernel } => check::do_check(config, kernel),
+        Command::Check { config, kernel } => check::do_check(config, kernel, &pin_root),
         Command::Trusted { json } => trusted::do_trusted(&pin_root, json),
         Command::Replay {
             config,

@@ -19,10 +19,7 @@ pub fn do_trusted(pin_root: &Path, json: bool) -> Result<ExitCode> {
 /// addresses of trusted names) and the learned registrars with expiry.
 fn trusted_report(dir: &Path, json: bool) -> Result<String> {
     use std::fmt::Write as _;
-    let maps = PolicyMaps::open_pinned(dir)?;
-    let mut nets = trie_nets(&maps.trusted_v4)?;
-    nets.extend(trie_nets(&maps.trusted_v6)?);
-    nets.sort();
+    let nets = pinned_trusted(dir)?;
     let learned = learned_pinned(dir)?;
     if json {
         let v = serde_json::json!({
@@ -62,13 +59,27 @@ fn trusted_report(dir: &Path, json: bool) -> Result<String> {
 /// The most specific static trusted entry (address, CIDR or an address of
 /// a trusted name) that covers `addr`.
 pub(super) fn trusted_entry_covering(dir: &Path, addr: IpAddr) -> Result<Option<IpNet>> {
-    let maps = PolicyMaps::open_pinned(dir)?;
-    let mut nets = trie_nets(&maps.trusted_v4)?;
-    nets.extend(trie_nets(&maps.trusted_v6)?);
-    Ok(nets
+    Ok(pinned_trusted(dir)?
         .into_iter()
         .filter(|n| n.contains(&addr))
         .max_by_key(|n| n.prefix_len()))
+}
+
+/// The static trusted entries that lie inside `net` (all of them trusted
+/// addresses a ban of `net` does not reach).
+pub(super) fn trusted_entries_inside(dir: &Path, net: IpNet) -> Result<Vec<IpNet>> {
+    Ok(pinned_trusted(dir)?
+        .into_iter()
+        .filter(|n| net.contains(n))
+        .collect())
+}
+
+fn pinned_trusted(dir: &Path) -> Result<Vec<IpNet>> {
+    let maps = PolicyMaps::open_pinned(dir)?;
+    let mut nets = trie_nets(&maps.trusted_v4)?;
+    nets.extend(trie_nets(&maps.trusted_v6)?);
+    nets.sort();
+    Ok(nets)
 }
 
 /// The entries of an address trie as networks.

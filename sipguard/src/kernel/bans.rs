@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData};
+use ipnet::IpNet;
 use sipguard_common::abi::{map_names as names, *};
 
 use super::{
@@ -45,6 +46,37 @@ pub fn key_label(k: &AddrKey, v6_prefix: u32) -> String {
     }
 }
 
+/// The network a ban key stands for (an IPv4 address, an IPv6 prefix).
+pub fn key_net(k: &AddrKey, v6_prefix: u32) -> IpNet {
+    if k.family == 4 {
+        IpNet::from(IpAddr::V4(Ipv4Addr::new(
+            k.addr[0], k.addr[1], k.addr[2], k.addr[3],
+        )))
+    } else {
+        let a = Ipv6Addr::from(k.addr);
+        match ipnet::Ipv6Net::new(a, v6_prefix.min(128) as u8) {
+            Ok(n) => IpNet::V6(n),
+            // Unreachable: the prefix is clamped to 128.
+            Err(_) => IpNet::from(IpAddr::V6(a)),
+        }
+    }
+}
+
+/// The networks of the bans in force, for the overlaps with trusted.
+pub fn active_ban_nets(dir: &Path) -> Result<Vec<IpNet>> {
+    let prefix = v6_prefix(&ops_pinned(dir)?);
+    let now = boot_ns();
+    let mut v = Vec::new();
+    for item in bans_pinned(dir)?.iter() {
+        let (k, b) = item?;
+        if b.expires_ns > now {
+            v.push(key_net(&k, prefix));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
 /// The IPv6 ban prefix in force (from the pinned settings).
 pub fn v6_prefix(ops: &Array<MapData, OpsSettings>) -> u32 {
     match ops.get(&0, 0) {
@@ -53,11 +85,30 @@ pub fn v6_prefix(ops: &Array<MapData, OpsSettings>) -> u32 {
     }
 }
 
+/// What a ban changed: the key it wrote, the ban it replaced, and the bans
+/// the LRU map evicted to make room for it.
+#[derive(Debug)]
+pub struct Banned {
+    pub net: IpNet,
+    pub label: String,
+    /// The ban in force for the same key before, if any.
+    pub replaced: Option<BanInfo>,
+    /// Bans in force that disappeared from the map with this insert: `BANS`
+    /// is an LRU hash, so on a full map the kernel drops the least recently
+    /// used entry instead of refusing the new one.
+    pub evicted: Vec<String>,
+}
+
 /// Bans `addr` (its /prefix for IPv6) for `dur`, or until unbanned.
-pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<String> {
+pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<Banned> {
     let prefix = v6_prefix(&ops_pinned(dir)?);
     let mut bans = bans_pinned(dir)?;
     let key = key_for(addr, prefix);
+    let before = in_force(&bans, prefix)?;
+    let replaced = before
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, i)| i.clone());
     // Before the entry: the filter only looks bans up once this is set.
     mark_hints(&mut hints_pinned(dir)?, |h| h.bans = 1)?;
     let expires_ns = match dur {
@@ -74,16 +125,89 @@ pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<String> {
         0,
     )
     .context("updating BANS")?;
-    Ok(key_label(&key, prefix))
+    let after: Vec<AddrKey> = bans.keys().filter_map(|k| k.ok()).collect();
+    anyhow::ensure!(
+        after.contains(&key),
+        "BANS accepted the ban of {} but does not hold it",
+        key_label(&key, prefix)
+    );
+    let evicted = before
+        .into_iter()
+        .filter(|(k, _)| *k != key && !after.contains(k))
+        .map(|(_, i)| i.source)
+        .collect();
+    Ok(Banned {
+        net: key_net(&key, prefix),
+        label: key_label(&key, prefix),
+        replaced,
+        evicted,
+    })
 }
 
+/// A lookup or delete of a key the map does not hold.
+fn not_found(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// The bans in force, by key.
+fn in_force(
+    bans: &HashMap<MapData, AddrKey, BanEntry>,
+    prefix: u32,
+) -> Result<Vec<(AddrKey, BanInfo)>> {
+    let now = boot_ns();
+    let mut v = Vec::new();
+    for item in bans.iter() {
+        let (k, b) = item?;
+        if b.expires_ns > now {
+            v.push((k, info(&k, &b, prefix, now)));
+        }
+    }
+    Ok(v)
+}
+
+fn info(k: &AddrKey, v: &BanEntry, prefix: u32, now: u64) -> BanInfo {
+    BanInfo {
+        source: key_label(k, prefix),
+        origin: if v.origin == BAN_MANUAL {
+            "manual"
+        } else {
+            "auto"
+        },
+        remaining_secs: (v.expires_ns != BAN_FOREVER)
+            .then(|| v.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
+        drops: v.count,
+    }
+}
+
+/// Lifts the ban of `addr` (its /prefix for IPv6). An error when there is
+/// none in force: an entry whose time is up is removed, but reported as
+/// not banned, since lifting it changes nothing.
 pub fn unban(dir: &Path, addr: IpAddr) -> Result<String> {
     let prefix = v6_prefix(&ops_pinned(dir)?);
     let mut bans = bans_pinned(dir)?;
     let key = key_for(addr, prefix);
     let label = key_label(&key, prefix);
-    bans.remove(&key)
-        .map_err(|_| anyhow!("{label} is not banned"))?;
+    let entry = match bans.get(&key, 0) {
+        Ok(e) => e,
+        Err(e) if not_found(&e) => anyhow::bail!("{label} is not banned"),
+        Err(e) => return Err(anyhow!(e).context(format!("reading the ban of {label}"))),
+    };
+    match bans.remove(&key) {
+        Ok(()) => {}
+        // The kernel removed it first (met after its expiry): not banned.
+        Err(e) if not_found(&e) => anyhow::bail!("{label} is not banned"),
+        Err(e) => return Err(anyhow!(e).context(format!("removing the ban of {label}"))),
+    }
+    let now = boot_ns();
+    anyhow::ensure!(
+        entry.expires_ns > now,
+        "{label} is not banned: its ban had ended {} s ago (the stale entry is removed)",
+        (now - entry.expires_ns) / 1_000_000_000
+    );
     Ok(label)
 }
 
@@ -96,30 +220,23 @@ pub struct BanInfo {
     pub drops: u32,
 }
 
+impl BanInfo {
+    /// The time left as `bans` shows it: `3600s`, or `forever`.
+    pub fn remaining(&self) -> String {
+        self.remaining_secs
+            .map(|s| format!("{s}s"))
+            .unwrap_or_else(|| "forever".into())
+    }
+}
+
 /// Bans still in force (expired entries the kernel has not met again are
 /// left out).
 pub fn list_bans(dir: &Path) -> Result<Vec<BanInfo>> {
     let prefix = v6_prefix(&ops_pinned(dir)?);
-    let bans = bans_pinned(dir)?;
-    let now = boot_ns();
-    let mut out = Vec::new();
-    for item in bans.iter() {
-        let (k, v) = item?;
-        if v.expires_ns <= now {
-            continue;
-        }
-        out.push(BanInfo {
-            source: key_label(&k, prefix),
-            origin: if v.origin == BAN_MANUAL {
-                "manual"
-            } else {
-                "auto"
-            },
-            remaining_secs: (v.expires_ns != BAN_FOREVER)
-                .then(|| (v.expires_ns - now).div_ceil(1_000_000_000)),
-            drops: v.count,
-        });
-    }
+    let mut out: Vec<BanInfo> = in_force(&bans_pinned(dir)?, prefix)?
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
     out.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(out)
 }

@@ -47,78 +47,21 @@ enum Probe {
     Helper(ProgramType, BpfHelper),
 }
 
-/// Every feature, in the order `sipguard check --kernel` prints them.
+/// Every feature, in the order `sipguard check --kernel` prints them: its
+/// name, the first mainline release with it, what in sipguard uses it,
+/// what cannot run without it, and how to probe it.
+#[rustfmt::skip]
 const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
-    (
-        "XDP programs",
-        "4.8",
-        "the filter",
-        Need::Always,
-        Probe::Program(ProgramType::Xdp),
-    ),
-    (
-        "array maps",
-        "3.19",
-        "settings, interface slots",
-        Need::Always,
-        Probe::Map(MapType::Array),
-    ),
-    (
-        "per-CPU array maps",
-        "4.6",
-        "counters, scanner state",
-        Need::Always,
-        Probe::Map(MapType::PerCpuArray),
-    ),
-    (
-        "program array maps (tail calls)",
-        "4.2",
-        "the inspector and any-port reader",
-        Need::Always,
-        Probe::Map(MapType::ProgramArray),
-    ),
-    (
-        "LPM trie maps",
-        "4.11",
-        "trusted and blocked lists, User-Agent list",
-        Need::Always,
-        Probe::Map(MapType::LpmTrie),
-    ),
-    (
-        "LRU hash maps",
-        "4.10",
-        "bans, fragments, learned registrars",
-        Need::Always,
-        Probe::Map(MapType::LruHash),
-    ),
-    (
-        "ring buffer maps",
-        "5.8",
-        "drop events",
-        Need::Always,
-        Probe::Map(MapType::RingBuf),
-    ),
-    (
-        "bpf_ktime_get_boot_ns helper",
-        "5.8",
-        "ban expiry",
-        Need::Always,
-        Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns),
-    ),
-    (
-        BPF_LOOP,
-        "5.17",
-        "SIP inspection (policy: inspect); any_udp_port uses it where present",
-        Need::Inspection,
-        Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop),
-    ),
-    (
-        "TC classifier programs",
-        "4.1",
-        "learn_registrars (egress learner)",
-        Need::Learner,
-        Probe::Program(ProgramType::SchedClassifier),
-    ),
+    ("XDP programs", "4.8", "the filter", Need::Always, Probe::Program(ProgramType::Xdp)),
+    ("array maps", "3.19", "settings, interface slots", Need::Always, Probe::Map(MapType::Array)),
+    ("per-CPU array maps", "4.6", "counters, scanner state", Need::Always, Probe::Map(MapType::PerCpuArray)),
+    ("program array maps (tail calls)", "4.2", "the inspector and any-port reader", Need::Always, Probe::Map(MapType::ProgramArray)),
+    ("LPM trie maps", "4.11", "trusted and blocked lists, User-Agent list", Need::Always, Probe::Map(MapType::LpmTrie)),
+    ("LRU hash maps", "4.10", "bans, fragments, learned registrars", Need::Always, Probe::Map(MapType::LruHash)),
+    ("ring buffer maps", "5.8", "drop events", Need::Always, Probe::Map(MapType::RingBuf)),
+    ("bpf_ktime_get_boot_ns helper", "5.8", "ban expiry", Need::Always, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns)),
+    (BPF_LOOP, "5.17", "SIP inspection (policy: inspect); any_udp_port uses it where present", Need::Inspection, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
+    ("TC classifier programs", "4.1", "learn_registrars (egress learner)", Need::Learner, Probe::Program(ProgramType::SchedClassifier)),
 ];
 
 const BPF_LOOP: &str = "bpf_loop helper";

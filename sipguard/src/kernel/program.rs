@@ -11,6 +11,13 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Name of the empty XDP program in the same object: the benchmark baseline.
 pub const EMPTY_PROGRAM_NAME: &str = "empty_pass";
 
+/// Whether the SIP scanner reads one 8-byte load per word: only where the
+/// CPU does unaligned loads (x86-64 and arm64 kernels let the verifier
+/// accept misaligned packet loads; strict-alignment ones refuse them). The
+/// daemon runs on the machine whose kernel loads the program, so the
+/// architecture it was built for is the kernel's.
+pub const WORD_LOADS_ON_THIS_CPU: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
     /// Encode the reason in the return value (BPF_PROG_TEST_RUN only; the
@@ -60,11 +67,8 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
         if opts.report_reason { &ON } else { &OFF },
         true,
     );
-    // One 8-byte load per scanned word where the CPU does unaligned loads
-    // (the verifier refuses misaligned packet loads elsewhere). The daemon
-    // runs on the machine whose kernel loads the program, so its own
-    // architecture is the kernel's. Older builds lack the global.
-    static WORD_LOADS: u32 = cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) as u32;
+    // Older builds lack the global.
+    static WORD_LOADS: u32 = WORD_LOADS_ON_THIS_CPU as u32;
     loader.override_global(
         "WORD_LOADS",
         if opts.byte_loads_only {

@@ -208,11 +208,21 @@ impl Sandbox {
     /// The verifier's instruction count for any loaded program of the object
     /// (e.g. the tail-called inspector).
     pub fn verified_instructions_of(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.info_of(name)?.verified_instruction_count())
+    }
+
+    /// Bytes of machine code the kernel's JIT made of program `name` (0:
+    /// it runs in the interpreter).
+    pub fn jited_bytes_of(&self, name: &str) -> Result<u32> {
+        Ok(self.info_of(name)?.size_jitted())
+    }
+
+    fn info_of(&self, name: &str) -> Result<aya::programs::ProgramInfo> {
         let prog = self
             .ebpf
             .program(name)
             .ok_or_else(|| anyhow!("program {name} missing"))?;
-        Ok(prog.info()?.verified_instruction_count())
+        Ok(prog.info()?)
     }
 
     /// The stack bytes of each function of a loaded program of the object

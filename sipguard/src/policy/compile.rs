@@ -67,6 +67,7 @@ impl Policy {
             blocked,
             user_agents,
             expected_users,
+            overlaps: Vec::new(),
         }
     }
 }

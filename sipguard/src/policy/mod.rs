@@ -8,6 +8,7 @@ pub mod compile;
 pub mod config;
 pub mod describe;
 pub mod evaluate;
+pub mod overlaps;
 pub mod sources;
 #[cfg(test)]
 mod testing;
@@ -18,6 +19,7 @@ use sipguard_common::Settings;
 
 use self::{
     config::Config,
+    overlaps::{Overlap, Overridden},
     sources::{dns::NameState, feeds::FeedWatch},
 };
 
@@ -30,6 +32,9 @@ pub struct Policy {
     pub user_agents: Vec<String>,
     /// Expected Request-URI users (the EXPECTED_USERS map); empty = rule off.
     pub expected_users: Vec<String>,
+    /// Entries of the dynamic sources that a trusted entry overrides
+    /// (left out of the lists above), for `check` and the daemon's log.
+    pub overlaps: Vec<Overlap>,
 }
 
 /// What the dynamic sources hold at the moment a policy is assembled.
@@ -56,27 +61,29 @@ pub fn assemble(cfg: &Config, sources: &Sources<'_>) -> Result<Policy> {
 impl Policy {
     /// Adds every feed's entries to the blocklist. Entries that overlap a
     /// trusted entry (of the config or resolved from a name) are left out
-    /// (with a warning): a feed must never cut off the provider.
+    /// and recorded in `overlaps`: a feed must never cut off the provider.
     fn block_feeds(&mut self, feeds: &FeedWatch) -> Result<()> {
-        let mut skipped = 0usize;
         for feed in feeds.entries() {
             let (path, nets) = feed?;
             let before = self.blocked.len();
-            for n in nets {
-                if self.trusted.iter().any(|t| t.contains(&n) || n.contains(t)) {
-                    skipped += 1;
+            for entry in nets {
+                if let Some(trusted) = overlaps::trusted_over(&self.trusted, &entry) {
+                    self.overlaps.push(Overlap {
+                        trusted,
+                        overridden: Overridden::Feed {
+                            path: path.to_path_buf(),
+                            entry,
+                        },
+                    });
                     continue;
                 }
-                self.blocked.push(n);
+                self.blocked.push(entry);
             }
             log::debug!(
                 "feed {}: {} entries",
                 path.display(),
                 self.blocked.len() - before
             );
-        }
-        if skipped > 0 {
-            log::warn!("{skipped} feed entries overlap trusted sources and were not blocked");
         }
         self.blocked.sort();
         self.blocked.dedup();
@@ -132,5 +139,14 @@ mod tests {
         let show = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(show(&p.trusted), ["192.0.2.10/32", "2001:db8:5::10/128"]);
         assert_eq!(show(&p.blocked), ["203.0.113.9/32"]);
+        let named: Vec<String> = p.overlaps.iter().map(|o| o.to_string()).collect();
+        let f = feed.path.display();
+        assert_eq!(
+            named,
+            [
+                format!("trusted 192.0.2.10/32 overrides feed entry 192.0.2.0/24 ({f}): the entry is not blocked"),
+                format!("trusted 2001:db8:5::10/128 overrides feed entry 2001:db8:5::/48 ({f}): the entry is not blocked"),
+            ]
+        );
     }
 }

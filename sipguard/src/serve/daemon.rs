@@ -16,6 +16,7 @@ use super::RunOptions;
 use crate::{
     kernel::{
         attach::{self, ifindex},
+        bans,
         maps::PolicyMaps,
         pins,
         program::{self, take_map, LoadOptions},
@@ -25,6 +26,7 @@ use crate::{
     policy::{
         self,
         config::{Config, OnExit},
+        overlaps::{self, Overlap},
         sources::{
             dns::{DnsNames, Update},
             feeds::FeedWatch,
@@ -50,6 +52,8 @@ pub struct Daemon {
     learner: Learner,
     on_exit: OnExit,
     feeds: FeedWatch,
+    /// What [`Daemon::log_overlaps`] logged last.
+    overlaps_logged: Vec<Overlap>,
 }
 
 fn interfaces(cfg: &Config, cli: &[String]) -> Result<Vec<String>> {
@@ -132,7 +136,9 @@ impl Daemon {
             feeds,
             dns,
             learner: Default::default(),
+            overlaps_logged: Vec::new(),
         };
+        d.log_overlaps(&policy);
         for name in &ifaces {
             d.attach(name, cfg)?;
         }
@@ -240,6 +246,7 @@ impl Daemon {
     pub fn apply(&mut self, cfg: &Config) -> Result<()> {
         let policy = self.policy(cfg)?;
         self.maps.apply(&policy)?;
+        self.log_overlaps(&policy);
         self.ops
             .set(0, stateful::settings(cfg), 0)
             .context("updating OPS")?;
@@ -287,8 +294,27 @@ impl Daemon {
             let cfg = self.dns.cfg.clone();
             let policy = self.policy(&cfg)?;
             self.maps.apply(&policy)?;
+            self.log_overlaps(&policy);
         }
         Ok(())
+    }
+
+    /// Logs each entry that a trusted one overrides (feed entries left out,
+    /// bans in force the filter never reaches for a trusted source), when
+    /// the set differs from the one logged last, so a DNS refresh does not
+    /// repeat it.
+    fn log_overlaps(&mut self, policy: &Policy) {
+        let mut found = policy.overlaps.clone();
+        match bans::active_ban_nets(&pins::versioned_dir(&self.pin_root)) {
+            Ok(nets) => found.extend(overlaps::ban_overlaps(&policy.trusted, nets)),
+            Err(e) => log::warn!("bans not read to compare them with trusted: {e:#}"),
+        }
+        if found != self.overlaps_logged {
+            for o in &found {
+                log::warn!("{o}");
+            }
+            self.overlaps_logged = found;
+        }
     }
 
     /// Learning switched on or off (or its TTL changed) by a reload.

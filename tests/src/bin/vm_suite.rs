@@ -66,8 +66,9 @@ fn load_all(cases: &[fixtures::Case], suite: &str) -> Option<Sandbox> {
         }
     };
     report(&format!(
-        "load result=pass seconds={:.1}",
-        start.elapsed().as_secs_f64()
+        "load result=pass seconds={:.1} word_loads={}",
+        start.elapsed().as_secs_f64(),
+        sipguard::kernel::program::WORD_LOADS_ON_THIS_CPU
     ));
     let frame = &cases[0].rows[0].frame;
     let t = Instant::now();
@@ -114,11 +115,15 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
                 .join("+"),
             _ => "unreported".to_string(),
         };
+        // 0: the program runs in the interpreter.
+        let jited = sb.jited_bytes_of(prog).unwrap_or(0);
         match sb.verified_instructions_of(prog) {
-            Ok(Some(n)) => report(&format!("verifier prog={prog} insns={n} stack={stack}")),
+            Ok(Some(n)) => report(&format!(
+                "verifier prog={prog} insns={n} stack={stack} jited={jited}"
+            )),
             // Kernels before 5.16 do not report the count.
             Ok(None) => report(&format!(
-                "verifier prog={prog} insns=unreported stack={stack}"
+                "verifier prog={prog} insns=unreported stack={stack} jited={jited}"
             )),
             // Not loaded: the bpf_loop programs on a kernel without it.
             Err(e) => report(&format!(
@@ -418,6 +423,12 @@ fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
             ));
         }
         for (r, v) in rows.iter().zip(&lines) {
+            if v["engine"] != "kernel" {
+                failures.push(format!(
+                    "{}: decided by {}, not the kernel",
+                    r.name, v["engine"]
+                ));
+            }
             if v["reason"] != r.reason.name() {
                 failures.push(format!(
                     "{}: replay said {}, expected {}",

@@ -147,6 +147,13 @@ mod tests {
             p.blocked.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             vec!["203.0.113.9/32"]
         );
+        assert_eq!(
+            p.overlaps.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+            vec![format!(
+                "trusted 192.0.2.10/32 overrides feed entry 192.0.2.0/24 ({}): the entry is not blocked",
+                f.display()
+            )]
+        );
         assert!(!w.changed());
         std::fs::write(f, "203.0.113.9\n203.0.113.10\n").unwrap();
         assert!(!w.changed(), "not while it may still be written");

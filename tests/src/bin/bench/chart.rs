@@ -114,33 +114,52 @@ where
     Ok(())
 }
 
-/// Per-class ratios to the empty program: median bar, p25-p75 whisker,
-/// target tick; green meets the target, red misses it.
-pub fn ratios(r: &Value, path: &Path) -> Result<()> {
-    let rows: Vec<_> = r["classes"]
+/// A file holding one bar chart.
+fn one_chart(path: &Path, width: u32, title: &str, x_label: &str, rows: &[Row]) -> Result<()> {
+    let root = SVGBackend::new(path, (width, height(rows))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    hbars(&root, title, x_label, rows)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// One bar per item of `items`: the median of its `stat` statistics, the
+/// p25-p75 whisker and the target in its field `target`.
+fn whisker_rows(
+    items: &Value,
+    stat: &str,
+    target: &str,
+    label: &dyn Fn(&Value) -> String,
+) -> Vec<Row> {
+    items
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| {
-            let g = |k: &str| c["ratio"][k].as_f64().unwrap_or(0.0);
+            let g = |k: &str| c[stat][k].as_f64().unwrap_or(0.0);
             (
-                c["name"].as_str().unwrap_or("?").to_string(),
+                label(c),
                 g("median"),
                 Some((g("p25"), g("p75"))),
-                c["target_ratio"].as_f64(),
+                c[target].as_f64(),
             )
         })
-        .collect();
-    let root = SVGBackend::new(path, (960, height(&rows))).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    hbars(
-        &root,
+        .collect()
+}
+
+/// Per-class ratios to the empty program: median bar, p25-p75 whisker,
+/// target tick; green meets the target, red misses it.
+pub fn ratios(r: &Value, path: &Path) -> Result<()> {
+    let rows = whisker_rows(&r["classes"], "ratio", "target_ratio", &|c| {
+        c["name"].as_str().unwrap_or("?").to_string()
+    });
+    one_chart(
+        path,
+        960,
         "sipguard cost per packet class, x empty XDP program (black tick: target)",
         "ratio to the empty XDP program (same run)",
         &rows,
-    )?;
-    root.present().map_err(err)?;
-    Ok(())
+    )
 }
 
 /// Flood: wall-clock drop rate and drop capacity per CPU-second.
@@ -178,4 +197,28 @@ pub fn flood(r: &Value, path: &Path) -> Result<()> {
     )?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// sipguard's time over xdp-filter's on each equivalent job (same frame,
+/// same round): median bar, p25-p75 whisker, target tick.
+pub fn peer(r: &Value, path: &Path) -> Result<()> {
+    if r["peer"]["jobs"].as_array().is_none() {
+        return Ok(());
+    }
+    let rows = whisker_rows(&r["peer"]["jobs"], "sipguard_over_peer", "target", &|j| {
+        // Short enough for the label column: "default: drop ...".
+        let program = j["program"].as_str().unwrap_or("?");
+        let short = program
+            .strip_prefix("xdp-filter ")
+            .map(|p| if p.starts_with('(') { "default" } else { p })
+            .unwrap_or(program);
+        format!("{short}: {}", j["name"].as_str().unwrap_or("?"))
+    });
+    one_chart(
+        path,
+        1100,
+        "sipguard / xdp-filter on the same job and frame (black tick: target)",
+        "sipguard ns / xdp-filter ns, same round (1.0 = as fast)",
+        &rows,
+    )
 }

@@ -13,7 +13,7 @@ use sipguard::{
 use sipguard_common::Reason;
 use sipguard_tests::frames::v4;
 
-use crate::{payload, stats, Rng};
+use crate::{payload, stats, xdpfilter, Rng};
 
 pub const TRUSTED: [u8; 4] = [192, 0, 2, 10];
 pub const UNTRUSTED: [u8; 4] = [198, 51, 100, 7];
@@ -27,14 +27,29 @@ const ANY_PORT: &str = "policy: drop\nsip_ports: [5060]\nany_udp_port: true\ntru
 /// A high port outside the SIP set for the any-port classes.
 const HIGH_PORT: u16 = 41_234;
 
-/// The sandbox with the daemon's operations settings (events, bans).
-const OPS_SANDBOX: &str = "allowlist, events + bans on";
+/// Sandboxes with the daemon's operations settings (events, bans) carry
+/// this in their name.
+const OPS: &str = "events + bans on";
 
+/// The daemon's settings (events sampled per source, automatic bans), with
+/// the ban threshold out of the bench's reach: a class of untrusted drops
+/// then stays what it is named (a source below the threshold, as in a
+/// distributed flood) instead of turning into the banned class after its
+/// first few runs.
 fn ops_config() -> Result<Config> {
     Ok(Config::parse(
-        &format!("{ALLOWLIST}bans:\n  enabled: true\n"),
+        &format!(
+            "{ALLOWLIST}bans:\n  enabled: true\n  threshold: {}\n",
+            u32::MAX
+        ),
         "bench allowlist with bans",
     )?)
+}
+
+fn ops_sandbox(policy: &Policy) -> Result<Sandbox> {
+    let mut sb = Sandbox::production(policy)?;
+    sb.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
+    Ok(sb)
 }
 
 pub struct Params {
@@ -247,25 +262,27 @@ pub fn run(p: &Params) -> Result<Value> {
             (1400, "inspect_legit_1400", "inspect_scanner_1400"),
         ] {
             let body = size - 42;
-            classes.push(Class {
-                key: key_l,
-                name: format!("inspect, legit INVITE {size} B, UA last (pass)"),
-                sandbox: s,
-                frame: udp_to(UNTRUSTED, 5060, &payload::invite(false, body)),
-                reason: Reason::PassInspected,
-                target: Some(4.0),
-            });
-            classes.push(Class {
-                key: key_s,
-                name: format!("inspect, scanner INVITE {size} B, UA last (drop)"),
-                sandbox: s,
-                frame: udp_to(UNTRUSTED, 5060, &payload::invite(true, body)),
-                reason: Reason::DropUserAgent,
-                target: Some(4.0),
-            });
+            for (key, scanner, what) in [
+                (key_l, false, "legit INVITE"),
+                (key_s, true, "scanner INVITE"),
+            ] {
+                let (reason, verdict) = if scanner {
+                    (Reason::DropUserAgent, "drop")
+                } else {
+                    (Reason::PassInspected, "pass")
+                };
+                classes.push(Class {
+                    key,
+                    name: format!("inspect, {what} {size} B, UA last ({verdict})"),
+                    sandbox: s,
+                    frame: udp_to(UNTRUSTED, 5060, &payload::invite(scanner, body)),
+                    reason,
+                    target: Some(4.0),
+                });
+            }
         }
     } else {
-        missing.push("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)");
+        missing.push(String::from("inspect classes: the SIP inspector is not in this build (the default policy does not drop a friendly-scanner INVITE)"));
     }
     // any_udp_port: what it costs UDP outside the SIP ports (a binary
     // payload stops at its first byte; text starting with a letter makes the
@@ -317,18 +334,62 @@ pub fn run(p: &Params) -> Result<Value> {
     // The same with the daemon's operations settings (drop events sampled
     // per source, automatic bans): what every packet of a flood from a
     // banned scanner costs once its first event went out.
-    let mut with_ops = Sandbox::production(&allowlist)?;
-    with_ops.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
+    let mut with_ops = ops_sandbox(&allowlist)?;
     with_ops.ban(std::net::IpAddr::from(banned_src))?;
-    sandboxes.push((OPS_SANDBOX, with_ops));
+    sandboxes.push(("allowlist, events + bans on", with_ops));
+    let ops = sandboxes.len() - 1;
     classes.push(Class {
         key: "banned_ops",
         name: "banned source, daemon's events + bans on (drop)".into(),
-        sandbox: sandboxes.len() - 1,
+        sandbox: ops,
         frame: udp_to(banned_src, 5060, &invite),
         reason: Reason::DropBanned,
         target: None,
     });
+    // Every other drop class with the daemon's settings too: each drop
+    // then also pays the event sampler (and, for untrusted sources, the
+    // ban counting).
+    classes.push(Class {
+        key: "untrusted_invite_drop_ops",
+        name: "untrusted INVITE, allowlist, events + bans on (drop)".into(),
+        sandbox: ops,
+        frame: udp_to(UNTRUSTED, 5060, &invite),
+        reason: Reason::DropUntrusted,
+        target: None,
+    });
+    classes.push(Class {
+        key: "blocked_small_ops",
+        name: "blocked source, 1-entry list, events + bans on (drop)".into(),
+        sandbox: ops,
+        frame: udp_to([203, 0, 113, 9], 5060, &invite),
+        reason: Reason::DropBlocked,
+        target: None,
+    });
+    let mut big_ops = ops_sandbox(&allowlist)?;
+    big_ops.maps_mut().insert_blocked_v4(list.iter().copied())?;
+    sandboxes.push(("allowlist + 1M blocked, events + bans on", big_ops));
+    classes.push(Class {
+        key: "blocked_1m_32_ops",
+        name: "blocked /32 of 1M entries, events + bans on (drop)".into(),
+        sandbox: sandboxes.len() - 1,
+        frame: udp_to(hit32, 5060, &invite),
+        reason: Reason::DropBlocked,
+        target: None,
+    });
+    if inspector {
+        sandboxes.push((
+            "inspect (default policy), events + bans on",
+            ops_sandbox(&inspect)?,
+        ));
+        classes.push(Class {
+            key: "inspect_scanner_400_ops",
+            name: "inspect, scanner INVITE 400 B, UA last, events + bans on (drop)".into(),
+            sandbox: sandboxes.len() - 1,
+            frame: udp_to(UNTRUSTED, 5060, &payload::invite(true, 400 - 42)),
+            reason: Reason::DropUserAgent,
+            target: None,
+        });
+    }
 
     // Each class must really take the path it is named after: one run,
     // the counter of its reason must move by exactly one.
@@ -356,7 +417,7 @@ pub fn run(p: &Params) -> Result<Value> {
     let mut others: Vec<Vec<Sandbox>> = Vec::new();
     for (label, obj) in &p.compare {
         let mut v = Vec::new();
-        for (i, (name, _)) in sandboxes.iter().enumerate() {
+        for (name, _) in &sandboxes {
             let policy = if name.starts_with("inspect") {
                 &inspect
             } else if name.ends_with("any_udp_port") {
@@ -366,10 +427,10 @@ pub fn run(p: &Params) -> Result<Value> {
             };
             let mut sb = Sandbox::production_from(obj, policy)
                 .with_context(|| format!("loading build '{label}'"))?;
-            if i == 1 {
+            if name.contains("1M blocked") {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
             }
-            if *name == OPS_SANDBOX {
+            if name.contains(OPS) {
                 sb.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
             }
             // Older builds have no BANS map; their "banned" row is then an
@@ -381,6 +442,21 @@ pub fn run(p: &Params) -> Result<Value> {
     }
     let mut other_ratio: Vec<Vec<Vec<f64>>> =
         vec![vec![Vec::with_capacity(p.rounds); classes.len()]; others.len()];
+
+    // The XDP peer on the same frames, one instance per equivalent job.
+    let mut peers = match xdpfilter::Peers::new(&peer_addresses(&list), 5060) {
+        Ok(mut peers) => {
+            peers.check(|k| classes.iter().find(|c| c.key == k).map(|c| c.frame.clone()))?;
+            Some(peers)
+        }
+        Err(e) => {
+            eprintln!("note: no XDP peer: {e:#}");
+            missing.push(format!("xdp-filter: {e:#}"));
+            None
+        }
+    };
+    let n_jobs = peers.as_ref().map_or(0, |p| p.jobs.len());
+    let mut peer_ns: Vec<Vec<f64>> = vec![Vec::with_capacity(p.rounds); n_jobs];
 
     let verifier = sandboxes[0].1.verified_instructions()?;
     let mut empty = Vec::with_capacity(p.rounds);
@@ -405,6 +481,16 @@ pub fn run(p: &Params) -> Result<Value> {
             for (b, o) in others.iter_mut().enumerate() {
                 let t = cpu_ns_per_run(p.repeat, || o[c.sandbox].time(&c.frame, p.repeat))?;
                 other_this.push((b, i, t));
+            }
+            // The peer's equivalent jobs right after the class, on its frame.
+            if let Some(peers) = peers.as_mut() {
+                for (j, job) in peers.jobs.iter().enumerate() {
+                    if job.class_key == c.key {
+                        let inst = &mut peers.instances[job.instance];
+                        peer_ns[j]
+                            .push(cpu_ns_per_run(p.repeat, || inst.time(&c.frame, p.repeat))?);
+                    }
+                }
             }
         }
         let e1 = cpu_ns_per_run(p.repeat, || {
@@ -465,6 +551,109 @@ pub fn run(p: &Params) -> Result<Value> {
             "slab_growth_bytes": slab_delta,
             "kmalloc_growth_bytes": kmalloc_delta,
         },
+        "daemon_settings": daemon_settings_json(&classes, &ns),
+        "peer": peers.as_ref().map(|peers| peer_json(peers, &classes, &ns, &peer_ns, &empty, memory, inserted)),
         "missing": missing,
     }))
+}
+
+/// The 1M-entry list as xdp-filter can hold it: addresses only (a /24
+/// entry contributes its network address), each once.
+fn peer_addresses(list: &[(u32, [u8; 4])]) -> Vec<[u8; 4]> {
+    let mut seen = HashSet::with_capacity(list.len());
+    list.iter()
+        .map(|e| e.1)
+        .filter(|a| seen.insert(*a))
+        .collect()
+}
+
+/// Target of sipguard against xdp-filter on each equivalent job: within
+/// 1.1x, and on 1M-entry lists no slower than xdp-filter's hash.
+fn peer_target(class_key: &str) -> f64 {
+    if class_key == "blocked_1m_32" {
+        1.0
+    } else {
+        1.1
+    }
+}
+
+fn peer_json(
+    peers: &xdpfilter::Peers,
+    classes: &[Class],
+    ns: &[Vec<f64>],
+    peer_ns: &[Vec<f64>],
+    empty: &[f64],
+    trie_bytes: u64,
+    trie_entries: usize,
+) -> Value {
+    let jobs: Vec<Value> = peers
+        .jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(j, job)| {
+            let i = classes.iter().position(|c| c.key == job.class_key)?;
+            // Same round, same frame: sipguard's time over the peer's.
+            let vs: Vec<f64> = ns[i].iter().zip(&peer_ns[j]).map(|(s, x)| s / x).collect();
+            let to_empty: Vec<f64> = peer_ns[j].iter().zip(empty).map(|(x, e)| x / e).collect();
+            let target = peer_target(job.class_key);
+            let median = stats(&vs)["median"].as_f64().unwrap_or(f64::MAX);
+            Some(json!({
+                "key": job.key,
+                "name": job.name,
+                "program": peers.instances[job.instance].features().label(),
+                "class_key": job.class_key,
+                "class_name": classes[i].name,
+                "drop": job.drop,
+                "ns": stats(&peer_ns[j]),
+                "ratio": stats(&to_empty),
+                "sipguard_over_peer": stats(&vs),
+                "target": target,
+                "meets_target": median <= target,
+            }))
+        })
+        .collect();
+    let tables: Vec<Value> = peers
+        .table_1m
+        .iter()
+        .map(|(f, n, bytes)| {
+            json!({"features": f.label(), "entries": n, "memlock_bytes": bytes, "bytes_per_entry": *bytes as f64 / *n as f64})
+        })
+        .collect();
+    json!({
+        "jobs": jobs,
+        "tables_1m": tables,
+        "sipguard_trie": {"entries": trie_entries, "memlock_bytes": trie_bytes, "bytes_per_entry": trie_bytes as f64 / trie_entries as f64},
+    })
+}
+
+/// Each drop class in the sandbox setting against the same class with the
+/// daemon's settings, and the flood's steady state (a banned source with
+/// events on) against a static blocklist hit: per-round ratios of ns.
+fn daemon_settings_json(classes: &[Class], ns: &[Vec<f64>]) -> Value {
+    let per_round = |a: &str, b: &str| -> Option<Value> {
+        let i = classes.iter().position(|c| c.key == a)?;
+        let j = classes.iter().position(|c| c.key == b)?;
+        let r: Vec<f64> = ns[i].iter().zip(&ns[j]).map(|(x, y)| x / y).collect();
+        Some(stats(&r))
+    };
+    let pairs: Vec<Value> = [
+        "untrusted_invite_drop",
+        "blocked_small",
+        "blocked_1m_32",
+        "inspect_scanner_400",
+        "banned",
+    ]
+    .iter()
+    .filter_map(|k| {
+        let ops = format!("{k}_ops");
+        let ratio = per_round(&ops, k)?;
+        Some(json!({"sandbox": k, "daemon": ops, "daemon_over_sandbox": ratio}))
+    })
+    .collect();
+    json!({
+        "pairs": pairs,
+        "banned_ops_over_blocked_small": per_round("banned_ops", "blocked_small"),
+        "banned_ops_over_blocked_small_ops": per_round("banned_ops", "blocked_small_ops"),
+        "target": 1.25,
+    })
 }

@@ -25,7 +25,7 @@ use sipguard_tests::{
     },
 };
 
-use crate::{classes, payload, rawbpf, thread_cpu_ns};
+use crate::{classes, payload, rawbpf, thread_cpu_ns, xdpfilter};
 
 pub struct Params {
     pub seconds: f64,
@@ -36,15 +36,18 @@ pub enum Arm {
     /// A bare XDP_DROP program: the cost of generating and delivering.
     Floor,
     SipguardNative,
+    /// xdp-filter (default features) with the flood's source listed.
+    XdpFilter,
     SipguardSkb,
     IptablesString,
     NftSaddr,
 }
 
 impl Arm {
-    pub const ALL: [Arm; 5] = [
+    pub const ALL: [Arm; 6] = [
         Arm::Floor,
         Arm::SipguardNative,
+        Arm::XdpFilter,
         Arm::SipguardSkb,
         Arm::IptablesString,
         Arm::NftSaddr,
@@ -54,6 +57,7 @@ impl Arm {
         match self {
             Arm::Floor => "xdp_drop_floor",
             Arm::SipguardNative => "sipguard_native",
+            Arm::XdpFilter => "xdp_filter_native",
             Arm::SipguardSkb => "sipguard_skb",
             Arm::IptablesString => "iptables_raw_string",
             Arm::NftSaddr => "nft_prerouting_saddr",
@@ -64,6 +68,7 @@ impl Arm {
         match self {
             Arm::Floor => "bare XDP_DROP (floor)",
             Arm::SipguardNative => "sipguard, native XDP",
+            Arm::XdpFilter => "xdp-filter, native XDP, source listed",
             Arm::SipguardSkb => "sipguard, skb mode",
             Arm::IptablesString => "iptables raw, -m string bm",
             Arm::NftSaddr => "nftables prerouting/raw, saddr set",
@@ -329,6 +334,22 @@ pub fn flood_frame() -> Vec<u8> {
     f
 }
 
+/// Attaches the program pinned at `path` to `dev` in native mode.
+fn attach_pinned(ns: &Netns, dev: &str, path: &std::path::Path) -> Result<()> {
+    let out = ns
+        .command("ip")
+        .args(["link", "set", "dev", dev, "xdpdrv", "pinned"])
+        .arg(path)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "attaching {} to {dev}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 fn mac(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -346,6 +367,7 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     txns.exec(&["ip", "addr", "add", "100.64.0.2/24", "dev", &tx]);
 
     let mut daemon = None;
+    let mut peer: Option<xdpfilter::XdpFilter> = None;
     let mut pin: Option<PathBuf> = None;
     let dir = scratch("fl");
     let setup = (|| -> Result<()> {
@@ -355,16 +377,17 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
                 let path = PathBuf::from(format!("/sys/fs/bpf/{}", unique("floor")));
                 rawbpf::pin(&prog, &path)?;
                 pin = Some(path.clone());
-                let out = rxns
-                    .command("ip")
-                    .args(["link", "set", "dev", &rx, "xdpdrv", "pinned"])
-                    .arg(&path)
-                    .output()?;
-                ensure!(
-                    out.status.success(),
-                    "attaching the floor program: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                attach_pinned(&rxns, &rx, &path)?;
+            }
+            Arm::XdpFilter => {
+                // `xdp-filter load` and `xdp-filter ip SRC --mode src`.
+                let mut xf = xdpfilter::XdpFilter::load(xdpfilter::Features::All, 10_000)?;
+                xf.deny_src_v4([classes::UNTRUSTED])?;
+                let path = PathBuf::from(format!("/sys/fs/bpf/{}", unique("xdpfilt")));
+                xf.pin_program(&path)?;
+                pin = Some(path.clone());
+                peer = Some(xf);
+                attach_pinned(&rxns, &rx, &path)?;
             }
             Arm::SipguardNative | Arm::SipguardSkb => {
                 let mode = if arm == Arm::SipguardNative {
@@ -428,6 +451,10 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     let drops = |d: &Option<Daemon>| -> Result<u64> {
         match arm {
             Arm::Floor => rx_packets(&rxns, &rx),
+            Arm::XdpFilter => peer
+                .as_ref()
+                .ok_or_else(|| anyhow!("xdp-filter not loaded"))?
+                .src_v4_hits(classes::UNTRUSTED),
             Arm::SipguardNative | Arm::SipguardSkb => {
                 let d = d.as_ref().ok_or_else(|| anyhow!("no daemon"))?;
                 d.stats_json()["dropped"]

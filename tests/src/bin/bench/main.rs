@@ -22,6 +22,7 @@ mod flood;
 mod payload;
 mod rawbpf;
 mod report;
+mod xdpfilter;
 
 use std::path::PathBuf;
 
@@ -143,7 +144,12 @@ fn main() -> Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // At run time first: `cargo run` sets it to this checkout even when the
+    // binary was built elsewhere and reused from a copied target directory.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..");
     let out = args.out.clone().unwrap_or_else(|| {
         root.join(if args.quick {
             "target/bench"
@@ -156,6 +162,16 @@ fn main() -> Result<()> {
     // A full run with the default output refreshes the published figures
     // in docs/BENCHMARKS.md too (between its bench markers).
     let publish = !args.quick && args.out.is_none();
+    // A result table: printed, written as a section into `out`, and (for a
+    // full run into the default place) into docs/BENCHMARKS.md.
+    let show = |table: &str, section: &str| -> anyhow::Result<()> {
+        println!("{table}");
+        report::write_section(&out, section, table)?;
+        if publish {
+            report::update_doc(&root.join("docs/BENCHMARKS.md"), section, table)?;
+        }
+        Ok(())
+    };
 
     let mut inspect_exists = false;
     if args.classes {
@@ -186,17 +202,12 @@ fn main() -> Result<()> {
             c.iter()
                 .any(|c| c["key"].as_str().is_some_and(|k| k.starts_with("inspect")))
         });
-        println!("{}", report::classes_table(&r));
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
-        report::write_section(&out, "classes", &report::classes_table(&r))?;
-        if publish {
-            report::update_doc(
-                &root.join("docs/BENCHMARKS.md"),
-                "classes",
-                &report::classes_table(&r),
-            )?;
-        }
+        chart::peer(&r, &out.join("peer.svg"))?;
+        show(&report::classes_table(&r), "classes")?;
+        show(&report::peer_table(&r), "peer")?;
+        show(&report::daemon_settings_table(&r), "daemon")?;
     }
     if args.flood {
         let p = flood::Params {
@@ -204,17 +215,9 @@ fn main() -> Result<()> {
         };
         let mut r = flood::run(&p, inspect_exists)?;
         r["machine"] = machine.clone();
-        println!("{}", report::flood_table(&r));
+        show(&report::flood_table(&r), "flood")?;
         std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&r)?)?;
         chart::flood(&r, &out.join("flood.svg"))?;
-        report::write_section(&out, "flood", &report::flood_table(&r))?;
-        if publish {
-            report::update_doc(
-                &root.join("docs/BENCHMARKS.md"),
-                "flood",
-                &report::flood_table(&r),
-            )?;
-        }
     }
     if args.crowdsec {
         let (total, delta) = if args.quick {

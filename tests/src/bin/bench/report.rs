@@ -129,6 +129,108 @@ pub fn classes_table(r: &Value) -> String {
     s
 }
 
+fn class_by_key<'a>(r: &'a Value, key: &str) -> Option<&'a Value> {
+    r["classes"].as_array()?.iter().find(|c| c["key"] == key)
+}
+
+/// sipguard against xdp-filter on the same jobs, from the per-class run.
+pub fn peer_table(r: &Value) -> String {
+    let p = &r["peer"];
+    let Some(jobs) = p["jobs"].as_array() else {
+        return "The XDP peer was not measured in this run (see \"Not measured\" above).\n".into();
+    };
+    let mut s = format!(
+        "Machine: {}.\n\nxdp-filter (xdp-tools, the distribution's own BPF objects, allow mode) and sipguard on the same frames, \
+         BPF_PROG_TEST_RUN, each xdp-filter job timed right after its sipguard class in each of the {} rounds. \
+         sipguard / xdp-filter is the median over rounds of the two times of the same round (p25-p75 beside it).\n\n",
+        machine_line(r),
+        r["rounds"],
+    );
+    s += "| job | xdp-filter program | sipguard class | xdp-filter ns | sipguard ns | sipguard / xdp-filter | p25-p75 | target | met |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|:---:|\n";
+    for j in jobs {
+        let sg = class_by_key(r, j["class_key"].as_str().unwrap_or(""));
+        let (what, prog) = (
+            j["name"].as_str().unwrap_or("?"),
+            j["program"].as_str().unwrap_or("?"),
+        );
+        s += &format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2}-{:.2} | <= {}x | {} |\n",
+            what,
+            prog,
+            j["class_name"].as_str().unwrap_or("?"),
+            f(j, &["ns", "median"]),
+            sg.map(|c| f(c, &["ns", "median"])).unwrap_or(f64::NAN),
+            f(j, &["sipguard_over_peer", "median"]),
+            f(j, &["sipguard_over_peer", "p25"]),
+            f(j, &["sipguard_over_peer", "p75"]),
+            j["target"],
+            if j["meets_target"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "**no**"
+            },
+        );
+    }
+    let trie = &p["sipguard_trie"];
+    s += &format!(
+        "\nKernel memory for 1,000,000 IPv4 entries, by each map's fdinfo memlock: sipguard's BLOCKED_V4 LPM trie {:.1} MiB ({:.0} B/entry, \
+         leaf nodes only: the slab growth in the footnote above is the fuller figure)",
+        f(trie, &["memlock_bytes"]) / 1048576.0,
+        f(trie, &["bytes_per_entry"]),
+    );
+    for t in p["tables_1m"].as_array().into_iter().flatten() {
+        s += &format!(
+            "; {} filter_ipv4 (per-CPU hash, preallocated at its size, {} CPUs) {:.1} MiB for {} addresses ({:.0} B/entry)",
+            t["features"].as_str().unwrap_or("?"),
+            r["machine"]["nproc"],
+            f(t, &["memlock_bytes"]) / 1048576.0,
+            t["entries"],
+            f(t, &["bytes_per_entry"]),
+        );
+    }
+    s += ".\n";
+    s
+}
+
+/// Each drop class in the sandbox setting and with the daemon's settings.
+pub fn daemon_settings_table(r: &Value) -> String {
+    let d = &r["daemon_settings"];
+    let mut s = format!(
+        "Machine: {}.\n\nSandbox: events and bans off (a new sandbox, as in the table above). Daemon: the settings `sipguard run` writes \
+         to the OPS map (drop events sampled per source, automatic bans; the ban threshold raised out of the bench's reach so an untrusted \
+         source stays below it). Ratios of ns in the same round, median over {} rounds.\n\n",
+        machine_line(r),
+        r["rounds"],
+    );
+    s += "| class | sandbox x empty | daemon x empty | daemon / sandbox |\n|---|---:|---:|---:|\n";
+    for p in d["pairs"].as_array().into_iter().flatten() {
+        let (a, b) = (
+            class_by_key(r, p["sandbox"].as_str().unwrap_or("")),
+            class_by_key(r, p["daemon"].as_str().unwrap_or("")),
+        );
+        s += &format!(
+            "| {} | {:.2}x | {:.2}x | {:.2}x |\n",
+            a.and_then(|c| c["name"].as_str()).unwrap_or("?"),
+            a.map(|c| f(c, &["ratio", "median"])).unwrap_or(f64::NAN),
+            b.map(|c| f(c, &["ratio", "median"])).unwrap_or(f64::NAN),
+            f(p, &["daemon_over_sandbox", "median"]),
+        );
+    }
+    let m = f(d, &["banned_ops_over_blocked_small", "median"]);
+    s += &format!(
+        "\nTarget: a banned source with the daemon's settings (a flood's steady state) <= {}x a static blocklist hit (1-entry list, sandbox) \
+         in the same run: {:.2}x (p25-p75 {:.2}-{:.2}): {}. Against the blocklist hit with the daemon's settings: {:.2}x.\n",
+        d["target"],
+        m,
+        f(d, &["banned_ops_over_blocked_small", "p25"]),
+        f(d, &["banned_ops_over_blocked_small", "p75"]),
+        if m <= f(d, &["target"]) { "met" } else { "**not met**" },
+        f(d, &["banned_ops_over_blocked_small_ops", "median"]),
+    );
+    s
+}
+
 pub fn flood_table(r: &Value) -> String {
     let arms = r["arms"].as_array().cloned().unwrap_or_default();
     let get = |key: &str, field: &str| {
@@ -191,6 +293,16 @@ pub fn flood_table(r: &Value) -> String {
         ipt_cpu / native,
         (ipt_cpu - floor_cpu) / (native - floor_cpu),
     );
+    let peer = get("xdp_filter_native", "cpu_ns_per_packet");
+    if peer.is_finite() {
+        s += &format!(
+            "Against xdp-filter (default features, the flood's source in its address table): sipguard native drops {:.2}x its wall-clock rate; \
+             CPU per packet {:.2}x xdp-filter's, {:.2}x over the floor (sipguard / xdp-filter).\n",
+            get("sipguard_native", "dropped_pps") / get("xdp_filter_native", "dropped_pps"),
+            native / peer,
+            (native - floor_cpu) / (peer - floor_cpu),
+        );
+    }
     s
 }
 

@@ -408,6 +408,22 @@ mod tests {
         }
     }
 
+    /// A stream response that only adds `decisions`.
+    fn added(decisions: Vec<WireDecision>) -> StreamResponse {
+        StreamResponse {
+            added: Some(decisions),
+            deleted: None,
+        }
+    }
+
+    /// A new set after the start-up pull of `decisions` at `now`, with what
+    /// that pull changed and skipped.
+    fn pulled(now: u64, decisions: Vec<WireDecision>) -> (DecisionSet, Changes, Vec<Skip>) {
+        let mut set = DecisionSet::default();
+        let (ch, skipped) = set.apply(&added(decisions), true, now);
+        (set, ch, skipped)
+    }
+
     #[test]
     fn what_1_4_sends_null_lists_duplicates_and_other_types() {
         // Captured from crowdsec 1.4.6 (`dedup=false`, after cscli adds).
@@ -465,42 +481,31 @@ mod tests {
     #[test]
     fn startup_pull_removes_what_the_api_no_longer_has() {
         let now = 10 * S as u64;
-        let mut set = DecisionSet::default();
-        let first = StreamResponse {
-            added: Some(vec![
+        let (mut set, ..) = pulled(
+            now,
+            vec![
                 wire(1, "ban", "Ip", "192.0.2.1", "1h"),
                 wire(2, "ban", "Range", "2001:db8::/64", "1h"),
-            ]),
-            deleted: None,
-        };
-        set.apply(&first, true, now);
-        let again = StreamResponse {
-            added: Some(vec![wire(2, "ban", "Range", "2001:db8::/64", "59m59.5s")]),
-            deleted: None,
-        };
+            ],
+        );
+        let again = added(vec![wire(2, "ban", "Range", "2001:db8::/64", "59m59.5s")]);
         let (ch, _) = set.apply(&again, true, now);
         assert_eq!(ch.remove, vec!["192.0.2.1/32".parse::<IpNet>().unwrap()]);
         assert!(ch.upsert.is_empty(), "the same end is not written again");
-        let later = StreamResponse {
-            added: Some(vec![wire(3, "ban", "Range", "2001:db8::/64", "2h")]),
-            deleted: None,
-        };
+        let later = added(vec![wire(3, "ban", "Range", "2001:db8::/64", "2h")]);
         assert_eq!(set.apply(&later, false, now).0.upsert.len(), 1);
     }
 
     #[test]
     fn decisions_over_trusted_prefixes_are_reported() {
-        let now = 10 * S as u64;
-        let mut set = DecisionSet::default();
-        let resp = StreamResponse {
-            added: Some(vec![
+        let (set, ..) = pulled(
+            10 * S as u64,
+            vec![
                 wire(1, "ban", "Ip", "203.0.113.10", "1h"),
                 wire(2, "ban", "Range", "2001:db8:100::/40", "1h"),
                 wire(3, "ban", "Ip", "192.0.2.1", "1h"),
-            ]),
-            deleted: None,
-        };
-        set.apply(&resp, true, now);
+            ],
+        );
         let trusted: Vec<IpNet> = vec![
             "203.0.113.0/24".parse().unwrap(),
             "2001:db8:100::/48".parse().unwrap(),
@@ -529,13 +534,10 @@ mod tests {
             ("192.0.2.1/32".parse().unwrap(), hour),
             ("192.0.2.9/32".parse().unwrap(), hour),
         ]);
-        let resp = StreamResponse {
-            added: Some(vec![
-                wire(1, "ban", "Ip", "192.0.2.1", "59m59.8s"),
-                wire(2, "ban", "Ip", "192.0.2.2", "1h"),
-            ]),
-            deleted: None,
-        };
+        let resp = added(vec![
+            wire(1, "ban", "Ip", "192.0.2.1", "59m59.8s"),
+            wire(2, "ban", "Ip", "192.0.2.2", "1h"),
+        ]);
         let (ch, _) = set.apply(&resp, true, now);
         let up: Vec<String> = ch.upsert.iter().map(|b| b.net.to_string()).collect();
         assert_eq!(up, vec!["192.0.2.2/32"]);
@@ -545,9 +547,9 @@ mod tests {
     #[test]
     fn bad_values_and_expired_decisions_are_not_applied() {
         let now = 10 * S as u64;
-        let mut set = DecisionSet::default();
-        let resp = StreamResponse {
-            added: Some(vec![
+        let (mut set, ch, first) = pulled(
+            now,
+            vec![
                 wire(1, "ban", "Ip", "not-an-ip", "1h"),
                 wire(2, "ban", "Ip", "192.0.2.1", "soon"),
                 wire(3, "ban", "Ip", "192.0.2.2", "-1s"),
@@ -555,10 +557,8 @@ mod tests {
                 wire(5, "ban", "Range", "198.51.100.7/24", "1h"),
                 wire(6, "ban", "Ip", "::ffff:203.0.113.9", "1h"),
                 wire(7, "ban", "Range", "::ffff:203.0.113.0/120", "1h"),
-            ]),
-            deleted: None,
-        };
-        let (ch, first) = set.apply(&resp, true, now);
+            ],
+        );
         assert_eq!(first, vec![Skip::Value, Skip::Duration]);
         let nets: Vec<String> = ch.upsert.iter().map(|b| b.net.to_string()).collect();
         assert_eq!(nets.len(), 4);
