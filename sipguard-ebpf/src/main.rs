@@ -166,27 +166,44 @@ fn handed_over() -> Option<(&'static Settings, Flow)> {
 /// SIP on any UDP port, entered by tail call from `filter` for UDP outside
 /// the SIP ports: reads the request line (most non-SIP payloads stop at
 /// their first byte) and, for SIP, runs steps 2-5 (and the inspector, by
-/// tail call, under `inspect`).
+/// tail call, under `inspect`). The reader steps under `bpf_loop`.
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
+    any_port_program(&ctx, request_line)
+}
+
+/// The same reader for kernels without `bpf_loop` (before 5.17): the same
+/// [`any_port::step`], [`any_port::LINE_STEPS`] times in a bounded loop,
+/// which the verifier walks step by step (bounded loops: 5.3). The loader
+/// installs one of the two in the any-port slot.
+#[xdp]
+pub fn sipguard_anyport_bounded(ctx: XdpContext) -> u32 {
+    any_port_program(&ctx, request_line_bounded)
+}
+
+#[inline(always)]
+fn any_port_program(
+    ctx: &XdpContext,
+    read_line: impl FnOnce(&XdpContext, &Pkt, &Flow) -> bool,
+) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let request = request_line(&ctx, &pkt, &flow);
+    let pkt = Pkt::new(ctx);
+    let request = read_line(ctx, &pkt, &flow);
     let lists = KernelLists::new(settings);
     let reason = match any_port_verdict(request, &flow, settings, &lists) {
         Judgement::Done(reason) => reason,
         // INSPECT_FLOW still holds the flow.
         Judgement::Inspect(_) => {
             // SAFETY: as in `hand_over`.
-            unsafe { INSPECTOR.tail_call(&ctx, INSPECTOR_SLOT) };
+            unsafe { INSPECTOR.tail_call(ctx, INSPECTOR_SLOT) };
             Reason::PassUninspectable
         }
         Judgement::Recognise(_) => Reason::PassUninspectable,
     };
     finish(
-        &ctx,
+        ctx,
         &pkt,
         Ok(&flow),
         reason,
@@ -259,14 +276,9 @@ fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
 /// map value, as for the SIP scanner).
 #[inline(always)]
 fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
-    if !any_port::may_start_request(pkt, flow) {
-        return false;
-    }
-    let Some(line) = LINE.get_ptr_mut(0) else {
+    let Some(line) = start_line(pkt, flow) else {
         return false;
     };
-    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
-    unsafe { *line = any_port::Line::new(flow, pkt.frame_len()) };
     let mut lc = LineCtx { xdp: ctx.ctx, line };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
@@ -277,7 +289,41 @@ fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
             0,
         );
     }
-    // SAFETY: as above.
+    line_result(line)
+}
+
+/// The same reader without `bpf_loop`: the loop bound is a constant, so
+/// the verifier of 5.10 accepts it.
+#[inline(always)]
+fn request_line_bounded(_ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
+    let Some(line) = start_line(pkt, flow) else {
+        return false;
+    };
+    for _ in 0..any_port::LINE_STEPS {
+        // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+        if any_port::step(unsafe { &mut *line }, pkt) == any_port::Step::Done {
+            break;
+        }
+    }
+    line_result(line)
+}
+
+/// The reader's state for `flow`, or None when the payload cannot start a
+/// request line.
+#[inline(always)]
+fn start_line(pkt: &Pkt, flow: &Flow) -> Option<*mut any_port::Line> {
+    if !any_port::may_start_request(pkt, flow) {
+        return None;
+    }
+    let line = LINE.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { *line = any_port::Line::new(flow, pkt.frame_len()) };
+    Some(line)
+}
+
+#[inline(always)]
+fn line_result(line: *mut any_port::Line) -> bool {
+    // SAFETY: a per-CPU map value, written by the reader.
     unsafe { core::ptr::read_volatile(&(*line).result) == any_port::REQUEST }
 }
 

@@ -339,6 +339,10 @@ pub const SIP_MIN_SHARE: usize = 2400;
 /// The any-port corpus: random ports outside the SIP set.
 pub const ANY_PORT_CONFIG: &str = "policy: inspect\nany_udp_port: true\ntrusted: [192.0.2.10]\n";
 pub const ANY_PORT_REASONS: &[&str] = &["not_sip_port", "trusted", "inspected_clean", "user_agent"];
+/// The same corpus under `policy: drop`: the any-port reader alone, which
+/// kernels without bpf_loop run too.
+pub const ANY_PORT_DROP_CONFIG: &str = "policy: drop\nany_udp_port: true\ntrusted: [192.0.2.10]\n";
+pub const ANY_PORT_DROP_REASONS: &[&str] = &["not_sip_port", "trusted", "untrusted"];
 /// At least once per 600 packets (50 in 30,000).
 pub const ANY_PORT_MIN_SHARE: usize = 600;
 

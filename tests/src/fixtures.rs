@@ -35,11 +35,16 @@ impl Case {
         }
     }
 
-    /// Whether the case needs the tail-called scanners (SIP inspection or
-    /// the any-port reader), which need the bpf_loop helper.
-    pub fn needs_scanning(&self) -> bool {
+    /// Whether the case needs the SIP inspector, which needs the bpf_loop
+    /// helper.
+    pub fn needs_inspector(&self) -> bool {
         self.policy.settings.policy == sipguard_common::POLICY_INSPECT
-            || self.policy.settings.any_udp_port()
+    }
+
+    /// Whether the case reaches the any-port reader, which has two builds
+    /// (with and without bpf_loop) that must agree.
+    pub fn uses_any_port(&self) -> bool {
+        self.policy.settings.any_udp_port()
     }
 
     /// Applies the case's policy to `sandbox` and runs every row.
@@ -64,18 +69,30 @@ pub fn all_cases() -> Vec<Case> {
 }
 
 /// Loads a sandbox for `case`, runs it and fails the test on any mismatch.
+/// Cases that reach the any-port reader run against both of its builds.
 pub fn check_case(case: &Case) {
-    let mut sb = Sandbox::new(&case.policy).expect("loading the eBPF object (root, BPF)");
-    let failures = case.run(&mut sb);
-    assert!(
-        failures.is_empty(),
-        "{}: {} of {} rows failed:\n{}",
-        case.name,
-        failures.len(),
-        case.rows.len(),
-        failures.join("\n")
-    );
-    eprintln!("{}: {} rows passed", case.name, case.rows.len());
+    let mut builds = vec![(
+        "",
+        Sandbox::new(&case.policy).expect("loading the eBPF object (root, BPF)"),
+    )];
+    if case.uses_any_port() {
+        builds.push((
+            " (any-port reader without bpf_loop)",
+            Sandbox::any_port_bounded(&case.policy).expect("loading the eBPF object (root, BPF)"),
+        ));
+    }
+    for (build, mut sb) in builds {
+        let failures = case.run(&mut sb);
+        assert!(
+            failures.is_empty(),
+            "{}{build}: {} of {} rows failed:\n{}",
+            case.name,
+            failures.len(),
+            case.rows.len(),
+            failures.join("\n")
+        );
+        eprintln!("{}{build}: {} rows passed", case.name, case.rows.len());
+    }
 }
 
 /// The whole body of a fixture test: skips loudly without root, otherwise

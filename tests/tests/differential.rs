@@ -78,19 +78,45 @@ fn agree_on_random_sip(byte_loads_only: bool, packets: usize) {
 /// set, plus random binary payloads.
 #[test]
 fn kernel_and_host_agree_on_any_port() {
-    if !require_root("kernel_and_host_agree_on_any_port") {
-        return;
+    if require_root("kernel_and_host_agree_on_any_port") {
+        agree_on_any_port(
+            Sandbox::new,
+            differential::ANY_PORT_CONFIG,
+            differential::ANY_PORT_REASONS,
+        );
     }
+}
+
+/// The any-port reader built without bpf_loop (what kernels before 5.17
+/// run), under the inspector and alone.
+#[test]
+fn kernel_bounded_any_port_and_host_agree() {
+    if require_root("kernel_bounded_any_port_and_host_agree") {
+        for (config, reasons) in [
+            (
+                differential::ANY_PORT_CONFIG,
+                differential::ANY_PORT_REASONS,
+            ),
+            (
+                differential::ANY_PORT_DROP_CONFIG,
+                differential::ANY_PORT_DROP_REASONS,
+            ),
+        ] {
+            agree_on_any_port(Sandbox::any_port_bounded, config, reasons);
+        }
+    }
+}
+
+fn agree_on_any_port(load: fn(&Policy) -> anyhow::Result<Sandbox>, config: &str, reasons: &[&str]) {
     const N: usize = 30_000;
-    let cfg =
-        Config::parse(differential::ANY_PORT_CONFIG, "differential any-port").expect("config");
+    let cfg = Config::parse(config, "differential any-port").expect("config");
     let policy = Policy::from_config(&cfg);
-    let mut sb = Sandbox::new(&policy).expect("loading the eBPF object (root, BPF)");
+    let mut sb = load(&policy).expect("loading the eBPF object (root, BPF)");
     let out = differential::any_port(&mut sb, &policy, N);
     assert_agree(
-        "differential any-port",
+        &format!("differential any-port ({config:?})"),
         &out,
-        differential::ANY_PORT_REASONS,
+        reasons,
         differential::ANY_PORT_MIN_SHARE,
     );
 }

@@ -115,6 +115,9 @@ pub const INSPECTOR_SLOT: u32 = 0;
 /// outside the SIP ports (`FLAG_ANY_UDP_PORT`), tail-called by the filter
 /// through the same program array, slot [`ANY_PORT_SLOT`].
 pub const ANY_PORT_PROGRAM_NAME: &str = "sipguard_anyport";
+/// The same reader without `bpf_loop`, for kernels before 5.17; the loader
+/// puts one of the two in slot [`ANY_PORT_SLOT`].
+pub const ANY_PORT_BOUNDED_PROGRAM_NAME: &str = "sipguard_anyport_bounded";
 pub const ANY_PORT_SLOT: u32 = 1;
 /// Entries of the `INSPECTOR` program array.
 pub const TAIL_SLOTS: u32 = 2;

@@ -34,8 +34,9 @@ pub struct Feature {
 enum Need {
     /// The object does not load at all (its maps and the filter).
     Always,
-    /// `policy: inspect` and `any_udp_port` (the tail-called programs).
-    Scanning,
+    /// `policy: inspect` (the SIP inspector). The any-port reader has a
+    /// build without `bpf_loop`, so `any_udp_port` needs nothing more.
+    Inspection,
     /// `learn_registrars`.
     Learner,
 }
@@ -59,7 +60,7 @@ const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
     ("LRU hash maps", "4.10", "bans, fragments, learned registrars", Need::Always, Probe::Map(MapType::LruHash)),
     ("ring buffer maps", "5.8", "drop events", Need::Always, Probe::Map(MapType::RingBuf)),
     ("bpf_ktime_get_boot_ns helper", "5.8", "ban expiry", Need::Always, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns)),
-    (BPF_LOOP, "5.17", "SIP inspection (policy: inspect) and any_udp_port", Need::Scanning, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
+    (BPF_LOOP, "5.17", "SIP inspection (policy: inspect); any_udp_port uses it where present", Need::Inspection, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
     ("TC classifier programs", "4.1", "learn_registrars (egress learner)", Need::Learner, Probe::Program(ProgramType::SchedClassifier)),
 ];
 
@@ -128,26 +129,21 @@ fn present(name: &str) -> bool {
     probe().iter().any(|f| f.name == name && f.present)
 }
 
-/// Whether the SIP inspector and the any-port reader can load here.
+/// Whether the SIP inspector and the `bpf_loop` build of the any-port
+/// reader can load here.
 pub fn has_bpf_loop() -> bool {
     present(BPF_LOOP)
 }
 
 /// The missing features a policy needs, as (what needs it, feature).
 pub fn missing_for(cfg: &Config) -> Vec<(&'static str, &'static Feature)> {
-    let scanning = if cfg.policy == UntrustedPolicy::Inspect {
-        Some("policy: inspect")
-    } else if cfg.any_udp_port {
-        Some("any_udp_port: true")
-    } else {
-        None
-    };
+    let inspection = (cfg.policy == UntrustedPolicy::Inspect).then_some("policy: inspect");
     probe()
         .iter()
         .filter(|f| !f.present)
         .filter_map(|f| match f.need {
             Need::Always => Some(("sipguard", f)),
-            Need::Scanning => scanning.map(|what| (what, f)),
+            Need::Inspection => inspection.map(|what| (what, f)),
             Need::Learner => cfg
                 .learn_registrars
                 .enabled

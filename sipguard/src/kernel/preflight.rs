@@ -56,7 +56,7 @@ pub fn check(pin_root: &Path) -> Result<()> {
     }
     let release = kernel_release();
     let mut problems = Vec::new();
-    // bpf_loop (SIP inspection, any_udp_port) is needed by some policies
+    // bpf_loop (SIP inspection) is needed by some policies
     // only: features::require_for refuses those on kernels without it.
     for f in features::required() {
         let what = format!("{} ({})", f.name, f.used_for);

@@ -28,6 +28,9 @@ pub struct LoadOptions {
     /// Keep the SIP scanner on byte loads even where the CPU does unaligned
     /// 8-byte loads: the path strict-alignment routers run (tests).
     pub byte_loads_only: bool,
+    /// Install the any-port reader built without `bpf_loop` even where the
+    /// kernel has the helper (tests run both builds).
+    pub any_port_bounded: bool,
 }
 
 /// Loads like [`load`], but every map is opened from `pin_dir/<NAME>` when
@@ -85,50 +88,59 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
         )
     })?;
     load_program(&mut ebpf, PROGRAM_NAME, opts.verbose)?;
-    if crate::kernel::features::has_bpf_loop() {
-        install_inspector(&mut ebpf, opts.verbose)?;
-    } else {
-        // The filter alone still runs the allowlist; policies that need
-        // the scanners are refused before they reach the maps
-        // (features::require_for), so nothing tail-calls the empty slots.
-        log::warn!(
-            "this kernel has no bpf_loop helper (Linux 5.17+): SIP inspection and any_udp_port are unavailable"
-        );
-    }
+    install_tail_programs(&mut ebpf, opts)?;
     Ok(ebpf)
 }
 
-/// Loads the SIP inspector and puts it in the program array the filter
-/// tail-calls. Without it the filter passes untrusted SIP under `inspect`
-/// as `uninspectable`, so every load path installs it.
+/// Loads the SIP inspector and the any-port reader and puts them in the
+/// program array the filter tail-calls. Without the inspector the filter
+/// passes untrusted SIP under `inspect` as `uninspectable`, so every load
+/// path installs it where the kernel has `bpf_loop`; where it lacks it,
+/// policies that need the inspector are refused before they reach the maps
+/// (features::require_for), so nothing tail-calls the empty slot.
 ///
-/// The any-port reader goes in its slot too: it is always installed and
-/// only reached when `any_udp_port` is on, so a reload can switch the
-/// option without loading anything.
-fn install_inspector(ebpf: &mut Ebpf, verbose: bool) -> Result<()> {
-    use aya::maps::ProgramArray;
+/// The any-port reader is always installed (the `bpf_loop` build, or the
+/// bounded one on kernels without the helper) and only reached when
+/// `any_udp_port` is on, so a reload can switch the option without loading
+/// anything.
+fn install_tail_programs(ebpf: &mut Ebpf, opts: LoadOptions) -> Result<()> {
     use sipguard_common::{
-        map_names, ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, INSPECTOR_SLOT, INSPECT_PROGRAM_NAME,
+        ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, INSPECTOR_SLOT,
+        INSPECT_PROGRAM_NAME,
     };
-    for (name, slot, what) in [
-        (INSPECT_PROGRAM_NAME, INSPECTOR_SLOT, "the SIP inspector"),
-        (ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, "the any-port reader"),
-    ] {
-        if name == ANY_PORT_PROGRAM_NAME && ebpf.program(name).is_none() {
-            // Only older objects given to `load_object` (benchmark
-            // comparisons) lack it; the embedded one always has it.
-            log::warn!("this object has no {name}: any_udp_port would pass as uninspectable");
-            continue;
-        }
-        load_program(ebpf, name, verbose)?;
-        let fd = xdp_program(ebpf, name)?.fd()?.try_clone()?;
-        let map = map_mut(ebpf, map_names::INSPECTOR)?;
-        let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
-        array.set(slot, &fd, 0).with_context(|| {
-            format!("installing {what} in slot {slot} of the INSPECTOR program array")
-        })?;
+    let has_loop = crate::kernel::features::has_bpf_loop();
+    if has_loop {
+        install(ebpf, INSPECT_PROGRAM_NAME, INSPECTOR_SLOT, opts.verbose)?;
+    } else {
+        log::warn!(
+            "this kernel has no bpf_loop helper (Linux 5.17+): SIP inspection (policy: inspect) is unavailable"
+        );
     }
-    Ok(())
+    let any_port = if has_loop && !opts.any_port_bounded {
+        ANY_PORT_PROGRAM_NAME
+    } else {
+        ANY_PORT_BOUNDED_PROGRAM_NAME
+    };
+    if ebpf.program(any_port).is_none() {
+        // Only older objects given to `load_object` (benchmark
+        // comparisons) lack it; the embedded one always has both.
+        log::warn!("this object has no {any_port}: any_udp_port would pass as uninspectable");
+        return Ok(());
+    }
+    install(ebpf, any_port, ANY_PORT_SLOT, opts.verbose)
+}
+
+/// Loads program `name` and puts it in `slot` of the INSPECTOR program
+/// array.
+fn install(ebpf: &mut Ebpf, name: &str, slot: u32, verbose: bool) -> Result<()> {
+    use aya::maps::ProgramArray;
+    load_program(ebpf, name, verbose)?;
+    let fd = xdp_program(ebpf, name)?.fd()?.try_clone()?;
+    let map = map_mut(ebpf, sipguard_common::map_names::INSPECTOR)?;
+    let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
+    array
+        .set(slot, &fd, 0)
+        .with_context(|| format!("installing {name} in slot {slot} of the INSPECTOR program array"))
 }
 
 /// Takes map `name` out of a loaded object (pin it first if it must outlive
@@ -203,7 +215,7 @@ pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kerne
     format!(
         "the kernel's verifier rejected XDP program '{name}': {error}\n\
          --- verifier log ({which}) ---\n{body}\n---\n\
-         What to do: sipguard needs Linux 5.10 or newer, 5.17 for SIP inspection (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
+         What to do: sipguard needs Linux 5.10 or newer, 5.17 for SIP inspection (policy: inspect) (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
          On a newer one this is a bug in sipguard: please report it with the output of `sipguard -v run`."
     )
 }

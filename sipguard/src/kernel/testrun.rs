@@ -87,8 +87,22 @@ impl Sandbox {
             policy,
             LoadOptions {
                 report_reason: true,
-                verbose: false,
                 byte_loads_only: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `new` with the any-port reader built without `bpf_loop` (the one
+    /// kernels before 5.17 run) in its slot, whatever this kernel has.
+    pub fn any_port_bounded(policy: &Policy) -> Result<Self> {
+        Self::load(
+            program::OBJECT,
+            policy,
+            LoadOptions {
+                report_reason: true,
+                any_port_bounded: true,
+                ..Default::default()
             },
         )
     }
@@ -103,8 +117,7 @@ impl Sandbox {
             policy,
             LoadOptions {
                 report_reason,
-                verbose: false,
-                byte_loads_only: false,
+                ..Default::default()
             },
         )
     }

@@ -21,8 +21,8 @@ use std::{
 
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::{
-    packet::Link, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
-    PROGRAM_NAME_RAW_IP,
+    packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME,
+    LEARN_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
 
@@ -90,15 +90,22 @@ fn report_load(what: &str, start: Instant, result: anyhow::Result<()>) {
     }
 }
 
-/// The verifier's figures for every program of the object.
-fn report_verifier(sb: &Sandbox) {
+/// The verifier's figures for every program of the object; the any-port
+/// reader without bpf_loop from `bounded` where the kernel has the helper
+/// (the main sandbox then runs the other build).
+fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
     for prog in [
         PROGRAM_NAME,
         INSPECT_PROGRAM_NAME,
         ANY_PORT_PROGRAM_NAME,
+        ANY_PORT_BOUNDED_PROGRAM_NAME,
         LEARN_PROGRAM_NAME,
         PROGRAM_NAME_RAW_IP,
     ] {
+        let sb = match bounded {
+            Some(b) if prog == ANY_PORT_BOUNDED_PROGRAM_NAME => b,
+            _ => sb,
+        };
         // Per function, entry point first: "480+32".
         let stack = match sb.stack_frames_of(prog) {
             Ok(Some(frames)) => frames
@@ -118,11 +125,33 @@ fn report_verifier(sb: &Sandbox) {
             Ok(None) => report(&format!(
                 "verifier prog={prog} insns=unreported stack={stack} jited={jited}"
             )),
-            // Not loaded: the scanners on a kernel without bpf_loop.
+            // Not loaded: the bpf_loop programs on a kernel without it.
             Err(e) => report(&format!(
                 "verifier prog={prog} insns=not-loaded detail={:?}",
                 format!("{e:#}")
             )),
+        }
+    }
+}
+
+/// Where the kernel has bpf_loop the main sandbox runs the any-port reader
+/// built with it; this second load runs the build without it, so both
+/// meet the same rows and corpus. None on kernels without the helper (the
+/// main sandbox already runs that build) or when it fails to load
+/// (reported as a failure).
+fn load_bounded(cases: &[fixtures::Case]) -> Result<Option<Sandbox>, ()> {
+    if !sipguard::kernel::features::has_bpf_loop() {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    match Sandbox::any_port_bounded(&cases[0].policy) {
+        Ok(sb) => {
+            report_load("anyport-bounded-load", t, Ok(()));
+            Ok(Some(sb))
+        }
+        Err(e) => {
+            report_load("anyport-bounded-load", t, Err(e));
+            Err(())
         }
     }
 }
@@ -132,7 +161,11 @@ fn verifier() -> bool {
     let Some(sb) = load_all(&cases, "verifier") else {
         return false;
     };
-    report_verifier(&sb);
+    let Ok(bounded) = load_bounded(&cases) else {
+        report("suite=verifier result=fail");
+        return false;
+    };
+    report_verifier(&sb, bounded.as_ref());
     report("suite=verifier result=pass");
     true
 }
@@ -142,44 +175,49 @@ fn fixtures() -> bool {
     let Some(mut sb) = load_all(&cases, "fixtures") else {
         return false;
     };
+    let Ok(mut bounded) = load_bounded(&cases) else {
+        report("suite=fixtures result=fail");
+        return false;
+    };
     let mut failed = 0;
     let mut rows = 0;
     let run_start = Instant::now();
-    let scanning = sipguard::kernel::features::has_bpf_loop();
-    report(&format!("bpf_loop present={scanning}"));
+    let has_loop = sipguard::kernel::features::has_bpf_loop();
+    report(&format!("bpf_loop present={has_loop}"));
     for case in &cases {
-        if case.needs_scanning() && !scanning {
+        let name = case.name.replace(' ', "-");
+        if case.needs_inspector() && !has_loop {
             // The daemon refuses these policies here (checked by the replay
             // and e2e parts against the real binary).
             report(&format!(
-                "case name={} rows={} result=skip needs=bpf_loop",
-                case.name.replace(' ', "-"),
+                "case name={name} rows={} result=skip needs=bpf_loop",
                 case.rows.len()
             ));
             continue;
         }
-        let failures = case.run(&mut sb);
-        rows += case.rows.len();
-        let name = case.name.replace(' ', "-");
-        for f in failures.iter().take(SHOWN_FAILURES) {
-            report(&format!("row case={name} result=fail detail={f:?}"));
+        let mut builds = vec![(name.clone(), &mut sb)];
+        if let (true, Some(b)) = (case.uses_any_port(), bounded.as_mut()) {
+            builds.push((format!("{name}-anyport-bounded"), b));
         }
-        report(&format!(
-            "case name={name} rows={} failures={} result={}",
-            case.rows.len(),
-            failures.len(),
-            if failures.is_empty() { "pass" } else { "fail" }
-        ));
-        if !failures.is_empty() {
-            failed += 1;
+        for (name, sb) in builds {
+            let failures = case.run(sb);
+            rows += case.rows.len();
+            for f in failures.iter().take(SHOWN_FAILURES) {
+                report(&format!("row case={name} result=fail detail={f:?}"));
+            }
+            report(&format!(
+                "case name={name} rows={} failures={} result={}",
+                case.rows.len(),
+                failures.len(),
+                if failures.is_empty() { "pass" } else { "fail" }
+            ));
+            if !failures.is_empty() {
+                failed += 1;
+            }
         }
     }
-    report_verifier(&sb);
-    if scanning {
-        failed += differential(&mut sb);
-    } else {
-        report("differential result=skip needs=bpf_loop");
-    }
+    report_verifier(&sb, bounded.as_ref());
+    failed += differential(&mut sb, bounded.as_mut(), has_loop);
     report(&format!(
         "suite=fixtures cases={} rows={rows} failed_cases={failed} seconds={:.1} result={}",
         cases.len(),
@@ -195,13 +233,16 @@ fn fixtures() -> bool {
 const DIFFERENTIAL_SIP: usize = 12_000;
 const DIFFERENTIAL_ANY_PORT: usize = 6_000;
 
-/// The differential corpora through the sandbox's one load; returns how
-/// many of them failed.
-fn differential(sb: &mut Sandbox) -> usize {
+/// The differential corpora through the sandboxes' one load each; returns
+/// how many runs failed. The any-port corpus runs against both builds of
+/// the reader (`bounded` is the one without bpf_loop where the main sandbox
+/// runs the other); without bpf_loop only the corpus under `policy: drop`
+/// can run (the others need the inspector).
+fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: bool) -> usize {
     use sipguard::policy::{config::Config, Policy};
     use sipguard_tests::differential as d;
     let mut failed = 0;
-    for (name, config, packets, reasons, share) in [
+    let corpora = [
         (
             "sip",
             d::SIP_CONFIG,
@@ -216,37 +257,58 @@ fn differential(sb: &mut Sandbox) -> usize {
             d::ANY_PORT_REASONS,
             d::ANY_PORT_MIN_SHARE,
         ),
-    ] {
-        let start = Instant::now();
+        (
+            "any-port-drop",
+            d::ANY_PORT_DROP_CONFIG,
+            DIFFERENTIAL_ANY_PORT,
+            d::ANY_PORT_DROP_REASONS,
+            d::ANY_PORT_MIN_SHARE,
+        ),
+    ];
+    for (name, config, packets, reasons, share) in corpora {
         let policy = Policy::from_config(&Config::parse(config, "differential").expect("config"));
-        if let Err(e) = sb.apply(&policy) {
+        if policy.settings.policy == sipguard_common::POLICY_INSPECT && !has_loop {
             report(&format!(
-                "differential name={name} result=fail error={:?}",
-                format!("{e:#}")
+                "differential name={name} result=skip needs=bpf_loop"
             ));
-            failed += 1;
             continue;
         }
-        let out = match name {
-            "sip" => d::random_sip(sb, &policy, packets),
-            _ => d::any_port(sb, &policy, packets),
-        };
-        let mut problems = out.shown.clone();
-        problems.extend(out.too_rare(reasons, share));
-        for p in problems.iter().take(SHOWN_FAILURES) {
-            report(&format!(
-                "differential-row name={name} result=fail detail={p:?}"
-            ));
+        let mut builds = vec![(name.to_string(), &mut *sb)];
+        if let (true, Some(b)) = (name != "sip", bounded.as_deref_mut()) {
+            builds.push((format!("{name}-anyport-bounded"), b));
         }
-        let ok = out.mismatches == 0 && problems.is_empty();
-        report(&format!(
-            "differential name={name} packets={packets} mismatches={} seconds={:.1} result={}",
-            out.mismatches,
-            start.elapsed().as_secs_f64(),
-            if ok { "pass" } else { "fail" }
-        ));
-        if !ok {
-            failed += 1;
+        for (name, sb) in builds {
+            let start = Instant::now();
+            if let Err(e) = sb.apply(&policy) {
+                report(&format!(
+                    "differential name={name} result=fail error={:?}",
+                    format!("{e:#}")
+                ));
+                failed += 1;
+                continue;
+            }
+            let out = if name == "sip" {
+                d::random_sip(sb, &policy, packets)
+            } else {
+                d::any_port(sb, &policy, packets)
+            };
+            let mut problems = out.shown.clone();
+            problems.extend(out.too_rare(reasons, share));
+            for p in problems.iter().take(SHOWN_FAILURES) {
+                report(&format!(
+                    "differential-row name={name} result=fail detail={p:?}"
+                ));
+            }
+            let ok = out.mismatches == 0 && problems.is_empty();
+            report(&format!(
+                "differential name={name} packets={packets} mismatches={} seconds={:.1} result={}",
+                out.mismatches,
+                start.elapsed().as_secs_f64(),
+                if ok { "pass" } else { "fail" }
+            ));
+            if !ok {
+                failed += 1;
+            }
         }
     }
     failed
@@ -443,7 +505,9 @@ const ALLOWLIST: Scenario = Scenario {
 };
 
 /// `sipguard check --kernel` must agree with the probe this suite made and
-/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing.
+/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing,
+/// saying that it is the inspection that needs it; an any-port policy
+/// under `policy: drop` it accepts everywhere.
 fn check_kernel() -> bool {
     let scanning = sipguard::kernel::features::has_bpf_loop();
     let run = || -> anyhow::Result<()> {
@@ -465,6 +529,30 @@ fn check_kernel() -> bool {
             anyhow::bail!(
                 "check --kernel exit {:?}, line {line:?}; want {want_mark} and exit {want_code}",
                 out.status.code()
+            );
+        }
+        let refusal = "policy: inspect needs the bpf_loop helper (Linux 5.17+)";
+        let said = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        if !scanning && !said.contains(refusal) {
+            anyhow::bail!("the refusal does not say {refusal:?}:\n{said}");
+        }
+        // Any-port recognition alone runs everywhere (its reader has a
+        // build without bpf_loop).
+        let any_port = dir.join("any-port.yaml");
+        std::fs::write(
+            &any_port,
+            sipguard_tests::differential::ANY_PORT_DROP_CONFIG,
+        )?;
+        let out = sipguard()
+            .args(["check", "--kernel", "-c"])
+            .arg(&any_port)
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "check --kernel refused an any_udp_port policy under policy: drop (exit {:?}):\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         Ok(())
