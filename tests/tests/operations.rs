@@ -582,18 +582,8 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     };
     // An "older build": the object's empty program, attached through a
     // pinned link where the daemon keeps its own.
-    std::fs::create_dir_all(d.pin_dir()).unwrap();
     let link_pin = d.pin_dir().join(format!("link_{}", net.pbx_if));
-    let (r_if, pin) = (net.pbx_if.clone(), link_pin.clone());
-    net.pbx.run(move || {
-        let mut ebpf = sipguard::kernel::program::load(Default::default()).unwrap();
-        sipguard::kernel::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
-        let prog = sipguard::kernel::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
-        let id = prog.attach(&r_if, aya::programs::XdpMode::Driver).unwrap();
-        let link = prog.take_link(id).unwrap();
-        let fd = aya::programs::links::FdLink::try_from(link).unwrap();
-        fd.pin(&pin).unwrap();
-    });
+    pin_pass_everything_link(&net, &d.pin_dir(), &[]);
     let (old_prog, _) = sipguard::kernel::pins::link_info(&link_pin).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
     send_and_expect_all(&net, &rx, SCANNER, 2, "the old program passes everything");
@@ -616,6 +606,70 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
         rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
         n_good,
         "no trusted packet lost during the swap"
+    );
+}
+
+/// Attaches the object's empty program to the WAN interface through a link
+/// pinned in `dir` (where a daemon of that map ABI keeps it), with `maps`
+/// of the same object pinned beside it: a filter some other sipguard build
+/// left running.
+fn pin_pass_everything_link(net: &Wan, dir: &std::path::Path, maps: &'static [&'static str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (r_if, dir) = (net.pbx_if.clone(), dir.to_path_buf());
+    net.pbx.run(move || {
+        let mut ebpf = sipguard::kernel::program::load(Default::default()).unwrap();
+        for m in maps {
+            ebpf.map(m).unwrap().pin(dir.join(m)).unwrap();
+        }
+        sipguard::kernel::program::load_program(&mut ebpf, "empty_pass", false).unwrap();
+        let prog = sipguard::kernel::program::xdp_program(&mut ebpf, "empty_pass").unwrap();
+        let id = prog.attach(&r_if, aya::programs::XdpMode::Driver).unwrap();
+        let link = prog.take_link(id).unwrap();
+        let fd = aya::programs::links::FdLink::try_from(link).unwrap();
+        fd.pin(dir.join(format!("link_{r_if}"))).unwrap();
+    });
+}
+
+#[test]
+fn a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed() {
+    let Some((net, mut d)) = setup(
+        "a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed",
+        &format!("policy: drop\ntrusted: [{PROVIDER}]\n"),
+    ) else {
+        return;
+    };
+    let older = sipguard_common::MAP_ABI_VERSION - 1;
+    let old_dir = d.pin_root.join(format!("v{older}"));
+    pin_pass_everything_link(&net, &old_dir, &["COUNTERS", "BANS"]);
+    let (old_prog, _) =
+        sipguard::kernel::pins::link_info(&old_dir.join(format!("link_{}", net.pbx_if))).unwrap();
+    let rx = Receiver::start(&net.pbx, 5060);
+    send_and_expect_all(&net, &rx, SCANNER, 2, "the older filter passes everything");
+    let good = steady(&net, PROVIDER);
+    d.launch(&[]);
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("taking over the XDP link of map ABI v{older}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("removed the pins of map ABI v{older}")),
+        "{log}"
+    );
+    assert!(!old_dir.exists(), "the older version's pins are gone");
+    let (new_prog, ifindex) =
+        sipguard::kernel::pins::link_info(&d.pin_dir().join(format!("link_{}", net.pbx_if)))
+            .unwrap();
+    assert_ne!(new_prog, old_prog, "the link runs this build's program");
+    assert_ne!(ifindex, 0);
+    net.send_options(SCANNER, 5060, 3, MS);
+    std::thread::sleep(Duration::from_millis(100));
+    let n_good = good.finish();
+    assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
+    assert_eq!(
+        rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
+        n_good,
+        "no trusted packet lost during the takeover"
     );
 }
 

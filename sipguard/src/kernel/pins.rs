@@ -101,12 +101,89 @@ pub fn pinned_links(root: &Path) -> Vec<String> {
 /// Detaches and unpins the XDP link of `ifname`. BPF_LINK_DETACH ends the
 /// link even while a daemon still holds a descriptor of it.
 pub fn detach_link(root: &Path, ifname: &str) -> Result<()> {
-    let path = link_path(root, ifname);
-    let fd = obj_get(&path)
+    detach_link_at(&link_path(root, ifname), ifname)
+}
+
+fn detach_link_at(path: &Path, ifname: &str) -> Result<()> {
+    let fd = obj_get(path)
         .with_context(|| format!("no sipguard link pinned for {ifname} ({})", path.display()))?;
     let r = link_detach(&fd);
-    std::fs::remove_file(&path).with_context(|| format!("cannot remove pin {}", path.display()))?;
+    std::fs::remove_file(path).with_context(|| format!("cannot remove pin {}", path.display()))?;
     r
+}
+
+/// Pin directories of older map ABIs under `root`, newest first: what a
+/// daemon of an older package left running.
+fn older_dirs(root: &Path) -> Vec<(u32, PathBuf)> {
+    let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_str()?.strip_prefix('v')?.parse().ok()?;
+            (n < MAP_ABI_VERSION).then(|| (n, e.path()))
+        })
+        .collect();
+    v.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    v
+}
+
+/// Moves the XDP link an older map ABI's daemon pinned for `ifname` to this
+/// version's place, so the caller swaps its program in place (no gap) as it
+/// does for a link of its own version. Returns the older version, if any.
+pub fn take_over_older_link(root: &Path, ifname: &str) -> Result<Option<u32>> {
+    let path = link_path(root, ifname);
+    if path.exists() {
+        return Ok(None);
+    }
+    for (version, dir) in older_dirs(root) {
+        let old = dir.join(format!("link_{ifname}"));
+        if old.exists() {
+            std::fs::rename(&old, &path).with_context(|| {
+                format!(
+                    "cannot move the pinned link {} to {}",
+                    old.display(),
+                    path.display()
+                )
+            })?;
+            return Ok(Some(version));
+        }
+    }
+    Ok(None)
+}
+
+/// Removes what older map ABIs left under `root` once this daemon runs:
+/// links of interfaces it does not filter are detached, then their maps are
+/// unpinned (their layouts are not this version's, so nothing reads them).
+pub fn remove_older(root: &Path) -> Result<()> {
+    for (version, dir) in older_dirs(root) {
+        let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
+        for path in &entries {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if let Some(ifname) = name.strip_prefix("link_") {
+                log::info!(
+                    "detaching the map ABI v{version} filter from {ifname}: not configured here"
+                );
+                detach_link_at(path, ifname)?;
+            } else {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove pin {}", path.display()))?;
+            }
+        }
+        std::fs::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        log::info!(
+            "removed the pins of map ABI v{version} ({}); its bans and learned registrars are not carried over",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// aya 0.14 wraps neither BPF_OBJ_GET on a bare path nor BPF_LINK_DETACH

@@ -153,6 +153,7 @@ impl Daemon {
                 pins::detach_link(&opts.pin_root, &name)?;
             }
         }
+        pins::remove_older(&opts.pin_root)?;
         Ok((d, ring))
     }
 
@@ -169,6 +170,9 @@ impl Daemon {
         let path = pins::link_path(&self.pin_root, name);
         let prog = program::xdp_program(&mut self.ebpf, program)?;
         let new_tag = prog.info()?.tag();
+        if let Some(version) = pins::take_over_older_link(&self.pin_root, name)? {
+            log::info!("{name}: taking over the XDP link of map ABI v{version} (its program keeps filtering until it is replaced)");
+        }
         if path.exists() {
             match pins::link_info(&path) {
                 Ok((prog_id, link_if)) if link_if == idx => {
