@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
-    assert_eq!(scan, sip::scan(&flow, &NoWords(msg), policy), "word and byte scans differ");
+    assert_eq!(
+        scan,
+        sip::scan(&flow, &NoWords(msg), policy),
+        "word and byte scans differ"
+    );
     let r = sip::decide(&scan, &policy.settings, policy);
     assert!(
         matches!(
