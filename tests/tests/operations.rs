@@ -583,7 +583,7 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
     // An "older build": the object's empty program, attached through a
     // pinned link where the daemon keeps its own.
     let link_pin = d.pin_dir().join(format!("link_{}", net.pbx_if));
-    pin_pass_everything_link(&net, &d.pin_dir(), &[]);
+    pin_pass_everything_link(&net, &d.pin_dir(), &[], |_| {});
     let (old_prog, _) = sipguard::kernel::pins::link_info(&link_pin).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
     send_and_expect_all(&net, &rx, SCANNER, 2, "the old program passes everything");
@@ -611,13 +611,19 @@ fn a_different_program_on_the_pinned_link_is_replaced_in_place() {
 
 /// Attaches the object's empty program to the WAN interface through a link
 /// pinned in `dir` (where a daemon of that map ABI keeps it), with `maps`
-/// of the same object pinned beside it: a filter some other sipguard build
-/// left running.
-fn pin_pass_everything_link(net: &Wan, dir: &std::path::Path, maps: &'static [&'static str]) {
+/// of the same object pinned beside it after `fill` wrote into them: a
+/// filter some other sipguard build left running.
+fn pin_pass_everything_link(
+    net: &Wan,
+    dir: &std::path::Path,
+    maps: &'static [&'static str],
+    fill: impl FnOnce(&mut aya::Ebpf) + Send + 'static,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let (r_if, dir) = (net.pbx_if.clone(), dir.to_path_buf());
     net.pbx.run(move || {
         let mut ebpf = sipguard::kernel::program::load(Default::default()).unwrap();
+        fill(&mut ebpf);
         for m in maps {
             ebpf.map(m).unwrap().pin(dir.join(m)).unwrap();
         }
@@ -630,17 +636,108 @@ fn pin_pass_everything_link(net: &Wan, dir: &std::path::Path, maps: &'static [&'
     });
 }
 
+/// Creates a map with raw bpf(2) and pins it at `path`: a layout no build
+/// of this tree has.
+fn pin_raw_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    let mut attr = [0u8; 128];
+    for (i, v) in [map_type, key, value, entries].iter().enumerate() {
+        attr[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    // SAFETY: BPF_MAP_CREATE (0) and BPF_OBJ_PIN (6) with attr buffers of
+    // the size passed; the path outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), 128u32) };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut attr = [0u8; 128];
+    attr[..8].copy_from_slice(&(c.as_ptr() as u64).to_ne_bytes());
+    attr[8..12].copy_from_slice(&(fd as u32).to_ne_bytes());
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 6, attr.as_mut_ptr(), 128u32) };
+    assert_eq!(rc, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+    unsafe { libc::close(fd as i32) };
+}
+
+/// Slot the older filter gave the WAN interface: not the one this
+/// version gives it (1), so counters must follow the name.
+const OLDER_SLOT: u32 = 5;
+
+/// What the older filter holds: a manual ban of OTHER, OTHER2 learned as a
+/// registrar for an hour, 1,000 sipvicious drops counted on the WAN
+/// interface in slot [`OLDER_SLOT`], 7 bans made (`OPS_STATS`).
+fn fill_older_state(ebpf: &mut aya::Ebpf, wan_if: &str) {
+    use aya::maps::{Array, HashMap, PerCpuArray, PerCpuValues};
+    use sipguard_common::*;
+    let now = sipguard::kernel::stateful::boot_ns();
+    let mut bans: HashMap<_, AddrKey, BanEntry> =
+        HashMap::try_from(ebpf.map_mut("BANS").unwrap()).unwrap();
+    let key = sipguard::kernel::bans::key_for(OTHER.into(), 64);
+    let ban = BanEntry {
+        expires_ns: BAN_FOREVER,
+        origin: BAN_MANUAL,
+        count: 0,
+    };
+    bans.insert(key, ban, 0).unwrap();
+    let mut learned: HashMap<_, V4Key, LearnedExpiry> =
+        HashMap::try_from(ebpf.map_mut("LEARNED_V4").unwrap()).unwrap();
+    learned
+        .insert(OTHER2.octets(), now + 3_600_000_000_000, 0)
+        .unwrap();
+    let mut names: Array<_, IfaceName> =
+        Array::try_from(ebpf.map_mut("IFACE_NAMES").unwrap()).unwrap();
+    let mut n: IfaceName = [0; 16];
+    n[..wan_if.len()].copy_from_slice(wan_if.as_bytes());
+    names.set(OLDER_SLOT, n, 0).unwrap();
+    let cpus = aya::util::nr_cpus().unwrap();
+    let mut counters: PerCpuArray<_, Counter> =
+        PerCpuArray::try_from(ebpf.map_mut("COUNTERS").unwrap()).unwrap();
+    let mut cells = vec![Counter::default(); cpus];
+    cells[0] = Counter {
+        packets: 1000,
+        bytes: 64_000,
+    };
+    let index = counter_index(OLDER_SLOT, false, Reason::DropSipVicious as u32);
+    counters
+        .set(index, PerCpuValues::try_from(cells).unwrap(), 0)
+        .unwrap();
+    let mut stats: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map_mut("OPS_STATS").unwrap()).unwrap();
+    let mut made = vec![0u64; cpus];
+    made[cpus - 1] = 7;
+    stats
+        .set(STAT_BANS_CREATED, PerCpuValues::try_from(made).unwrap(), 0)
+        .unwrap();
+}
+
 #[test]
-fn a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed() {
+fn a_filter_of_an_older_map_abi_is_taken_over_in_place_its_state_carried_and_its_pins_removed() {
     let Some((net, mut d)) = setup(
-        "a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed",
+        "a_filter_of_an_older_map_abi_is_taken_over_in_place_its_state_carried_and_its_pins_removed",
         &format!("policy: drop\ntrusted: [{PROVIDER}]\n"),
     ) else {
         return;
     };
     let older = sipguard_common::MAP_ABI_VERSION - 1;
     let old_dir = d.pin_root.join(format!("v{older}"));
-    pin_pass_everything_link(&net, &old_dir, &["COUNTERS", "BANS"]);
+    let wan_if = net.pbx_if.clone();
+    pin_pass_everything_link(
+        &net,
+        &old_dir,
+        &[
+            "COUNTERS",
+            "IFACE_NAMES",
+            "BANS",
+            "BAN_COUNTS",
+            "LEARNED_V4",
+            "LEARNED_V6",
+            "OPS_STATS",
+        ],
+        move |ebpf| fill_older_state(ebpf, &wan_if),
+    );
+    // FRAGS of another value size than this version's (8 bytes).
+    pin_raw_map(&old_dir.join("FRAGS"), 9, 40, 16, 16384);
     let (old_prog, _) =
         sipguard::kernel::pins::link_info(&old_dir.join(format!("link_{}", net.pbx_if))).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
@@ -650,6 +747,17 @@ fn a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed() {
     let log = d.log_text();
     assert!(
         log.contains(&format!("taking over the XDP link of map ABI v{older}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "map ABI v{older} -> v{}: carried COUNTERS 1, LEARNED_V4 1, LEARNED_V6 0, OPS_STATS 1, BANS 1, BAN_COUNTS 0",
+            older + 1
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("FRAGS (v2's is a LruHash of 16384 entries, 40-byte keys, 16-byte values, this version's a LruHash of 16384 entries, 40-byte keys, 8-byte values)"),
         "{log}"
     );
     assert!(
@@ -663,14 +771,35 @@ fn a_filter_of_an_older_map_abi_is_taken_over_in_place_and_its_pins_removed() {
     assert_ne!(new_prog, old_prog, "the link runs this build's program");
     assert_ne!(ifindex, 0);
     net.send_options(SCANNER, 5060, 3, MS);
+    // The carried ban drops OTHER as banned (not merely untrusted); the
+    // carried registrar lets OTHER2 through a policy that drops the rest.
+    net.send_options(OTHER, 5060, 4, MS);
+    send_and_expect_all(&net, &rx, OTHER2, 3, "the learned registrar was carried");
     std::thread::sleep(Duration::from_millis(100));
     let n_good = good.finish();
     assert_eq!(rx.count(SCANNER), 2, "the new program drops the scanner");
+    assert_eq!(rx.count(OTHER), 0, "the carried ban drops OTHER");
     assert_eq!(
         rx.wait_for(PROVIDER, n_good, Duration::from_secs(2)),
         n_good,
         "no trusted packet lost during the takeover"
     );
+    let stats = d.stats_json();
+    assert_eq!(reason_packets(&stats, "banned"), 4, "{stats}");
+    assert_eq!(reason_packets(&stats, "untrusted"), 3, "{stats}");
+    let wan = stats["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["interface"] == net.pbx_if.as_str())
+        .unwrap_or_else(|| panic!("no {} in {stats}", net.pbx_if));
+    assert_eq!(
+        wan["reasons"]["sipvicious"]["packets"], 1000,
+        "the older counters follow the interface name: {stats}"
+    );
+    assert_eq!(stats["operations"]["bans_created"], 7, "{stats}");
+    let bans = d.cli_ok(&["bans"]);
+    assert!(bans.contains(&OTHER.to_string()), "{bans}");
 }
 
 /// A feed of `n` filler /32s in 172.16.0.0/12 starting at `base`, plus `extra`.

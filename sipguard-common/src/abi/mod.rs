@@ -104,6 +104,53 @@ pub mod map_names {
     ];
 }
 
+/// For every pinned map, the first map ABI version whose map of that name
+/// holds the same keys and values with the same meaning as this version's.
+/// An upgrade carries a map's content over from an older ABI's pins only
+/// from that version on (and only when the kernel reports the same type and
+/// sizes). Update it whenever a map's layout or meaning changes.
+///
+/// Reasons are appended, never renumbered, and `REASON_SLOTS` has been 32
+/// since 1, so `COUNTERS` cells keep their meaning. Learned registrar
+/// expiries were CLOCK_MONOTONIC before the builds of 2026-12-03 (within
+/// ABI 2); carried as CLOCK_BOOTTIME they end early by the time the machine
+/// spent suspended, never late.
+pub const LAYOUT_SINCE: [(&str, u32); map_names::ALL.len()] = [
+    (map_names::SETTINGS, 2),
+    (map_names::TRUSTED_V4, 1),
+    (map_names::TRUSTED_V6, 1),
+    (map_names::BLOCKED_V4, 1),
+    (map_names::BLOCKED_V6, 1),
+    (map_names::COUNTERS, 1),
+    (map_names::IFACE_SLOTS, 1),
+    (map_names::IFACE_NAMES, 1),
+    (map_names::LEARNED_V4, 1),
+    (map_names::LEARNED_V6, 1),
+    (map_names::LEARN_CONFIG, 1),
+    (map_names::UA_PREFIXES, 1),
+    (map_names::EXPECTED_USERS, 1),
+    (map_names::INSPECTOR, 2),
+    (map_names::EVENTS, 1),
+    (map_names::EVENT_SAMPLER, 1),
+    (map_names::OPS_STATS, 1),
+    (map_names::OPS, 1),
+    (map_names::BANS, 1),
+    (map_names::BAN_COUNTS, 1),
+    (map_names::FRAGS, 1),
+    (map_names::HINTS, 3),
+    (map_names::DECISIONS_V4, 3),
+    (map_names::DECISIONS_V6, 3),
+];
+
+/// The first map ABI version with `name`'s current layout (see
+/// [`LAYOUT_SINCE`]); `None` for a name that is not a pinned map.
+pub fn layout_since(name: &str) -> Option<u32> {
+    LAYOUT_SINCE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
 /// The SIP inspector: an XDP program of its own, reached by tail call
 /// through the `INSPECTOR` program array (slot [`INSPECTOR_SLOT`]) so the
 /// verifier checks it once, with a fresh stack, instead of once per state
@@ -157,4 +204,21 @@ mod pod {
         BanEntry,
         FragKey,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pinned_map_has_its_layout_version() {
+        for (i, name) in map_names::ALL.iter().enumerate() {
+            assert_eq!(LAYOUT_SINCE[i].0, *name, "LAYOUT_SINCE follows ALL");
+            let v = layout_since(name).unwrap();
+            assert!((1..=MAP_ABI_VERSION).contains(&v), "{name}: {v}");
+        }
+        assert_eq!(layout_since("SCAN"), None);
+        assert_eq!(layout_since(map_names::BANS), Some(1));
+        assert_eq!(layout_since(map_names::DECISIONS_V4), Some(3));
+    }
 }

@@ -114,7 +114,7 @@ fn detach_link_at(path: &Path, ifname: &str) -> Result<()> {
 
 /// Pin directories of older map ABIs under `root`, newest first: what a
 /// daemon of an older package left running.
-fn older_dirs(root: &Path) -> Vec<(u32, PathBuf)> {
+pub(crate) fn older_dirs(root: &Path) -> Vec<(u32, PathBuf)> {
     let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
@@ -154,7 +154,7 @@ pub fn take_over_older_link(root: &Path, ifname: &str) -> Result<Option<u32>> {
 
 /// Removes what older map ABIs left under `root` once this daemon runs:
 /// links of interfaces it does not filter are detached, then their maps are
-/// unpinned (their layouts are not this version's, so nothing reads them).
+/// unpinned (what this version can read was carried over before, `migrate.rs`).
 pub fn remove_older(root: &Path) -> Result<()> {
     for (version, dir) in older_dirs(root) {
         let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -178,10 +178,7 @@ pub fn remove_older(root: &Path) -> Result<()> {
             }
         }
         std::fs::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-        log::info!(
-            "removed the pins of map ABI v{version} ({}); its bans and learned registrars are not carried over",
-            dir.display()
-        );
+        log::info!("removed the pins of map ABI v{version} ({})", dir.display());
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::{
         attach::{self, ifindex},
         bans,
         maps::PolicyMaps,
-        pins,
+        migrate, pins,
         program::{self, take_map, LoadOptions},
         registrars::{self, Learner},
         stateful,
@@ -143,8 +143,41 @@ impl Daemon {
             overlaps_logged: Vec::new(),
         };
         d.log_overlaps(&policy);
+        let older = migrate::older(&opts.pin_root);
+        if !older.is_empty() {
+            // The slots `attach` gives (1, 2, … in config order) before the
+            // counters are carried: they follow the interface name.
+            for (i, name) in ifaces.iter().enumerate() {
+                d.maps.set_iface_slot(ifindex(name)?, i as u32 + 1, name)?;
+            }
+        }
+        for o in &older {
+            let c = o.carry(&pin_dir);
+            log::info!(
+                "map ABI v{} -> v{}: carried {}",
+                o.version,
+                sipguard_common::MAP_ABI_VERSION,
+                if c.carried.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    c.carried.join(", ")
+                }
+            );
+            if !c.left.is_empty() {
+                log::warn!("map ABI v{}: not carried: {}", o.version, c.left.join("; "));
+            }
+        }
         for name in &ifaces {
             d.attach(name, cfg)?;
+        }
+        for o in &older {
+            let n = o.carry_late(&pin_dir);
+            if n > 0 {
+                log::info!(
+                    "map ABI v{}: {n} entries made until its program was replaced carried too",
+                    o.version
+                );
+            }
         }
         // Links pinned for interfaces no longer configured.
         for name in pins::pinned_links(&opts.pin_root) {
@@ -194,6 +227,10 @@ impl Daemon {
                         prog.attach_to_link(link)
                             .map_err(|e| anyhow!("cannot replace the program on {name}: {e}"))?;
                         log::info!("{name}: replaced the program of the pinned XDP link (new build, tag {new_tag:016x})");
+                    }
+                    // The learner's TC link ended with the daemon before.
+                    if cfg.learn_registrars.enabled {
+                        self.learner.attach(&mut self.ebpf, name, l2)?;
                     }
                     self.attached.push(Attached {
                         name: name.to_string(),
