@@ -6,7 +6,7 @@
 //! SIPGUARD_DEB=path tests an existing package instead of building one.
 
 use std::{
-    net::UdpSocket,
+    net::{Ipv4Addr, UdpSocket},
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -17,7 +17,7 @@ use std::{
 };
 
 use sipguard_tests::{
-    addresses::{PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
+    addresses::{EDGE4, OTHER4, OTHER4B, PBX4, PROVIDER4, SCANNER4, WAN4_PREFIX},
     harness::{
         netns::{self, Netns},
         process::run_ok,
@@ -38,12 +38,18 @@ fn tools_present(test: &str, tools: &[&str]) -> bool {
     false
 }
 
-/// `cargo xtask package ARGS`: the .deb and tarball it wrote. One build at
-/// a time: they share target/package/generated.
+/// One package build at a time: they share target/package/generated, and
+/// the older package's build starts from a copy of target/release.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `cargo xtask package ARGS`: the .deb and tarball it wrote.
 fn build_package(args: &[&str]) -> (PathBuf, PathBuf) {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let t0 = Instant::now();
     let out = run_ok(
@@ -53,15 +59,85 @@ fn build_package(args: &[&str]) -> (PathBuf, PathBuf) {
             .args(args),
     );
     eprintln!("cargo xtask package {args:?}: {:.1?}", t0.elapsed());
+    (printed(&out, ".deb"), printed(&out, ".tar.gz"))
+}
+
+/// The path ending in `ext` that `cargo xtask package` printed.
+fn printed(out: &std::process::Output, ext: &str) -> PathBuf {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let find = |ext: &str| {
-        stdout
-            .lines()
-            .find(|l| l.ends_with(ext))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("xtask package prints no {ext} path:\n{stdout}"))
-    };
-    (find(".deb"), find(".tar.gz"))
+    stdout
+        .lines()
+        .find(|l| l.ends_with(ext))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("xtask package prints no {ext} path:\n{stdout}"))
+}
+
+/// The last commit on main whose `MAP_ABI_VERSION` is 2 (`git log -S
+/// 'MAP_ABI_VERSION: u32 = '` finds the change to 3 in its child): the
+/// release an upgrade across a map ABI version starts from.
+const ABI2_COMMIT: &str = "90a285d7cb816ef7d846a7082f790a47b4ac3561";
+
+/// The package of [`ABI2_COMMIT`], built by that commit's own `cargo xtask
+/// package` from `git archive` in a scratch tree, once: kept under
+/// target/upgrade-from/. The tree's target/release starts as a copy of
+/// this one, so the registry dependencies (same Cargo.lock, same profile)
+/// are not built again; only its own crates are.
+fn abi2_package() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIPGUARD_OLD_DEB") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    let dir = os::target_dir()
+        .join("upgrade-from")
+        .join(&ABI2_COMMIT[..8]);
+    let deb = dir.join("sipguard_0.1.0~abi2-1_amd64.deb");
+    if deb.exists() {
+        return deb;
+    }
+    let has = Command::new("git")
+        .current_dir(&root)
+        .args(["cat-file", "-e", &format!("{ABI2_COMMIT}^{{commit}}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has,
+        "this checkout lacks commit {ABI2_COMMIT} (the last one with map ABI 2), \
+         which the upgrade test builds its older package from: fetch the full history \
+         (git fetch --unshallow) or set SIPGUARD_OLD_DEB to a package of that commit"
+    );
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = dir.join("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("target")).unwrap();
+    let t0 = Instant::now();
+    run_ok(Command::new("sh").current_dir(&root).arg("-c").arg(format!(
+        "git archive {ABI2_COMMIT} | tar -x -C '{}'",
+        tree.display()
+    )));
+    let release = os::target_dir().join("release");
+    if release.exists() {
+        run_ok(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(&release)
+                .arg(tree.join("target")),
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = run_ok(
+        Command::new(cargo)
+            .current_dir(&tree)
+            .env("CARGO_TARGET_DIR", tree.join("target"))
+            .args(["xtask", "package", "--version-suffix", "abi2"]),
+    );
+    std::fs::rename(printed(&out, ".deb"), &deb).unwrap();
+    std::fs::remove_dir_all(&tree).unwrap();
+    eprintln!(
+        "the package of {}: built in {:.1?}",
+        &ABI2_COMMIT[..8],
+        t0.elapsed()
+    );
+    deb
 }
 
 /// The package under test, built once per test process.
@@ -210,44 +286,47 @@ fn phone_invite() -> Vec<u8> {
 
 /// Datagrams from fixed sources towards the container's WAN address.
 struct Stream {
-    sent: Arc<[AtomicU64; 2]>,
+    sent: Arc<Vec<AtomicU64>>,
     thread: Background,
 }
 
 impl Stream {
-    /// One scanner probe and one phone's INVITE every `gap`, until stopped.
-    fn start(scanner: UdpSocket, phone: UdpSocket, gap: Duration) -> Stream {
-        let sent: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    /// Each socket sends its payload once every `gap`, until stopped.
+    fn start(senders: Vec<(UdpSocket, Vec<u8>)>, gap: Duration) -> Stream {
+        let sent: Arc<Vec<AtomicU64>> =
+            Arc::new(senders.iter().map(|_| AtomicU64::new(0)).collect());
         let c2 = sent.clone();
         let to = format!("{PBX4}:5060");
-        let probe = sip::svmap_options();
-        let invite = phone_invite();
         let thread = Background::start(move || {
-            scanner.send_to(&probe, &to).unwrap();
-            c2[0].fetch_add(1, Ordering::Relaxed);
-            phone.send_to(&invite, &to).unwrap();
-            c2[1].fetch_add(1, Ordering::Relaxed);
+            for (i, (sock, payload)) in senders.iter().enumerate() {
+                sock.send_to(payload, &to).unwrap();
+                c2[i].fetch_add(1, Ordering::Relaxed);
+            }
             std::thread::sleep(gap);
         });
         Stream { sent, thread }
     }
 
-    /// (scanner, phone) datagrams sent.
-    fn stop(mut self) -> (u64, u64) {
+    /// Datagrams sent, per sender.
+    fn stop(mut self) -> Vec<u64> {
         if let Some(Err(panic)) = self.thread.halt() {
             std::panic::resume_unwind(panic);
         }
-        (
-            self.sent[0].load(Ordering::Relaxed),
-            self.sent[1].load(Ordering::Relaxed),
-        )
+        self.sent
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 }
+
+/// The WAN sources the tests send from: a scanner, the phone (or trusted
+/// provider), a source to ban, and two registrars to learn.
+const SOURCES: [Ipv4Addr; 5] = [SCANNER4, PROVIDER4, OTHER4, OTHER4B, EDGE4];
 
 /// Counts datagrams per source arriving at a UDP port inside the container
 /// (after XDP: what the filter let through).
 struct Counter {
-    counts: Arc<[AtomicU64; 2]>,
+    counts: Arc<[AtomicU64; SOURCES.len()]>,
     _thread: Background,
 }
 
@@ -256,16 +335,13 @@ impl Counter {
         let sock = ns.run(|| UdpSocket::bind(("0.0.0.0", 5060)).unwrap());
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let counts: Arc<[AtomicU64; SOURCES.len()]> = Arc::new(Default::default());
         let c2 = counts.clone();
         let mut buf = [0u8; 2048];
         let thread = Background::start(move || {
             if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                let ip = from.ip();
-                if ip == SCANNER4 {
-                    c2[0].fetch_add(1, Ordering::Relaxed);
-                } else if ip == PROVIDER4 {
-                    c2[1].fetch_add(1, Ordering::Relaxed);
+                if let Some(i) = SOURCES.iter().position(|s| from.ip() == *s) {
+                    c2[i].fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
@@ -275,22 +351,35 @@ impl Counter {
         }
     }
 
-    /// (scanner, phone) datagrams received so far.
-    fn get(&self) -> (u64, u64) {
-        (
-            self.counts[0].load(Ordering::Relaxed),
-            self.counts[1].load(Ordering::Relaxed),
-        )
+    /// Datagrams from `src` received so far.
+    fn of(&self, src: Ipv4Addr) -> u64 {
+        let i = SOURCES
+            .iter()
+            .position(|s| *s == src)
+            .expect("a test source");
+        self.counts[i].load(Ordering::Relaxed)
     }
 
-    /// Waits until the phone's count reaches `phone` (the path is drained),
-    /// then returns both counts.
-    fn settle(&self, phone: u64) -> (u64, u64) {
+    /// (scanner, phone) datagrams received so far.
+    fn get(&self) -> (u64, u64) {
+        (self.of(SCANNER4), self.of(PROVIDER4))
+    }
+
+    /// Waits until `src`'s count reaches `n` (the path is drained, 3 s at
+    /// most) and a little longer, then returns it.
+    fn wait_for(&self, src: Ipv4Addr, n: u64) -> u64 {
         let t0 = Instant::now();
-        while self.get().1 < phone && t0.elapsed() < Duration::from_secs(3) {
+        while self.of(src) < n && t0.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(100));
+        self.of(src)
+    }
+
+    /// Waits until the phone's count reaches `phone`, then returns both
+    /// (scanner, phone) counts.
+    fn settle(&self, phone: u64) -> (u64, u64) {
+        self.wait_for(PROVIDER4, phone);
         self.get()
     }
 }
@@ -459,8 +548,10 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     // `systemctl restart` under a steady stream: not one probe gets through.
     let (s0, p0) = counter.get();
     let stream = Stream::start(
-        scanner.try_clone().unwrap(),
-        phone.try_clone().unwrap(),
+        vec![
+            (scanner.try_clone().unwrap(), probe.clone()),
+            (phone.try_clone().unwrap(), invite.clone()),
+        ],
         Duration::from_millis(1),
     );
     std::thread::sleep(Duration::from_millis(200));
@@ -468,7 +559,8 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     os.sh_ok("systemctl restart sipguard");
     let restart = r0.elapsed();
     std::thread::sleep(Duration::from_millis(200));
-    let (sent_s, sent_p) = stream.stop();
+    let sent = stream.stop();
+    let (sent_s, sent_p) = (sent[0], sent[1]);
     let (s1, p1) = counter.settle(p0 + sent_p);
     eprintln!(
         "  restart: systemctl restart {restart:.2?}; scanner sent {sent_s}, arrived {}; phone sent {sent_p}, arrived {}",
@@ -532,6 +624,274 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     send(&scanner, &probe, 3);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(counter.get().0, s0 + 3, "after purge nothing filters");
+    drop(counter);
+    drop(os);
+    step("poweroff", &mut t);
+}
+
+/// A scratch directory, removed when the test ends (passed or not).
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the daemon's unit runs: (its executable's path as the kernel
+/// shows it, the SHA-256 of that executable).
+fn running_binary(os: &Os) -> (String, String) {
+    let pid = unit(os).pid;
+    let exe = os.sh_ok(&format!("readlink /proc/{pid}/exe"));
+    let sum = os.sh_ok(&format!("sha256sum /proc/{pid}/exe"));
+    (
+        exe.trim().to_string(),
+        sum.split_whitespace().next().unwrap_or("").to_string(),
+    )
+}
+
+/// A REGISTER from the container's WAN address to `registrar`: what the
+/// registrar learner (TC egress) learns from.
+fn register_to(wan_ns: &Netns, registrar: Ipv4Addr) {
+    let register = sip::register("alice", &registrar.to_string(), "Yealink SIP-T46S");
+    wan_ns.run(move || {
+        let s = UdpSocket::bind((PBX4, 0)).unwrap();
+        s.send_to(&register, (registrar, 5060)).unwrap();
+    });
+}
+
+fn dpkg_version(os: &Os) -> String {
+    os.sh_ok("dpkg-query -W -f='${Version}' sipguard")
+}
+
+/// `apt-get install` of a package in /mnt/share, keeping the admin's
+/// config file as an admin answering dpkg's question would.
+fn apt_install(os: &Os, file: &str) -> Duration {
+    let t0 = Instant::now();
+    os.sh_ok(&format!(
+        "apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /mnt/share/{file}"
+    ));
+    t0.elapsed()
+}
+
+#[test]
+fn upgrading_from_the_map_abi_2_package_keeps_filtering_and_carries_bans_and_learned_registrars() {
+    const NAME: &str = "upgrading_from_the_map_abi_2_package_keeps_filtering_and_carries_bans_and_learned_registrars";
+    if !require_root(NAME) {
+        return;
+    }
+    let mut tools = tools_for_package();
+    tools.extend(["debootstrap", "systemd-nspawn", "nsenter", "git"]);
+    if !tools_present(NAME, &tools) {
+        return;
+    }
+    let new = deb();
+    let t_old = Instant::now();
+    let old = abi2_package();
+    eprintln!("  older package ready: {:.1?}", t_old.elapsed());
+    for p in [&old, &new] {
+        eprintln!(
+            "  {}: {} bytes",
+            p.display(),
+            std::fs::metadata(p).unwrap().len()
+        );
+    }
+    let share = std::env::temp_dir().join(netns::unique("debs"));
+    std::fs::create_dir_all(&share).unwrap();
+    let name_of = |p: &Path| p.file_name().unwrap().to_string_lossy().to_string();
+    let (old_file, new_file) = (name_of(&old), name_of(&new));
+    std::fs::copy(&old, share.join(&old_file)).unwrap();
+    std::fs::copy(&new, share.join(&new_file)).unwrap();
+    let _share = RemovedOnDrop(share.clone());
+    let rootfs = os::rootfs();
+    let os = Os::boot(&rootfs, &share);
+    eprintln!("  boot to `running`: {:.2?}", os.boot_time);
+    let mut t = Instant::now();
+
+    let wan_ns = os.netns();
+    let sender = Netns::new("pu");
+    let wan = netns::unique("w");
+    let peer = netns::unique("p");
+    netns::veth(&wan_ns, &wan, &sender, &peer);
+    wan_ns.add_addr(&wan, PBX4, WAN4_PREFIX);
+    for a in SOURCES {
+        sender.add_addr(&peer, a, WAN4_PREFIX);
+    }
+    let counter = Counter::start(&wan_ns);
+    let sock = |a: Ipv4Addr| sender.run(move || UdpSocket::bind((a, 0)).unwrap());
+    let (scanner, provider, banned, registrar, registrar2) = (
+        sock(SCANNER4),
+        sock(PROVIDER4),
+        sock(OTHER4),
+        sock(OTHER4B),
+        sock(EDGE4),
+    );
+    let (probe, invite) = (sip::svmap_options(), phone_invite());
+
+    // The older release, installed and configured as an admin would.
+    apt_install(&os, &old_file);
+    assert_eq!(dpkg_version(&os), "0.1.0~abi2-1");
+    os.sh_ok(&format!(
+        "sed -i -e 's/^interfaces: \\[\\]/interfaces: [{wan}]/' -e 's/^trusted: \\[\\]/trusted: [{PROVIDER4}]/' /etc/sipguard/sipguard.yaml \
+         && printf 'learn_registrars:\\n  enabled: true\\n' >> /etc/sipguard/sipguard.yaml && systemctl reload sipguard"
+    ));
+    wait_journal(&os, "ready: policy applied", 1);
+    assert_eq!(unit(&os).status, "filtering");
+    assert!(
+        os.bpffs.join("sipguard/v2").is_dir(),
+        "the older release pins under v2/"
+    );
+    let (old_exe, old_sum) = running_binary(&os);
+    step("older release installed and filtering", &mut t);
+
+    // Its state: a manual ban, an automatic one, a learned registrar.
+    os.sh_ok(&format!("sipguard ban {OTHER4}"));
+    send(&banned, &invite, 3);
+    send(&registrar, &probe, 2);
+    assert_eq!(
+        (counter.wait_for(OTHER4, 0), counter.of(OTHER4B)),
+        (0, 0),
+        "banned, and not yet learned: dropped"
+    );
+    register_to(&wan_ns, OTHER4B);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&registrar, &probe, 3);
+    assert_eq!(
+        counter.wait_for(OTHER4B, 3),
+        3,
+        "the learned registrar passes"
+    );
+    send(&scanner, &probe, 12);
+    send(&provider, &invite, 3);
+    assert_eq!(counter.wait_for(PROVIDER4, 3), 3);
+    assert_eq!(counter.of(SCANNER4), 0);
+    let bans = os.sh_ok("sipguard bans");
+    assert!(
+        bans.contains(&OTHER4.to_string()) && bans.contains(&SCANNER4.to_string()),
+        "the older release banned both:\n{bans}"
+    );
+    let before: serde_json::Value =
+        serde_json::from_str(&os.sh_ok("sipguard stats --json")).unwrap();
+    step("bans and a learned registrar made", &mut t);
+
+    // `apt install` of this release over it, under a steady stream.
+    let base: Vec<u64> = SOURCES[..4].iter().map(|s| counter.of(*s)).collect();
+    let stream = Stream::start(
+        vec![
+            (scanner.try_clone().unwrap(), probe.clone()),
+            (provider.try_clone().unwrap(), invite.clone()),
+            (banned.try_clone().unwrap(), invite.clone()),
+            (registrar.try_clone().unwrap(), probe.clone()),
+        ],
+        Duration::from_millis(1),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let upgrade = apt_install(&os, &new_file);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = stream.stop();
+    counter.wait_for(PROVIDER4, base[1] + sent[1]);
+    let through: Vec<u64> = SOURCES[..4]
+        .iter()
+        .zip(&base)
+        .map(|(s, b)| counter.wait_for(*s, 0) - b)
+        .collect();
+    eprintln!(
+        "  upgrade: apt install {upgrade:.2?}; sent (scanner, trusted, banned, learned) {sent:?}, arrived {through:?}"
+    );
+    let j = journal(&os);
+    assert_eq!(
+        through[0], 0,
+        "scanner probes got through the upgrade:\n{j}"
+    );
+    assert_eq!(
+        through[2], 0,
+        "the banned source got through the upgrade:\n{j}"
+    );
+    assert_eq!(
+        through[1], sent[1],
+        "trusted datagrams lost in the upgrade:\n{j}"
+    );
+    assert_eq!(
+        through[3], sent[3],
+        "the learned registrar was dropped in the upgrade:\n{j}"
+    );
+    step("upgrade under traffic", &mut t);
+
+    // This release runs, from the older one's state, without its pins.
+    let abi = sipguard_common::MAP_ABI_VERSION;
+    assert_eq!(dpkg_version(&os), "0.1.0-1");
+    let u = unit(&os);
+    assert_eq!(
+        (u.active.as_str(), u.status.as_str()),
+        ("active", "filtering"),
+        "{j}"
+    );
+    let (exe, sum) = running_binary(&os);
+    assert_eq!(exe, "/usr/bin/sipguard", "the unit runs the installed file");
+    assert_eq!(old_exe, "/usr/bin/sipguard");
+    assert_ne!(sum, old_sum, "the unit still runs the older binary");
+    assert_eq!(
+        sum,
+        os.sh_ok("sha256sum /usr/bin/sipguard")
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    for line in [
+        format!("{wan}: taking over the XDP link of map ABI v2"),
+        format!("map ABI v2 -> v{abi}: carried"),
+        "removed the pins of map ABI v2".to_string(),
+    ] {
+        assert!(j.contains(&line), "no '{line}' in the journal:\n{j}");
+    }
+    let carried = j.lines().find(|l| l.contains("map ABI v2 -> v")).unwrap();
+    eprintln!("  {carried}");
+    for map in ["BANS 2", "LEARNED_V4 1", "COUNTERS "] {
+        assert!(carried.contains(map), "{map}: {carried}");
+    }
+    assert!(
+        !os.bpffs.join("sipguard/v2").exists(),
+        "v2 pins left behind"
+    );
+    assert!(os.bpffs.join(format!("sipguard/v{abi}")).is_dir());
+    let bans = os.sh_ok("sipguard bans");
+    assert!(
+        bans.contains(&OTHER4.to_string()) && bans.contains(&SCANNER4.to_string()),
+        "bans not carried:\n{bans}"
+    );
+    let trusted = os.sh_ok("sipguard trusted");
+    assert!(
+        trusted.contains(&OTHER4B.to_string()),
+        "registrar not carried:\n{trusted}"
+    );
+    // Counters: what the older release counted plus what both counted
+    // during the upgrade.
+    let after: serde_json::Value =
+        serde_json::from_str(&os.sh_ok("sipguard stats --json")).unwrap();
+    let dropped = |v: &serde_json::Value| v["dropped"].as_u64().unwrap_or(0);
+    let expected = dropped(&before) + sent[0] + sent[2];
+    eprintln!(
+        "  counters: dropped {} before, {} after; {} dropped during the upgrade, so {} not carried",
+        dropped(&before),
+        dropped(&after),
+        sent[0] + sent[2],
+        expected.saturating_sub(dropped(&after))
+    );
+    assert!(
+        dropped(&after) > dropped(&before) && dropped(&after) <= expected,
+        "counters not carried: {before} / {after}"
+    );
+    // This release learns again (its learner is attached to the adopted link).
+    send(&registrar2, &probe, 2);
+    register_to(&wan_ns, EDGE4);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&registrar2, &probe, 3);
+    assert_eq!(
+        counter.wait_for(EDGE4, 3),
+        3,
+        "this release does not learn registrars"
+    );
+    step("checks after the upgrade", &mut t);
     drop(counter);
     drop(os);
     step("poweroff", &mut t);

@@ -352,7 +352,7 @@ fn copy_entries(old: &Pinned, new: &Pinned, hint: Option<Hint>, new_dir: &Path) 
 fn add_counts(old: &Pinned, new: &Pinned, slots: Option<&[Option<u32>]>) -> Result<u64> {
     let len = old.value_len()?;
     let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
-    let per_slot = old.entries / IFACE_SLOTS;
+    let per_slot = (old.entries / IFACE_SLOTS).max(1);
     let mut n = 0;
     for i in 0..old.entries {
         let to = match slots {
@@ -369,8 +369,12 @@ fn add_counts(old: &Pinned, new: &Pinned, slots: Option<&[Option<u32>]>) -> Resu
             b.fill(0);
         }
         for (x, y) in b.chunks_exact_mut(8).zip(a.chunks_exact(8)) {
-            let sum = u64::from_ne_bytes(x.try_into().expect("8 bytes"))
-                .wrapping_add(u64::from_ne_bytes(y.try_into().expect("8 bytes")));
+            let word = |c: &[u8]| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                u64::from_ne_bytes(w)
+            };
+            let sum = word(x).wrapping_add(word(y));
             x.copy_from_slice(&sum.to_ne_bytes());
         }
         new.update(&to.to_ne_bytes(), &b, 0)?;
