@@ -449,6 +449,25 @@ fn step(name: &str, t0: &mut Instant) {
     *t0 = Instant::now();
 }
 
+/// Boots the OS with `share` at /mnt/share and a veth from a namespace of
+/// the test's (every address of [`SOURCES`]) into the container, whose end
+/// holds the PBX's address: (the OS, its network namespace, the sender's,
+/// the container's WAN interface).
+fn boot_with_wan(rootfs: &Path, share: &Path) -> (Os, Netns, Netns, String) {
+    let os = Os::boot(rootfs, share);
+    eprintln!("  boot to `running`: {:.2?}", os.boot_time);
+    let wan_ns = os.netns();
+    let sender = Netns::new("ps");
+    let wan = netns::unique("w");
+    let peer = netns::unique("p");
+    netns::veth(&wan_ns, &wan, &sender, &peer);
+    wan_ns.add_addr(&wan, PBX4, WAN4_PREFIX);
+    for a in SOURCES {
+        sender.add_addr(&peer, a, WAN4_PREFIX);
+    }
+    (os, wan_ns, sender, wan)
+}
+
 /// Only CAP_NET_ADMIN (12), CAP_PERFMON (38) and CAP_BPF (39).
 const UNIT_CAPS: u64 = (1 << 12) | (1 << 38) | (1 << 39);
 
@@ -468,20 +487,10 @@ fn the_package_under_systemd_installs_idle_filters_reloads_restarts_without_a_ga
     let rootfs = os::rootfs();
     let share = deb.parent().unwrap_or(Path::new("/"));
     let file = deb.file_name().unwrap().to_string_lossy().to_string();
-    let os = Os::boot(&rootfs, share);
-    eprintln!("  boot to `running`: {:.2?}", os.boot_time);
+    let (os, wan_ns, sender, wan) = boot_with_wan(&rootfs, share);
     let mut t = Instant::now();
 
     // Installed: enabled, started, idle; nothing attached anywhere.
-    let wan_ns = os.netns();
-    let sender = Netns::new("ps");
-    let wan = netns::unique("w");
-    let peer = netns::unique("p");
-    netns::veth(&wan_ns, &wan, &sender, &peer);
-    wan_ns.add_addr(&wan, PBX4, WAN4_PREFIX);
-    for a in [SCANNER4, PROVIDER4] {
-        sender.add_addr(&peer, a, WAN4_PREFIX);
-    }
     os.sh_ok(&format!("apt-get install -y /mnt/share/{file}"));
     step("apt install", &mut t);
     let u = unit(&os);
@@ -704,19 +713,9 @@ fn upgrading_from_the_map_abi_2_package_keeps_filtering_and_carries_bans_and_lea
     std::fs::copy(&new, share.join(&new_file)).unwrap();
     let _share = RemovedOnDrop(share.clone());
     let rootfs = os::rootfs();
-    let os = Os::boot(&rootfs, &share);
-    eprintln!("  boot to `running`: {:.2?}", os.boot_time);
+    let (os, wan_ns, sender, wan) = boot_with_wan(&rootfs, &share);
     let mut t = Instant::now();
 
-    let wan_ns = os.netns();
-    let sender = Netns::new("pu");
-    let wan = netns::unique("w");
-    let peer = netns::unique("p");
-    netns::veth(&wan_ns, &wan, &sender, &peer);
-    wan_ns.add_addr(&wan, PBX4, WAN4_PREFIX);
-    for a in SOURCES {
-        sender.add_addr(&peer, a, WAN4_PREFIX);
-    }
     let counter = Counter::start(&wan_ns);
     let sock = |a: Ipv4Addr| sender.run(move || UdpSocket::bind((a, 0)).unwrap());
     let (scanner, provider, banned, registrar, registrar2) = (
