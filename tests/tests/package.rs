@@ -77,11 +77,70 @@ fn printed(out: &std::process::Output, ext: &str) -> PathBuf {
 /// release an upgrade across a map ABI version starts from.
 const ABI2_COMMIT: &str = "90a285d7cb816ef7d846a7082f790a47b4ac3561";
 
+/// Copies `release` (a target/release) into `target` without anything of
+/// this workspace's own packages. Their artifacts carry the same names in
+/// both trees (cargo hashes a path package by its place in the workspace)
+/// and their dep-info points at this tree's sources, so cargo would take
+/// them as the older tree's, fresh; removed, they are built from the older
+/// sources. Registry dependencies stay and are not built again.
+fn seed_registry_builds(release: &Path, target: &Path) {
+    const OURS: [&str; 12] = [
+        "sipguard",
+        "libsipguard",
+        "sipguard_common",
+        "sipguard-common",
+        "libsipguard_common",
+        "sipguard_tests",
+        "sipguard-tests",
+        "libsipguard_tests",
+        "xtask",
+        "libxtask",
+        "bench",
+        "vm_suite",
+    ];
+    if !release.exists() {
+        return;
+    }
+    run_ok(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(release)
+            .arg(target),
+    );
+    let copy = target.join("release");
+    let remove = |p: &Path| {
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    };
+    let kept = ["deps", "build", ".fingerprint"];
+    for e in std::fs::read_dir(&copy).unwrap().filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !kept.contains(&name.as_str()) {
+            remove(&e.path());
+        }
+    }
+    for dir in kept {
+        for e in std::fs::read_dir(copy.join(dir))
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let crate_name = name.rsplit_once('-').map_or(name.as_str(), |(c, _)| c);
+            if OURS.contains(&crate_name) {
+                remove(&e.path());
+            }
+        }
+    }
+}
+
 /// The package of [`ABI2_COMMIT`], built by that commit's own `cargo xtask
 /// package` from `git archive` in a scratch tree, once: kept under
-/// target/upgrade-from/. The tree's target/release starts as a copy of
-/// this one, so the registry dependencies (same Cargo.lock, same profile)
-/// are not built again; only its own crates are.
+/// target/upgrade-from/. The tree's target/release starts with this one's
+/// registry dependencies (same Cargo.lock, same profile), so only its own
+/// crates are built.
 fn abi2_package() -> PathBuf {
     if let Some(p) = std::env::var_os("SIPGUARD_OLD_DEB") {
         return PathBuf::from(p);
@@ -114,15 +173,7 @@ fn abi2_package() -> PathBuf {
         "git archive {ABI2_COMMIT} | tar -x -C '{}'",
         tree.display()
     )));
-    let release = os::target_dir().join("release");
-    if release.exists() {
-        run_ok(
-            Command::new("cp")
-                .args(["-a", "--reflink=auto"])
-                .arg(&release)
-                .arg(tree.join("target")),
-        );
-    }
+    seed_registry_builds(&os::target_dir().join("release"), &tree.join("target"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run_ok(
         Command::new(cargo)
@@ -335,6 +386,21 @@ impl Counter {
         let sock = ns.run(|| UdpSocket::bind(("0.0.0.0", 5060)).unwrap());
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
+        // 16 MiB: seconds of the streams, so a test thread the busy host
+        // does not schedule for a while loses nothing (the default holds
+        // about 90 datagrams, 45 ms of a two-source stream).
+        let bytes: libc::c_int = 16 << 20;
+        // SAFETY: setsockopt with an int option on a socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
         let counts: Arc<[AtomicU64; SOURCES.len()]> = Arc::new(Default::default());
         let c2 = counts.clone();
         let mut buf = [0u8; 2048];
@@ -798,6 +864,7 @@ fn upgrading_from_the_map_abi_2_package_keeps_filtering_and_carries_bans_and_lea
         "  upgrade: apt install {upgrade:.2?}; sent (scanner, trusted, banned, learned) {sent:?}, arrived {through:?}"
     );
     let j = journal(&os);
+    let udp = os.sh_ok("grep '^Udp:' /proc/net/snmp");
     assert_eq!(
         through[0], 0,
         "scanner probes got through the upgrade:\n{j}"
@@ -808,7 +875,7 @@ fn upgrading_from_the_map_abi_2_package_keeps_filtering_and_carries_bans_and_lea
     );
     assert_eq!(
         through[1], sent[1],
-        "trusted datagrams lost in the upgrade:\n{j}"
+        "trusted datagrams lost in the upgrade (the receiver's UDP counters: {udp}):\n{j}"
     );
     assert_eq!(
         through[3], sent[3],
