@@ -218,6 +218,24 @@ pub struct Carried {
     pub left: Vec<String>,
 }
 
+impl Carried {
+    /// One line of what was carried, one warning naming what was not.
+    pub fn log(&self, version: u32) {
+        let carried = if self.carried.is_empty() {
+            "nothing".to_string()
+        } else {
+            self.carried.join(", ")
+        };
+        log::info!(
+            "map ABI v{version} -> v{}: carried {carried}",
+            sipguard_common::MAP_ABI_VERSION
+        );
+        if !self.left.is_empty() {
+            log::warn!("map ABI v{version}: not carried: {}", self.left.join("; "));
+        }
+    }
+}
+
 impl Older {
     fn map(&self, name: &str) -> Option<&Pinned> {
         self.maps.iter().find(|(n, _)| *n == name).map(|(_, p)| p)
@@ -296,7 +314,7 @@ impl Older {
 
     /// Entries the older program made after [`Older::carry`] and before
     /// its last link went over to this version (a ban made in those
-    /// milliseconds). Returns how many.
+    /// milliseconds); logged when there were any. Returns how many.
     pub fn carry_late(&self, new_dir: &Path) -> u64 {
         let mut n = 0;
         for (name, old) in &self.maps {
@@ -311,6 +329,12 @@ impl Older {
                     n += copy_entries(old, &new, hint, new_dir).unwrap_or(0);
                 }
             }
+        }
+        if n > 0 {
+            log::info!(
+                "map ABI v{}: {n} entries made until its program was replaced carried too",
+                self.version
+            );
         }
         n
     }

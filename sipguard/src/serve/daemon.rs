@@ -152,32 +152,13 @@ impl Daemon {
             }
         }
         for o in &older {
-            let c = o.carry(&pin_dir);
-            log::info!(
-                "map ABI v{} -> v{}: carried {}",
-                o.version,
-                sipguard_common::MAP_ABI_VERSION,
-                if c.carried.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    c.carried.join(", ")
-                }
-            );
-            if !c.left.is_empty() {
-                log::warn!("map ABI v{}: not carried: {}", o.version, c.left.join("; "));
-            }
+            o.carry(&pin_dir).log(o.version);
         }
         for name in &ifaces {
             d.attach(name, cfg)?;
         }
         for o in &older {
-            let n = o.carry_late(&pin_dir);
-            if n > 0 {
-                log::info!(
-                    "map ABI v{}: {n} entries made until its program was replaced carried too",
-                    o.version
-                );
-            }
+            o.carry_late(&pin_dir);
         }
         // Links pinned for interfaces no longer configured.
         for name in pins::pinned_links(&opts.pin_root) {
