@@ -575,7 +575,7 @@ fn run_arm(arm: Arm, sources: Sources, p: &Params, inspect: bool) -> Result<Valu
                 let file = dir.join("bench.nft");
                 fs::write(
                     &file,
-                    &format!("table inet sgbench {{\n  set trusted4 {{ type ipv4_addr; flags interval; elements = {{ {caller} }} }}\n  \
+                    format!("table inet sgbench {{\n  set trusted4 {{ type ipv4_addr; flags interval; elements = {{ {caller} }} }}\n  \
                      chain pre {{\n    type filter hook prerouting priority raw; policy accept;\n    \
                      udp dport 5060 ip saddr != @trusted4 counter drop\n  }}\n}}\n"),
                 )?;
