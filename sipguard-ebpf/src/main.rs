@@ -217,18 +217,67 @@ fn any_port_program(
 /// flow in `INSPECT_FLOW`.
 #[xdp]
 pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
+    inspector(&ctx, inspect)
+}
+
+/// PROTOTYPE: the inspector without bpf_loop.
+#[xdp]
+pub fn sipguard_inspect_bounded(ctx: XdpContext) -> u32 {
+    inspector(&ctx, inspect_bounded)
+}
+
+#[inline(always)]
+fn inspect_bounded(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+    let Some(scan) = SCAN.get_ptr_mut(0) else {
+        return Reason::PassPartial;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { (*scan).reset(flow, pkt.frame_len()) };
+    for _ in 0..MAX_STEPS {
+        if sipguard_scan_step(ctx.ctx) != 0 {
+            break;
+        }
+    }
+    // SAFETY: as above.
+    sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sipguard_scan_step(ctx: *mut xdp_md) -> i64 {
+    let xdp = XdpContext::new(ctx);
+    let pkt = Pkt::new(&xdp);
+    let Some(settings) = SETTINGS.get(0) else {
+        return 1;
+    };
+    let Some(scan) = SCAN.get_ptr_mut(0) else {
+        return 1;
+    };
+    let lists = KernelLists::new(settings);
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    match sip::step(unsafe { &mut *scan }, &pkt, &lists) {
+        Step::Continue => 0,
+        Step::Done => 1,
+    }
+}
+
+#[inline(always)]
+fn inspector(
+    ctx: &XdpContext,
+    scan: impl FnOnce(&XdpContext, &Pkt, &Flow, &Settings) -> Reason,
+) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let reason = inspect(&ctx, &pkt, &flow, settings);
+    let pkt = Pkt::new(ctx);
+    let reason = scan(ctx, &pkt, &flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
     let info = match SCAN.get(0) {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
     finish(
-        &ctx,
+        ctx,
         &pkt,
         Ok(&flow),
         reason,
