@@ -106,7 +106,8 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
     ] {
         let sb = match bounded {
             Some(b)
-                if prog == ANY_PORT_BOUNDED_PROGRAM_NAME || prog == INSPECT_BOUNDED_PROGRAM_NAME =>
+                if prog == ANY_PORT_BOUNDED_PROGRAM_NAME
+                    || prog == INSPECT_BOUNDED_PROGRAM_NAME =>
             {
                 b
             }
