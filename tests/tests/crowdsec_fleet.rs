@@ -187,6 +187,10 @@ fn cscli_decisions_reach_the_kernel_and_end_there() {
     r.assert_in_force("1 in force (cscli 1)");
     let bans = r.daemon.cli_ok(&["bans"]);
     assert!(bans.contains("cscli 1"), "{bans}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&r.daemon.cli_ok(&["bans", "--json"])).unwrap();
+    assert_eq!(listed["decisions"]["in_force"], 1, "{listed}");
+    assert_eq!(listed["decisions"]["by_origin"]["cscli"], 1, "{listed}");
 
     api.delete_decision(&other.to_string()).unwrap();
     let took = r

@@ -141,7 +141,10 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
         return;
     };
     net.send_options(SCANNER, 5060, 5, MS);
-    let bans: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
+    // No CrowdSec section, but the decision maps are pinned: none in force.
+    assert_eq!(listed["decisions"]["in_force"], 0, "{listed}");
+    let bans = &listed["bans"];
     let b = bans.as_array().unwrap();
     assert_eq!(b.len(), 1, "{bans}");
     assert_eq!(b[0]["source"], SCANNER.to_string());
@@ -188,7 +191,7 @@ fn bans_after_n_drops_expire_after_the_ttl_and_obey_the_cli() {
     std::thread::sleep(Duration::from_millis(2100));
     let bans: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
     assert_eq!(
-        bans.as_array().unwrap().len(),
+        bans["bans"].as_array().unwrap().len(),
         1,
         "only the manual ban of {OTHER} is left: {bans}"
     );
@@ -344,7 +347,7 @@ fn ban_and_unban_say_what_they_changed() {
         gone
     );
     let listed: serde_json::Value = serde_json::from_str(&d.cli_ok(&["bans", "--json"])).unwrap();
-    assert!(listed
+    assert!(listed["bans"]
         .as_array()
         .unwrap()
         .iter()

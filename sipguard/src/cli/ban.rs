@@ -51,9 +51,18 @@ pub fn do_unban(pin_root: &Path, addr: IpAddr) -> Result<ExitCode> {
 }
 
 pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
-    let bans = bans::list_bans(&pins::versioned_dir(pin_root))?;
+    let dir = pins::versioned_dir(pin_root);
+    let bans = bans::list_bans(&dir)?;
+    // CrowdSec decisions drop too but are not bans (their own maps, ends and
+    // origins): summarised by origin, as in the text output, not listed.
+    let decisions = decisions::pinned_by_origin(&dir);
     if json {
-        println!("{}", serde_json::to_string(&bans)?);
+        let decisions = decisions
+            .map(|d| serde_json::json!({ "in_force": d.values().sum::<u64>(), "by_origin": d }));
+        println!(
+            "{}",
+            serde_json::json!({ "bans": bans, "decisions": decisions })
+        );
     } else {
         println!(
             "{:<45} {:<7} {:>12} {:>7}",
@@ -69,8 +78,7 @@ pub fn do_bans(pin_root: &Path, json: bool) -> Result<ExitCode> {
             );
         }
         println!("{} active", bans.len());
-        let dir = pins::versioned_dir(pin_root);
-        if let Some(d) = decisions::pinned_by_origin(&dir) {
+        if let Some(d) = decisions {
             println!(
                 "crowdsec decisions (not listed above): {}",
                 decisions::describe(&d)

@@ -66,6 +66,7 @@ pub fn assemble(cfg: &Config, sources: &Sources<'_>) -> Result<Policy> {
     // Names first: a feed entry that overlaps an address a trusted name
     // resolves to is left out like one that overlaps a static entry.
     policy.trust_names(sources.names);
+    policy.note_blocked_names(sources.names);
     policy.block_feeds(sources.feeds)?;
     Ok(policy)
 }
@@ -100,6 +101,26 @@ impl Policy {
         self.blocked.sort();
         self.blocked.dedup();
         Ok(())
+    }
+
+    /// Records each `blocked:` entry that holds an address a trusted name
+    /// resolved to. The entry stays: the filter checks trusted first, so
+    /// only that address passes, and the overlap says so.
+    fn note_blocked_names(&mut self, names: &NameState) {
+        for (name, addrs) in &names.addrs {
+            for addr in addrs {
+                let t = IpNet::from(*addr);
+                for entry in self.blocked.iter().filter(|b| b.contains(&t)) {
+                    self.overlaps.push(Overlap {
+                        trusted: t,
+                        overridden: Overridden::Blocked {
+                            entry: *entry,
+                            name: name.clone(),
+                        },
+                    });
+                }
+            }
+        }
     }
 
     /// Adds the addresses trusted DNS names currently resolve to (host
@@ -159,6 +180,36 @@ mod tests {
                 format!("trusted 192.0.2.10/32 overrides feed entry 192.0.2.0/24 ({f}): the entry is not blocked"),
                 format!("trusted 2001:db8:5::10/128 overrides feed entry 2001:db8:5::/48 ({f}): the entry is not blocked"),
             ]
+        );
+    }
+
+    #[test]
+    fn blocked_entries_holding_a_resolved_name_are_named_and_kept() {
+        let cfg = Config::parse(
+            "trusted: [sip.provider.example]\nblocked: [192.0.2.0/24, 198.51.100.0/24]\n",
+            "t",
+        )
+        .unwrap();
+        let mut names = NameState::default();
+        names.addrs.insert(
+            "sip.provider.example".into(),
+            ["192.0.2.10".parse().unwrap()].into(),
+        );
+        let feeds = FeedWatch::new(&cfg.feeds);
+        let p = assemble(
+            &cfg,
+            &Sources {
+                feeds: &feeds,
+                names: &names,
+            },
+        )
+        .unwrap();
+        let show = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(show(&p.blocked), ["192.0.2.0/24", "198.51.100.0/24"]);
+        let named: Vec<String> = p.overlaps.iter().map(|o| o.to_string()).collect();
+        assert_eq!(
+            named,
+            ["trusted 192.0.2.10/32 (sip.provider.example) overrides blocked entry 192.0.2.0/24: the entry does not apply to 192.0.2.10/32"]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Where a trusted entry overrides another source: a feed entry left out
-//! of the blocklist, or a ban the filter never reaches for a trusted
-//! source (trusted is checked before bans). `sipguard check` lists them and
+//! of the blocklist, a `blocked:` entry that holds an address a trusted DNS
+//! name resolved to, or a ban the filter never reaches for a trusted source
+//! (trusted is checked before the blocklist and bans). `sipguard check` lists them and
 //! the daemon logs them at load, each naming both entries, so no entry
 //! looks applied when it is not.
 
@@ -13,6 +14,10 @@ use ipnet::IpNet;
 pub enum Overridden {
     /// A blocklist feed's entry, left out of the blocklist altogether.
     Feed { path: PathBuf, entry: IpNet },
+    /// A `blocked:` entry of the config. The config refuses one that
+    /// overlaps a static trusted entry, so this is always a resolved name's
+    /// address: the entry stays blocked for every other address.
+    Blocked { entry: IpNet, name: String },
     /// A ban in `BANS` (a key: an address, or an IPv6 prefix).
     Ban { entry: IpNet },
 }
@@ -31,6 +36,10 @@ impl fmt::Display for Overlap {
                 f,
                 "trusted {t} overrides feed entry {entry} ({}): the entry is not blocked",
                 path.display()
+            ),
+            Overridden::Blocked { entry, name } => write!(
+                f,
+                "trusted {t} ({name}) overrides blocked entry {entry}: the entry does not apply to {t}"
             ),
             Overridden::Ban { entry } if entry.contains(&t) && *entry != t => write!(
                 f,
