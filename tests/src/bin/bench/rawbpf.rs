@@ -198,3 +198,40 @@ pub fn live_frames(prog: &OwnedFd, frame: &[u8], ifindex: u32, repeat: u32) -> R
         .map_err(|e| anyhow!("BPF_PROG_TEST_RUN live frames on ifindex {ifindex}: {e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The distributed flood's generator on the real kernel: the source
+    /// steps 10.77.0.0 → .0.1 → .0.2, the IPv4 checksum stays valid (as
+    /// RFC 1071 computes it from scratch), and nothing else changes.
+    #[test]
+    fn counting_source_steps_the_source_and_keeps_the_checksum() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: loading an XDP program needs root");
+            return;
+        }
+        let mut frame = sipguard_tests::frames::v4([10, 77, 0, 0], [100, 64, 0, 1])
+            .udp(5060, 5060)
+            .payload(b"INVITE sip:100@pbx.example.com SIP/2.0\r\n\r\n")
+            .build();
+        let sum = sipguard_tests::frames::checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        let (prog, _map) = counting_source_program().expect("loading the generator");
+        let mut f = frame.clone();
+        for want in [[10, 77, 0, 1], [10, 77, 0, 2]] {
+            let (action, out) = run_once(&prog, &f).expect("running the generator");
+            assert_eq!(action, XDP_TX);
+            assert_eq!(&out[26..30], &want);
+            let mut expect = frame.clone();
+            expect[26..30].copy_from_slice(&want);
+            expect[24..26].copy_from_slice(&[0, 0]);
+            let sum = sipguard_tests::frames::checksum(&expect[14..34]);
+            expect[24..26].copy_from_slice(&sum.to_be_bytes());
+            assert_eq!(out, expect);
+            f = out;
+        }
+    }
+}
