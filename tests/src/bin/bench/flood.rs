@@ -41,6 +41,12 @@ pub enum Arm {
     /// A bare XDP_DROP program: the cost of generating and delivering.
     Floor,
     SipguardNative,
+    /// sipguard with the flood's source in its static blocklist: the
+    /// cheapest drop, with the daemon's settings (events sampled).
+    SipguardBlocked,
+    /// The same with `OPS` zeroed after start: a sandbox's settings (no
+    /// events, no bans) on the daemon's attached program.
+    SipguardBlockedSandbox,
     /// xdp-filter (default features) with the flood's source listed.
     XdpFilter,
     SipguardSkb,
@@ -81,9 +87,11 @@ impl Arm {
         Arm::NftSaddr,
     ];
 
-    pub const ALL: [Arm; 6] = [
+    pub const ALL: [Arm; 8] = [
         Arm::Floor,
         Arm::SipguardNative,
+        Arm::SipguardBlocked,
+        Arm::SipguardBlockedSandbox,
         Arm::XdpFilter,
         Arm::SipguardSkb,
         Arm::IptablesString,
@@ -94,6 +102,8 @@ impl Arm {
         match self {
             Arm::Floor => "xdp_drop_floor",
             Arm::SipguardNative => "sipguard_native",
+            Arm::SipguardBlocked => "sipguard_native_blocked",
+            Arm::SipguardBlockedSandbox => "sipguard_native_blocked_sandbox",
             Arm::XdpFilter => "xdp_filter_native",
             Arm::SipguardSkb => "sipguard_skb",
             Arm::IptablesString => "iptables_raw_string",
@@ -105,6 +115,10 @@ impl Arm {
         match self {
             Arm::Floor => "bare XDP_DROP (floor)",
             Arm::SipguardNative => "sipguard, native XDP",
+            Arm::SipguardBlocked => "sipguard, native, source in static blocklist",
+            Arm::SipguardBlockedSandbox => {
+                "sipguard, native, source in static blocklist, OPS zeroed (sandbox settings)"
+            }
             Arm::XdpFilter => "xdp-filter, native XDP, source listed",
             Arm::SipguardSkb => "sipguard, skb mode",
             Arm::IptablesString => "iptables raw, -m string bm",
@@ -530,21 +544,29 @@ fn run_arm(arm: Arm, sources: Sources, p: &Params, inspect: bool) -> Result<Valu
                 peer = Some(xf);
                 attach_pinned(&rxns, &rx, &path)?;
             }
-            Arm::SipguardNative | Arm::SipguardSkb => {
-                let mode = if arm == Arm::SipguardNative {
-                    "native"
-                } else {
-                    "skb"
-                };
-                if arm == Arm::SipguardSkb {
+            Arm::SipguardNative
+            | Arm::SipguardSkb
+            | Arm::SipguardBlocked
+            | Arm::SipguardBlockedSandbox => {
+                let mode = if arm == Arm::SipguardSkb {
                     let rx = rx.clone();
                     join(on_thread_in(&rxns, move || enable_gro(&rx)))?;
+                    "skb"
+                } else {
+                    "native"
+                };
+                let mut config = sipguard_config(&rx, mode, inspect, sources);
+                if matches!(arm, Arm::SipguardBlocked | Arm::SipguardBlockedSandbox) {
+                    let src = std::net::Ipv4Addr::from(sources.source());
+                    config += &format!("blocked: [{src}]\n");
                 }
-                daemon = Some(Daemon::start(
-                    &rxns,
-                    &sipguard_config(&rx, mode, inspect, sources),
-                    &[],
-                ));
+                let d = Daemon::start(&rxns, &config, &[]);
+                if arm == Arm::SipguardBlockedSandbox {
+                    // The daemon writes OPS at start and on reload only.
+                    let mut ops = sipguard::kernel::stateful::ops_pinned(&d.pin_dir())?;
+                    ops.set(0, sipguard_common::abi::OpsSettings::default(), 0)?;
+                }
+                daemon = Some(d);
             }
             Arm::IptablesString => {
                 let rx = rx.clone();
@@ -596,7 +618,10 @@ fn run_arm(arm: Arm, sources: Sources, p: &Params, inspect: bool) -> Result<Valu
                 .as_ref()
                 .ok_or_else(|| anyhow!("xdp-filter not loaded"))?
                 .src_v4_hits(sources.source()),
-            Arm::SipguardNative | Arm::SipguardSkb => {
+            Arm::SipguardNative
+            | Arm::SipguardSkb
+            | Arm::SipguardBlocked
+            | Arm::SipguardBlockedSandbox => {
                 let d = d.as_ref().ok_or_else(|| anyhow!("no daemon"))?;
                 d.stats_json()["dropped"]
                     .as_u64()
