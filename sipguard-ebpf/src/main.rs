@@ -217,25 +217,36 @@ fn any_port_program(
 /// flow in `INSPECT_FLOW`.
 #[xdp]
 pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
+    inspector(&ctx, inspect)
+}
+
+/// The same inspector for kernels without `bpf_loop` (before 5.17): the
+/// same [`sip::step`], at most [`MAX_STEPS`] times, in a loop with a
+/// constant bound. The loader installs one of the two in the inspector
+/// slot.
+#[xdp]
+pub fn sipguard_inspect_bounded(ctx: XdpContext) -> u32 {
+    inspector(&ctx, inspect_bounded)
+}
+
+/// The SIP inspector and what it hands to `finish`; `scan` runs the
+/// scanner (with or without `bpf_loop`) and decides.
+#[inline(always)]
+fn inspector(
+    ctx: &XdpContext,
+    scan: impl FnOnce(&XdpContext, &Pkt, &Flow, &Settings) -> Reason,
+) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let reason = inspect(&ctx, &pkt, &flow, settings);
+    let pkt = Pkt::new(ctx);
+    let reason = scan(ctx, &pkt, &flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
     let info = match SCAN.get(0) {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
-    finish(
-        &ctx,
-        &pkt,
-        Ok(&flow),
-        reason,
-        settings,
-        &info,
-        &Clock::new(),
-    )
+    finish(ctx, &pkt, Ok(&flow), reason, settings, &info, &Clock::new())
 }
 
 /// Counts, records drops and returns the XDP action.
@@ -355,7 +366,7 @@ struct LoopCtx {
     settings: *const Settings,
 }
 
-/// The SIP inspector: the shared scanner driven by `bpf_loop`.
+/// The scan under `bpf_loop`.
 ///
 /// The scanner state lives in a per-CPU map value, not on the stack: the
 /// verifier tracks stack contents exactly, so every simulated callback
@@ -385,6 +396,52 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
     }
     // SAFETY: as above.
     sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
+}
+
+/// The scan without `bpf_loop`: the step is a global function
+/// ([`sipguard_scan_step`]), which the verifier checks once on its own,
+/// whatever calls it; the loop around it costs the verifier a few
+/// instructions per iteration. Inlined, every step would be verified
+/// again for each state the steps before it can leave (on 6.18, 30,104
+/// instructions for a program of one step, 514,529 for four), so no
+/// chain of tail calls, 33 programs at most, could reach [`MAX_STEPS`].
+#[inline(always)]
+fn inspect_bounded(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+    let Some(scan) = SCAN.get_ptr_mut(0) else {
+        return Reason::PassPartial;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe { (*scan).reset(flow, pkt.frame_len()) };
+    for _ in 0..MAX_STEPS {
+        if sipguard_scan_step(ctx.ctx) == STEP_DONE {
+            break;
+        }
+    }
+    // SAFETY: as above.
+    sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
+}
+
+/// What [`sipguard_scan_step`] returns when the scan is over.
+const STEP_DONE: i64 = 1;
+
+/// One [`sip::step`] on this CPU's `SCAN`, for [`inspect_bounded`]. Global
+/// (`no_mangle`, not inlined): the verifier checks a global function once,
+/// with arguments it only knows by type (the XDP context here, 5.6+), so
+/// the settings and the scan state are looked up again inside.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sipguard_scan_step(ctx: *mut xdp_md) -> i64 {
+    let xdp = XdpContext::new(ctx);
+    let pkt = Pkt::new(&xdp);
+    let (Some(settings), Some(scan)) = (SETTINGS.get(0), SCAN.get_ptr_mut(0)) else {
+        return STEP_DONE;
+    };
+    let lists = KernelLists::new(settings);
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    match sip::step(unsafe { &mut *scan }, &pkt, &lists) {
+        Step::Continue => 0,
+        Step::Done => STEP_DONE,
+    }
 }
 
 extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {

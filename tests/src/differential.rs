@@ -339,8 +339,7 @@ pub const SIP_MIN_SHARE: usize = 2400;
 /// The any-port corpus: random ports outside the SIP set.
 pub const ANY_PORT_CONFIG: &str = "policy: inspect\nany_udp_port: true\ntrusted: [192.0.2.10]\n";
 pub const ANY_PORT_REASONS: &[&str] = &["not_sip_port", "trusted", "inspected_clean", "user_agent"];
-/// The same corpus under `policy: drop`: the any-port reader alone, which
-/// kernels without bpf_loop run too.
+/// The same corpus under `policy: drop`: the any-port reader alone.
 pub const ANY_PORT_DROP_CONFIG: &str = "policy: drop\nany_udp_port: true\ntrusted: [192.0.2.10]\n";
 pub const ANY_PORT_DROP_REASONS: &[&str] = &["not_sip_port", "trusted", "untrusted"];
 /// At least once per 600 packets (50 in 30,000).
@@ -417,7 +416,8 @@ pub fn random_sip(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome 
 
 /// `packets` packets to random ports outside the SIP set, plus random
 /// binary payloads. The kernel reads the request line in its own
-/// tail-called program with `bpf_loop`, the host in a plain loop.
+/// tail-called program (with or without `bpf_loop`), the host in a plain
+/// loop.
 pub fn any_port(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome {
     let mut r = ChaCha8Rng::seed_from_u64(SEED ^ 0xa11);
     let mut out = Outcome::empty(packets);

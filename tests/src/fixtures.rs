@@ -35,16 +35,12 @@ impl Case {
         }
     }
 
-    /// Whether the case needs the SIP inspector, which needs the bpf_loop
-    /// helper.
-    pub fn needs_inspector(&self) -> bool {
+    /// Whether the case reaches the SIP inspector or the any-port reader,
+    /// each of which has two builds (with and without bpf_loop) that must
+    /// agree.
+    pub fn uses_scanners(&self) -> bool {
         self.policy.settings.policy == sipguard_common::POLICY_INSPECT
-    }
-
-    /// Whether the case reaches the any-port reader, which has two builds
-    /// (with and without bpf_loop) that must agree.
-    pub fn uses_any_port(&self) -> bool {
-        self.policy.settings.any_udp_port()
+            || self.policy.settings.any_udp_port()
     }
 
     /// Applies the case's policy to `sandbox` and runs every row.
@@ -69,16 +65,17 @@ pub fn all_cases() -> Vec<Case> {
 }
 
 /// Loads a sandbox for `case`, runs it and fails the test on any mismatch.
-/// Cases that reach the any-port reader run against both of its builds.
+/// Cases that reach the inspector or the any-port reader run against both
+/// of their builds.
 pub fn check_case(case: &Case) {
     let mut builds = vec![(
         "",
         Sandbox::new(&case.policy).expect("loading the eBPF object (root, BPF)"),
     )];
-    if case.uses_any_port() {
+    if case.uses_scanners() {
         builds.push((
-            " (any-port reader without bpf_loop)",
-            Sandbox::any_port_bounded(&case.policy).expect("loading the eBPF object (root, BPF)"),
+            " (inspector and any-port reader without bpf_loop)",
+            Sandbox::without_bpf_loop(&case.policy).expect("loading the eBPF object (root, BPF)"),
         ));
     }
     for (build, mut sb) in builds {

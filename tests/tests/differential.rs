@@ -14,7 +14,16 @@ use sipguard_tests::{
 #[test]
 fn kernel_and_host_agree_on_random_sip() {
     if require_root("kernel_and_host_agree_on_random_sip") {
-        agree_on_random_sip(false, PACKETS);
+        agree_on_random_sip(Build::BpfLoop, PACKETS);
+    }
+}
+
+/// The inspector built without bpf_loop (what kernels before 5.17 run)
+/// against the same host code and the same corpus.
+#[test]
+fn kernel_without_bpf_loop_and_host_agree_on_random_sip() {
+    if require_root("kernel_without_bpf_loop_and_host_agree_on_random_sip") {
+        agree_on_random_sip(Build::WithoutBpfLoop, PACKETS);
     }
 }
 
@@ -35,7 +44,7 @@ fn kernel_byte_loads_and_host_agree_on_random_sip() {
         let bytes = count(Sandbox::byte_loads_only(&policy).expect("load"));
         eprintln!("inspector verified: word loads {words}, byte loads {bytes} instructions");
         assert_ne!(words, bytes, "WORD_LOADS did not change the inspector");
-        agree_on_random_sip(true, PACKETS / 4);
+        agree_on_random_sip(Build::ByteLoadsOnly, PACKETS / 4);
     }
 }
 
@@ -54,20 +63,28 @@ fn assert_agree(what: &str, out: &Outcome, reasons: &[&str], share: usize) {
     assert!(rare.is_empty(), "{}", rare.join("\n"));
 }
 
-fn agree_on_random_sip(byte_loads_only: bool, packets: usize) {
+/// Which build of the inspector a corpus runs against.
+#[derive(Debug, Clone, Copy)]
+enum Build {
+    BpfLoop,
+    WithoutBpfLoop,
+    ByteLoadsOnly,
+}
+
+fn agree_on_random_sip(build: Build, packets: usize) {
     let cfg = Config::parse(differential::SIP_CONFIG, "differential").expect("config");
     let policy = Policy::from_config(&cfg);
-    let mut sb = if byte_loads_only {
-        Sandbox::byte_loads_only(&policy)
-    } else {
-        Sandbox::new(&policy)
+    let mut sb = match build {
+        Build::BpfLoop => Sandbox::new(&policy),
+        Build::WithoutBpfLoop => Sandbox::without_bpf_loop(&policy),
+        Build::ByteLoadsOnly => Sandbox::byte_loads_only(&policy),
     }
     .expect("loading the eBPF object (root, BPF)");
     let start = std::time::Instant::now();
     let out = differential::random_sip(&mut sb, &policy, packets);
     eprintln!("in {:.1?}", start.elapsed());
     assert_agree(
-        &format!("differential (byte loads only: {byte_loads_only})"),
+        &format!("differential ({build:?})"),
         &out,
         differential::SIP_REASONS,
         differential::SIP_MIN_SHARE,
@@ -102,7 +119,7 @@ fn kernel_bounded_any_port_and_host_agree() {
                 differential::ANY_PORT_DROP_REASONS,
             ),
         ] {
-            agree_on_any_port(Sandbox::any_port_bounded, config, reasons);
+            agree_on_any_port(Sandbox::without_bpf_loop, config, reasons);
         }
     }
 }

@@ -108,12 +108,18 @@ fn filter_and_inspector_each_fit_the_verifier_budget() {
         .verified_instructions_of(sipguard_common::ANY_PORT_PROGRAM_NAME)
         .expect("info")
         .expect("count");
+    let policy = sipguard::policy::Policy::from_config(&cfg);
+    let bounded = sipguard::kernel::testrun::Sandbox::without_bpf_loop(&policy)
+        .expect("load")
+        .verified_instructions_of(sipguard_common::INSPECT_BOUNDED_PROGRAM_NAME)
+        .expect("info")
+        .expect("count");
     eprintln!(
-        "verifier: filter {filter} instructions processed, inspector {inspector}, \
-         any-port reader {any_port}"
+        "verifier: filter {filter} instructions processed, inspector {inspector} \
+         ({bounded} without bpf_loop), any-port reader {any_port}"
     );
     assert!(
-        filter < 500_000 && inspector < 500_000 && any_port < 500_000,
-        "filter {filter}, inspector {inspector}, any-port reader {any_port}"
+        filter < 500_000 && inspector < 500_000 && bounded < 500_000 && any_port < 500_000,
+        "filter {filter}, inspector {inspector} ({bounded} without bpf_loop), any-port reader {any_port}"
     );
 }

@@ -1,7 +1,8 @@
 //! `sipguard check --kernel` on this machine's kernel: every feature is
-//! probed and named, and a policy this kernel can run is accepted. The
-//! kernel matrix (kernel_matrix.rs) checks the refusal on a kernel that
-//! lacks bpf_loop. Needs root (probes load programs).
+//! probed and named, the inspector this kernel gets is named, and a policy
+//! this kernel can run is accepted. The kernel matrix (kernel_matrix.rs)
+//! checks the same on a kernel that lacks bpf_loop. Needs root (probes
+//! load programs).
 
 use std::process::Command;
 
@@ -34,6 +35,13 @@ fn check_kernel_lists_every_probed_feature() {
             "{line}: probe said {mark}"
         );
     }
+    // This machine's kernel (6.18) has bpf_loop.
+    assert!(
+        text.lines().any(|l| l
+            == "SIP inspector: sipguard_inspect (steps under bpf_loop); \
+                any-port reader: sipguard_anyport (steps under bpf_loop)"),
+        "{text}"
+    );
     assert!(
         text.contains("this kernel can run the configured policy"),
         "{text}"

@@ -156,6 +156,9 @@ pub fn layout_since(name: &str) -> Option<u32> {
 /// verifier checks it once, with a fresh stack, instead of once per state
 /// the header stage can end in.
 pub const INSPECT_PROGRAM_NAME: &str = "sipguard_inspect";
+/// The same inspector without `bpf_loop`, for kernels before 5.17; the
+/// loader puts one of the two in slot [`INSPECTOR_SLOT`].
+pub const INSPECT_BOUNDED_PROGRAM_NAME: &str = "sipguard_inspect_bounded";
 pub const INSPECTOR_SLOT: u32 = 0;
 
 /// SIP on any UDP port: the program that reads the request line of UDP

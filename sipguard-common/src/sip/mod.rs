@@ -5,8 +5,10 @@
 //! request line, or one header line) and records what it learned in a
 //! `#[repr(C)]` [`Scan`]; [`decide`] turns those facts into a [`Reason`](crate::reason::Reason).
 //! The XDP program drives `step` with `bpf_loop` (the verifier checks one
-//! callback instead of an unrolled 1500-byte scan), the host with a plain
-//! `for` loop; both stop after [`MAX_STEPS`], so they agree by construction.
+//! callback instead of an unrolled 1500-byte scan) or, on kernels without
+//! it, in a loop with a constant bound around a global function (checked
+//! once too); the host with a plain `for` loop. All stop after
+//! [`MAX_STEPS`], so they agree by construction.
 //!
 //! Only the request line and the header block are read: scanning stops at
 //! the empty line, so nothing in a body can ever match. Steps that do not
@@ -52,7 +54,7 @@ pub fn step<B: Bytes + ?Sized, L: SipLists>(s: &mut Scan, pkt: &B, lists: &L) ->
     }
 }
 
-/// Runs a whole scan the way the host does (the kernel uses `bpf_loop`).
+/// Runs a whole scan the way the host does.
 pub fn scan<B: Bytes + ?Sized, L: SipLists>(flow: &Flow, pkt: &B, lists: &L) -> Scan {
     let mut s = Scan::new(flow, pkt.len());
     for _ in 0..MAX_STEPS {

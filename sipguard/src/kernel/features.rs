@@ -15,7 +15,7 @@ use aya::{
     sys::{is_helper_supported, is_map_supported, is_program_supported, BpfHelper},
 };
 
-use crate::policy::config::{Config, UntrustedPolicy};
+use crate::policy::config::Config;
 
 /// One kernel feature sipguard uses.
 #[derive(Debug, Clone)]
@@ -34,9 +34,9 @@ pub struct Feature {
 enum Need {
     /// The object does not load at all (its maps and the filter).
     Always,
-    /// `policy: inspect` (the SIP inspector). The any-port reader has a
-    /// build without `bpf_loop`, so `any_udp_port` needs nothing more.
-    Inspection,
+    /// Nothing: used where present (the SIP inspector and the any-port
+    /// reader have builds with and without `bpf_loop`).
+    Nothing,
     /// `learn_registrars`.
     Learner,
 }
@@ -60,7 +60,7 @@ const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
     ("LRU hash maps", "4.10", "bans, fragments, learned registrars", Need::Always, Probe::Map(MapType::LruHash)),
     ("ring buffer maps", "5.8", "drop events", Need::Always, Probe::Map(MapType::RingBuf)),
     ("bpf_ktime_get_boot_ns helper", "5.8", "ban expiry", Need::Always, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns)),
-    (BPF_LOOP, "5.17", "SIP inspection (policy: inspect); any_udp_port uses it where present", Need::Inspection, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
+    (BPF_LOOP, "5.17", "the SIP inspector and any-port reader under bpf_loop (without it: their bounded builds)", Need::Nothing, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
     ("TC classifier programs", "4.1", "learn_registrars (egress learner)", Need::Learner, Probe::Program(ProgramType::SchedClassifier)),
 ];
 
@@ -129,21 +129,37 @@ fn present(name: &str) -> bool {
     probe().iter().any(|f| f.name == name && f.present)
 }
 
-/// Whether the SIP inspector and the `bpf_loop` build of the any-port
+/// Whether the `bpf_loop` builds of the SIP inspector and the any-port
 /// reader can load here.
 pub fn has_bpf_loop() -> bool {
     present(BPF_LOOP)
 }
 
+/// The programs of the SIP inspector and the any-port reader a load
+/// installs: the builds that step under `bpf_loop` where the kernel has
+/// the helper (unless `without_bpf_loop`), else the builds that step in a
+/// loop with a constant bound. Both run the same shared step the same
+/// number of times, so they give the same verdicts.
+pub fn scanner_builds(without_bpf_loop: bool) -> (&'static str, &'static str) {
+    use sipguard_common::{
+        ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_BOUNDED_PROGRAM_NAME,
+        INSPECT_PROGRAM_NAME,
+    };
+    if has_bpf_loop() && !without_bpf_loop {
+        (INSPECT_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME)
+    } else {
+        (INSPECT_BOUNDED_PROGRAM_NAME, ANY_PORT_BOUNDED_PROGRAM_NAME)
+    }
+}
+
 /// The missing features a policy needs, as (what needs it, feature).
 pub fn missing_for(cfg: &Config) -> Vec<(&'static str, &'static Feature)> {
-    let inspection = (cfg.policy == UntrustedPolicy::Inspect).then_some("policy: inspect");
     probe()
         .iter()
         .filter(|f| !f.present)
         .filter_map(|f| match f.need {
             Need::Always => Some(("sipguard", f)),
-            Need::Inspection => inspection.map(|what| (what, f)),
+            Need::Nothing => None,
             Need::Learner => cfg
                 .learn_registrars
                 .enabled
@@ -186,6 +202,19 @@ pub fn report() -> String {
             f.used_for
         ));
     }
+    let (inspector, reader) = scanner_builds(false);
+    let how = |name: &str| {
+        if name.ends_with("_bounded") {
+            "a loop with a constant bound"
+        } else {
+            "bpf_loop"
+        }
+    };
+    out.push_str(&format!(
+        "SIP inspector: {inspector} (steps under {}); any-port reader: {reader} (steps under {})\n",
+        how(inspector),
+        how(reader)
+    ));
     out
 }
 

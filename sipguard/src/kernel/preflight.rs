@@ -56,8 +56,8 @@ pub fn check(pin_root: &Path) -> Result<()> {
     }
     let release = kernel_release();
     let mut problems = Vec::new();
-    // bpf_loop (SIP inspection) is needed by some policies
-    // only: features::require_for refuses those on kernels without it.
+    // Features only some policies need (learn_registrars): refused by
+    // features::require_for on kernels without them.
     for f in features::required() {
         let what = format!("{} ({})", f.name, f.used_for);
         match f.found {
@@ -67,7 +67,7 @@ pub fn check(pin_root: &Path) -> Result<()> {
                 f.since
             )),
             Err(e) if e.contains("Function not implemented") => {
-                problems.push(format!("this kernel ({release}) was built without BPF (CONFIG_BPF_SYSCALL); sipguard needs Linux 5.10+ with BPF and XDP (5.17+ for SIP inspection)"));
+                problems.push(format!("this kernel ({release}) was built without BPF (CONFIG_BPF_SYSCALL); sipguard needs Linux 5.10+ with BPF and XDP"));
                 break;
             }
             Err(e) if e.contains("Operation not permitted") => problems.push(format!(

@@ -28,9 +28,10 @@ pub struct LoadOptions {
     /// Keep the SIP scanner on byte loads even where the CPU does unaligned
     /// 8-byte loads: the path strict-alignment routers run (tests).
     pub byte_loads_only: bool,
-    /// Install the any-port reader built without `bpf_loop` even where the
-    /// kernel has the helper (tests run both builds).
-    pub any_port_bounded: bool,
+    /// Install the inspector and the any-port reader built without
+    /// `bpf_loop` even where the kernel has the helper (tests run both
+    /// builds).
+    pub without_bpf_loop: bool,
 }
 
 /// Loads like [`load`], but every map is opened from `pin_dir/<NAME>` when
@@ -93,34 +94,18 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
 }
 
 /// Loads the SIP inspector and the any-port reader and puts them in the
-/// program array the filter tail-calls. Without the inspector the filter
-/// passes untrusted SIP under `inspect` as `uninspectable`, so every load
-/// path installs it where the kernel has `bpf_loop`; where it lacks it,
-/// policies that need the inspector are refused before they reach the maps
-/// (features::require_for), so nothing tail-calls the empty slot.
+/// program array the filter tail-calls. Each has two builds of the same
+/// shared step: one under `bpf_loop` (5.17+), installed where the kernel
+/// has the helper, and one in a loop with a constant bound, installed
+/// where it lacks it (`features::scanner_builds`).
 ///
-/// The any-port reader is always installed (the `bpf_loop` build, or the
-/// bounded one on kernels without the helper) and only reached when
-/// `any_udp_port` is on, so a reload can switch the option without loading
-/// anything.
+/// Both are always installed: the any-port reader is only reached when
+/// `any_udp_port` is on, so a reload can switch the option without
+/// loading anything.
 fn install_tail_programs(ebpf: &mut Ebpf, opts: LoadOptions) -> Result<()> {
-    use sipguard_common::{
-        ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, ANY_PORT_SLOT, INSPECTOR_SLOT,
-        INSPECT_PROGRAM_NAME,
-    };
-    let has_loop = crate::kernel::features::has_bpf_loop();
-    if has_loop {
-        install(ebpf, INSPECT_PROGRAM_NAME, INSPECTOR_SLOT, opts.verbose)?;
-    } else {
-        log::warn!(
-            "this kernel has no bpf_loop helper (Linux 5.17+): SIP inspection (policy: inspect) is unavailable"
-        );
-    }
-    let any_port = if has_loop && !opts.any_port_bounded {
-        ANY_PORT_PROGRAM_NAME
-    } else {
-        ANY_PORT_BOUNDED_PROGRAM_NAME
-    };
+    use sipguard_common::{ANY_PORT_SLOT, INSPECTOR_SLOT};
+    let (inspector, any_port) = crate::kernel::features::scanner_builds(opts.without_bpf_loop);
+    install(ebpf, inspector, INSPECTOR_SLOT, opts.verbose)?;
     if ebpf.program(any_port).is_none() {
         // Only older objects given to `load_object` (benchmark
         // comparisons) lack it; the embedded one always has both.
@@ -215,7 +200,7 @@ pub fn verifier_message(name: &str, error: &str, log: &str, verbose: bool, kerne
     format!(
         "the kernel's verifier rejected XDP program '{name}': {error}\n\
          --- verifier log ({which}) ---\n{body}\n---\n\
-         What to do: sipguard needs Linux 5.10 or newer, 5.17 for SIP inspection (policy: inspect) (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
+         What to do: sipguard needs Linux 5.10 or newer (this kernel: {kernel}; `sipguard check --kernel` shows what it lacks); on an older kernel, upgrade it. \
          On a newer one this is a bug in sipguard: please report it with the output of `sipguard -v run`."
     )
 }

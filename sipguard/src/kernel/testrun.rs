@@ -93,15 +93,16 @@ impl Sandbox {
         )
     }
 
-    /// `new` with the any-port reader built without `bpf_loop` (the one
-    /// kernels before 5.17 run) in its slot, whatever this kernel has.
-    pub fn any_port_bounded(policy: &Policy) -> Result<Self> {
+    /// `new` with the inspector and the any-port reader built without
+    /// `bpf_loop` (the ones kernels before 5.17 run) in their slots,
+    /// whatever this kernel has.
+    pub fn without_bpf_loop(policy: &Policy) -> Result<Self> {
         Self::load(
             program::OBJECT,
             policy,
             LoadOptions {
                 report_reason: true,
-                any_port_bounded: true,
+                without_bpf_loop: true,
                 ..Default::default()
             },
         )

@@ -21,8 +21,9 @@ use std::{
 
 use sipguard::kernel::testrun::Sandbox;
 use sipguard_common::{
-    packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_PROGRAM_NAME,
-    LEARN_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_NAME_RAW_IP,
+    packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME,
+    INSPECT_BOUNDED_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
+    PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
 
@@ -90,20 +91,26 @@ fn report_load(what: &str, start: Instant, result: anyhow::Result<()>) {
     }
 }
 
-/// The verifier's figures for every program of the object; the any-port
-/// reader without bpf_loop from `bounded` where the kernel has the helper
-/// (the main sandbox then runs the other build).
+/// The verifier's figures for every program of the object; the builds
+/// without bpf_loop from `bounded` where the kernel has the helper (the
+/// main sandbox then runs the other builds).
 fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
     for prog in [
         PROGRAM_NAME,
         INSPECT_PROGRAM_NAME,
+        INSPECT_BOUNDED_PROGRAM_NAME,
         ANY_PORT_PROGRAM_NAME,
         ANY_PORT_BOUNDED_PROGRAM_NAME,
         LEARN_PROGRAM_NAME,
         PROGRAM_NAME_RAW_IP,
     ] {
         let sb = match bounded {
-            Some(b) if prog == ANY_PORT_BOUNDED_PROGRAM_NAME => b,
+            Some(b)
+                if prog == ANY_PORT_BOUNDED_PROGRAM_NAME
+                    || prog == INSPECT_BOUNDED_PROGRAM_NAME =>
+            {
+                b
+            }
             _ => sb,
         };
         // Per function, entry point first: "480+32".
@@ -134,9 +141,9 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
     }
 }
 
-/// Where the kernel has bpf_loop the main sandbox runs the any-port reader
-/// built with it; this second load runs the build without it, so both
-/// meet the same rows and corpus. None on kernels without the helper (the
+/// Where the kernel has bpf_loop the main sandbox runs the inspector and
+/// the any-port reader built with it; this second load runs the builds
+/// without it, so both meet the same rows and corpora. None on kernels without the helper (the
 /// main sandbox already runs that build) or when it fails to load
 /// (reported as a failure).
 fn load_bounded(cases: &[fixtures::Case]) -> Result<Option<Sandbox>, ()> {
@@ -144,13 +151,13 @@ fn load_bounded(cases: &[fixtures::Case]) -> Result<Option<Sandbox>, ()> {
         return Ok(None);
     }
     let t = Instant::now();
-    match Sandbox::any_port_bounded(&cases[0].policy) {
+    match Sandbox::without_bpf_loop(&cases[0].policy) {
         Ok(sb) => {
-            report_load("anyport-bounded-load", t, Ok(()));
+            report_load("without-bpf-loop-load", t, Ok(()));
             Ok(Some(sb))
         }
         Err(e) => {
-            report_load("anyport-bounded-load", t, Err(e));
+            report_load("without-bpf-loop-load", t, Err(e));
             Err(())
         }
     }
@@ -186,18 +193,9 @@ fn fixtures() -> bool {
     report(&format!("bpf_loop present={has_loop}"));
     for case in &cases {
         let name = case.name.replace(' ', "-");
-        if case.needs_inspector() && !has_loop {
-            // The daemon refuses these policies here (checked by the replay
-            // and e2e parts against the real binary).
-            report(&format!(
-                "case name={name} rows={} result=skip needs=bpf_loop",
-                case.rows.len()
-            ));
-            continue;
-        }
         let mut builds = vec![(name.clone(), &mut sb)];
-        if let (true, Some(b)) = (case.uses_any_port(), bounded.as_mut()) {
-            builds.push((format!("{name}-anyport-bounded"), b));
+        if let (true, Some(b)) = (case.uses_scanners(), bounded.as_mut()) {
+            builds.push((format!("{name}-without-bpf-loop"), b));
         }
         for (name, sb) in builds {
             let failures = case.run(sb);
@@ -217,7 +215,7 @@ fn fixtures() -> bool {
         }
     }
     report_verifier(&sb, bounded.as_ref());
-    failed += differential(&mut sb, bounded.as_mut(), has_loop);
+    failed += differential(&mut sb, bounded.as_mut());
     report(&format!(
         "suite=fixtures cases={} rows={rows} failed_cases={failed} seconds={:.1} result={}",
         cases.len(),
@@ -234,11 +232,10 @@ const DIFFERENTIAL_SIP: usize = 12_000;
 const DIFFERENTIAL_ANY_PORT: usize = 6_000;
 
 /// The differential corpora through the sandboxes' one load each; returns
-/// how many runs failed. The any-port corpus runs against both builds of
-/// the reader (`bounded` is the one without bpf_loop where the main sandbox
-/// runs the other); without bpf_loop only the corpus under `policy: drop`
-/// can run (the others need the inspector).
-fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: bool) -> usize {
+/// how many runs failed. Every corpus runs against both builds of the
+/// inspector and the any-port reader (`bounded` holds the ones without
+/// bpf_loop where the main sandbox runs the others).
+fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>) -> usize {
     use sipguard::policy::{config::Config, Policy};
     use sipguard_tests::differential as d;
     let mut failed = 0;
@@ -267,15 +264,9 @@ fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: b
     ];
     for (name, config, packets, reasons, share) in corpora {
         let policy = Policy::from_config(&Config::parse(config, "differential").expect("config"));
-        if policy.settings.policy == sipguard_common::POLICY_INSPECT && !has_loop {
-            report(&format!(
-                "differential name={name} result=skip needs=bpf_loop"
-            ));
-            continue;
-        }
         let mut builds = vec![(name.to_string(), &mut *sb)];
-        if let (true, Some(b)) = (name != "sip", bounded.as_deref_mut()) {
-            builds.push((format!("{name}-anyport-bounded"), b));
+        if let Some(b) = bounded.as_deref_mut() {
+            builds.push((format!("{name}-without-bpf-loop"), b));
         }
         for (name, sb) in builds {
             let start = Instant::now();
@@ -287,7 +278,7 @@ fn differential(sb: &mut Sandbox, mut bounded: Option<&mut Sandbox>, has_loop: b
                 failed += 1;
                 continue;
             }
-            let out = if name == "sip" {
+            let out = if name.starts_with("sip") {
                 d::random_sip(sb, &policy, packets)
             } else {
                 d::any_port(sb, &policy, packets)
@@ -318,20 +309,14 @@ fn sipguard() -> Command {
     Command::new(std::env::var("SIPGUARD_BIN").unwrap_or_else(|_| "sipguard".into()))
 }
 
+/// The inspection rows through `sipguard replay`, which installs the
+/// inspector this kernel gets (with or without bpf_loop).
 fn replay() -> bool {
-    let inspect = fixtures::inspect::default_rows();
-    let mut ok = true;
-    if sipguard::kernel::features::has_bpf_loop() {
-        ok &= replay_rows("inspect", fixtures::inspect::BASE, &inspect);
-    } else {
-        ok &= replay_refused("inspect", fixtures::inspect::BASE, &inspect);
-        ok &= replay_rows(
-            "allowlist",
-            fixtures::allowlist::CONFIG,
-            &fixtures::allowlist::base_rows(),
-        );
-    }
-    ok
+    replay_rows(
+        "inspect",
+        fixtures::inspect::BASE,
+        &fixtures::inspect::default_rows(),
+    )
 }
 
 fn write_capture(
@@ -367,38 +352,6 @@ fn run_replay(
         .arg(&cfg)
         .arg(&capture)
         .output()?)
-}
-
-/// On a kernel without bpf_loop, replay of a policy that needs the
-/// scanners must fail naming the helper, and print no verdicts.
-fn replay_refused(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
-    let run = || -> anyhow::Result<()> {
-        let out = run_replay(name, config, rows)?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !out.stdout.is_empty() {
-            anyhow::bail!(
-                "replay ran a policy this kernel cannot run (exit {})",
-                out.status
-            );
-        }
-        if !err.contains("bpf_loop") || !err.contains("5.17") {
-            anyhow::bail!("the refusal does not name bpf_loop and 5.17: {err}");
-        }
-        Ok(())
-    };
-    match run() {
-        Ok(()) => {
-            report(&format!("suite=replay-refused-{name} result=pass"));
-            true
-        }
-        Err(e) => {
-            report(&format!(
-                "suite=replay-refused-{name} result=fail error={:?}",
-                format!("{e:#}")
-            ));
-            false
-        }
-    }
 }
 
 fn replay_rows(name: &str, config: &str, rows: &[fixtures::Row]) -> bool {
@@ -494,66 +447,53 @@ const INSPECT: Scenario = Scenario {
     ],
 };
 
-const ALLOWLIST: Scenario = Scenario {
-    name: "allowlist",
-    policy: "policy: drop",
-    delivered: (0, CALLS),
-    counted: &[
-        ("untrusted", (SCANS + CALLS) as u64),
-        ("trusted", CALLS as u64),
-    ],
-};
-
-/// `sipguard check --kernel` must agree with the probe this suite made and
-/// refuse (exit 3) an inspect policy exactly where bpf_loop is missing,
-/// saying that it is the inspection that needs it; an any-port policy
-/// under `policy: drop` it accepts everywhere.
+/// `sipguard check --kernel` must agree with the probe this suite made,
+/// name the inspector and any-port reader this kernel gets (the builds
+/// under bpf_loop where it has the helper, the bounded ones where it does
+/// not) and accept an inspect policy and an any-port one on every kernel.
 fn check_kernel() -> bool {
-    let scanning = sipguard::kernel::features::has_bpf_loop();
+    let has_loop = sipguard::kernel::features::has_bpf_loop();
     let run = || -> anyhow::Result<()> {
         let dir = Path::new("/tmp/check");
         std::fs::create_dir_all(dir)?;
-        let cfg = dir.join("inspect.yaml");
-        std::fs::write(&cfg, fixtures::inspect::BASE)?;
-        let out = sipguard()
-            .args(["check", "--kernel", "-c"])
-            .arg(&cfg)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.contains("bpf_loop helper"))
-            .ok_or_else(|| anyhow::anyhow!("no bpf_loop line in:\n{text}"))?;
-        let (want_mark, want_code) = if scanning { ("yes", 0) } else { ("NO", 3) };
-        if !line.trim_start().starts_with(want_mark) || out.status.code() != Some(want_code) {
-            anyhow::bail!(
-                "check --kernel exit {:?}, line {line:?}; want {want_mark} and exit {want_code}",
-                out.status.code()
-            );
-        }
-        let refusal = "policy: inspect needs the bpf_loop helper (Linux 5.17+)";
-        let said = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
-        if !scanning && !said.contains(refusal) {
-            anyhow::bail!("the refusal does not say {refusal:?}:\n{said}");
-        }
-        // Any-port recognition alone runs everywhere (its reader has a
-        // build without bpf_loop).
-        let any_port = dir.join("any-port.yaml");
-        std::fs::write(
-            &any_port,
-            sipguard_tests::differential::ANY_PORT_DROP_CONFIG,
-        )?;
-        let out = sipguard()
-            .args(["check", "--kernel", "-c"])
-            .arg(&any_port)
-            .output()?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "check --kernel refused an any_udp_port policy under policy: drop (exit {:?}):\n{}{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for (name, config) in [
+            ("inspect", fixtures::inspect::BASE),
+            ("any-port", sipguard_tests::differential::ANY_PORT_CONFIG),
+        ] {
+            let cfg = dir.join(format!("{name}.yaml"));
+            std::fs::write(&cfg, config)?;
+            let out = sipguard()
+                .args(["check", "--kernel", "-c"])
+                .arg(&cfg)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                anyhow::bail!(
+                    "check --kernel refused the {name} policy (exit {:?}):\n{text}{}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let line = text
+                .lines()
+                .find(|l| l.contains("bpf_loop helper"))
+                .ok_or_else(|| anyhow::anyhow!("no bpf_loop line in:\n{text}"))?;
+            let (mark, builds) = if has_loop {
+                (
+                    "yes",
+                    "SIP inspector: sipguard_inspect (steps under bpf_loop); \
+                     any-port reader: sipguard_anyport (steps under bpf_loop)",
+                )
+            } else {
+                (
+                    "NO",
+                    "SIP inspector: sipguard_inspect_bounded (steps under a loop with a constant bound); \
+                     any-port reader: sipguard_anyport_bounded (steps under a loop with a constant bound)",
+                )
+            };
+            if !line.trim_start().starts_with(mark) || !text.lines().any(|l| l == builds) {
+                anyhow::bail!("check --kernel does not say {mark:?} and {builds:?}:\n{text}");
+            }
         }
         Ok(())
     };
@@ -573,30 +513,7 @@ fn e2e() -> bool {
     if !check_kernel() {
         return false;
     }
-    let scenario = if sipguard::kernel::features::has_bpf_loop() {
-        INSPECT
-    } else {
-        // The inspect policy must be refused at start, naming the helper.
-        let refused = e2e_run(&INSPECT);
-        let ok = match &refused {
-            Err(e) => {
-                let text = format!("{e:#}");
-                text.contains("refused at start")
-                    && text.contains("bpf_loop")
-                    && text.contains("5.17")
-            }
-            Ok(()) => false,
-        };
-        report(&format!(
-            "suite=e2e-refused-inspect result={} detail={:?}",
-            if ok { "pass" } else { "fail" },
-            refused.err().map(|e| format!("{e:#}")).unwrap_or_default()
-        ));
-        if !ok {
-            return false;
-        }
-        ALLOWLIST
-    };
+    let scenario = INSPECT;
     match e2e_run(&scenario) {
         Ok(()) => {
             report(&format!("suite=e2e-{} result=pass", scenario.name));

@@ -162,9 +162,10 @@ pub fn ratios(r: &Value, path: &Path) -> Result<()> {
     )
 }
 
-/// Flood: wall-clock drop rate and drop capacity per CPU-second.
-pub fn flood(r: &Value, path: &Path) -> Result<()> {
-    let arms: Vec<&Value> = r["arms"].as_array().into_iter().flatten().collect();
+/// Flood: wall-clock drop rate and drop capacity per CPU-second of each
+/// arm in `arms`; `what` names the flood in the titles.
+pub fn flood(arms: &Value, what: &str, path: &Path) -> Result<()> {
+    let arms: Vec<&Value> = arms.as_array().into_iter().flatten().collect();
     let rows = |f: &dyn Fn(&Value) -> f64| -> Vec<Row> {
         arms.iter()
             .map(|a| {
@@ -185,7 +186,7 @@ pub fn flood(r: &Value, path: &Path) -> Result<()> {
     let (top, bottom) = root.split_vertically(h);
     hbars(
         &top,
-        "scanner INVITE flood over veth: packets dropped per second (same run)",
+        &format!("{what} over veth: packets dropped per second (same run)"),
         "Mpps dropped (wall clock, shared machine)",
         &wall,
     )?;

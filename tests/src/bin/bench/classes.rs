@@ -134,6 +134,14 @@ fn cpu_ns_per_run(repeat: u32, f: impl FnOnce() -> Result<std::time::Duration>) 
     Ok((crate::thread_cpu_ns() - t0) / repeat as f64)
 }
 
+/// Whether this build has the SIP inspector: the embedded default policy
+/// then drops a friendly-scanner INVITE by its User-Agent.
+pub fn has_inspector() -> Result<bool> {
+    let inspect = Policy::from_config(&Config::embedded_default()?);
+    let scanner_probe = udp_to(UNTRUSTED, 5060, &payload::invite(true, 400 - 42));
+    Ok(Sandbox::new(&inspect)?.run(&scanner_probe)?.reason == Reason::DropUserAgent)
+}
+
 pub fn run(p: &Params) -> Result<Value> {
     let allowlist = Policy::from_config(&Config::parse(ALLOWLIST, "bench allowlist")?);
     let inspect = Policy::from_config(&Config::embedded_default()?);
@@ -249,11 +257,8 @@ pub fn run(p: &Params) -> Result<Value> {
         },
     ];
 
-    // The inspect classes need the SIP inspector: present when the
-    // embedded default policy drops a friendly-scanner INVITE.
     let mut missing = Vec::new();
-    let scanner_probe = udp_to(UNTRUSTED, 5060, &payload::invite(true, 400 - 42));
-    let inspector = Sandbox::new(&inspect)?.run(&scanner_probe)?.reason == Reason::DropUserAgent;
+    let inspector = has_inspector()?;
     if inspector {
         sandboxes.push(("inspect (default policy)", Sandbox::production(&inspect)?));
         let s = sandboxes.len() - 1;

@@ -5,6 +5,11 @@
 //! end at the rate the kernel allows. The receiving side runs in softirq
 //! context on the sender's CPU (veth schedules its NAPI there), so the
 //! CPU time per packet is measured on that one pinned CPU.
+//!
+//! Two floods: one source (a scanner that the daemon bans after its first
+//! drops), and 65,536 sources (the generator rewrites the IPv4 source from
+//! a counter) that each stay below the ban threshold. During each arm a
+//! trusted caller places calls through the same filter (`calls.rs`).
 
 use std::{
     fs,
@@ -17,7 +22,7 @@ use std::{
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use serde_json::{json, Value};
 use sipguard_tests::{
-    frames::{v4, MAC_DST},
+    frames::{v4, MAC_DST, MAC_SRC},
     harness::{
         daemon::scratch,
         netns::{unique, veth},
@@ -25,7 +30,7 @@ use sipguard_tests::{
     },
 };
 
-use crate::{classes, payload, rawbpf, thread_cpu_ns, xdpfilter};
+use crate::{calls, classes, payload, rawbpf, thread_cpu_ns, xdpfilter};
 
 pub struct Params {
     pub seconds: f64,
@@ -36,6 +41,12 @@ pub enum Arm {
     /// A bare XDP_DROP program: the cost of generating and delivering.
     Floor,
     SipguardNative,
+    /// sipguard with the flood's source in its static blocklist: the
+    /// cheapest drop, with the daemon's settings (events sampled).
+    SipguardBlocked,
+    /// The same with `OPS` zeroed after start: a sandbox's settings (no
+    /// events, no bans) on the daemon's attached program.
+    SipguardBlockedSandbox,
     /// xdp-filter (default features) with the flood's source listed.
     XdpFilter,
     SipguardSkb,
@@ -43,10 +54,44 @@ pub enum Arm {
     NftSaddr,
 }
 
+/// Where the flood comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sources {
+    /// One scanner address: banned by the daemon after its first drops.
+    One,
+    /// 65,536 addresses of one /16, each below the ban threshold.
+    Many,
+}
+
+/// The /16 the distributed flood's sources are drawn from.
+pub const MANY_BASE: [u8; 4] = [10, 77, 0, 0];
+pub const MANY_SOURCES: u64 = 1 << 16;
+
+impl Sources {
+    fn source(self) -> [u8; 4] {
+        match self {
+            Sources::One => classes::UNTRUSTED,
+            Sources::Many => MANY_BASE,
+        }
+    }
+}
+
 impl Arm {
-    pub const ALL: [Arm; 6] = [
+    /// The distributed flood's arms: the floor, sipguard and the two
+    /// netfilter peers (xdp-filter has nothing to match 65,536 unknown
+    /// sources by, and skb mode is measured on the single-source flood).
+    pub const DISTRIBUTED: [Arm; 4] = [
         Arm::Floor,
         Arm::SipguardNative,
+        Arm::IptablesString,
+        Arm::NftSaddr,
+    ];
+
+    pub const ALL: [Arm; 8] = [
+        Arm::Floor,
+        Arm::SipguardNative,
+        Arm::SipguardBlocked,
+        Arm::SipguardBlockedSandbox,
         Arm::XdpFilter,
         Arm::SipguardSkb,
         Arm::IptablesString,
@@ -57,6 +102,8 @@ impl Arm {
         match self {
             Arm::Floor => "xdp_drop_floor",
             Arm::SipguardNative => "sipguard_native",
+            Arm::SipguardBlocked => "sipguard_native_blocked",
+            Arm::SipguardBlockedSandbox => "sipguard_native_blocked_sandbox",
             Arm::XdpFilter => "xdp_filter_native",
             Arm::SipguardSkb => "sipguard_skb",
             Arm::IptablesString => "iptables_raw_string",
@@ -68,6 +115,10 @@ impl Arm {
         match self {
             Arm::Floor => "bare XDP_DROP (floor)",
             Arm::SipguardNative => "sipguard, native XDP",
+            Arm::SipguardBlocked => "sipguard, native, source in static blocklist",
+            Arm::SipguardBlockedSandbox => {
+                "sipguard, native, source in static blocklist, OPS zeroed (sandbox settings)"
+            }
             Arm::XdpFilter => "xdp-filter, native XDP, source listed",
             Arm::SipguardSkb => "sipguard, skb mode",
             Arm::IptablesString => "iptables raw, -m string bm",
@@ -82,6 +133,9 @@ fn flood_cpu() -> usize {
         .map(|n| n.get() - 1)
         .unwrap_or(0)
 }
+
+/// The generator's SCHED_FIFO priority.
+const GENERATOR_PRIORITY: i32 = 1;
 
 /// (system + irq + softirq, all non-idle) jiffies of one CPU.
 fn cpu_jiffies(cpu: usize) -> Result<(u64, u64)> {
@@ -205,6 +259,7 @@ struct GenResult {
 fn generate(
     ns: &Netns,
     tx: String,
+    sources: Sources,
     frame: Vec<u8>,
     seconds: f64,
     started: mpsc::Sender<()>,
@@ -225,7 +280,9 @@ fn generate(
         // CPU (autogroups make nice ineffective across sessions). SCHED_FIFO
         // for the few seconds of an arm; the kernel still leaves 5 % of the
         // CPU to others, and the other CPUs are untouched.
-        let param = libc::sched_param { sched_priority: 1 };
+        let param = libc::sched_param {
+            sched_priority: GENERATOR_PRIORITY,
+        };
         // SAFETY: scheduling policy of this thread only.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
             eprintln!(
@@ -234,7 +291,14 @@ fn generate(
             );
         }
         let ifindex = sipguard::kernel::attach::ifindex(&tx)?;
-        let prog = rawbpf::const_program(rawbpf::XDP_TX)?;
+        let (prog, _counter) = match sources {
+            Sources::One => (rawbpf::const_program(rawbpf::XDP_TX)?, None),
+            Sources::Many => {
+                let (prog, map) = rawbpf::counting_source_program()?;
+                check_counting_source(&prog, &frame)?;
+                (prog, Some(map))
+            }
+        };
         // Warm-up: page pool, NAPI, caches.
         rawbpf::live_frames(&prog, &frame, ifindex, 1 << 14)?;
         let _ = started.send(());
@@ -274,6 +338,44 @@ fn generate(
     })
 }
 
+/// The counting generator, run on the frame three times (each output the
+/// next input), must step the source's low 16 bits and keep the IPv4
+/// header checksum valid: the stack drops a frame whose checksum is wrong
+/// before netfilter sees it.
+fn check_counting_source(prog: &std::os::fd::OwnedFd, frame: &[u8]) -> Result<()> {
+    let mut f = frame.to_vec();
+    let mut last = None;
+    for _ in 0..3 {
+        let (action, out) = rawbpf::run_once(prog, &f)?;
+        ensure!(action == rawbpf::XDP_TX, "the generator returned {action}");
+        ensure!(
+            out.len() == f.len(),
+            "the generator changed the frame's length"
+        );
+        ensure!(
+            sipguard_tests::frames::checksum(&out[14..34]) == 0,
+            "the generator left a bad IPv4 checksum"
+        );
+        let at = rawbpf::IPV4_SRC_LOW16_AT;
+        let low = u16::from_be_bytes([out[at], out[at + 1]]);
+        if let Some(prev) = last {
+            ensure!(
+                low == u16::wrapping_add(prev, 1),
+                "the source went from {prev} to {low}"
+            );
+        }
+        let csum = rawbpf::IPV4_CSUM_AT;
+        let untouched = |b: &[u8]| [&b[..csum], &b[csum + 2..at], &b[at + 2..]].concat();
+        ensure!(
+            untouched(&out) == untouched(&f),
+            "the generator wrote outside the checksum and the source"
+        );
+        last = Some(low);
+        f = out;
+    }
+    Ok(())
+}
+
 fn rx_packets(ns: &Netns, ifname: &str) -> Result<u64> {
     let out = ns.exec_unchecked(&[
         "cat",
@@ -304,22 +406,33 @@ fn nft_drops(ns: &Netns) -> Result<u64> {
         .ok_or_else(|| anyhow!("no counter in:\n{text}"))
 }
 
-fn sipguard_config(iface: &str, mode: &str, inspect: bool) -> String {
+/// The daemon's config for an arm: the embedded default's rules (or the
+/// allowlist policy when the object has no inspector), the legitimate
+/// caller trusted. For the distributed flood the ban threshold is set
+/// above what any one source sends in an arm (about 500 INVITEs at this
+/// rate): each source stays below it, as the sources of a real
+/// distributed flood stay below a threshold of 10 a minute, and every
+/// packet takes the inspected drop's path with bans counting.
+fn sipguard_config(iface: &str, mode: &str, inspect: bool, sources: Sources) -> String {
+    let caller = std::net::Ipv4Addr::from(calls::CALLER);
+    let bans = match sources {
+        Sources::One => "",
+        Sources::Many => "bans:\n  threshold: 1000000\n",
+    };
     if inspect {
-        // The embedded default's rules, on this interface and mode.
         format!(
-            "interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: inspect\nsip_ports: [5060, 5061]\n"
+            "interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: inspect\nsip_ports: [5060, 5061]\ntrusted: [{caller}]\n{bans}"
         )
     } else {
-        format!("interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: drop\nsip_ports: [5060]\ntrusted: [192.0.2.10]\n")
+        format!("interfaces: [{iface}]\nxdp_mode: {mode}\npolicy: drop\nsip_ports: [5060]\ntrusted: [{caller}]\n{bans}")
     }
 }
 
-/// The flood frame: a friendly-scanner INVITE from an untrusted source to
-/// the receiver's address and MAC, with a valid IPv4 header checksum so the
+/// The flood frame: a friendly-scanner INVITE from `src` to the
+/// receiver's address and MAC, with a valid IPv4 header checksum so the
 /// stack does not discard it before netfilter sees it.
-pub fn flood_frame() -> Vec<u8> {
-    let mut f = v4(classes::UNTRUSTED, classes::PBX)
+pub fn flood_frame(src: [u8; 4]) -> Vec<u8> {
+    let mut f = v4(src, classes::PBX)
         .udp(5060, 5060)
         .payload(payload::invite(true, 400 - 42))
         .build();
@@ -357,14 +470,56 @@ fn mac(m: [u8; 6]) -> String {
         .join(":")
 }
 
-fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
+/// user + system CPU time of a process so far, in ns.
+fn process_cpu_ns(pid: u32) -> Option<f64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from "state".
+    let rest = s.rsplit_once(')')?.1;
+    let v: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 2).then(|| (v[0] + v[1]) as f64 * jiffy_ns())
+}
+
+/// The CPU the legitimate calls run on: any but the flood's.
+fn calls_cpu() -> usize {
+    flood_cpu().saturating_sub(1)
+}
+
+fn run_arm(arm: Arm, sources: Sources, p: &Params, inspect: bool) -> Result<Value> {
     let txns = Netns::new("t");
     let rxns = Netns::new("r");
     let (tx, rx) = (unique("a"), unique("b"));
     veth(&txns, &tx, &rxns, &rx);
+    let (callee, caller) = (
+        std::net::Ipv4Addr::from(calls::CALLEE).to_string(),
+        std::net::Ipv4Addr::from(calls::CALLER).to_string(),
+    );
     rxns.exec(&["ip", "link", "set", "dev", &rx, "address", &mac(MAC_DST)]);
-    rxns.exec(&["ip", "addr", "add", "100.64.0.1/24", "dev", &rx]);
-    txns.exec(&["ip", "addr", "add", "100.64.0.2/24", "dev", &tx]);
+    txns.exec(&["ip", "link", "set", "dev", &tx, "address", &mac(MAC_SRC)]);
+    rxns.exec(&["ip", "addr", "add", &format!("{callee}/24"), "dev", &rx]);
+    txns.exec(&["ip", "addr", "add", &format!("{caller}/24"), "dev", &tx]);
+    // Static neighbours: no ARP exchange has to get through the flood.
+    for (ns, dev, addr, m) in [
+        (&txns, &tx, &callee, MAC_DST),
+        (&rxns, &rx, &caller, MAC_SRC),
+    ] {
+        ns.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &mac(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
 
     let mut daemon = None;
     let mut peer: Option<xdpfilter::XdpFilter> = None;
@@ -382,28 +537,36 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
             Arm::XdpFilter => {
                 // `xdp-filter load` and `xdp-filter ip SRC --mode src`.
                 let mut xf = xdpfilter::XdpFilter::load(xdpfilter::Features::All, 10_000)?;
-                xf.deny_src_v4([classes::UNTRUSTED])?;
+                xf.deny_src_v4([sources.source()])?;
                 let path = PathBuf::from(format!("/sys/fs/bpf/{}", unique("xdpfilt")));
                 xf.pin_program(&path)?;
                 pin = Some(path.clone());
                 peer = Some(xf);
                 attach_pinned(&rxns, &rx, &path)?;
             }
-            Arm::SipguardNative | Arm::SipguardSkb => {
-                let mode = if arm == Arm::SipguardNative {
-                    "native"
-                } else {
-                    "skb"
-                };
-                if arm == Arm::SipguardSkb {
+            Arm::SipguardNative
+            | Arm::SipguardSkb
+            | Arm::SipguardBlocked
+            | Arm::SipguardBlockedSandbox => {
+                let mode = if arm == Arm::SipguardSkb {
                     let rx = rx.clone();
                     join(on_thread_in(&rxns, move || enable_gro(&rx)))?;
+                    "skb"
+                } else {
+                    "native"
+                };
+                let mut config = sipguard_config(&rx, mode, inspect, sources);
+                if matches!(arm, Arm::SipguardBlocked | Arm::SipguardBlockedSandbox) {
+                    let src = std::net::Ipv4Addr::from(sources.source());
+                    config += &format!("blocked: [{src}]\n");
                 }
-                daemon = Some(Daemon::start(
-                    &rxns,
-                    &sipguard_config(&rx, mode, inspect),
-                    &[],
-                ));
+                let d = Daemon::start(&rxns, &config, &[]);
+                if arm == Arm::SipguardBlockedSandbox {
+                    // The daemon writes OPS at start and on reload only.
+                    let mut ops = sipguard::kernel::stateful::ops_pinned(&d.pin_dir())?;
+                    ops.set(0, sipguard_common::abi::OpsSettings::default(), 0)?;
+                }
+                daemon = Some(d);
             }
             Arm::IptablesString => {
                 let rx = rx.clone();
@@ -434,9 +597,9 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
                 let file = dir.join("bench.nft");
                 fs::write(
                     &file,
-                    "table inet sgbench {\n  set trusted4 { type ipv4_addr; flags interval; elements = { 192.0.2.10 } }\n  \
-                     chain pre {\n    type filter hook prerouting priority raw; policy accept;\n    \
-                     udp dport 5060 ip saddr != @trusted4 counter drop\n  }\n}\n",
+                    format!("table inet sgbench {{\n  set trusted4 {{ type ipv4_addr; flags interval; elements = {{ {caller} }} }}\n  \
+                     chain pre {{\n    type filter hook prerouting priority raw; policy accept;\n    \
+                     udp dport 5060 ip saddr != @trusted4 counter drop\n  }}\n}}\n"),
                 )?;
                 rxns.exec(&["nft", "-f", file.to_str().unwrap_or_default()]);
             }
@@ -454,8 +617,11 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
             Arm::XdpFilter => peer
                 .as_ref()
                 .ok_or_else(|| anyhow!("xdp-filter not loaded"))?
-                .src_v4_hits(classes::UNTRUSTED),
-            Arm::SipguardNative | Arm::SipguardSkb => {
+                .src_v4_hits(sources.source()),
+            Arm::SipguardNative
+            | Arm::SipguardSkb
+            | Arm::SipguardBlocked
+            | Arm::SipguardBlockedSandbox => {
                 let d = d.as_ref().ok_or_else(|| anyhow!("no daemon"))?;
                 d.stats_json()["dropped"]
                     .as_u64()
@@ -474,7 +640,8 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
     let gen = generate(
         &txns,
         tx.clone(),
-        flood_frame(),
+        sources,
+        flood_frame(sources.source()),
         p.seconds,
         tx_started,
         rx_go,
@@ -484,8 +651,20 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
         join(gen)?;
         bail!("the generator did not start");
     }
+    // The floor drops everything, calls included: no legitimate side.
+    let calls = match arm {
+        Arm::Floor => None,
+        _ => Some(calls::Calls::start(
+            &txns,
+            &rxns,
+            flood_cpu(),
+            GENERATOR_PRIORITY + 1,
+            calls_cpu(),
+        )?),
+    };
     let d0 = drops(&daemon)?;
     let r0 = rx_packets(&rxns, &rx)?;
+    let daemon_cpu0 = pid.and_then(process_cpu_ns);
     let _ = tx_go.send(());
     let mut rss_flood = 0u64;
     while !gen.is_finished() {
@@ -495,13 +674,17 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let g = join(gen)?;
+    let daemon_cpu1 = pid.and_then(process_cpu_ns);
+    let calls = calls.map(calls::Calls::finish).transpose()?;
     let d1 = drops(&daemon)?;
     let r1 = rx_packets(&rxns, &rx)?;
     // Counters were read after the warm-up and before the timed part; the
     // receive softirq runs synchronously with the sender, so nothing is in
-    // flight at either reading.
+    // flight at either reading. The legitimate calls pass (they are not in
+    // the drop counters) and add their INVITEs to the veth's rx_packets.
     let dropped = d1.saturating_sub(d0);
     let received = r1.saturating_sub(r0);
+    let daemon_cpu = daemon_cpu0.zip(daemon_cpu1).map(|(a, b)| b - a);
     if let Some(mut d) = daemon.take() {
         let st = d.stop();
         ensure!(st.success(), "sipguard exited with {st}");
@@ -531,27 +714,54 @@ fn run_arm(arm: Arm, p: &Params, inspect: bool) -> Result<Value> {
         "cpu_stat_busy_ns_per_packet": per(g.cpu_busy_jiffies as f64 * jns),
         "daemon_rss_kib_idle": rss_idle,
         "daemon_rss_kib_flood": pid.map(|_| rss_flood),
+        "daemon_cpu_ns_per_packet": daemon_cpu.map(per),
+        "daemon_cpu_share": daemon_cpu.map(|c| c / (g.secs * 1e9)),
+        "calls": calls.map(calls::CallCounts::json),
     }))
 }
 
-pub fn run(p: &Params, inspect: bool) -> Result<Value> {
+fn arms(sources: Sources, list: &[Arm], p: &Params, inspect: bool) -> Result<Vec<Value>> {
     let mut arms = Vec::new();
-    for arm in Arm::ALL {
-        eprintln!("flood: {} for {:.0} s ...", arm.label(), p.seconds);
-        let r = run_arm(arm, p, inspect).with_context(|| format!("flood arm '{}'", arm.label()))?;
+    for &arm in list {
+        let what = match sources {
+            Sources::One => "one source",
+            Sources::Many => "65,536 sources",
+        };
+        eprintln!("flood ({what}): {} for {:.0} s ...", arm.label(), p.seconds);
+        let r = run_arm(arm, sources, p, inspect)
+            .with_context(|| format!("flood arm '{}' ({what})", arm.label()))?;
         eprintln!(
-            "  dropped {:.2} Mpps (sent {:.2} Mpps), {:.0} ns CPU/packet",
+            "  dropped {:.2} Mpps (sent {:.2} Mpps), {:.0} ns CPU/packet, calls {}",
             r["dropped_pps"].as_f64().unwrap_or(0.0) / 1e6,
             r["sent_pps"].as_f64().unwrap_or(0.0) / 1e6,
-            r["cpu_ns_per_packet"].as_f64().unwrap_or(f64::NAN)
+            r["cpu_ns_per_packet"].as_f64().unwrap_or(f64::NAN),
+            r["calls"]
         );
         arms.push(r);
     }
+    Ok(arms)
+}
+
+pub fn run(p: &Params, inspect: bool) -> Result<Value> {
+    let single = arms(Sources::One, &Arm::ALL, p, inspect)?;
+    let distributed = arms(Sources::Many, &Arm::DISTRIBUTED, p, inspect)?;
     Ok(json!({
         "seconds_per_arm": p.seconds,
         "cpu": flood_cpu(),
-        "frame_bytes": flood_frame().len(),
+        "calls_cpu": calls_cpu(),
+        "frame_bytes": flood_frame(classes::UNTRUSTED).len(),
+        "load_avg_at_end": fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         "sipguard_policy": if inspect { "inspect (User-Agent rule)" } else { "drop (allowlist)" },
-        "arms": arms,
+        "arms": single,
+        "distributed": {
+            "sources": MANY_SOURCES,
+            "base": std::net::Ipv4Addr::from(MANY_BASE).to_string(),
+            "arms": distributed,
+        },
     }))
 }

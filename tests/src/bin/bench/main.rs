@@ -15,6 +15,7 @@
 //! Needs root. Not a test: performance is measured here, never asserted in
 //! `cargo test`.
 
+mod calls;
 mod chart;
 mod classes;
 mod crowdsec;
@@ -173,7 +174,7 @@ fn main() -> Result<()> {
         Ok(())
     };
 
-    let mut inspect_exists = false;
+    let inspect_exists = args.flood && classes::has_inspector()?;
     if args.classes {
         let mut compare = Vec::new();
         for (label, path) in &args.compare {
@@ -198,10 +199,6 @@ fn main() -> Result<()> {
         );
         let mut r = classes::run(&p)?;
         r["machine"] = machine.clone();
-        inspect_exists = r["classes"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["key"].as_str().is_some_and(|k| k.starts_with("inspect")))
-        });
         std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&r)?)?;
         chart::ratios(&r, &out.join("ratios.svg"))?;
         chart::peer(&r, &out.join("peer.svg"))?;
@@ -216,8 +213,18 @@ fn main() -> Result<()> {
         let mut r = flood::run(&p, inspect_exists)?;
         r["machine"] = machine.clone();
         show(&report::flood_table(&r), "flood")?;
+        show(&report::distributed_table(&r), "distributed")?;
         std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&r)?)?;
-        chart::flood(&r, &out.join("flood.svg"))?;
+        chart::flood(
+            &r["arms"],
+            "scanner INVITE flood, one source",
+            &out.join("flood.svg"),
+        )?;
+        chart::flood(
+            &r["distributed"]["arms"],
+            "scanner INVITE flood, 65,536 sources",
+            &out.join("distributed.svg"),
+        )?;
     }
     if args.crowdsec {
         let (total, delta) = if args.quick {
