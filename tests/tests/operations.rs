@@ -741,7 +741,7 @@ fn feeds_reload_under_traffic_without_a_gap() {
     assert_eq!(rx.count(OTHER), 0);
     let blocked = sipguard::kernel::maps::PolicyMaps::open_pinned(&d.pin_dir()).unwrap();
     assert_eq!(
-        blocked.blocked_v4.keys().count(),
+        blocked.blocked_v4_entries(),
         20_002,
         "old filler entries were removed"
     );
