@@ -108,7 +108,7 @@ pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_com
 /// fills the learned and ban maps).
 pub struct KernelLists<'a> {
     pub settings: &'a Settings,
-    pub clock: crate::clock::Clock,
+    pub state: crate::bans::PacketState,
 }
 
 impl<'a> KernelLists<'a> {
@@ -116,7 +116,7 @@ impl<'a> KernelLists<'a> {
     pub const fn new(settings: &'a Settings) -> Self {
         KernelLists {
             settings,
-            clock: crate::clock::Clock::new(),
+            state: crate::bans::PacketState::new(),
         }
     }
 }
@@ -228,7 +228,7 @@ impl SourceLists for KernelLists<'_> {
 
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
-        crate::bans::banned(flow, &self.clock)
+        crate::bans::banned(flow, &self.state)
     }
 
     /// One trie walk and the clock (read once per packet), skipped while
@@ -244,7 +244,7 @@ impl SourceLists for KernelLists<'_> {
             DECISIONS_V4.get(Key::new(32, flow.src_v4()))
         };
         match entry {
-            Some(e) => decision_live(e, self.clock.now()),
+            Some(e) => decision_live(e, self.state.clock.now()),
             None => false,
         }
     }

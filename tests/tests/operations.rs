@@ -308,11 +308,11 @@ fn ban_and_unban_say_what_they_changed() {
         );
     }
     let mut bans = sipguard::kernel::bans::bans_pinned(&d.pin_dir()).unwrap();
-    let entry = sipguard_common::abi::BanEntry {
-        expires_ns: sipguard_common::abi::BAN_FOREVER,
-        origin: sipguard_common::abi::BAN_AUTO,
-        count: 5,
-    };
+    let entry = sipguard_common::abi::BanEntry::new(
+        sipguard_common::abi::BAN_FOREVER,
+        sipguard_common::abi::BAN_AUTO,
+        5,
+    );
     for i in 0..sipguard_common::abi::BAN_ENTRIES {
         let a = Ipv4Addr::new(10, 200, (i >> 8) as u8, i as u8);
         bans.insert(sipguard::kernel::bans::key_for(a.into(), 64), entry, 0)

@@ -300,3 +300,85 @@ fn inspected_drops_carry_method_and_user_agent_in_events() {
     assert_eq!(ev.user_agent.as_deref(), Some("friendly-scanner"));
     assert!(ring.next().is_none(), "only the drop makes an event");
 }
+
+/// Drains the ring: every event in it, decoded.
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<events::Event> {
+    let mut got = Vec::new();
+    while let Some(item) = ring.next() {
+        got.push(events::Event::from_raw(&events::decode(&item).unwrap()));
+    }
+    got
+}
+
+#[test]
+fn banned_drops_are_sampled_per_ban_in_its_entry() {
+    // An interval no test outlasts: what "later" is comes from rewriting
+    // the entry's last event time, not from waiting.
+    let Some(mut sb) = sandbox(
+        "banned_drops_are_sampled_per_ban_in_its_entry",
+        OpsSettings {
+            flags: OPS_EVENTS,
+            event_interval_ns: 3_600_000_000_000,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let mut ring = sb.take_events().unwrap();
+    let a = std::net::IpAddr::from(OTHER4);
+    sb.ban(a).unwrap();
+    sb.ban(std::net::IpAddr::from(OTHER4B)).unwrap();
+    sb.ban("2001:db8:66::1".parse().unwrap()).unwrap();
+    for _ in 0..5 {
+        assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned);
+    }
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "one event for five banned drops: {got:?}");
+    assert_eq!(
+        (
+            got[0].src.as_str(),
+            got[0].reason.as_str(),
+            got[0].suppressed
+        ),
+        ("198.51.100.7", "banned", 0)
+    );
+    let e = sb.ban_entry(a).unwrap().expect("the ban");
+    assert_eq!(e.suppressed, 4, "the four others are held in the ban");
+    assert_ne!(e.event_ns, 0);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap(), 1);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
+
+    // Another ban gets its own event.
+    assert_eq!(reason(&mut sb, &invite4(OTHER4B)), DropBanned);
+    assert_eq!(drain(&mut ring).len(), 1);
+
+    // IPv6 bans cover a /64: its sources share the ban's sampling.
+    let f6 = |src: &str| {
+        v6(ip6(src), ip6("2001:db8:f::1"))
+            .udp(40000, 5060)
+            .payload(sip::invite("a", "b", "h", "x"))
+            .build()
+    };
+    assert_eq!(reason(&mut sb, &f6("2001:db8:66::1")), DropBanned);
+    assert_eq!(reason(&mut sb, &f6("2001:db8:66::2")), DropBanned);
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].src, "2001:db8:66::1");
+
+    // Its interval over (the last event long ago): the next drop sends the
+    // event, carrying the four held back.
+    sb.set_ban(a, abi::BanEntry { event_ns: 1, ..e }).unwrap();
+    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned);
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].reason.as_str(), got[0].suppressed), ("banned", 4));
+    assert_eq!(sb.ban_entry(a).unwrap().unwrap().suppressed, 0);
+    // Every drop is one of sent, suppressed or lost.
+    assert_eq!(
+        sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap()
+            + sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap()
+            + sb.ops_stat(abi::STAT_EVENTS_LOST).unwrap(),
+        sb.counter(DropBanned, false).unwrap().packets
+    );
+    assert_eq!(sb.counter(DropBanned, false).unwrap().packets, 9);
+}

@@ -39,7 +39,8 @@ pub use settings::*;
 /// `decisions` field, reason 21 (`DropDecision`) counts their drops.
 /// 4: `BLOCKED_V4_HOSTS`/`BLOCKED_V6_HOSTS` are new and hold the
 /// blocklist's full-length entries (no longer in the tries); `Settings`
-/// flags say which of the four blocklist maps may hold entries.
+/// flags say which of the four blocklist maps may hold entries;
+/// `BanEntry` carries the event sampling of its banned drops (32 bytes).
 pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Map names as they appear in the object file and under the pin directory.

@@ -378,25 +378,42 @@ impl Sandbox {
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
         use sipguard_common::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        self.set_ban(addr, BanEntry::new(BAN_FOREVER, BAN_MANUAL, 0))
+    }
+
+    /// Writes `addr`'s `BANS` entry (IPv6 by the default /64).
+    pub fn set_ban(
+        &mut self,
+        addr: std::net::IpAddr,
+        entry: sipguard_common::BanEntry,
+    ) -> Result<()> {
         self.mark_hints(|h| h.bans = 1)?;
+        self.bans()?
+            .insert(bans::key_for(addr, 64), entry, 0)
+            .context("updating BANS")
+    }
+
+    /// `addr`'s `BANS` entry (IPv6 by the default /64), if any.
+    pub fn ban_entry(
+        &mut self,
+        addr: std::net::IpAddr,
+    ) -> Result<Option<sipguard_common::BanEntry>> {
+        match self.bans()?.get(&bans::key_for(addr, 64), 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn bans(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, sipguard_common::BanEntry>>
+    {
         let map = self
             .ebpf
             .map_mut(sipguard_common::map_names::BANS)
             .ok_or_else(|| anyhow!("BANS map missing"))?;
-        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, BanEntry> =
-            aya::maps::HashMap::try_from(map)?;
-        let key = bans::key_for(addr, 64);
-        bans.insert(
-            key,
-            BanEntry {
-                expires_ns: BAN_FOREVER,
-                origin: BAN_MANUAL,
-                count: 0,
-            },
-            0,
-        )
-        .context("updating BANS")?;
-        Ok(())
+        Ok(aya::maps::HashMap::try_from(map)?)
     }
 
     /// The drop event ring buffer (taken out of the sandbox on first use).
