@@ -84,7 +84,8 @@ pub fn banned(flow: &Flow, state: &PacketState) -> bool {
     };
     // SAFETY: valid map value pointer.
     let expires = unsafe { (*b).expires_ns };
-    if state.clock.now() < expires {
+    // A ban without end (manual) needs no clock.
+    if expires == BAN_FOREVER || state.clock.now() < expires {
         state.ban.set(b);
         return true;
     }

@@ -377,8 +377,28 @@ impl Sandbox {
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
-        use sipguard_common::{BanEntry, BAN_FOREVER, BAN_MANUAL};
-        self.set_ban(addr, BanEntry::new(BAN_FOREVER, BAN_MANUAL, 0))
+        use sipguard_common::{AddrKey, BanEntry, BAN_FOREVER, BAN_MANUAL};
+        let entry = BanEntry::new(BAN_FOREVER, BAN_MANUAL, 0);
+        self.mark_hints(|h| h.bans = 1)?;
+        let map = self
+            .ebpf
+            .map_mut(sipguard_common::map_names::BANS)
+            .ok_or_else(|| anyhow!("BANS map missing"))?;
+        if let aya::maps::Map::LruHashMap(data) = &*map {
+            if data.info()?.value_size() == 16 {
+                // An older build (benchmark comparisons): its entry is the
+                // first 16 bytes of today's (end, origin, count).
+                let mut old = [0u8; 16];
+                old[..8].copy_from_slice(&entry.expires_ns.to_ne_bytes());
+                old[8..12].copy_from_slice(&entry.origin.to_ne_bytes());
+                let mut bans: aya::maps::HashMap<&mut MapData, AddrKey, [u8; 16]> =
+                    aya::maps::HashMap::try_from(map)?;
+                return bans
+                    .insert(bans::key_for(addr, 64), old, 0)
+                    .context("updating BANS");
+            }
+        }
+        self.set_ban(addr, entry)
     }
 
     /// Writes `addr`'s `BANS` entry (IPv6 by the default /64).
