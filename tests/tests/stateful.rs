@@ -38,6 +38,24 @@ fn sandbox(test: &str, ops: OpsSettings) -> Option<Sandbox> {
     Some(sb)
 }
 
+/// A sandbox with drop events on, one per source per `interval_ns`, and
+/// its ring buffer.
+fn events_sandbox(
+    test: &str,
+    interval_ns: u64,
+) -> Option<(Sandbox, aya::maps::RingBuf<aya::maps::MapData>)> {
+    let mut sb = sandbox(
+        test,
+        OpsSettings {
+            flags: OPS_EVENTS,
+            event_interval_ns: interval_ns,
+            ..Default::default()
+        },
+    )?;
+    let ring = sb.take_events().unwrap();
+    Some((sb, ring))
+}
+
 fn reason(sb: &mut Sandbox, f: &[u8]) -> Reason {
     sb.run(f).unwrap().reason
 }
@@ -211,26 +229,18 @@ fn later_fragments_of_dropped_datagrams_are_dropped() {
 
 #[test]
 fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
-    let Some(mut sb) = sandbox(
+    let Some((mut sb, mut ring)) = events_sandbox(
         "events_are_sampled_per_source_and_carry_the_suppressed_count",
-        OpsSettings {
-            flags: OPS_EVENTS,
-            event_interval_ns: 300_000_000,
-            ..Default::default()
-        },
+        300_000_000,
     ) else {
         return;
     };
-    let mut ring = sb.take_events().unwrap();
     for _ in 0..5 {
         reason(&mut sb, &invite4(OTHER4));
     }
     reason(&mut sb, &invite4(OTHER4B));
     reason(&mut sb, &invite4(TRUSTED4)); // a pass: no event
-    let mut got = Vec::new();
-    while let Some(item) = ring.next() {
-        got.push(events::Event::from_raw(&events::decode(&item).unwrap()));
-    }
+    let got = drain(&mut ring);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].src, "198.51.100.7");
     assert_eq!(got[0].reason, "untrusted");
@@ -314,17 +324,12 @@ fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<events::Event
 fn banned_drops_are_sampled_per_ban_in_its_entry() {
     // An interval no test outlasts: what "later" is comes from rewriting
     // the entry's last event time, not from waiting.
-    let Some(mut sb) = sandbox(
+    let Some((mut sb, mut ring)) = events_sandbox(
         "banned_drops_are_sampled_per_ban_in_its_entry",
-        OpsSettings {
-            flags: OPS_EVENTS,
-            event_interval_ns: 3_600_000_000_000,
-            ..Default::default()
-        },
+        3_600_000_000_000,
     ) else {
         return;
     };
-    let mut ring = sb.take_events().unwrap();
     let a = std::net::IpAddr::from(OTHER4);
     sb.ban(a).unwrap();
     sb.ban(std::net::IpAddr::from(OTHER4B)).unwrap();
