@@ -52,21 +52,41 @@ fn v6_prefix() -> u32 {
     }
 }
 
+/// What the verdict read of the kernel's state for one packet, kept for
+/// its drop: the clock (read at most once) and, for a banned source, its
+/// `BANS` entry (where its drop events are sampled).
+pub struct PacketState {
+    pub clock: Clock,
+    pub ban: core::cell::Cell<*mut BanEntry>,
+}
+
+impl PacketState {
+    #[inline(always)]
+    pub const fn new() -> Self {
+        PacketState {
+            clock: Clock::new(),
+            ban: core::cell::Cell::new(core::ptr::null_mut()),
+        }
+    }
+}
+
 /// Manual bans apply even when automatic banning is off.
 #[inline(always)]
-pub fn banned(flow: &Flow, clock: &Clock) -> bool {
+pub fn banned(flow: &Flow, state: &PacketState) -> bool {
     if !hints().is_some_and(|h| h.bans != 0) {
         return false;
     }
     // IPv4 keys ignore the prefix: read the setting only for IPv6.
     let prefix = if flow.ipv6 { v6_prefix() } else { 128 };
     let key = AddrKey::new(flow.ipv6, &flow.src, prefix);
-    let Some(b) = BANS.get_ptr(&key) else {
+    let Some(b) = BANS.get_ptr_mut(&key) else {
         return false;
     };
     // SAFETY: valid map value pointer.
     let expires = unsafe { (*b).expires_ns };
-    if clock.now() < expires {
+    // A ban without end (manual) needs no clock.
+    if expires == BAN_FOREVER || state.clock.now() < expires {
+        state.ban.set(b);
         return true;
     }
     let _ = BANS.remove(&key);
@@ -119,11 +139,7 @@ pub fn note_drop(ops: &OpsSettings, a: &Addrs, reason: Reason, t: u64) {
         }
     };
     if count >= ops.ban_threshold {
-        let entry = BanEntry {
-            expires_ns: t.saturating_add(ops.ban_ttl_ns),
-            origin: BAN_AUTO,
-            count,
-        };
+        let entry = BanEntry::new(t.saturating_add(ops.ban_ttl_ns), BAN_AUTO, count);
         hint_bans();
         let _ = BANS.insert(&key, &entry, 0);
         let _ = BAN_COUNTS.remove(&key);

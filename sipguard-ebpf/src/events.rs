@@ -68,7 +68,10 @@ pub fn addrs(parsed: Result<&Flow, &Stop>) -> Option<Addrs> {
 }
 
 /// Sends an event for a dropped (or would-drop) packet unless its source
-/// already had one within the interval.
+/// already had one within the interval. A banned source (`ban`: its `BANS`
+/// entry, found by the verdict; null otherwise) is sampled in that entry,
+/// per ban, which spares the flood's steady state the `EVENT_SAMPLER`
+/// lookup; every other drop per source in `EVENT_SAMPLER`.
 #[inline(always)]
 pub fn emit(
     ctx: &XdpContext,
@@ -77,37 +80,93 @@ pub fn emit(
     out: &Outcome,
     sip: &SipEventInfo,
     t: u64,
+    ban: *mut BanEntry,
 ) {
     let key = AddrKey::new(a.ipv6, &a.src, 128);
-    let mut suppressed = 0u32;
-    if let Some(s) = EVENT_SAMPLER.get_ptr_mut(&key) {
-        // SAFETY: a valid map value pointer. Two CPUs hitting the same source
-        // at once may lose one increment here (the bpfel core has no atomic
-        // read-modify-write); the per-CPU STAT_EVENTS_SUPPRESSED is exact.
-        unsafe {
-            if t.wrapping_sub((*s).last_ns) < ops.event_interval_ns {
-                (*s).suppressed += 1;
-                stat(STAT_EVENTS_SUPPRESSED);
-                return;
-            }
-            suppressed = (*s).suppressed as u32;
+    // SAFETY: `ban` is null or a valid `BANS` value pointer of this run.
+    // Two CPUs hitting the same source at once may lose one increment of a
+    // `suppressed` here (the bpfel core has no atomic read-modify-write);
+    // the per-CPU STAT_EVENTS_SUPPRESSED is exact.
+    let due = unsafe {
+        if ban.is_null() {
+            due_for_source(ops, &key, t)
+        } else {
+            due_for_ban(ops, &mut *ban, t)
         }
-    }
-    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
-        // Counted as lost, and the source is sampled as if it had been sent:
-        // otherwise every later packet of a flood would retry (and count as
-        // lost) while the ring is full. Its next event carries this one in
-        // `suppressed`.
+    };
+    let Some(suppressed) = due else {
+        stat(STAT_EVENTS_SUPPRESSED);
+        return;
+    };
+    let sent = send(ctx, a, out, sip, t, suppressed);
+    // A lost event (full ring) is counted as lost, and the source is
+    // sampled as if it had been sent: otherwise every later packet of a
+    // flood would retry (and count as lost) while the ring is full. Its
+    // next event carries this one in `suppressed`.
+    let carried = if sent {
+        stat(STAT_EVENTS_SENT);
+        0
+    } else {
         stat(STAT_EVENTS_LOST);
+        suppressed + 1
+    };
+    if ban.is_null() {
         let _ = EVENT_SAMPLER.insert(
             &key,
             &SampleState {
                 last_ns: t,
-                suppressed: suppressed as u64 + 1,
+                suppressed: carried as u64,
             },
             0,
         );
-        return;
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            (*ban).event_ns = t;
+            (*ban).suppressed = carried;
+        }
+    }
+}
+
+/// `Some(drops not reported since the last event)` when the source may
+/// have an event now; otherwise counts the drop as suppressed.
+#[inline(always)]
+fn due_for_source(ops: &OpsSettings, key: &AddrKey, t: u64) -> Option<u32> {
+    let Some(s) = EVENT_SAMPLER.get_ptr_mut(key) else {
+        return Some(0);
+    };
+    // SAFETY: a valid map value pointer.
+    unsafe {
+        if t.wrapping_sub((*s).last_ns) < ops.event_interval_ns {
+            (*s).suppressed += 1;
+            return None;
+        }
+        Some((*s).suppressed as u32)
+    }
+}
+
+/// The same for a banned source, in its `BANS` entry.
+#[inline(always)]
+fn due_for_ban(ops: &OpsSettings, b: &mut BanEntry, t: u64) -> Option<u32> {
+    if b.event_ns != 0 && t.wrapping_sub(b.event_ns) < ops.event_interval_ns {
+        b.suppressed = b.suppressed.wrapping_add(1);
+        return None;
+    }
+    Some(b.suppressed)
+}
+
+/// Writes one event to the ring buffer; `false` when it is full.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    a: &Addrs,
+    out: &Outcome,
+    sip: &SipEventInfo,
+    t: u64,
+    suppressed: u32,
+) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        return false;
     };
     let ev = DropEvent {
         time_ns: t,
@@ -132,13 +191,5 @@ pub fn emit(
     };
     entry.write(ev);
     entry.submit(0);
-    let _ = EVENT_SAMPLER.insert(
-        &key,
-        &SampleState {
-            last_ns: t,
-            suppressed: 0,
-        },
-        0,
-    );
-    stat(STAT_EVENTS_SENT);
+    true
 }

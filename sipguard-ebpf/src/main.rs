@@ -37,7 +37,7 @@ use sipguard_common::{
     Reason, Settings, SipEventInfo, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{clock::Clock, maps::*, pkt::Pkt};
+use crate::{bans::PacketState, maps::*, pkt::Pkt};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -89,7 +89,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
                 reason,
                 settings,
                 &SipEventInfo::NONE,
-                &Clock::new(),
+                &PacketState::new(),
             );
         }
     }
@@ -119,7 +119,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
         reason,
         settings,
         &SipEventInfo::NONE,
-        &lists.clock,
+        &lists.state,
     )
 }
 
@@ -209,7 +209,7 @@ fn any_port_program(
         reason,
         settings,
         &SipEventInfo::NONE,
-        &lists.clock,
+        &lists.state,
     )
 }
 
@@ -246,7 +246,15 @@ fn inspector(
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
-    finish(ctx, &pkt, Ok(&flow), reason, settings, &info, &Clock::new())
+    finish(
+        ctx,
+        &pkt,
+        Ok(&flow),
+        reason,
+        settings,
+        &info,
+        &PacketState::new(),
+    )
 }
 
 /// Counts, records drops and returns the XDP action.
@@ -258,11 +266,11 @@ fn finish(
     reason: Reason,
     settings: &Settings,
     sip: &SipEventInfo,
-    clock: &Clock,
+    state: &PacketState,
 ) -> u32 {
     let out = outcome(reason, settings);
     if reason.is_drop() {
-        on_drop(ctx, parsed, &out, sip, clock);
+        on_drop(ctx, parsed, &out, sip, state);
     }
     act(ctx, pkt, out)
 }
@@ -472,7 +480,7 @@ fn on_drop(
     parsed: Result<&packet::Flow, &Stop>,
     out: &Outcome,
     sip: &SipEventInfo,
-    clock: &Clock,
+    state: &PacketState,
 ) {
     let Some(ops) = events::OPS.get(0) else {
         return;
@@ -483,13 +491,13 @@ fn on_drop(
     let Some(a) = events::addrs(parsed) else {
         return;
     };
-    let t = clock.now();
+    let t = state.clock.now();
     if let Ok(flow) = parsed {
         frags::remember(ops, flow, t);
     }
     bans::note_drop(ops, &a, out.reason, t);
     if ops.flags & sipguard_common::OPS_EVENTS != 0 {
-        events::emit(ctx, ops, &a, out, sip, t);
+        events::emit(ctx, ops, &a, out, sip, t, state.ban.get());
     }
 }
 

@@ -2,6 +2,7 @@
 //! so userspace opens exactly these.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
@@ -11,9 +12,10 @@ use sipguard_common::{
     sip::{Scan, SipLists},
     verdict::SourceLists,
     Counter, DecisionEntry, IfaceName, LearnConfig, LearnedExpiry, ListValue, Settings, SmallV4,
-    UaKey, UserKey, V4Key, V6Key, COUNTER_ENTRIES, DECISION_ENTRIES, FLAG_BLOCKED_V6,
-    FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES, MAX_EXPECTED_USERS, MAX_IFINDEX,
-    MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
+    UaKey, UserKey, V4Key, V6Key, BLOCKED_V4_HOSTS_ENTRIES, BLOCKED_V6_HOSTS_ENTRIES,
+    COUNTER_ENTRIES, DECISION_ENTRIES, FLAG_BLOCKED_V4, FLAG_BLOCKED_V4_HOSTS, FLAG_BLOCKED_V6,
+    FLAG_BLOCKED_V6_HOSTS, FLAG_TRUSTED_V6, IFACE_SLOTS as SLOTS, LEARNED_ENTRIES,
+    MAX_EXPECTED_USERS, MAX_IFINDEX, MAX_UA_PREFIXES, UA_BYTES, USER_BYTES,
 };
 
 #[map(name = "SETTINGS")]
@@ -29,6 +31,17 @@ pub static TRUSTED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 <
 pub static BLOCKED_V4: LpmTrie<V4Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
 #[map(name = "BLOCKED_V6")]
 pub static BLOCKED_V6: LpmTrie<V6Key, ListValue> = LpmTrie::with_max_entries(1 << 22, 0);
+
+/// The blocklist's /32 and /128 entries: an exact match is the longest
+/// prefix there is, so a hit decides with one hash lookup. Not
+/// preallocated (entries are allocated as they are added; the buckets are
+/// allocated at creation, see `BLOCKED_V4_HOSTS_ENTRIES`).
+#[map(name = "BLOCKED_V4_HOSTS")]
+pub static BLOCKED_V4_HOSTS: HashMap<V4Key, ListValue> =
+    HashMap::with_max_entries(BLOCKED_V4_HOSTS_ENTRIES, BPF_F_NO_PREALLOC);
+#[map(name = "BLOCKED_V6_HOSTS")]
+pub static BLOCKED_V6_HOSTS: HashMap<V6Key, ListValue> =
+    HashMap::with_max_entries(BLOCKED_V6_HOSTS_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// CrowdSec ban decisions, written by the daemon's bouncer; each entry's
 /// end is checked here (`decided`), so none outlives its decision.
@@ -95,7 +108,7 @@ pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_com
 /// fills the learned and ban maps).
 pub struct KernelLists<'a> {
     pub settings: &'a Settings,
-    pub clock: crate::clock::Clock,
+    pub state: crate::bans::PacketState,
 }
 
 impl<'a> KernelLists<'a> {
@@ -103,31 +116,56 @@ impl<'a> KernelLists<'a> {
     pub const fn new(settings: &'a Settings) -> Self {
         KernelLists {
             settings,
-            clock: crate::clock::Clock::new(),
+            state: crate::bans::PacketState::new(),
         }
     }
 }
 
-/// Is the source in one source list? IPv6: its trie, skipped while the
-/// list has no IPv6 entry. IPv4: the short copy in `SETTINGS` when it is
-/// the whole list, else the /16 hint, then the trie.
-#[inline(always)]
-fn listed(
-    flow: &Flow,
+/// One source list in the kernel: its tries, the exact-match hashes of
+/// its full-length entries (the blocklist has them), and the hints saying
+/// which of them may hold entries.
+struct ListMaps<'a> {
+    v4: &'a LpmTrie<V4Key, ListValue>,
+    v6: &'a LpmTrie<V6Key, ListValue>,
+    hosts: Option<(&'a HashMap<V4Key, ListValue>, &'a HashMap<V6Key, ListValue>)>,
+    v4_used: bool,
     v6_used: bool,
-    v6: &LpmTrie<V6Key, ListValue>,
-    small: &SmallV4,
-    may_hold_v4: impl Fn([u8; 4]) -> bool,
-    v4: &LpmTrie<V4Key, ListValue>,
-) -> bool {
-    if flow.ipv6 {
-        v6_used && v6.get(Key::new(128, flow.src)).is_some()
-    } else {
-        let src = flow.src_v4();
-        if small.is_exhaustive() {
-            return small.matches(src);
+    v4_hosts_used: bool,
+    v6_hosts_used: bool,
+    small: &'a SmallV4,
+}
+
+impl ListMaps<'_> {
+    /// Is the source in the list? IPv4: the short copy in `SETTINGS` when
+    /// it is the whole list, else the /16 hint; then the host hash (a hit
+    /// decides: nothing is longer than a full-length prefix, and the list
+    /// is membership only), then the trie of the shorter prefixes.
+    #[inline(always)]
+    fn holds(&self, flow: &Flow, may_hold_v4: impl Fn([u8; 4]) -> bool) -> bool {
+        if flow.ipv6 {
+            if let Some((_, h6)) = self.hosts {
+                // SAFETY: the value is only tested for presence.
+                if self.v6_hosts_used && unsafe { h6.get(&flow.src) }.is_some() {
+                    return true;
+                }
+            }
+            self.v6_used && self.v6.get(Key::new(128, flow.src)).is_some()
+        } else {
+            let src = flow.src_v4();
+            if self.small.is_exhaustive() {
+                return self.small.matches(src);
+            }
+            if !may_hold_v4(src) {
+                return false;
+            }
+            if let Some((h4, _)) = self.hosts {
+                // SAFETY: as above.
+                if self.v4_hosts_used && unsafe { h4.get(&src) }.is_some() {
+                    return true;
+                }
+            }
+            self.v4_used && self.v4.get(Key::new(32, src)).is_some()
         }
-        may_hold_v4(src) && v4.get(Key::new(32, src)).is_some()
     }
 }
 
@@ -135,27 +173,35 @@ impl SourceLists for KernelLists<'_> {
     #[inline(always)]
     fn blocked(&self, flow: &Flow) -> bool {
         let s = self.settings;
-        listed(
-            flow,
-            s.flags & FLAG_BLOCKED_V6 != 0,
-            &BLOCKED_V6,
-            &s.small_blocked_v4,
-            |src| s.may_block_v4(src),
-            &BLOCKED_V4,
-        )
+        ListMaps {
+            v4: &BLOCKED_V4,
+            v6: &BLOCKED_V6,
+            hosts: Some((&BLOCKED_V4_HOSTS, &BLOCKED_V6_HOSTS)),
+            v4_used: s.flags & FLAG_BLOCKED_V4 != 0,
+            v6_used: s.flags & FLAG_BLOCKED_V6 != 0,
+            v4_hosts_used: s.flags & FLAG_BLOCKED_V4_HOSTS != 0,
+            v6_hosts_used: s.flags & FLAG_BLOCKED_V6_HOSTS != 0,
+            small: &s.small_blocked_v4,
+        }
+        .holds(flow, |src| s.may_block_v4(src))
     }
 
     #[inline(always)]
     fn trusted(&self, flow: &Flow) -> bool {
         let s = self.settings;
-        listed(
-            flow,
-            s.flags & FLAG_TRUSTED_V6 != 0,
-            &TRUSTED_V6,
-            &s.small_trusted_v4,
-            |src| s.may_trust_v4(src),
-            &TRUSTED_V4,
-        )
+        // Allowlists are short (the copy in `SETTINGS` answers) or a few
+        // provider ranges: no host hash.
+        ListMaps {
+            v4: &TRUSTED_V4,
+            v6: &TRUSTED_V6,
+            hosts: None,
+            v4_used: true,
+            v6_used: s.flags & FLAG_TRUSTED_V6 != 0,
+            v4_hosts_used: false,
+            v6_hosts_used: false,
+            small: &s.small_trusted_v4,
+        }
+        .holds(flow, |src| s.may_trust_v4(src))
     }
 
     /// One hash lookup and a clock read; expiry is checked here so no
@@ -182,7 +228,7 @@ impl SourceLists for KernelLists<'_> {
 
     #[inline(always)]
     fn banned(&self, flow: &Flow) -> bool {
-        crate::bans::banned(flow, &self.clock)
+        crate::bans::banned(flow, &self.state)
     }
 
     /// One trie walk and the clock (read once per packet), skipped while
@@ -198,7 +244,7 @@ impl SourceLists for KernelLists<'_> {
             DECISIONS_V4.get(Key::new(32, flow.src_v4()))
         };
         match entry {
-            Some(e) => decision_live(e, self.clock.now()),
+            Some(e) => decision_live(e, self.state.clock.now()),
             None => false,
         }
     }

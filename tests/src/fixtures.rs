@@ -4,6 +4,7 @@
 pub mod allowlist;
 pub mod any_port;
 pub mod decisions;
+pub mod host_entries;
 pub mod inspect;
 pub mod pppoe;
 pub mod repeated_headers;
@@ -60,6 +61,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(pppoe::cases());
     v.push(repeated_headers::case());
     v.push(decisions::case());
+    v.push(host_entries::case());
     v.push(tcp::case());
     v
 }

@@ -58,3 +58,11 @@ fn decision_fixtures() {
         sipguard_tests::fixtures::decisions::case,
     );
 }
+
+#[test]
+fn host_entry_fixtures() {
+    check_case_as_root(
+        "host_entry_fixtures",
+        sipguard_tests::fixtures::host_entries::case,
+    );
+}

@@ -240,3 +240,81 @@ fn short_and_long_lists_switch_between_settings_and_tries() {
     let f = invite4([192, 0, 2, 99]);
     assert_eq!(sb.run(&f).unwrap().reason, DropBlocked);
 }
+
+/// (entries of BLOCKED_V4, BLOCKED_V4_HOSTS, BLOCKED_V6, BLOCKED_V6_HOSTS)
+/// and the blocklist map flags of `SETTINGS`.
+fn blocklist_maps(sb: &mut Sandbox) -> ([usize; 4], u32) {
+    use sipguard_common::{
+        FLAG_BLOCKED_V4, FLAG_BLOCKED_V4_HOSTS, FLAG_BLOCKED_V6, FLAG_BLOCKED_V6_HOSTS,
+    };
+    let m = sb.maps_mut();
+    let hosts = m
+        .blocked_hosts
+        .as_ref()
+        .expect("this build has host hashes");
+    let counts = [
+        m.blocked_v4.keys().count(),
+        hosts.v4.keys().count(),
+        m.blocked_v6.keys().count(),
+        hosts.v6.keys().count(),
+    ];
+    let flags = m.settings.get(&0, 0).unwrap().flags
+        & (FLAG_BLOCKED_V4 | FLAG_BLOCKED_V4_HOSTS | FLAG_BLOCKED_V6 | FLAG_BLOCKED_V6_HOSTS);
+    (counts, flags)
+}
+
+#[test]
+fn host_entries_live_in_the_hashes_across_reloads() {
+    use sipguard_common::{
+        FLAG_BLOCKED_V4, FLAG_BLOCKED_V4_HOSTS, FLAG_BLOCKED_V6, FLAG_BLOCKED_V6_HOSTS,
+    };
+    if !require_root("host_entries_live_in_the_hashes_across_reloads") {
+        return;
+    }
+    // Nine hosts: more than the short copy in SETTINGS holds, so the maps
+    // answer.
+    let hosts: String = (1..=9).map(|i| format!(", 203.0.113.{i}")).collect();
+    let mixed = policy(&format!(
+        "policy: drop\nblocked: [10.0.0.0/8, \"2001:db8:bad::7\", \"2001:db8:bad::/48\"{hosts}]\n"
+    ));
+    let nets_only = policy("policy: drop\nblocked: [10.0.0.0/8, 203.0.113.0/24]\n");
+    let hosts_only = policy(&format!(
+        "policy: drop\nblocked: [\"2001:db8:bad::7\"{hosts}]\n"
+    ));
+    let mut sb = Sandbox::new(&mixed).unwrap();
+    let host = invite4([203, 0, 113, 9]);
+    let beside = invite4([203, 0, 113, 10]);
+    let v6_host = invite6("2001:db8:bad::7");
+    let run = |sb: &mut Sandbox, p: &Policy, f: &[u8]| {
+        let k = sb.run(f).unwrap().reason;
+        assert_eq!(k, p.evaluate(f).reason);
+        k
+    };
+    assert_eq!(
+        blocklist_maps(&mut sb),
+        (
+            [1, 9, 1, 1],
+            FLAG_BLOCKED_V4 | FLAG_BLOCKED_V4_HOSTS | FLAG_BLOCKED_V6 | FLAG_BLOCKED_V6_HOSTS
+        )
+    );
+    assert_eq!(run(&mut sb, &mixed, &host), DropBlocked);
+    assert_eq!(run(&mut sb, &mixed, &beside), DropUntrusted);
+    assert_eq!(run(&mut sb, &mixed, &v6_host), DropBlocked);
+    check(&mut sb, &mixed, "mixed");
+
+    sb.apply(&nets_only).unwrap();
+    assert_eq!(blocklist_maps(&mut sb), ([2, 0, 0, 0], FLAG_BLOCKED_V4));
+    assert_eq!(run(&mut sb, &nets_only, &beside), DropBlocked);
+    assert_eq!(run(&mut sb, &nets_only, &v6_host), DropUntrusted);
+    check(&mut sb, &nets_only, "nets only");
+
+    sb.apply(&hosts_only).unwrap();
+    assert_eq!(
+        blocklist_maps(&mut sb),
+        ([0, 9, 0, 1], FLAG_BLOCKED_V4_HOSTS | FLAG_BLOCKED_V6_HOSTS)
+    );
+    assert_eq!(run(&mut sb, &hosts_only, &host), DropBlocked);
+    assert_eq!(run(&mut sb, &hosts_only, &beside), DropUntrusted);
+    assert_eq!(run(&mut sb, &hosts_only, &v6_host), DropBlocked);
+    check(&mut sb, &hosts_only, "hosts only");
+}

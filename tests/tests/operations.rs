@@ -311,11 +311,11 @@ fn ban_and_unban_say_what_they_changed() {
         );
     }
     let mut bans = sipguard::kernel::bans::bans_pinned(&d.pin_dir()).unwrap();
-    let entry = sipguard_common::abi::BanEntry {
-        expires_ns: sipguard_common::abi::BAN_FOREVER,
-        origin: sipguard_common::abi::BAN_AUTO,
-        count: 5,
-    };
+    let entry = sipguard_common::abi::BanEntry::new(
+        sipguard_common::abi::BAN_FOREVER,
+        sipguard_common::abi::BAN_AUTO,
+        5,
+    );
     for i in 0..sipguard_common::abi::BAN_ENTRIES {
         let a = Ipv4Addr::new(10, 200, (i >> 8) as u8, i as u8);
         bans.insert(sipguard::kernel::bans::key_for(a.into(), 64), entry, 0)
@@ -639,21 +639,40 @@ fn pin_pass_everything_link(
     });
 }
 
-/// Creates a map with raw bpf(2) and pins it at `path`: a layout no build
-/// of this tree has.
-fn pin_raw_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entries: u32) {
+/// Creates a map with raw bpf(2), writes `content` (key, value) into it and
+/// pins it at `path`: a layout this build no longer has.
+fn pin_raw_map(
+    path: &std::path::Path,
+    (map_type, key, value, entries): (u32, u32, u32, u32),
+    content: &[(&[u8], &[u8])],
+) {
     let mut attr = [0u8; 128];
     for (i, v) in [map_type, key, value, entries].iter().enumerate() {
         attr[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
     }
-    // SAFETY: BPF_MAP_CREATE (0) and BPF_OBJ_PIN (6) with attr buffers of
-    // the size passed; the path outlives the call.
+    // SAFETY: BPF_MAP_CREATE (0), BPF_MAP_UPDATE_ELEM (2) and BPF_OBJ_PIN
+    // (6) with attr buffers of the size passed; keys, values and the path
+    // outlive the calls, and are as long as the map's sizes (asserted).
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), 128u32) };
     assert!(
         fd >= 0,
         "BPF_MAP_CREATE: {}",
         std::io::Error::last_os_error()
     );
+    for (k, v) in content {
+        assert_eq!((k.len(), v.len()), (key as usize, value as usize));
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(k.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(v.as_ptr() as u64).to_ne_bytes());
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, 2, attr.as_mut_ptr(), 128u32) };
+        assert_eq!(
+            rc,
+            0,
+            "BPF_MAP_UPDATE_ELEM: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let mut attr = [0u8; 128];
     attr[..8].copy_from_slice(&(c.as_ptr() as u64).to_ne_bytes());
@@ -663,26 +682,45 @@ fn pin_raw_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entr
     unsafe { libc::close(fd as i32) };
 }
 
+const LRU_HASH: u32 = 9;
+
+/// `BANS` as map ABI 3 and older laid it out (16-byte entries: expiry,
+/// origin, drop count), holding a manual ban of OTHER.
+fn pin_older_bans(dir: &std::path::Path) {
+    use sipguard_common::*;
+    let key = sipguard::kernel::bans::key_for(OTHER.into(), 64);
+    let mut ban = [0u8; 16];
+    ban[..8].copy_from_slice(&BAN_FOREVER.to_ne_bytes());
+    ban[8..12].copy_from_slice(&BAN_MANUAL.to_ne_bytes());
+    pin_raw_map(
+        &dir.join("BANS"),
+        (LRU_HASH, 20, 16, BAN_ENTRIES),
+        &[(key_bytes(&key), &ban)],
+    );
+}
+
+fn key_bytes(key: &sipguard_common::AddrKey) -> &[u8] {
+    // SAFETY: AddrKey is plain data without padding (20 bytes, asserted in
+    // its crate).
+    unsafe {
+        std::slice::from_raw_parts(
+            (key as *const sipguard_common::AddrKey).cast::<u8>(),
+            std::mem::size_of_val(key),
+        )
+    }
+}
+
 /// Slot the older filter gave the WAN interface: not the one this
 /// version gives it (1), so counters must follow the name.
 const OLDER_SLOT: u32 = 5;
 
-/// What the older filter holds: a manual ban of OTHER, OTHER2 learned as a
-/// registrar for an hour, 1,000 sipvicious drops counted on the WAN
+/// What the older filter holds besides its bans ([`pin_older_bans`]): OTHER2
+/// learned as a registrar for an hour, 1,000 sipvicious drops counted on the WAN
 /// interface in slot [`OLDER_SLOT`], 7 bans made (`OPS_STATS`).
 fn fill_older_state(ebpf: &mut aya::Ebpf, wan_if: &str) {
     use aya::maps::{Array, HashMap, PerCpuArray, PerCpuValues};
     use sipguard_common::*;
     let now = sipguard::kernel::stateful::boot_ns();
-    let mut bans: HashMap<_, AddrKey, BanEntry> =
-        HashMap::try_from(ebpf.map_mut("BANS").unwrap()).unwrap();
-    let key = sipguard::kernel::bans::key_for(OTHER.into(), 64);
-    let ban = BanEntry {
-        expires_ns: BAN_FOREVER,
-        origin: BAN_MANUAL,
-        count: 0,
-    };
-    bans.insert(key, ban, 0).unwrap();
     let mut learned: HashMap<_, V4Key, LearnedExpiry> =
         HashMap::try_from(ebpf.map_mut("LEARNED_V4").unwrap()).unwrap();
     learned
@@ -731,7 +769,6 @@ fn a_filter_of_an_older_map_abi_is_taken_over_in_place_its_state_carried_and_its
         &[
             "COUNTERS",
             "IFACE_NAMES",
-            "BANS",
             "BAN_COUNTS",
             "LEARNED_V4",
             "LEARNED_V6",
@@ -739,8 +776,9 @@ fn a_filter_of_an_older_map_abi_is_taken_over_in_place_its_state_carried_and_its
         ],
         move |ebpf| fill_older_state(ebpf, &wan_if),
     );
+    pin_older_bans(&old_dir);
     // FRAGS of another value size than this version's (8 bytes).
-    pin_raw_map(&old_dir.join("FRAGS"), 9, 40, 16, 16384);
+    pin_raw_map(&old_dir.join("FRAGS"), (LRU_HASH, 40, 16, 16384), &[]);
     let (old_prog, _) =
         sipguard::kernel::pins::link_info(&old_dir.join(format!("link_{}", net.pbx_if))).unwrap();
     let rx = Receiver::start(&net.pbx, 5060);
@@ -760,7 +798,7 @@ fn a_filter_of_an_older_map_abi_is_taken_over_in_place_its_state_carried_and_its
         "{log}"
     );
     assert!(
-        log.contains("FRAGS (v2's is a LruHash of 16384 entries, 40-byte keys, 16-byte values, this version's a LruHash of 16384 entries, 40-byte keys, 8-byte values)"),
+        log.contains(&format!("FRAGS (v{older}'s is a LruHash of 16384 entries, 40-byte keys, 16-byte values, this version's a LruHash of 16384 entries, 40-byte keys, 8-byte values)")),
         "{log}"
     );
     assert!(
@@ -873,7 +911,7 @@ fn feeds_reload_under_traffic_without_a_gap() {
     assert_eq!(rx.count(OTHER), 0);
     let blocked = sipguard::kernel::maps::PolicyMaps::open_pinned(&d.pin_dir()).unwrap();
     assert_eq!(
-        blocked.blocked_v4.keys().count(),
+        blocked.blocked_v4_entries(),
         20_002,
         "old filler entries were removed"
     );

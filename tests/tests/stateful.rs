@@ -38,6 +38,24 @@ fn sandbox(test: &str, ops: OpsSettings) -> Option<Sandbox> {
     Some(sb)
 }
 
+/// A sandbox with drop events on, one per source per `interval_ns`, and
+/// its ring buffer.
+fn events_sandbox(
+    test: &str,
+    interval_ns: u64,
+) -> Option<(Sandbox, aya::maps::RingBuf<aya::maps::MapData>)> {
+    let mut sb = sandbox(
+        test,
+        OpsSettings {
+            flags: OPS_EVENTS,
+            event_interval_ns: interval_ns,
+            ..Default::default()
+        },
+    )?;
+    let ring = sb.take_events().unwrap();
+    Some((sb, ring))
+}
+
 fn reason(sb: &mut Sandbox, f: &[u8]) -> Reason {
     sb.run(f).unwrap().reason
 }
@@ -211,26 +229,18 @@ fn later_fragments_of_dropped_datagrams_are_dropped() {
 
 #[test]
 fn events_are_sampled_per_source_and_carry_the_suppressed_count() {
-    let Some(mut sb) = sandbox(
+    let Some((mut sb, mut ring)) = events_sandbox(
         "events_are_sampled_per_source_and_carry_the_suppressed_count",
-        OpsSettings {
-            flags: OPS_EVENTS,
-            event_interval_ns: 300_000_000,
-            ..Default::default()
-        },
+        300_000_000,
     ) else {
         return;
     };
-    let mut ring = sb.take_events().unwrap();
     for _ in 0..5 {
         reason(&mut sb, &invite4(OTHER4));
     }
     reason(&mut sb, &invite4(OTHER4B));
     reason(&mut sb, &invite4(TRUSTED4)); // a pass: no event
-    let mut got = Vec::new();
-    while let Some(item) = ring.next() {
-        got.push(events::Event::from_raw(&events::decode(&item).unwrap()));
-    }
+    let got = drain(&mut ring);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].src, "198.51.100.7");
     assert_eq!(got[0].reason, "untrusted");
@@ -299,4 +309,81 @@ fn inspected_drops_carry_method_and_user_agent_in_events() {
     assert_eq!(ev.method.as_deref(), Some("OPTIONS"));
     assert_eq!(ev.user_agent.as_deref(), Some("friendly-scanner"));
     assert!(ring.next().is_none(), "only the drop makes an event");
+}
+
+/// Drains the ring: every event in it, decoded.
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<events::Event> {
+    let mut got = Vec::new();
+    while let Some(item) = ring.next() {
+        got.push(events::Event::from_raw(&events::decode(&item).unwrap()));
+    }
+    got
+}
+
+#[test]
+fn banned_drops_are_sampled_per_ban_in_its_entry() {
+    // An interval no test outlasts: what "later" is comes from rewriting
+    // the entry's last event time, not from waiting.
+    let Some((mut sb, mut ring)) = events_sandbox(
+        "banned_drops_are_sampled_per_ban_in_its_entry",
+        3_600_000_000_000,
+    ) else {
+        return;
+    };
+    let a = std::net::IpAddr::from(OTHER4);
+    sb.ban(a).unwrap();
+    sb.ban(std::net::IpAddr::from(OTHER4B)).unwrap();
+    sb.ban("2001:db8:66::1".parse().unwrap()).unwrap();
+    for _ in 0..5 {
+        assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned);
+    }
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "one event for five banned drops: {got:?}");
+    assert_eq!(
+        (
+            got[0].src.as_str(),
+            got[0].reason.as_str(),
+            got[0].suppressed
+        ),
+        ("198.51.100.7", "banned", 0)
+    );
+    let e = sb.ban_entry(a).unwrap().expect("the ban");
+    assert_eq!(e.suppressed, 4, "the four others are held in the ban");
+    assert_ne!(e.event_ns, 0);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap(), 1);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 4);
+
+    // Another ban gets its own event.
+    assert_eq!(reason(&mut sb, &invite4(OTHER4B)), DropBanned);
+    assert_eq!(drain(&mut ring).len(), 1);
+
+    // IPv6 bans cover a /64: its sources share the ban's sampling.
+    let f6 = |src: &str| {
+        v6(ip6(src), ip6("2001:db8:f::1"))
+            .udp(40000, 5060)
+            .payload(sip::invite("a", "b", "h", "x"))
+            .build()
+    };
+    assert_eq!(reason(&mut sb, &f6("2001:db8:66::1")), DropBanned);
+    assert_eq!(reason(&mut sb, &f6("2001:db8:66::2")), DropBanned);
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].src, "2001:db8:66::1");
+
+    // Its interval over (the last event long ago): the next drop sends the
+    // event, carrying the four held back.
+    sb.set_ban(a, abi::BanEntry { event_ns: 1, ..e }).unwrap();
+    assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned);
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].reason.as_str(), got[0].suppressed), ("banned", 4));
+    assert_eq!(sb.ban_entry(a).unwrap().unwrap().suppressed, 0);
+    // Every drop is one of sent, suppressed or lost.
+    assert_eq!(
+        sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap()
+            + sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap()
+            + sb.ops_stat(abi::STAT_EVENTS_LOST).unwrap(),
+        sb.counter(DropBanned, false).unwrap().packets
+    );
+    assert_eq!(sb.counter(DropBanned, false).unwrap().packets, 9);
 }

@@ -28,5 +28,26 @@ pub struct BanEntry {
     pub origin: u32,
     /// Drops counted when an automatic ban was made.
     pub count: u32,
+    /// Event sampling of the banned drops, kept here rather than in
+    /// `EVENT_SAMPLER` so a banned packet costs one hash lookup, not two:
+    /// when the ban's last drop event was sent (0: none yet) ...
+    pub event_ns: u64,
+    /// ... and its drops not reported since, carried by its next event.
+    pub suppressed: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<BanEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<BanEntry>() == 32);
+
+impl BanEntry {
+    /// A ban until `expires_ns`, no event sent for it yet.
+    pub const fn new(expires_ns: u64, origin: u32, count: u32) -> BanEntry {
+        BanEntry {
+            expires_ns,
+            origin,
+            count,
+            event_ns: 0,
+            suppressed: 0,
+            _pad0: 0,
+        }
+    }
+}

@@ -16,6 +16,16 @@ pub type V4Key = [u8; 4];
 /// Key data of the IPv6 LPM tries (address in network byte order).
 pub type V6Key = [u8; 16];
 
+/// Capacity of `BLOCKED_V4_HOSTS`, the exact-match hash of the blocklist's
+/// /32 entries: one hash lookup instead of an LPM walk of ~20 dependent
+/// loads. A hash allocates its buckets (16 bytes each) when it is created,
+/// whatever it holds, so this is also its fixed cost: 16 MiB. Entries are
+/// allocated as they arrive (no preallocation); /32s beyond this many stay
+/// in the trie, which answers the same.
+pub const BLOCKED_V4_HOSTS_ENTRIES: u32 = 1 << 20;
+/// Capacity of `BLOCKED_V6_HOSTS` (the /128 entries): 1 MiB of buckets.
+pub const BLOCKED_V6_HOSTS_ENTRIES: u32 = 1 << 16;
+
 /// Key data of the `UA_PREFIXES` LPM trie: a lowercased User-Agent prefix,
 /// zero padded; the trie's prefix length is its length in bits, so one
 /// lookup with the first bytes of a User-Agent finds any listed prefix.

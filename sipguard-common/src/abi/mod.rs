@@ -37,7 +37,11 @@ pub use settings::*;
 /// `Settings` carries source-list hints; the `HINTS` map is new.
 /// 3: `DECISIONS_V4`/`DECISIONS_V6` are new, `StateHints` has a
 /// `decisions` field, reason 21 (`DropDecision`) counts their drops.
-pub const MAP_ABI_VERSION: u32 = 3;
+/// 4: `BLOCKED_V4_HOSTS`/`BLOCKED_V6_HOSTS` are new and hold the
+/// blocklist's full-length entries (no longer in the tries); `Settings`
+/// flags say which of the four blocklist maps may hold entries;
+/// `BanEntry` carries the event sampling of its banned drops (32 bytes).
+pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map_names {
@@ -46,6 +50,9 @@ pub mod map_names {
     pub const TRUSTED_V6: &str = "TRUSTED_V6";
     pub const BLOCKED_V4: &str = "BLOCKED_V4";
     pub const BLOCKED_V6: &str = "BLOCKED_V6";
+    /// The blocklist's /32 and /128 entries (hashes, address -> `ListValue`).
+    pub const BLOCKED_V4_HOSTS: &str = "BLOCKED_V4_HOSTS";
+    pub const BLOCKED_V6_HOSTS: &str = "BLOCKED_V6_HOSTS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
@@ -76,12 +83,14 @@ pub mod map_names {
     pub const DECISIONS_V4: &str = "DECISIONS_V4";
     pub const DECISIONS_V6: &str = "DECISIONS_V6";
     /// Every map the programs share with userspace, pinned together.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         SETTINGS,
         TRUSTED_V4,
         TRUSTED_V6,
         BLOCKED_V4,
         BLOCKED_V6,
+        BLOCKED_V4_HOSTS,
+        BLOCKED_V6_HOSTS,
         COUNTERS,
         IFACE_SLOTS,
         IFACE_NAMES,
@@ -121,6 +130,8 @@ pub const LAYOUT_SINCE: [(&str, u32); map_names::ALL.len()] = [
     (map_names::TRUSTED_V6, 1),
     (map_names::BLOCKED_V4, 1),
     (map_names::BLOCKED_V6, 1),
+    (map_names::BLOCKED_V4_HOSTS, 4),
+    (map_names::BLOCKED_V6_HOSTS, 4),
     (map_names::COUNTERS, 1),
     (map_names::IFACE_SLOTS, 1),
     (map_names::IFACE_NAMES, 1),
@@ -134,7 +145,7 @@ pub const LAYOUT_SINCE: [(&str, u32); map_names::ALL.len()] = [
     (map_names::EVENT_SAMPLER, 1),
     (map_names::OPS_STATS, 1),
     (map_names::OPS, 1),
-    (map_names::BANS, 1),
+    (map_names::BANS, 4),
     (map_names::BAN_COUNTS, 1),
     (map_names::FRAGS, 1),
     (map_names::HINTS, 3),
@@ -221,7 +232,7 @@ mod tests {
             assert!((1..=MAP_ABI_VERSION).contains(&v), "{name}: {v}");
         }
         assert_eq!(layout_since("SCAN"), None);
-        assert_eq!(layout_since(map_names::BANS), Some(1));
+        assert_eq!(layout_since(map_names::BANS), Some(4));
         assert_eq!(layout_since(map_names::DECISIONS_V4), Some(3));
     }
 }

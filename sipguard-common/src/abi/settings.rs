@@ -18,6 +18,20 @@ pub const FLAG_ANY_UDP_PORT: u32 = 1 << 8;
 pub const FLAG_BLOCKED_V6: u32 = 1 << 16;
 /// `TRUSTED_V6` may hold entries.
 pub const FLAG_TRUSTED_V6: u32 = 1 << 17;
+/// `BLOCKED_V4` (the trie) may hold entries. The full-length entries of the
+/// blocklist live in `BLOCKED_V4_HOSTS` / `BLOCKED_V6_HOSTS` instead, so a
+/// blocklist of addresses only never walks a trie.
+pub const FLAG_BLOCKED_V4: u32 = 1 << 18;
+/// `BLOCKED_V4_HOSTS` may hold entries.
+pub const FLAG_BLOCKED_V4_HOSTS: u32 = 1 << 19;
+/// `BLOCKED_V6_HOSTS` may hold entries.
+pub const FLAG_BLOCKED_V6_HOSTS: u32 = 1 << 20;
+/// Every source-list hint flag.
+pub const FLAGS_LIST_HINTS: u32 = FLAG_BLOCKED_V6
+    | FLAG_TRUSTED_V6
+    | FLAG_BLOCKED_V4
+    | FLAG_BLOCKED_V4_HOSTS
+    | FLAG_BLOCKED_V6_HOSTS;
 
 /// Number of 64-bit words in the destination port bitmap (65536 bits).
 pub const PORT_WORDS: usize = 1024;
@@ -156,9 +170,9 @@ impl Settings {
         v4_16_bit(&self.trusted_v4_16, src)
     }
 
-    /// Clears the source-list hints (bitmaps and `FLAG_*_V6`).
+    /// Clears the source-list hints (bitmaps and `FLAGS_LIST_HINTS`).
     pub fn clear_list_hints(&mut self) {
-        self.flags &= !(FLAG_BLOCKED_V6 | FLAG_TRUSTED_V6);
+        self.flags &= !FLAGS_LIST_HINTS;
         self.blocked_v4_16 = [0; V4_16_WORDS];
         self.trusted_v4_16 = [0; V4_16_WORDS];
         self.small_blocked_v4 = SmallV4::EMPTY;

@@ -115,16 +115,8 @@ pub fn ban(dir: &Path, addr: IpAddr, dur: Option<Duration>) -> Result<Banned> {
         Some(d) => boot_ns().saturating_add(d.as_nanos() as u64),
         None => BAN_FOREVER,
     };
-    bans.insert(
-        key,
-        BanEntry {
-            expires_ns,
-            origin: BAN_MANUAL,
-            count: 0,
-        },
-        0,
-    )
-    .context("updating BANS")?;
+    bans.insert(key, BanEntry::new(expires_ns, BAN_MANUAL, 0), 0)
+        .context("updating BANS")?;
     let after: Vec<AddrKey> = bans.keys().filter_map(|k| k.ok()).collect();
     anyhow::ensure!(
         after.contains(&key),

@@ -62,6 +62,8 @@ pub fn rule(name: &str) -> Option<Rule> {
         | names::TRUSTED_V6
         | names::BLOCKED_V4
         | names::BLOCKED_V6
+        | names::BLOCKED_V4_HOSTS
+        | names::BLOCKED_V6_HOSTS
         | names::IFACE_SLOTS
         | names::IFACE_NAMES
         | names::LEARN_CONFIG
@@ -100,6 +102,10 @@ impl Pinned {
 
     fn same_layout(&self, o: &Pinned) -> bool {
         (self.kind, self.key, self.value, self.entries) == (o.kind, o.key, o.value, o.entries)
+    }
+
+    fn same_layout_but_value(&self, o: &Pinned) -> bool {
+        (self.kind, self.key, self.entries) == (o.kind, o.key, o.entries)
     }
 
     fn describe(&self) -> String {
@@ -279,21 +285,34 @@ impl Older {
         report
     }
 
-    fn carry_map(&self, name: &str, rule: Rule, old: &Pinned, new_dir: &Path) -> Result<u64> {
+    /// This version's map `name`, when `old` can be carried into it: same
+    /// layout since the older version, or a value [`widened`] since.
+    fn readable(&self, name: &str, old: &Pinned, new_dir: &Path) -> Result<Pinned> {
         let since = layout_since(name).unwrap_or(u32::MAX);
+        let widened = widened(name, self.version, old);
         anyhow::ensure!(
-            since <= self.version,
+            since <= self.version || widened,
             "its layout changed in map ABI v{since}, after v{}",
             self.version
         );
         let new = Pinned::open(&new_dir.join(name))?;
+        let fits = if since <= self.version {
+            old.same_layout(&new)
+        } else {
+            old.same_layout_but_value(&new) && new.value > old.value
+        };
         anyhow::ensure!(
-            old.same_layout(&new),
+            fits,
             "v{}'s is a {}, this version's a {}",
             self.version,
             old.describe(),
             new.describe()
         );
+        Ok(new)
+    }
+
+    fn carry_map(&self, name: &str, rule: Rule, old: &Pinned, new_dir: &Path) -> Result<u64> {
+        let new = self.readable(name, old, new_dir)?;
         match rule {
             Rule::Entries(hint) => copy_entries(old, &new, hint, new_dir),
             Rule::Counts { by_interface } => {
@@ -321,13 +340,8 @@ impl Older {
             let Some(Rule::Entries(hint)) = rule(name) else {
                 continue;
             };
-            if layout_since(name).is_some_and(|v| v > self.version) {
-                continue;
-            }
-            if let Ok(new) = Pinned::open(&new_dir.join(name)) {
-                if old.same_layout(&new) {
-                    n += copy_entries(old, &new, hint, new_dir).unwrap_or(0);
-                }
+            if let Ok(new) = self.readable(name, old, new_dir) {
+                n += copy_entries(old, &new, hint, new_dir).unwrap_or(0);
             }
         }
         if n > 0 {
@@ -340,15 +354,34 @@ impl Older {
     }
 }
 
-/// Copies the entries of `old` that `new` lacks; returns how many.
+/// Maps whose value grew by fields appended at its end, whose zero means
+/// "none yet", and the first map ABI version with the older value: entries
+/// from those versions are carried zero-extended. `BANS` grew from 16 to
+/// 32 bytes in map ABI 4 (the event sampling of its drops; zero: no event
+/// sent yet, none suppressed).
+const WIDENED: [(&str, u32, u32); 1] = [(names::BANS, 1, 16)];
+
+/// Whether `old`, pinned by map ABI `version`, is an older value of a map
+/// in [`WIDENED`].
+fn widened(name: &str, version: u32, old: &Pinned) -> bool {
+    !old.per_cpu()
+        && WIDENED
+            .iter()
+            .any(|(n, from, size)| *n == name && version >= *from && old.value == *size)
+}
+
+/// Copies the entries of `old` that `new` lacks (values zero-extended to
+/// `new`'s size); returns how many.
 fn copy_entries(old: &Pinned, new: &Pinned, hint: Option<Hint>, new_dir: &Path) -> Result<u64> {
     const BPF_NOEXIST: u64 = 1;
     let keys = old.keys().context("listing the older entries")?;
-    let mut value = vec![0u8; old.value_len()?];
+    let old_len = old.value_len()?;
+    let mut value = vec![0u8; new.value_len()?.max(old_len)];
     let mut hinted = false;
     let mut n = 0;
     for key in keys {
-        if !old.lookup(&key, &mut value)? {
+        value.fill(0);
+        if !old.lookup(&key, &mut value[..old_len])? {
             continue; // evicted meanwhile
         }
         if !hinted {

@@ -378,26 +378,63 @@ impl Sandbox {
     /// Bans `addr` without end, as `sipguard ban` does on the pinned maps
     /// (IPv6 by the default /64), so a frame from it takes the banned path.
     pub fn ban(&mut self, addr: std::net::IpAddr) -> Result<()> {
-        use sipguard_common::{BanEntry, BAN_FOREVER, BAN_MANUAL};
+        use sipguard_common::{AddrKey, BanEntry, BAN_FOREVER, BAN_MANUAL};
+        let entry = BanEntry::new(BAN_FOREVER, BAN_MANUAL, 0);
         self.mark_hints(|h| h.bans = 1)?;
         let map = self
             .ebpf
             .map_mut(sipguard_common::map_names::BANS)
             .ok_or_else(|| anyhow!("BANS map missing"))?;
-        let mut bans: aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, BanEntry> =
-            aya::maps::HashMap::try_from(map)?;
-        let key = bans::key_for(addr, 64);
-        bans.insert(
-            key,
-            BanEntry {
-                expires_ns: BAN_FOREVER,
-                origin: BAN_MANUAL,
-                count: 0,
-            },
-            0,
-        )
-        .context("updating BANS")?;
-        Ok(())
+        if let aya::maps::Map::LruHashMap(data) = &*map {
+            if data.info()?.value_size() == 16 {
+                // An older build (benchmark comparisons): its entry is the
+                // first 16 bytes of today's (end, origin, count).
+                let mut old = [0u8; 16];
+                old[..8].copy_from_slice(&entry.expires_ns.to_ne_bytes());
+                old[8..12].copy_from_slice(&entry.origin.to_ne_bytes());
+                let mut bans: aya::maps::HashMap<&mut MapData, AddrKey, [u8; 16]> =
+                    aya::maps::HashMap::try_from(map)?;
+                return bans
+                    .insert(bans::key_for(addr, 64), old, 0)
+                    .context("updating BANS");
+            }
+        }
+        self.set_ban(addr, entry)
+    }
+
+    /// Writes `addr`'s `BANS` entry (IPv6 by the default /64).
+    pub fn set_ban(
+        &mut self,
+        addr: std::net::IpAddr,
+        entry: sipguard_common::BanEntry,
+    ) -> Result<()> {
+        self.mark_hints(|h| h.bans = 1)?;
+        self.bans()?
+            .insert(bans::key_for(addr, 64), entry, 0)
+            .context("updating BANS")
+    }
+
+    /// `addr`'s `BANS` entry (IPv6 by the default /64), if any.
+    pub fn ban_entry(
+        &mut self,
+        addr: std::net::IpAddr,
+    ) -> Result<Option<sipguard_common::BanEntry>> {
+        match self.bans()?.get(&bans::key_for(addr, 64), 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn bans(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<&mut MapData, sipguard_common::AddrKey, sipguard_common::BanEntry>>
+    {
+        let map = self
+            .ebpf
+            .map_mut(sipguard_common::map_names::BANS)
+            .ok_or_else(|| anyhow!("BANS map missing"))?;
+        Ok(aya::maps::HashMap::try_from(map)?)
     }
 
     /// The drop event ring buffer (taken out of the sandbox on first use).

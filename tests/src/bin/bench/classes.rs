@@ -95,6 +95,30 @@ pub fn random_blocklist(n: usize) -> Vec<(u32, [u8; 4])> {
     out
 }
 
+/// The 1M-entry blocklist's kernel maps by their fdinfo memlock: the trie
+/// (its shorter prefixes) and the host hash (its /32s).
+struct BlocklistMemory {
+    trie_entries: usize,
+    trie_bytes: u64,
+    hosts_entries: usize,
+    hosts_bytes: u64,
+}
+
+impl BlocklistMemory {
+    fn of(maps: &sipguard::kernel::maps::PolicyMaps) -> Result<Self> {
+        let hosts_entries = maps
+            .blocked_hosts
+            .as_ref()
+            .map_or(0, |h| h.v4.keys().count());
+        Ok(BlocklistMemory {
+            trie_entries: maps.blocked_v4.keys().count(),
+            trie_bytes: maps.blocked_v4_memory()?,
+            hosts_entries,
+            hosts_bytes: maps.blocked_v4_hosts_memory()?.unwrap_or(0),
+        })
+    }
+}
+
 /// Bytes in use in the kmalloc slab caches (where LPM trie nodes live).
 fn kmalloc_bytes() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/slabinfo").ok()?;
@@ -170,10 +194,11 @@ pub fn run(p: &Params) -> Result<Value> {
     let kmalloc_delta = kmalloc0
         .zip(kmalloc_bytes())
         .map(|(a, b)| b.saturating_sub(a));
-    let memory = sandboxes[1].1.maps_mut().blocked_v4_memory()?;
+    let memory = BlocklistMemory::of(sandboxes[1].1.maps_mut())?;
     eprintln!(
-        "loaded {inserted} blocklist entries in {insert_secs:.1} s; trie memory {:.1} MiB",
-        memory as f64 / 1048576.0
+        "loaded {inserted} blocklist entries in {insert_secs:.1} s; trie {:.1} MiB, host hash {:.1} MiB",
+        memory.trie_bytes as f64 / 1048576.0,
+        memory.hosts_bytes as f64 / 1048576.0
     );
     // A /32 and an address inside a /24, both from the random list.
     let hit32 = list
@@ -420,8 +445,10 @@ pub fn run(p: &Params) -> Result<Value> {
     // The compared builds: same policies and lists. Their verdicts are not
     // checked (an older build may lack a feature); only their time is used.
     let mut others: Vec<Vec<Sandbox>> = Vec::new();
+    let mut others_memory: Vec<Option<BlocklistMemory>> = Vec::new();
     for (label, obj) in &p.compare {
         let mut v = Vec::new();
+        let mut mem = None;
         for (name, _) in &sandboxes {
             let policy = if name.starts_with("inspect") {
                 &inspect
@@ -434,6 +461,9 @@ pub fn run(p: &Params) -> Result<Value> {
                 .with_context(|| format!("loading build '{label}'"))?;
             if name.contains("1M blocked") {
                 sb.maps_mut().insert_blocked_v4(list.iter().copied())?;
+                if mem.is_none() {
+                    mem = Some(BlocklistMemory::of(sb.maps_mut())?);
+                }
             }
             if name.contains(OPS) {
                 sb.set_ops(sipguard::kernel::stateful::settings(&ops_config()?))?;
@@ -444,6 +474,7 @@ pub fn run(p: &Params) -> Result<Value> {
             v.push(sb);
         }
         others.push(v);
+        others_memory.push(mem);
     }
     let mut other_ratio: Vec<Vec<Vec<f64>>> =
         vec![vec![Vec::with_capacity(p.rounds); classes.len()]; others.len()];
@@ -538,6 +569,10 @@ pub fn run(p: &Params) -> Result<Value> {
             json!({
                 "build": label,
                 "verifier_instructions": others[b][0].verified_instructions().ok().flatten(),
+                "blocklist": others_memory[b].as_ref().map(|m| json!({
+                    "trie_entries": m.trie_entries, "trie_memory_bytes": m.trie_bytes,
+                    "hosts_entries": m.hosts_entries, "hosts_memory_bytes": m.hosts_bytes,
+                })),
                 "classes": classes.iter().enumerate().map(|(i, c)| json!({"key": c.key, "name": c.name, "ratio": stats(&other_ratio[b][i])})).collect::<Vec<_>>(),
             })
         })
@@ -552,12 +587,16 @@ pub fn run(p: &Params) -> Result<Value> {
         "blocklist": {
             "entries": inserted,
             "insert_seconds": insert_secs,
-            "kernel_memory_bytes": memory,
+            "kernel_memory_bytes": memory.trie_bytes + memory.hosts_bytes,
+            "trie_entries": memory.trie_entries,
+            "trie_memory_bytes": memory.trie_bytes,
+            "hosts_entries": memory.hosts_entries,
+            "hosts_memory_bytes": memory.hosts_bytes,
             "slab_growth_bytes": slab_delta,
             "kmalloc_growth_bytes": kmalloc_delta,
         },
         "daemon_settings": daemon_settings_json(&classes, &ns),
-        "peer": peers.as_ref().map(|peers| peer_json(peers, &classes, &ns, &peer_ns, &empty, memory, inserted)),
+        "peer": peers.as_ref().map(|peers| peer_json(peers, &classes, &ns, &peer_ns, &empty, &memory)),
         "missing": missing,
     }))
 }
@@ -588,8 +627,7 @@ fn peer_json(
     ns: &[Vec<f64>],
     peer_ns: &[Vec<f64>],
     empty: &[f64],
-    trie_bytes: u64,
-    trie_entries: usize,
+    memory: &BlocklistMemory,
 ) -> Value {
     let jobs: Vec<Value> = peers
         .jobs
@@ -627,7 +665,8 @@ fn peer_json(
     json!({
         "jobs": jobs,
         "tables_1m": tables,
-        "sipguard_trie": {"entries": trie_entries, "memlock_bytes": trie_bytes, "bytes_per_entry": trie_bytes as f64 / trie_entries as f64},
+        "sipguard_trie": {"entries": memory.trie_entries, "memlock_bytes": memory.trie_bytes, "bytes_per_entry": memory.trie_bytes as f64 / memory.trie_entries as f64},
+        "sipguard_hosts": {"entries": memory.hosts_entries, "memlock_bytes": memory.hosts_bytes, "bytes_per_entry": memory.hosts_bytes as f64 / memory.hosts_entries as f64},
     })
 }
 

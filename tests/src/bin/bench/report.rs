@@ -91,16 +91,36 @@ pub fn classes_table(r: &Value) -> String {
     let b = &r["blocklist"];
     s += &format!(
         "\n1M-entry blocklist (random /32 and /24, fixed seed): {} entries loaded in {:.1} s; \
-         kernel memory of the BLOCKED_V4 trie: {:.1} MiB by its fdinfo memlock ({:.0} bytes/entry, leaf nodes only); \
+         kernel memory by fdinfo memlock: the /32s in the BLOCKED_V4_HOSTS hash, {} entries, {:.1} MiB \
+         ({:.0} bytes/entry including its {:.0} MiB of buckets, allocated when the map is created); \
+         the /24s in the BLOCKED_V4 trie, {} entries, {:.1} MiB ({:.0} bytes/entry, leaf nodes only); \
          during the load the kmalloc slab caches grew by {:.1} MiB and unreclaimable slab by {:.1} MiB \
          (these include intermediate trie nodes and allocation rounding, and anything else the kernel allocated meanwhile on this shared machine).\n",
         b["entries"],
         f(b, &["insert_seconds"]),
-        f(b, &["kernel_memory_bytes"]) / 1048576.0,
-        f(b, &["kernel_memory_bytes"]) / f(b, &["entries"]),
+        b["hosts_entries"],
+        f(b, &["hosts_memory_bytes"]) / 1048576.0,
+        f(b, &["hosts_memory_bytes"]) / f(b, &["hosts_entries"]),
+        (sipguard_common::BLOCKED_V4_HOSTS_ENTRIES as f64 * 16.0) / 1048576.0,
+        b["trie_entries"],
+        f(b, &["trie_memory_bytes"]) / 1048576.0,
+        f(b, &["trie_memory_bytes"]) / f(b, &["trie_entries"]),
         f(b, &["kmalloc_growth_bytes"]) / 1048576.0,
         f(b, &["slab_growth_bytes"]) / 1048576.0,
     );
+    for c in r["compare"].as_array().into_iter().flatten() {
+        if let Some(m) = c.get("blocklist").filter(|m| !m.is_null()) {
+            s += &format!(
+                "\nBuild '{}', same list: BLOCKED_V4 trie {} entries, {:.1} MiB ({:.0} bytes/entry); host hash {} entries, {:.1} MiB.\n",
+                c["build"].as_str().unwrap_or("?"),
+                m["trie_entries"],
+                f(m, &["trie_memory_bytes"]) / 1048576.0,
+                f(m, &["trie_memory_bytes"]) / f(m, &["trie_entries"]).max(1.0),
+                m["hosts_entries"],
+                f(m, &["hosts_memory_bytes"]) / 1048576.0,
+            );
+        }
+    }
     let compare = r["compare"].as_array().cloned().unwrap_or_default();
     if !compare.is_empty() {
         s += "\nOther builds of the program, timed on the same classes in the same rounds (median ratio to the empty program):\n\n| class |";
@@ -173,10 +193,15 @@ pub fn peer_table(r: &Value) -> String {
         );
     }
     let trie = &p["sipguard_trie"];
+    let hosts = &p["sipguard_hosts"];
     s += &format!(
-        "\nKernel memory for 1,000,000 IPv4 entries, by each map's fdinfo memlock: sipguard's BLOCKED_V4 LPM trie {:.1} MiB ({:.0} B/entry, \
-         leaf nodes only: the slab growth in the footnote above is the fuller figure)",
+        "\nKernel memory for 1,000,000 IPv4 entries, by each map's fdinfo memlock: sipguard's BLOCKED_V4_HOSTS hash {:.1} MiB for {} /32s ({:.0} B/entry, buckets included) \
+         and BLOCKED_V4 LPM trie {:.1} MiB for {} /24s ({:.0} B/entry, leaf nodes only: the slab growth in the footnote above is the fuller figure)",
+        f(hosts, &["memlock_bytes"]) / 1048576.0,
+        hosts["entries"],
+        f(hosts, &["bytes_per_entry"]),
         f(trie, &["memlock_bytes"]) / 1048576.0,
+        trie["entries"],
         f(trie, &["bytes_per_entry"]),
     );
     for t in p["tables_1m"].as_array().into_iter().flatten() {
