@@ -11,7 +11,10 @@ pub mod repeated_headers;
 pub mod tcp;
 
 use sipguard::{
-    kernel::testrun::{Sandbox, XDP_DROP, XDP_PASS},
+    kernel::{
+        features::Scanners,
+        testrun::{Sandbox, XDP_DROP, XDP_PASS},
+    },
     policy::{config::Config, Policy},
 };
 use sipguard_common::{packet::Link, Reason};
@@ -67,8 +70,10 @@ pub fn all_cases() -> Vec<Case> {
 }
 
 /// Loads a sandbox for `case`, runs it and fails the test on any mismatch.
-/// Cases that reach the inspector or the any-port reader run against both
-/// of their builds.
+/// Cases that reach the inspector or the any-port reader run against every
+/// build of them this kernel accepts: the ones the daemon installs, the
+/// bounded ones (what kernels before 5.17 run) and the `bpf_loop` ones
+/// (the daemon's fallback).
 pub fn check_case(case: &Case) {
     let mut builds = vec![(
         "",
@@ -77,8 +82,12 @@ pub fn check_case(case: &Case) {
     if case.uses_scanners() {
         builds.push((
             " (inspector and any-port reader without bpf_loop)",
-            Sandbox::without_bpf_loop(&case.policy).expect("loading the eBPF object (root, BPF)"),
+            Sandbox::with_scanners(&case.policy, Scanners::Bounded)
+                .expect("loading the eBPF object (root, BPF)"),
         ));
+        if let Some(sb) = bpf_loop_builds(&case.policy) {
+            builds.push((" (inspector and any-port reader under bpf_loop)", sb));
+        }
     }
     for (build, mut sb) in builds {
         let failures = case.run(&mut sb);
@@ -91,6 +100,31 @@ pub fn check_case(case: &Case) {
             failures.join("\n")
         );
         eprintln!("{}{build}: {} rows passed", case.name, case.rows.len());
+    }
+}
+
+/// A sandbox with the `bpf_loop` builds of the inspector and the any-port
+/// reader, where the kernel has the helper and its verifier accepts them.
+/// A refusal (the 6.18 host kernel refuses the `bpf_loop` inspector at
+/// 1,000,000 instructions) is said once per test process, loudly, and
+/// not tried again: each try costs seconds of verification.
+pub fn bpf_loop_builds(policy: &Policy) -> Option<Sandbox> {
+    static REFUSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if !sipguard::kernel::features::has_bpf_loop() || REFUSED.get().is_some() {
+        return None;
+    }
+    match Sandbox::with_scanners(policy, Scanners::BpfLoop) {
+        Ok(sb) => Some(sb),
+        Err(e) => {
+            let why = format!("{e:#}");
+            let first = why.lines().next().unwrap_or_default().to_string();
+            if REFUSED.set(first.clone()).is_ok() {
+                eprintln!(
+                    "\n*** NOT RUN: the bpf_loop builds of the inspector and any-port reader on this kernel: {first} ***\n"
+                );
+            }
+            None
+        }
     }
 }
 

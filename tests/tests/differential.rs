@@ -3,7 +3,7 @@
 //! must equal the host's. Needs root.
 
 use sipguard::{
-    kernel::testrun::Sandbox,
+    kernel::{features::Scanners, testrun::Sandbox},
     policy::{config::Config, Policy},
 };
 use sipguard_tests::{
@@ -14,7 +14,7 @@ use sipguard_tests::{
 #[test]
 fn kernel_and_host_agree_on_random_sip() {
     if require_root("kernel_and_host_agree_on_random_sip") {
-        agree_on_random_sip(Build::BpfLoop, PACKETS);
+        agree_on_random_sip(Build::Daemon, PACKETS);
     }
 }
 
@@ -66,7 +66,8 @@ fn assert_agree(what: &str, out: &Outcome, reasons: &[&str], share: usize) {
 /// Which build of the inspector a corpus runs against.
 #[derive(Debug, Clone, Copy)]
 enum Build {
-    BpfLoop,
+    /// The builds the daemon installs.
+    Daemon,
     WithoutBpfLoop,
     ByteLoadsOnly,
 }
@@ -75,8 +76,8 @@ fn agree_on_random_sip(build: Build, packets: usize) {
     let cfg = Config::parse(differential::SIP_CONFIG, "differential").expect("config");
     let policy = Policy::from_config(&cfg);
     let mut sb = match build {
-        Build::BpfLoop => Sandbox::new(&policy),
-        Build::WithoutBpfLoop => Sandbox::without_bpf_loop(&policy),
+        Build::Daemon => Sandbox::new(&policy),
+        Build::WithoutBpfLoop => Sandbox::with_scanners(&policy, Scanners::Bounded),
         Build::ByteLoadsOnly => Sandbox::byte_loads_only(&policy),
     }
     .expect("loading the eBPF object (root, BPF)");
@@ -119,7 +120,11 @@ fn kernel_bounded_any_port_and_host_agree() {
                 differential::ANY_PORT_DROP_REASONS,
             ),
         ] {
-            agree_on_any_port(Sandbox::without_bpf_loop, config, reasons);
+            agree_on_any_port(
+                |p| Sandbox::with_scanners(p, Scanners::Bounded),
+                config,
+                reasons,
+            );
         }
     }
 }

@@ -100,8 +100,11 @@ fn filter_and_inspector_each_fit_the_verifier_budget() {
         .verified_instructions_of(sipguard_common::PROGRAM_NAME)
         .expect("info")
         .expect("count");
+    // The daemon's inspector is the bounded build (its step a global
+    // function); the `bpf_loop` build is its fallback, measured where this
+    // kernel accepts it.
     let inspector = sb
-        .verified_instructions_of(sipguard_common::INSPECT_PROGRAM_NAME)
+        .verified_instructions_of(sipguard_common::INSPECT_BOUNDED_PROGRAM_NAME)
         .expect("info")
         .expect("count");
     let any_port = sb
@@ -109,17 +112,20 @@ fn filter_and_inspector_each_fit_the_verifier_budget() {
         .expect("info")
         .expect("count");
     let policy = sipguard::policy::Policy::from_config(&cfg);
-    let bounded = sipguard::kernel::testrun::Sandbox::without_bpf_loop(&policy)
-        .expect("load")
-        .verified_instructions_of(sipguard_common::INSPECT_BOUNDED_PROGRAM_NAME)
-        .expect("info")
-        .expect("count");
+    let under_loop = sipguard_tests::fixtures::bpf_loop_builds(&policy).map(|sb| {
+        sb.verified_instructions_of(sipguard_common::INSPECT_PROGRAM_NAME)
+            .expect("info")
+            .expect("count")
+    });
     eprintln!(
         "verifier: filter {filter} instructions processed, inspector {inspector} \
-         ({bounded} without bpf_loop), any-port reader {any_port}"
+         ({under_loop:?} under bpf_loop), any-port reader {any_port}"
     );
     assert!(
-        filter < 500_000 && inspector < 500_000 && bounded < 500_000 && any_port < 500_000,
-        "filter {filter}, inspector {inspector} ({bounded} without bpf_loop), any-port reader {any_port}"
+        filter < 500_000
+            && inspector < 500_000
+            && under_loop.is_none_or(|n| n < 500_000)
+            && any_port < 500_000,
+        "filter {filter}, inspector {inspector} ({under_loop:?} under bpf_loop), any-port reader {any_port}"
     );
 }

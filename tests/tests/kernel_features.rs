@@ -38,8 +38,9 @@ fn check_kernel_lists_every_probed_feature() {
     // This machine's kernel (6.18) has bpf_loop.
     assert!(
         text.lines().any(|l| l
-            == "SIP inspector: sipguard_inspect (steps under bpf_loop); \
-                any-port reader: sipguard_anyport (steps under bpf_loop)"),
+            == "SIP inspector: sipguard_inspect_bounded (steps under a loop with a constant bound), \
+                else sipguard_inspect; \
+                any-port reader: sipguard_anyport (steps under bpf_loop), else sipguard_anyport_bounded"),
         "{text}"
     );
     assert!(

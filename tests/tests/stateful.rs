@@ -324,10 +324,10 @@ fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Vec<events::Event
 fn banned_drops_are_sampled_per_ban_in_its_entry() {
     // An interval no test outlasts: what "later" is comes from rewriting
     // the entry's last event time, not from waiting.
-    let Some((mut sb, mut ring)) = events_sandbox(
-        "banned_drops_are_sampled_per_ban_in_its_entry",
-        3_600_000_000_000,
-    ) else {
+    const INTERVAL_NS: u64 = 60_000_000_000;
+    let Some((mut sb, mut ring)) =
+        events_sandbox("banned_drops_are_sampled_per_ban_in_its_entry", INTERVAL_NS)
+    else {
         return;
     };
     let a = std::net::IpAddr::from(OTHER4);
@@ -372,7 +372,19 @@ fn banned_drops_are_sampled_per_ban_in_its_entry() {
 
     // Its interval over (the last event long ago): the next drop sends the
     // event, carrying the four held back.
-    sb.set_ban(a, abi::BanEntry { event_ns: 1, ..e }).unwrap();
+    // (Boot times are CLOCK_BOOTTIME: the machine has been up for longer
+    // than an interval, or the rewritten time would be in the future.)
+    let now = sipguard::kernel::stateful::boot_ns();
+    assert!(now > 2 * INTERVAL_NS, "up for only {now} ns");
+    let long_ago = now - INTERVAL_NS - 1_000_000_000;
+    sb.set_ban(
+        a,
+        abi::BanEntry {
+            event_ns: long_ago,
+            ..e
+        },
+    )
+    .unwrap();
     assert_eq!(reason(&mut sb, &invite4(OTHER4)), DropBanned);
     let got = drain(&mut ring);
     assert_eq!(got.len(), 1, "{got:?}");

@@ -135,20 +135,42 @@ pub fn has_bpf_loop() -> bool {
     present(BPF_LOOP)
 }
 
-/// The programs of the SIP inspector and the any-port reader a load
-/// installs: the builds that step under `bpf_loop` where the kernel has
-/// the helper (unless `without_bpf_loop`), else the builds that step in a
-/// loop with a constant bound. Both run the same shared step the same
-/// number of times, so they give the same verdicts.
-pub fn scanner_builds(without_bpf_loop: bool) -> (&'static str, &'static str) {
+/// Which builds of the SIP inspector and the any-port reader a load
+/// installs. Both builds of each run the same shared step the same number
+/// of times, so they give the same verdicts; they differ in what the
+/// verifier has to prove.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scanners {
+    /// What the daemon runs: the inspector whose step is a global function
+    /// (verified once, whatever state its caller is in: the bpf_loop
+    /// callback is verified in its caller's states, and a 6.18 kernel
+    /// stopped that at 1,000,000 instructions where an earlier 6.18 build
+    /// needed 85,712), the `bpf_loop` build in its stead if this kernel's
+    /// verifier refuses it; the any-port reader under `bpf_loop` where the
+    /// kernel has the helper, the bounded one otherwise or if refused.
+    #[default]
+    Auto,
+    /// Both builds that step under `bpf_loop` (tests; fails without it).
+    BpfLoop,
+    /// Both builds that step in a loop with a constant bound: what kernels
+    /// before 5.17 run (tests).
+    Bounded,
+}
+
+/// The inspector and any-port builds a load tries, in order: the first the
+/// verifier accepts is installed.
+pub fn scanner_builds(scanners: Scanners) -> (Vec<&'static str>, Vec<&'static str>) {
     use sipguard_common::{
-        ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME, INSPECT_BOUNDED_PROGRAM_NAME,
-        INSPECT_PROGRAM_NAME,
+        ANY_PORT_BOUNDED_PROGRAM_NAME as PORT_BOUNDED, ANY_PORT_PROGRAM_NAME as PORT_LOOP,
+        INSPECT_BOUNDED_PROGRAM_NAME as INSPECT_BOUNDED, INSPECT_PROGRAM_NAME as INSPECT_LOOP,
     };
-    if has_bpf_loop() && !without_bpf_loop {
-        (INSPECT_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME)
-    } else {
-        (INSPECT_BOUNDED_PROGRAM_NAME, ANY_PORT_BOUNDED_PROGRAM_NAME)
+    match scanners {
+        Scanners::Auto if has_bpf_loop() => (
+            vec![INSPECT_BOUNDED, INSPECT_LOOP],
+            vec![PORT_LOOP, PORT_BOUNDED],
+        ),
+        Scanners::BpfLoop => (vec![INSPECT_LOOP], vec![PORT_LOOP]),
+        Scanners::Auto | Scanners::Bounded => (vec![INSPECT_BOUNDED], vec![PORT_BOUNDED]),
     }
 }
 
@@ -202,7 +224,7 @@ pub fn report() -> String {
             f.used_for
         ));
     }
-    let (inspector, reader) = scanner_builds(false);
+    let (inspector, reader) = scanner_builds(Scanners::Auto);
     let how = |name: &str| {
         if name.ends_with("_bounded") {
             "a loop with a constant bound"
@@ -210,10 +232,17 @@ pub fn report() -> String {
             "bpf_loop"
         }
     };
+    let builds = |names: &[&str]| {
+        let mut text = format!("{} (steps under {})", names[0], how(names[0]));
+        if let Some(next) = names.get(1) {
+            text.push_str(&format!(", else {next}"));
+        }
+        text
+    };
     out.push_str(&format!(
-        "SIP inspector: {inspector} (steps under {}); any-port reader: {reader} (steps under {})\n",
-        how(inspector),
-        how(reader)
+        "SIP inspector: {}; any-port reader: {}\n",
+        builds(&inspector),
+        builds(&reader)
     ));
     out
 }

@@ -28,10 +28,9 @@ pub struct LoadOptions {
     /// Keep the SIP scanner on byte loads even where the CPU does unaligned
     /// 8-byte loads: the path strict-alignment routers run (tests).
     pub byte_loads_only: bool,
-    /// Install the inspector and the any-port reader built without
-    /// `bpf_loop` even where the kernel has the helper (tests run both
-    /// builds).
-    pub without_bpf_loop: bool,
+    /// Which builds of the inspector and the any-port reader to install
+    /// (tests run each).
+    pub scanners: crate::kernel::features::Scanners,
 }
 
 /// Loads like [`load`], but every map is opened from `pin_dir/<NAME>` when
@@ -95,24 +94,47 @@ fn load_with(mut loader: EbpfLoader<'_>, object: &[u8], opts: LoadOptions) -> Re
 
 /// Loads the SIP inspector and the any-port reader and puts them in the
 /// program array the filter tail-calls. Each has two builds of the same
-/// shared step: one under `bpf_loop` (5.17+), installed where the kernel
-/// has the helper, and one in a loop with a constant bound, installed
-/// where it lacks it (`features::scanner_builds`).
+/// shared step (`features::Scanners` says which is tried first); a build
+/// the verifier refuses gives way to the next, with a warning naming it.
 ///
 /// Both are always installed: the any-port reader is only reached when
 /// `any_udp_port` is on, so a reload can switch the option without
 /// loading anything.
 fn install_tail_programs(ebpf: &mut Ebpf, opts: LoadOptions) -> Result<()> {
     use sipguard_common::{ANY_PORT_SLOT, INSPECTOR_SLOT};
-    let (inspector, any_port) = crate::kernel::features::scanner_builds(opts.without_bpf_loop);
-    install(ebpf, inspector, INSPECTOR_SLOT, opts.verbose)?;
-    if ebpf.program(any_port).is_none() {
+    let (inspector, any_port) = crate::kernel::features::scanner_builds(opts.scanners);
+    install_first(ebpf, &inspector, INSPECTOR_SLOT, opts.verbose)?;
+    if ebpf.program(any_port[0]).is_none() {
         // Only older objects given to `load_object` (benchmark
         // comparisons) lack it; the embedded one always has both.
-        log::warn!("this object has no {any_port}: any_udp_port would pass as uninspectable");
+        log::warn!(
+            "this object has no {}: any_udp_port would pass as uninspectable",
+            any_port[0]
+        );
         return Ok(());
     }
-    install(ebpf, any_port, ANY_PORT_SLOT, opts.verbose)
+    install_first(ebpf, &any_port, ANY_PORT_SLOT, opts.verbose)
+}
+
+/// Installs the first of `builds` the verifier accepts in `slot`.
+fn install_first(ebpf: &mut Ebpf, builds: &[&str], slot: u32, verbose: bool) -> Result<()> {
+    let Some((last, earlier)) = builds.split_last() else {
+        anyhow::bail!("no build to install in slot {slot}");
+    };
+    for name in earlier {
+        if ebpf.program(name).is_none() {
+            continue; // an older object (benchmark comparisons)
+        }
+        match install(ebpf, name, slot, verbose) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let first = format!("{e:#}");
+                let first = first.lines().next().unwrap_or_default().to_string();
+                log::warn!("{first}; installing {last} in its place");
+            }
+        }
+    }
+    install(ebpf, last, slot, verbose)
 }
 
 /// Loads program `name` and puts it in `slot` of the INSPECTOR program

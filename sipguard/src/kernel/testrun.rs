@@ -15,6 +15,7 @@ use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, P
 use super::{
     attach, bans, counters,
     decisions::DecisionMaps,
+    features::Scanners,
     maps::PolicyMaps,
     program::{self, LoadOptions, EMPTY_PROGRAM_NAME},
     registrars, stateful,
@@ -93,16 +94,16 @@ impl Sandbox {
         )
     }
 
-    /// `new` with the inspector and the any-port reader built without
-    /// `bpf_loop` (the ones kernels before 5.17 run) in their slots,
-    /// whatever this kernel has.
-    pub fn without_bpf_loop(policy: &Policy) -> Result<Self> {
+    /// `new` with the given builds of the inspector and the any-port
+    /// reader in their slots (`Scanners::Bounded`: the ones kernels before
+    /// 5.17 run), whatever this kernel has.
+    pub fn with_scanners(policy: &Policy, scanners: Scanners) -> Result<Self> {
         Self::load(
             program::OBJECT,
             policy,
             LoadOptions {
                 report_reason: true,
-                without_bpf_loop: true,
+                scanners,
                 ..Default::default()
             },
         )

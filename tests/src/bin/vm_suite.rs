@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipguard::kernel::testrun::Sandbox;
+use sipguard::kernel::{features::Scanners, testrun::Sandbox};
 use sipguard_common::{
     packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME,
     INSPECT_BOUNDED_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
@@ -94,7 +94,7 @@ fn report_load(what: &str, start: Instant, result: anyhow::Result<()>) {
 /// The verifier's figures for every program of the object; the builds
 /// without bpf_loop from `bounded` where the kernel has the helper (the
 /// main sandbox then runs the other builds).
-fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
+fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>, under_loop: Option<&Sandbox>) {
     for prog in [
         PROGRAM_NAME,
         INSPECT_PROGRAM_NAME,
@@ -104,13 +104,14 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
         LEARN_PROGRAM_NAME,
         PROGRAM_NAME_RAW_IP,
     ] {
-        let sb = match bounded {
-            Some(b)
+        let sb = match (bounded, under_loop) {
+            (Some(b), _)
                 if prog == ANY_PORT_BOUNDED_PROGRAM_NAME
                     || prog == INSPECT_BOUNDED_PROGRAM_NAME =>
             {
                 b
             }
+            (_, Some(l)) if prog == INSPECT_PROGRAM_NAME => l,
             _ => sb,
         };
         // Per function, entry point first: "480+32".
@@ -141,17 +142,18 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>) {
     }
 }
 
-/// Where the kernel has bpf_loop the main sandbox runs the inspector and
-/// the any-port reader built with it; this second load runs the builds
-/// without it, so both meet the same rows and corpora. None on kernels without the helper (the
-/// main sandbox already runs that build) or when it fails to load
-/// (reported as a failure).
+/// The main sandbox runs the builds the daemon installs (the bounded
+/// inspector; the any-port reader under bpf_loop where the kernel has it);
+/// this second load runs both bounded builds, so every build meets the same
+/// rows and corpora. None on kernels without the helper (the main sandbox
+/// already runs those builds) or when it fails to load (reported as a
+/// failure).
 fn load_bounded(cases: &[fixtures::Case]) -> Result<Option<Sandbox>, ()> {
     if !sipguard::kernel::features::has_bpf_loop() {
         return Ok(None);
     }
     let t = Instant::now();
-    match Sandbox::without_bpf_loop(&cases[0].policy) {
+    match Sandbox::with_scanners(&cases[0].policy, Scanners::Bounded) {
         Ok(sb) => {
             report_load("without-bpf-loop-load", t, Ok(()));
             Ok(Some(sb))
@@ -159,6 +161,31 @@ fn load_bounded(cases: &[fixtures::Case]) -> Result<Option<Sandbox>, ()> {
         Err(e) => {
             report_load("without-bpf-loop-load", t, Err(e));
             Err(())
+        }
+    }
+}
+
+/// Both builds under bpf_loop (the daemon's fallback inspector), where the
+/// kernel has the helper: a refusal by the verifier is reported, not a
+/// failure (the daemon then runs the bounded build it tried first).
+fn load_under_loop(cases: &[fixtures::Case]) -> Option<Sandbox> {
+    if !sipguard::kernel::features::has_bpf_loop() {
+        return None;
+    }
+    let t = Instant::now();
+    match Sandbox::with_scanners(&cases[0].policy, Scanners::BpfLoop) {
+        Ok(sb) => {
+            report_load("bpf-loop-load", t, Ok(()));
+            Some(sb)
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            report(&format!(
+                "bpf-loop-load result=refused seconds={:.1} detail={:?}",
+                t.elapsed().as_secs_f64(),
+                why.lines().next().unwrap_or_default()
+            ));
+            None
         }
     }
 }
@@ -172,7 +199,8 @@ fn verifier() -> bool {
         report("suite=verifier result=fail");
         return false;
     };
-    report_verifier(&sb, bounded.as_ref());
+    let under_loop = load_under_loop(&cases);
+    report_verifier(&sb, bounded.as_ref(), under_loop.as_ref());
     report("suite=verifier result=pass");
     true
 }
@@ -186,6 +214,7 @@ fn fixtures() -> bool {
         report("suite=fixtures result=fail");
         return false;
     };
+    let mut under_loop = load_under_loop(&cases);
     let mut failed = 0;
     let mut rows = 0;
     let run_start = Instant::now();
@@ -196,6 +225,9 @@ fn fixtures() -> bool {
         let mut builds = vec![(name.clone(), &mut sb)];
         if let (true, Some(b)) = (case.uses_scanners(), bounded.as_mut()) {
             builds.push((format!("{name}-without-bpf-loop"), b));
+        }
+        if let (true, Some(l)) = (case.uses_scanners(), under_loop.as_mut()) {
+            builds.push((format!("{name}-under-bpf-loop"), l));
         }
         for (name, sb) in builds {
             let failures = case.run(sb);
@@ -214,7 +246,7 @@ fn fixtures() -> bool {
             }
         }
     }
-    report_verifier(&sb, bounded.as_ref());
+    report_verifier(&sb, bounded.as_ref(), under_loop.as_ref());
     failed += differential(&mut sb, bounded.as_mut());
     report(&format!(
         "suite=fixtures cases={} rows={rows} failed_cases={failed} seconds={:.1} result={}",
