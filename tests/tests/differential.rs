@@ -36,7 +36,7 @@ fn kernel_byte_loads_and_host_agree_on_random_sip() {
         // prunes the other load path and the programs differ.
         let policy = Policy::from_config(&Config::embedded_default().expect("default"));
         let count = |sb: Sandbox| {
-            sb.verified_instructions_of(sipguard_common::INSPECT_PROGRAM_NAME)
+            sb.verified_instructions_of(sipguard_common::INSPECT_BOUNDED_PROGRAM_NAME)
                 .expect("prog info")
                 .expect("count")
         };
