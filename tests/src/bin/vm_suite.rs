@@ -513,8 +513,9 @@ fn check_kernel() -> bool {
             let (mark, builds) = if has_loop {
                 (
                     "yes",
-                    "SIP inspector: sipguard_inspect (steps under bpf_loop); \
-                     any-port reader: sipguard_anyport (steps under bpf_loop)",
+                    "SIP inspector: sipguard_inspect_bounded (steps under a loop with a constant bound), \
+                     else sipguard_inspect; \
+                     any-port reader: sipguard_anyport (steps under bpf_loop), else sipguard_anyport_bounded",
                 )
             } else {
                 (
