@@ -24,12 +24,13 @@ use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     helpers::generated::bpf_loop,
     macros::xdp,
+    maps::ProgramArray,
     programs::XdpContext,
 };
 use sipguard_common::{
     any_port, counter_index,
     packet::{self, Flow, Link, Stop},
-    sip::{self, Scan, Step, MAX_STEPS},
+    sip::{self, Scan, Step},
     verdict::{
         any_port_verdict, judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement,
         Outcome, Quick,
@@ -37,7 +38,11 @@ use sipguard_common::{
     Reason, Settings, SipEventInfo, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{clock::Clock, maps::*, pkt::Pkt};
+use crate::{
+    clock::Clock,
+    maps::*,
+    pkt::{Frame, MultiBuf, Pkt},
+};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -47,7 +52,7 @@ static REPORT_REASON: u32 = 0;
 
 #[xdp]
 pub fn sipguard(ctx: XdpContext) -> u32 {
-    filter(&ctx, Link::Ethernet)
+    filter::<Pkt>(&ctx, Link::Ethernet, &INSPECTOR)
 }
 
 /// Attached by the daemon to interfaces whose packets carry no Ethernet
@@ -55,11 +60,37 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
 /// at data[0]. A separate entry point so the Ethernet path pays nothing.
 #[xdp]
 pub fn sipguard_rawip(ctx: XdpContext) -> u32 {
-    filter(&ctx, Link::RawIp)
+    filter::<Pkt>(&ctx, Link::RawIp, &INSPECTOR)
+}
+
+// The multi-buffer builds (`xdp.frags`, Linux 5.18+): the same programs
+// over `MultiBuf`, for native XDP on links whose MTU a single buffer cannot
+// hold. A program array holds programs of one kind only (the kernel checks
+// `xdp_has_frags` on every tail call map), so they tail-call through
+// `INSPECTOR_FRAGS`.
+
+#[xdp(frags)]
+pub fn sipguard_frags(ctx: XdpContext) -> u32 {
+    filter::<MultiBuf>(&ctx, Link::Ethernet, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_rawip_frags(ctx: XdpContext) -> u32 {
+    filter::<MultiBuf>(&ctx, Link::RawIp, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_anyport_frags(ctx: XdpContext) -> u32 {
+    any_port_program::<MultiBuf>(&ctx, request_line, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_inspect_frags(ctx: XdpContext) -> u32 {
+    inspect_program::<MultiBuf>(&ctx)
 }
 
 #[inline(always)]
-fn filter(ctx: &XdpContext, link: Link) -> u32 {
+fn filter<P: Frame>(ctx: &XdpContext, link: Link, tails: &ProgramArray) -> u32 {
     // No settings means no SIP ports: everything passes untouched.
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
@@ -68,7 +99,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     let Some(handed) = INSPECT_FLOW.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(ctx);
+    let pkt = P::new(ctx);
     let quick = quick_step(&pkt, link, settings);
     if quick == Quick::NotSipPort {
         return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
@@ -96,7 +127,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     // SAFETY: as above; see `merge_paths`.
     let flow = unsafe { merge_paths(handed) };
     // Packet pointers read anew: those of the parse carry per-path ranges.
-    let pkt = Pkt::reload(ctx);
+    let pkt = P::reload(ctx);
     let lists = KernelLists::new(settings);
     let judgement = judge_flow(flow, settings, &lists);
     let reason = match judgement {
@@ -109,7 +140,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
             } else {
                 INSPECTOR_SLOT
             };
-            hand_over(ctx, slot)
+            hand_over(ctx, tails, slot)
         }
     };
     finish(
@@ -149,10 +180,10 @@ unsafe fn merge_paths<'a>(slot: *const Flow) -> &'a Flow {
 /// empty (the daemon and the sandbox always fill both): the packet then
 /// passes, counted as uninspected.
 #[inline(always)]
-fn hand_over(ctx: &XdpContext, slot: u32) -> Reason {
+fn hand_over(ctx: &XdpContext, tails: &ProgramArray, slot: u32) -> Reason {
     // SAFETY: on success the callee finishes the packet and this program
     // does not continue.
-    unsafe { INSPECTOR.tail_call(ctx, slot) };
+    unsafe { tails.tail_call(ctx, slot) };
     Reason::PassUninspectable
 }
 
@@ -169,7 +200,7 @@ fn handed_over() -> Option<(&'static Settings, Flow)> {
 /// tail call, under `inspect`). The reader steps under `bpf_loop`.
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
-    any_port_program(&ctx, request_line)
+    any_port_program::<Pkt>(&ctx, request_line, &INSPECTOR)
 }
 
 /// The same reader for kernels without `bpf_loop` (before 5.17): the same
@@ -178,18 +209,19 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
 /// installs one of the two in the any-port slot.
 #[xdp]
 pub fn sipguard_anyport_bounded(ctx: XdpContext) -> u32 {
-    any_port_program(&ctx, request_line_bounded)
+    any_port_program::<Pkt>(&ctx, request_line_bounded, &INSPECTOR)
 }
 
 #[inline(always)]
-fn any_port_program(
+fn any_port_program<P: Frame>(
     ctx: &XdpContext,
-    read_line: impl FnOnce(&XdpContext, &Pkt, &Flow) -> bool,
+    read_line: impl FnOnce(&XdpContext, &P, &Flow) -> bool,
+    tails: &ProgramArray,
 ) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(ctx);
+    let pkt = P::new(ctx);
     let request = read_line(ctx, &pkt, &flow);
     let lists = KernelLists::new(settings);
     let reason = match any_port_verdict(request, &flow, settings, &lists) {
@@ -197,7 +229,7 @@ fn any_port_program(
         // INSPECT_FLOW still holds the flow.
         Judgement::Inspect(_) => {
             // SAFETY: as in `hand_over`.
-            unsafe { INSPECTOR.tail_call(ctx, INSPECTOR_SLOT) };
+            unsafe { tails.tail_call(ctx, INSPECTOR_SLOT) };
             Reason::PassUninspectable
         }
         Judgement::Recognise(_) => Reason::PassUninspectable,
@@ -217,32 +249,29 @@ fn any_port_program(
 /// flow in `INSPECT_FLOW`.
 #[xdp]
 pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
+    inspect_program::<Pkt>(&ctx)
+}
+
+#[inline(always)]
+fn inspect_program<P: Frame>(ctx: &XdpContext) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(&ctx);
-    let reason = inspect(&ctx, &pkt, &flow, settings);
+    let pkt = P::new(ctx);
+    let reason = inspect(ctx, &pkt, &flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
     let info = match SCAN.get(0) {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
         _ => SipEventInfo::NONE,
     };
-    finish(
-        &ctx,
-        &pkt,
-        Ok(&flow),
-        reason,
-        settings,
-        &info,
-        &Clock::new(),
-    )
+    finish(ctx, &pkt, Ok(&flow), reason, settings, &info, &Clock::new())
 }
 
 /// Counts, records drops and returns the XDP action.
 #[inline(always)]
-fn finish(
+fn finish<P: Frame>(
     ctx: &XdpContext,
-    pkt: &Pkt,
+    pkt: &P,
     parsed: Result<&Flow, &Stop>,
     reason: Reason,
     settings: &Settings,
@@ -258,7 +287,7 @@ fn finish(
 
 /// Counts the outcome and returns its action.
 #[inline(always)]
-fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
+fn act<P: Frame>(ctx: &XdpContext, pkt: &P, out: Outcome) -> u32 {
     count(ctx, pkt, &out);
     let action = if out.drop {
         xdp_action::XDP_DROP
@@ -275,16 +304,20 @@ fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
 /// The shared request-line reader driven by `bpf_loop` (state in a per-CPU
 /// map value, as for the SIP scanner).
 #[inline(always)]
-fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
+fn request_line<P: Frame>(ctx: &XdpContext, pkt: &P, flow: &Flow) -> bool {
     let Some(line) = start_line(pkt, flow) else {
         return false;
     };
-    let mut lc = LineCtx { xdp: ctx.ctx, line };
+    let mut lc = LineCtx {
+        xdp: ctx.ctx,
+        line,
+        frame_len: pkt.frame_len(),
+    };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
             any_port::LINE_STEPS,
-            line_step as *mut c_void,
+            line_step::<P> as *mut c_void,
             &mut lc as *mut LineCtx as *mut c_void,
             0,
         );
@@ -311,7 +344,7 @@ fn request_line_bounded(_ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
 /// The reader's state for `flow`, or None when the payload cannot start a
 /// request line.
 #[inline(always)]
-fn start_line(pkt: &Pkt, flow: &Flow) -> Option<*mut any_port::Line> {
+fn start_line<P: Frame>(pkt: &P, flow: &Flow) -> Option<*mut any_port::Line> {
     if !any_port::may_start_request(pkt, flow) {
         return None;
     }
@@ -331,14 +364,15 @@ fn line_result(line: *mut any_port::Line) -> bool {
 struct LineCtx {
     xdp: *mut xdp_md,
     line: *mut any_port::Line,
+    frame_len: usize,
 }
 
-extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
+extern "C" fn line_step<P: Frame>(_index: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer `request_line` gave it,
     // whose `line` points into a map value.
     let lc = unsafe { &mut *(ctx as *mut LineCtx) };
     let xdp = XdpContext::new(lc.xdp);
-    let pkt = Pkt::new(&xdp);
+    let pkt = P::in_loop(&xdp, lc.frame_len);
     match any_port::step(unsafe { &mut *lc.line }, &pkt) {
         any_port::Step::Continue => 0,
         any_port::Step::Done => 1,
@@ -353,6 +387,7 @@ struct LoopCtx {
     xdp: *mut xdp_md,
     scan: *mut Scan,
     settings: *const Settings,
+    frame_len: usize,
 }
 
 /// The SIP inspector: the shared scanner driven by `bpf_loop`.
@@ -363,22 +398,33 @@ struct LoopCtx {
 /// never converge; map values read back as unknown scalars, so one pass
 /// over the callback covers every iteration.
 #[inline(always)]
-fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+fn inspect<P: Frame>(ctx: &XdpContext, pkt: &P, flow: &Flow, settings: &Settings) -> Reason {
     let Some(scan) = SCAN.get_ptr_mut(0) else {
         return Reason::PassPartial;
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
     unsafe { (*scan).reset(flow, pkt.frame_len()) };
+    let frame_len = pkt.frame_len();
+    // SAFETY: as above.
+    let end = unsafe { (*scan).end };
+    // Bytes that cannot be made readable are not scanned: the scan state
+    // stays as reset (nothing seen, `inspected_partial`).
+    let steps = if pkt.prepare_scan(end) {
+        sip::max_steps(frame_len)
+    } else {
+        0
+    };
     let mut lc = LoopCtx {
         xdp: ctx.ctx,
         scan,
         settings,
+        frame_len,
     };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
-            MAX_STEPS,
-            scan_step as *mut c_void,
+            steps,
+            scan_step::<P> as *mut c_void,
             &mut lc as *mut LoopCtx as *mut c_void,
             0,
         );
@@ -387,12 +433,14 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
     sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
 }
 
-extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
+extern "C" fn scan_step<P: Frame>(_index: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer `inspect` gave it, whose
     // `scan` points into a map value.
     let lc = unsafe { &mut *(ctx as *mut LoopCtx) };
     let xdp = XdpContext::new(lc.xdp);
-    let pkt = Pkt::new(&xdp);
+    let Some(pkt) = P::scanned(&xdp, lc.frame_len) else {
+        return 1;
+    };
     // SAFETY: `settings` points into a map value that outlives the loop.
     let lists = KernelLists::new(unsafe { &*lc.settings });
     match sip::step(unsafe { &mut *lc.scan }, &pkt, &lists) {
@@ -437,7 +485,7 @@ fn on_drop(
 }
 
 #[inline(always)]
-fn count(ctx: &XdpContext, pkt: &Pkt, out: &Outcome) {
+fn count<P: Frame>(ctx: &XdpContext, pkt: &P, out: &Outcome) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let slot = if ifindex < MAX_IFINDEX {
         IFACE_SLOTS.get(ifindex).copied().unwrap_or(0)

@@ -5,6 +5,7 @@ pub mod allowlist;
 pub mod any_port;
 pub mod decisions;
 pub mod inspect;
+pub mod jumbo;
 pub mod pppoe;
 pub mod repeated_headers;
 pub mod tcp;
@@ -65,6 +66,7 @@ pub fn all_cases() -> Vec<Case> {
     v.push(repeated_headers::case());
     v.push(decisions::case());
     v.push(tcp::case());
+    v.push(jumbo::case());
     v
 }
 

@@ -38,6 +38,8 @@ use crate::{
 struct Attached {
     name: String,
     ifindex: u32,
+    /// Runs the multi-buffer build (tail calls through `INSPECTOR_FRAGS`).
+    multi_buffer: bool,
 }
 
 pub struct Daemon {
@@ -163,8 +165,23 @@ impl Daemon {
         // The slot is in place before the first packet is counted.
         self.maps.set_iface_slot(idx, slot, name)?;
         let l2 = attach::link_of(name)?;
-        let program = attach::program_for(l2);
-        if program != PROGRAM_NAME && program::xdp_program(&mut self.ebpf, program)?.fd().is_err() {
+        let plan = attach::plan(
+            name,
+            l2,
+            cfg.xdp_mode,
+            attach::mtu(name)?,
+            crate::kernel::features::has_multi_buffer(),
+        )?;
+        if let Some(note) = &plan.note {
+            log::info!("{note}");
+        }
+        let program = plan.program;
+        let multi_buffer = program == attach::frags_program_for(l2);
+        if multi_buffer {
+            program::load_frags(&mut self.ebpf, program, false)?;
+        } else if program != PROGRAM_NAME
+            && program::xdp_program(&mut self.ebpf, program)?.fd().is_err()
+        {
             program::load_program(&mut self.ebpf, program, false)?;
         }
         let path = pins::link_path(&self.pin_root, name);
@@ -177,7 +194,10 @@ impl Daemon {
             match pins::link_info(&path) {
                 Ok((prog_id, link_if)) if link_if == idx => {
                     let old_tag = program_tag(prog_id);
-                    if old_tag == Some(new_tag) {
+                    // A multi-buffer program tail-calls through this
+                    // daemon's own INSPECTOR_FRAGS (not pinned), so the
+                    // one adopted, even if identical, is swapped for it.
+                    if old_tag == Some(new_tag) && !multi_buffer {
                         log::info!("{name}: adopted the pinned XDP link (program unchanged)");
                     } else {
                         if old_tag.is_none() {
@@ -198,6 +218,7 @@ impl Daemon {
                     self.attached.push(Attached {
                         name: name.to_string(),
                         ifindex: idx,
+                        multi_buffer,
                     });
                     return Ok(());
                 }
@@ -209,16 +230,17 @@ impl Daemon {
             }
         }
         let prog = program::xdp_program(&mut self.ebpf, program)?;
-        let (id, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
+        let (id, mode) = attach::attach(prog, name, plan.mode)?;
         let link = prog.take_link(id)?;
         let fd = FdLink::try_from(link)
             .map_err(|e| anyhow!("{name}: the kernel attached XDP without a bpf_link ({e}); sipguard needs Linux 5.9+ to pin it"))?;
         fd.pin(&path)
             .with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
-        let what = if program == PROGRAM_NAME {
-            ""
-        } else {
-            " (no Ethernet header: raw IP entry point)"
+        let what = match (l2, multi_buffer) {
+            (sipguard_common::packet::Link::Ethernet, false) => "",
+            (sipguard_common::packet::Link::Ethernet, true) => " (multi-buffer build)",
+            (_, false) => " (no Ethernet header: raw IP entry point)",
+            (_, true) => " (no Ethernet header: raw IP entry point, multi-buffer build)",
         };
         log::info!(
             "attached to {name} (ifindex {idx}) in {} mode{what}",
@@ -230,6 +252,7 @@ impl Daemon {
         self.attached.push(Attached {
             name: name.to_string(),
             ifindex: idx,
+            multi_buffer,
         });
         Ok(())
     }
@@ -362,6 +385,14 @@ impl Daemon {
                     "on_exit: keep: the filter stays attached and pinned under {}; `sipguard detach` removes it",
                     pins::versioned_dir(&self.pin_root).display()
                 );
+                for a in self.attached.iter().filter(|a| a.multi_buffer) {
+                    log::warn!(
+                        "{}: the multi-buffer build keeps its lists, bans and decisions, but passes \
+                         SIP uninspected (counted as uninspectable) until the next daemon starts: \
+                         its inspector array lives with this process",
+                        a.name
+                    );
+                }
             }
             OnExit::Detach => {
                 for a in &self.attached {
