@@ -42,6 +42,8 @@ pub struct Sandbox {
     decisions: Option<DecisionMaps>,
     counters: PerCpuArray<MapData, Counter>,
     report_reason: bool,
+    /// `run_link` uses the multi-buffer build for every frame.
+    all_multi_buffer: bool,
 }
 
 /// BPF_PROG_TEST_RUN of program `name` (XDP or TC) on `frame`, `repeat`
@@ -109,6 +111,15 @@ impl Sandbox {
         )
     }
 
+    /// `new` whose `run_link` runs every frame, of any size, through the
+    /// multi-buffer (`xdp.frags`) build, as on a jumbo link; Linux 5.18+.
+    pub fn multi_buffer(policy: &Policy) -> Result<Self> {
+        let mut sb = Self::new(policy)?;
+        sb.load_multi_buffer(Link::Ethernet)?;
+        sb.all_multi_buffer = true;
+        Ok(sb)
+    }
+
     fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
         Self::from_object(program::OBJECT, policy, report_reason)
     }
@@ -140,6 +151,7 @@ impl Sandbox {
             decisions,
             counters,
             report_reason,
+            all_multi_buffer: false,
         };
         sb.apply_decisions(policy)?;
         Ok(sb)
@@ -211,7 +223,7 @@ impl Sandbox {
     /// multi-buffer build, as on a jumbo link: the test run puts what
     /// exceeds the linear part in fragments.
     pub fn run_link(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
-        if frame.len() > SINGLE_BUFFER_FRAME {
+        if frame.len() > SINGLE_BUFFER_FRAME || self.all_multi_buffer {
             return self.run_multi_buffer(frame, link);
         }
         self.run_single_buffer(frame, link)
