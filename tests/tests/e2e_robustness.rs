@@ -120,6 +120,50 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
     assert!(!pins.exists(), "pins removed on exit");
 }
 
+/// A reload to a config that lists no interface applies: every link is
+/// detached and the daemon stays up, idle, as it starts on such a config;
+/// a later reload that lists the interface attaches it again.
+#[test]
+fn reload_to_no_interface_detaches_and_a_later_one_attaches_again() {
+    if !require_root("reload_to_no_interface_detaches_and_a_later_one_attaches_again") {
+        return;
+    }
+    let net = Wan::new();
+    let policy = format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}]\n");
+    let mut daemon = Daemon::start(&net.pbx, &net.config(&policy), &[]);
+    let round = |tag: &str| -> (bool, bool) {
+        let (t, u) = (
+            msg(&format!("{tag}-trusted")),
+            msg(&format!("{tag}-untrusted")),
+        );
+        let got = exchange(&net, &[(TRUSTED, t.clone()), (UNTRUSTED, u.clone())]);
+        (got.contains(&t), got.contains(&u))
+    };
+    assert_eq!(round("attached"), (true, false), "filtering before");
+    let link = sipguard::kernel::pins::link_path(&daemon.pin_root, &net.pbx_if);
+    assert!(link.exists(), "{} pinned", link.display());
+
+    daemon.write_config(&format!("interfaces: []\n{policy}"));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_log("policy reloaded", WAIT);
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("detached from {}", net.pbx_if))
+            && log.contains("no interface configured: sipguard is attached to none")
+            && !log.contains("reload failed"),
+        "{log}"
+    );
+    assert!(!link.exists(), "the link pin is gone");
+    assert_eq!(round("idle"), (true, true), "nothing filters while idle");
+    assert!(daemon.is_running(), "the daemon stays up");
+
+    daemon.write_config(&net.config(&policy));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_log_count("policy reloaded", 2, WAIT);
+    assert_eq!(round("again"), (true, false), "attached again");
+    assert!(daemon.stop().success());
+}
+
 #[test]
 fn jumbo_frame_is_seen_whole_on_a_9000_mtu_link() {
     if !require_root("jumbo_frame_is_seen_whole_on_a_9000_mtu_link") {

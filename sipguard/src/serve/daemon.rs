@@ -293,7 +293,13 @@ impl Daemon {
     pub fn reload(&mut self, opts: &RunOptions) -> Result<Config> {
         let cfg = opts.source.load()?;
         crate::kernel::features::require_for(&cfg)?;
-        let wanted = interfaces(&cfg, &opts.ifaces)?;
+        // No interface is a state the daemon can be in (it starts idle on
+        // such a config): the new policy applies and every link goes.
+        let wanted = if opts.ifaces.is_empty() {
+            cfg.interfaces.clone()
+        } else {
+            opts.ifaces.clone()
+        };
         for i in &wanted {
             ifindex(i)?;
         }
@@ -320,7 +326,18 @@ impl Daemon {
             }
         }
         self.reload_learning(&cfg)?;
+        if self.attached.is_empty() {
+            log::warn!(
+                "no interface configured: sipguard is attached to none and filters nothing \
+                 until a reload lists one under `interfaces:`"
+            );
+        }
         Ok(cfg)
+    }
+
+    /// Whether a reload left it attached to no interface.
+    pub fn is_idle(&self) -> bool {
+        self.attached.is_empty()
     }
 
     /// A trusted name resolved to a new set of addresses: the same apply
