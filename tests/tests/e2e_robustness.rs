@@ -39,6 +39,17 @@ fn exchange(net: &Wan, sends: &[(std::net::Ipv4Addr, Vec<u8>)]) -> Arrivals {
     rx.collect()
 }
 
+/// One message from the trusted and one from the untrusted source: which
+/// of the two arrived.
+fn round(net: &Wan, tag: &str) -> (bool, bool) {
+    let (t, u) = (
+        msg(&format!("{tag}-trusted")),
+        msg(&format!("{tag}-untrusted")),
+    );
+    let got = exchange(net, &[(TRUSTED, t.clone()), (UNTRUSTED, u.clone())]);
+    (got.contains(&t), got.contains(&u))
+}
+
 fn msg(tag: &str) -> Vec<u8> {
     format!("OPTIONS sip:100@{PBX4} SIP/2.0\r\nCall-ID: {tag}\r\nContent-Length: 0\r\n\r\n")
         .into_bytes()
@@ -53,14 +64,7 @@ fn sighup_with_a_broken_config_keeps_the_running_policy() {
     let good = format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}]\n");
     let mut daemon = Daemon::start(&net.pbx, &net.config(&good), &[]);
 
-    let round = |tag: &str| -> (bool, bool) {
-        let (t, u) = (
-            msg(&format!("{tag}-trusted")),
-            msg(&format!("{tag}-untrusted")),
-        );
-        let got = exchange(&net, &[(TRUSTED, t.clone()), (UNTRUSTED, u.clone())]);
-        (got.contains(&t), got.contains(&u))
-    };
+    let round = |tag: &str| round(&net, tag);
     assert_eq!(
         round("before"),
         (true, false),
@@ -131,14 +135,7 @@ fn reload_to_no_interface_detaches_and_a_later_one_attaches_again() {
     let net = Wan::new();
     let policy = format!("policy: drop\nsip_ports: [5060]\ntrusted: [{TRUSTED}]\n");
     let mut daemon = Daemon::start(&net.pbx, &net.config(&policy), &[]);
-    let round = |tag: &str| -> (bool, bool) {
-        let (t, u) = (
-            msg(&format!("{tag}-trusted")),
-            msg(&format!("{tag}-untrusted")),
-        );
-        let got = exchange(&net, &[(TRUSTED, t.clone()), (UNTRUSTED, u.clone())]);
-        (got.contains(&t), got.contains(&u))
-    };
+    let round = |tag: &str| round(&net, tag);
     assert_eq!(round("attached"), (true, false), "filtering before");
     let link = sipguard::kernel::pins::link_path(&daemon.pin_root, &net.pbx_if);
     assert!(link.exists(), "{} pinned", link.display());

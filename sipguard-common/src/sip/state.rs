@@ -33,20 +33,21 @@ const _: () = assert!(MAX_STEPS * 3 >= WINDOW * 5 && JUMBO_MAX_STEPS * 3 >= JUMB
 /// and the kernel both call it, so they read the same bytes of a frame.
 #[inline(always)]
 pub fn window(frame_len: usize) -> u32 {
-    if frame_len <= STANDARD_FRAME {
-        WINDOW
-    } else {
-        JUMBO_WINDOW
-    }
+    by_frame(frame_len, WINDOW, JUMBO_WINDOW)
 }
 
 /// The step bound for a frame of `frame_len` bytes (see [`MAX_STEPS`]).
 #[inline(always)]
 pub fn max_steps(frame_len: usize) -> u32 {
+    by_frame(frame_len, MAX_STEPS, JUMBO_MAX_STEPS)
+}
+
+#[inline(always)]
+fn by_frame(frame_len: usize, standard: u32, jumbo: u32) -> u32 {
     if frame_len <= STANDARD_FRAME {
-        MAX_STEPS
+        standard
     } else {
-        JUMBO_MAX_STEPS
+        jumbo
     }
 }
 
