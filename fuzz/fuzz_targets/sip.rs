@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use sipguard_common::{
     packet::{Flow, NoWords},
-    sip::{self, Scan, Step, MAX_STEPS},
+    sip::{self, max_steps, Scan, Step},
     Reason,
 };
 use sipguard_fuzz::policies;
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = &policies()[if sel & 1 == 0 { 1 } else { 3 }];
     let flow = Flow::bare_udp_payload([198, 51, 100, 7], msg.len());
     let mut scan = Scan::new(&flow, msg.len());
-    for _ in 0..MAX_STEPS {
+    for _ in 0..max_steps(msg.len()) {
         if sip::step(&mut scan, msg, policy) == Step::Done {
             break;
         }

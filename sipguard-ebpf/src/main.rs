@@ -24,12 +24,13 @@ use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     helpers::generated::bpf_loop,
     macros::xdp,
+    maps::ProgramArray,
     programs::XdpContext,
 };
 use sipguard_common::{
     any_port, counter_index,
     packet::{self, Flow, Link, Stop},
-    sip::{self, Scan, Step, MAX_STEPS},
+    sip::{self, Step, JUMBO_MAX_STEPS, MAX_STEPS},
     verdict::{
         any_port_verdict, judge_flow, outcome, parse_after, quick_step, stop_reason, Judgement,
         Outcome, Quick,
@@ -37,7 +38,11 @@ use sipguard_common::{
     Reason, Settings, SipEventInfo, ANY_PORT_SLOT, INSPECTOR_SLOT, MAX_IFINDEX,
 };
 
-use crate::{bans::PacketState, maps::*, pkt::Pkt};
+use crate::{
+    bans::PacketState,
+    maps::*,
+    pkt::{Frame, MultiBuf, Pkt},
+};
 
 /// Set to 1 at load time by BPF_PROG_TEST_RUN users (`sipguard replay`,
 /// tests): the reason is then encoded in the return value. `.rodata`, so
@@ -47,7 +52,7 @@ static REPORT_REASON: u32 = 0;
 
 #[xdp]
 pub fn sipguard(ctx: XdpContext) -> u32 {
-    filter(&ctx, Link::Ethernet)
+    filter::<Pkt>(&ctx, Link::Ethernet, &INSPECTOR)
 }
 
 /// Attached by the daemon to interfaces whose packets carry no Ethernet
@@ -55,11 +60,37 @@ pub fn sipguard(ctx: XdpContext) -> u32 {
 /// at data[0]. A separate entry point so the Ethernet path pays nothing.
 #[xdp]
 pub fn sipguard_rawip(ctx: XdpContext) -> u32 {
-    filter(&ctx, Link::RawIp)
+    filter::<Pkt>(&ctx, Link::RawIp, &INSPECTOR)
+}
+
+// The multi-buffer builds (`xdp.frags`, Linux 5.18+): the same programs
+// over `MultiBuf`, for native XDP on links whose MTU a single buffer cannot
+// hold. A program array holds programs of one kind only (the kernel checks
+// `xdp_has_frags` on every tail call map), so they tail-call through
+// `INSPECTOR_FRAGS`.
+
+#[xdp(frags)]
+pub fn sipguard_frags(ctx: XdpContext) -> u32 {
+    filter::<MultiBuf>(&ctx, Link::Ethernet, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_rawip_frags(ctx: XdpContext) -> u32 {
+    filter::<MultiBuf>(&ctx, Link::RawIp, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_anyport_frags(ctx: XdpContext) -> u32 {
+    any_port_program::<MultiBuf>(&ctx, request_line, &INSPECTOR_FRAGS)
+}
+
+#[xdp(frags)]
+pub fn sipguard_inspect_frags(ctx: XdpContext) -> u32 {
+    inspect_program::<MultiBuf>(&ctx, inspect::<MultiBuf>)
 }
 
 #[inline(always)]
-fn filter(ctx: &XdpContext, link: Link) -> u32 {
+fn filter<P: Frame>(ctx: &XdpContext, link: Link, tails: &ProgramArray) -> u32 {
     // No settings means no SIP ports: everything passes untouched.
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_PASS;
@@ -68,7 +99,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     let Some(handed) = INSPECT_FLOW.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(ctx);
+    let pkt = P::new(ctx);
     let quick = quick_step(&pkt, link, settings);
     if quick == Quick::NotSipPort {
         return act(ctx, &pkt, outcome(Reason::PassNotSipPort, settings));
@@ -96,7 +127,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
     // SAFETY: as above; see `merge_paths`.
     let flow = unsafe { merge_paths(handed) };
     // Packet pointers read anew: those of the parse carry per-path ranges.
-    let pkt = Pkt::reload(ctx);
+    let pkt = P::reload(ctx);
     let lists = KernelLists::new(settings);
     let judgement = judge_flow(flow, settings, &lists);
     let reason = match judgement {
@@ -109,7 +140,7 @@ fn filter(ctx: &XdpContext, link: Link) -> u32 {
             } else {
                 INSPECTOR_SLOT
             };
-            hand_over(ctx, slot)
+            hand_over(ctx, tails, slot)
         }
     };
     finish(
@@ -149,10 +180,10 @@ unsafe fn merge_paths<'a>(slot: *const Flow) -> &'a Flow {
 /// empty (the daemon and the sandbox always fill both): the packet then
 /// passes, counted as uninspected.
 #[inline(always)]
-fn hand_over(ctx: &XdpContext, slot: u32) -> Reason {
+fn hand_over(ctx: &XdpContext, tails: &ProgramArray, slot: u32) -> Reason {
     // SAFETY: on success the callee finishes the packet and this program
     // does not continue.
-    unsafe { INSPECTOR.tail_call(ctx, slot) };
+    unsafe { tails.tail_call(ctx, slot) };
     Reason::PassUninspectable
 }
 
@@ -169,7 +200,7 @@ fn handed_over() -> Option<(&'static Settings, Flow)> {
 /// tail call, under `inspect`). The reader steps under `bpf_loop`.
 #[xdp]
 pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
-    any_port_program(&ctx, request_line)
+    any_port_program::<Pkt>(&ctx, request_line, &INSPECTOR)
 }
 
 /// The same reader for kernels without `bpf_loop` (before 5.17): the same
@@ -178,18 +209,19 @@ pub fn sipguard_anyport(ctx: XdpContext) -> u32 {
 /// installs one of the two in the any-port slot.
 #[xdp]
 pub fn sipguard_anyport_bounded(ctx: XdpContext) -> u32 {
-    any_port_program(&ctx, request_line_bounded)
+    any_port_program::<Pkt>(&ctx, request_line_bounded, &INSPECTOR)
 }
 
 #[inline(always)]
-fn any_port_program(
+fn any_port_program<P: Frame>(
     ctx: &XdpContext,
-    read_line: impl FnOnce(&XdpContext, &Pkt, &Flow) -> bool,
+    read_line: impl FnOnce(&XdpContext, &P, &Flow) -> bool,
+    tails: &ProgramArray,
 ) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(ctx);
+    let pkt = P::new(ctx);
     let request = read_line(ctx, &pkt, &flow);
     let lists = KernelLists::new(settings);
     let reason = match any_port_verdict(request, &flow, settings, &lists) {
@@ -197,7 +229,7 @@ fn any_port_program(
         // INSPECT_FLOW still holds the flow.
         Judgement::Inspect(_) => {
             // SAFETY: as in `hand_over`.
-            unsafe { INSPECTOR.tail_call(ctx, INSPECTOR_SLOT) };
+            unsafe { tails.tail_call(ctx, INSPECTOR_SLOT) };
             Reason::PassUninspectable
         }
         Judgement::Recognise(_) => Reason::PassUninspectable,
@@ -217,29 +249,28 @@ fn any_port_program(
 /// flow in `INSPECT_FLOW`.
 #[xdp]
 pub fn sipguard_inspect(ctx: XdpContext) -> u32 {
-    inspector(&ctx, inspect)
+    inspect_program::<Pkt>(&ctx, inspect::<Pkt>)
 }
 
 /// The same inspector for kernels without `bpf_loop` (before 5.17): the
-/// same [`sip::step`], at most [`MAX_STEPS`] times, in a loop with a
-/// constant bound. The loader installs one of the two in the inspector
-/// slot.
+/// same [`sip::step`], as many times, in loops with constant bounds. The
+/// loader installs one of the two in the inspector slot.
 #[xdp]
 pub fn sipguard_inspect_bounded(ctx: XdpContext) -> u32 {
-    inspector(&ctx, inspect_bounded)
+    inspect_program::<Pkt>(&ctx, inspect_bounded)
 }
 
 /// The SIP inspector and what it hands to `finish`; `scan` runs the
 /// scanner (with or without `bpf_loop`) and decides.
 #[inline(always)]
-fn inspector(
+fn inspect_program<P: Frame>(
     ctx: &XdpContext,
-    scan: impl FnOnce(&XdpContext, &Pkt, &Flow, &Settings) -> Reason,
+    scan: impl FnOnce(&XdpContext, &P, &Flow, &Settings) -> Reason,
 ) -> u32 {
     let Some((settings, flow)) = handed_over() else {
         return xdp_action::XDP_PASS;
     };
-    let pkt = Pkt::new(ctx);
+    let pkt = P::new(ctx);
     let reason = scan(ctx, &pkt, &flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
     let info = match SCAN.get(0) {
@@ -259,9 +290,9 @@ fn inspector(
 
 /// Counts, records drops and returns the XDP action.
 #[inline(always)]
-fn finish(
+fn finish<P: Frame>(
     ctx: &XdpContext,
-    pkt: &Pkt,
+    pkt: &P,
     parsed: Result<&Flow, &Stop>,
     reason: Reason,
     settings: &Settings,
@@ -277,7 +308,7 @@ fn finish(
 
 /// Counts the outcome and returns its action.
 #[inline(always)]
-fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
+fn act<P: Frame>(ctx: &XdpContext, pkt: &P, out: Outcome) -> u32 {
     count(ctx, pkt, &out);
     let action = if out.drop {
         xdp_action::XDP_DROP
@@ -294,16 +325,20 @@ fn act(ctx: &XdpContext, pkt: &Pkt, out: Outcome) -> u32 {
 /// The shared request-line reader driven by `bpf_loop` (state in a per-CPU
 /// map value, as for the SIP scanner).
 #[inline(always)]
-fn request_line(ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
+fn request_line<P: Frame>(ctx: &XdpContext, pkt: &P, flow: &Flow) -> bool {
     let Some(line) = start_line(pkt, flow) else {
         return false;
     };
-    let mut lc = LineCtx { xdp: ctx.ctx, line };
+    let mut lc = LineCtx {
+        xdp: ctx.ctx,
+        line,
+        frame_len: pkt.frame_len(),
+    };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
             any_port::LINE_STEPS,
-            line_step as *mut c_void,
+            line_step::<P> as *mut c_void,
             &mut lc as *mut LineCtx as *mut c_void,
             0,
         );
@@ -330,7 +365,7 @@ fn request_line_bounded(_ctx: &XdpContext, pkt: &Pkt, flow: &Flow) -> bool {
 /// The reader's state for `flow`, or None when the payload cannot start a
 /// request line.
 #[inline(always)]
-fn start_line(pkt: &Pkt, flow: &Flow) -> Option<*mut any_port::Line> {
+fn start_line<P: Frame>(pkt: &P, flow: &Flow) -> Option<*mut any_port::Line> {
     if !any_port::may_start_request(pkt, flow) {
         return None;
     }
@@ -350,25 +385,27 @@ fn line_result(line: *mut any_port::Line) -> bool {
 struct LineCtx {
     xdp: *mut xdp_md,
     line: *mut any_port::Line,
+    frame_len: usize,
 }
 
-extern "C" fn line_step(_index: u32, ctx: *mut c_void) -> i64 {
+extern "C" fn line_step<P: Frame>(_index: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer `request_line` gave it,
     // whose `line` points into a map value.
     let lc = unsafe { &mut *(ctx as *mut LineCtx) };
     let xdp = XdpContext::new(lc.xdp);
-    let pkt = Pkt::new(&xdp);
+    let pkt = P::in_loop(&xdp, lc.frame_len);
     match any_port::step(unsafe { &mut *lc.line }, &pkt) {
         any_port::Step::Continue => 0,
         any_port::Step::Done => 1,
     }
 }
 
-/// What the inspector's `bpf_loop` callback gets: the XDP context, which
-/// it hands to [`sipguard_scan_step`].
+/// What the inspector's `bpf_loop` callback gets: the XDP context and the
+/// frame's length, which it hands to the global step of its frame type.
 #[repr(C)]
 struct LoopCtx {
     xdp: *mut xdp_md,
+    frame_len: usize,
 }
 
 /// The scan under `bpf_loop`, each iteration one call of the global
@@ -383,18 +420,36 @@ struct LoopCtx {
 /// 1,000,000-instruction limit (an earlier build of it needed 85,712);
 /// behind a global function the whole program takes 81,631 there.
 #[inline(always)]
-fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+fn inspect<P: Frame + GlobalStep>(
+    ctx: &XdpContext,
+    pkt: &P,
+    flow: &Flow,
+    settings: &Settings,
+) -> Reason {
     let Some(scan) = SCAN.get_ptr_mut(0) else {
         return Reason::PassPartial;
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
     unsafe { (*scan).reset(flow, pkt.frame_len()) };
-    let mut lc = LoopCtx { xdp: ctx.ctx };
+    let frame_len = pkt.frame_len();
+    // SAFETY: as above.
+    let end = unsafe { (*scan).end };
+    // Bytes that cannot be made readable are not scanned: the scan state
+    // stays as reset (nothing seen, `inspected_partial`).
+    let steps = if pkt.prepare_scan(end) {
+        sip::max_steps(frame_len)
+    } else {
+        0
+    };
+    let mut lc = LoopCtx {
+        xdp: ctx.ctx,
+        frame_len,
+    };
     // SAFETY: the callback only dereferences `lc`, which outlives the call.
     unsafe {
         bpf_loop(
-            MAX_STEPS,
-            scan_step as *mut c_void,
+            steps,
+            scan_step::<P> as *mut c_void,
             &mut lc as *mut LoopCtx as *mut c_void,
             0,
         );
@@ -410,15 +465,21 @@ fn inspect(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Rea
 /// again for each state the steps before it can leave (on 6.18, 30,104
 /// instructions for a program of one step, 514,529 for four), so no
 /// chain of tail calls, 33 programs at most, could reach [`MAX_STEPS`].
+/// A frame above a standard one gets [`JUMBO_MAX_STEPS`] in runs of
+/// [`MAX_STEPS`] ([`sipguard_scan_steps`], global too): one loop of that
+/// many iterations would leave the verifier more pending branches than
+/// the 8,192 it follows.
 #[inline(always)]
 fn inspect_bounded(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings) -> Reason {
+    const RUNS: u32 = JUMBO_MAX_STEPS / MAX_STEPS;
     let Some(scan) = SCAN.get_ptr_mut(0) else {
         return Reason::PassPartial;
     };
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
     unsafe { (*scan).reset(flow, pkt.frame_len()) };
-    for _ in 0..MAX_STEPS {
-        if sipguard_scan_step(ctx.ctx) == STEP_DONE {
+    let runs = sip::max_steps(pkt.frame_len()) / MAX_STEPS;
+    for run in 0..RUNS {
+        if run >= runs || sipguard_scan_steps(ctx.ctx) == STEP_DONE {
             break;
         }
     }
@@ -426,19 +487,49 @@ fn inspect_bounded(ctx: &XdpContext, pkt: &Pkt, flow: &Flow, settings: &Settings
     sip::decide(unsafe { &*scan }, settings, &KernelLists::new(settings))
 }
 
-/// What [`sipguard_scan_step`] returns when the scan is over.
+const _: () = assert!(JUMBO_MAX_STEPS % MAX_STEPS == 0);
+
+/// What the global steps return when the scan is over.
 const STEP_DONE: i64 = 1;
 
-/// One [`sip::step`] on this CPU's `SCAN`, for both inspectors. Global
-/// (`no_mangle`, not inlined): the verifier checks a global function once,
-/// with arguments it only knows by type (the XDP context here, 5.6+), so
-/// the settings and the scan state are looked up again inside.
+/// Up to [`MAX_STEPS`] of [`sipguard_scan_step`], for [`inspect_bounded`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sipguard_scan_steps(ctx: *mut xdp_md) -> i64 {
+    for _ in 0..MAX_STEPS {
+        if sipguard_scan_step(ctx) == STEP_DONE {
+            return STEP_DONE;
+        }
+    }
+    0
+}
+
+/// One [`sip::step`] on this CPU's `SCAN` over a single-buffer frame, for
+/// both inspectors. Global (`no_mangle`, not inlined): the verifier checks
+/// a global function once, with arguments it only knows by type (the XDP
+/// context here, 5.6+), so the settings and the scan state are looked up
+/// again inside.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn sipguard_scan_step(ctx: *mut xdp_md) -> i64 {
-    let xdp = XdpContext::new(ctx);
-    let pkt = Pkt::new(&xdp);
-    let (Some(settings), Some(scan)) = (SETTINGS.get(0), SCAN.get_ptr_mut(0)) else {
+    step_on(Pkt::scanned(&XdpContext::new(ctx), 0))
+}
+
+/// [`sipguard_scan_step`] over a multi-buffer frame of `frame_len` bytes:
+/// it reads the copy of the frame's window (`pkt::Window`), not the
+/// context, so it takes none (an argument the function does not read is
+/// not set up by the compiler at the call, and the verifier refuses a
+/// context argument it cannot see).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sipguard_scan_step_frags(frame_len: u64) -> i64 {
+    step_on(pkt::Window::in_loop(frame_len as usize))
+}
+
+#[inline(always)]
+fn step_on<B: packet::Bytes>(pkt: Option<B>) -> i64 {
+    let (Some(pkt), Some(settings), Some(scan)) = (pkt, SETTINGS.get(0), SCAN.get_ptr_mut(0))
+    else {
         return STEP_DONE;
     };
     let lists = KernelLists::new(settings);
@@ -449,8 +540,27 @@ pub extern "C" fn sipguard_scan_step(ctx: *mut xdp_md) -> i64 {
     }
 }
 
+/// The frame types' global steps.
+trait GlobalStep {
+    fn global_step(ctx: *mut xdp_md, frame_len: usize) -> i64;
+}
+
+impl GlobalStep for Pkt {
+    #[inline(always)]
+    fn global_step(ctx: *mut xdp_md, _frame_len: usize) -> i64 {
+        sipguard_scan_step(ctx)
+    }
+}
+
+impl GlobalStep for MultiBuf {
+    #[inline(always)]
+    fn global_step(_ctx: *mut xdp_md, frame_len: usize) -> i64 {
+        sipguard_scan_step_frags(frame_len as u64)
+    }
+}
+
 /// The inspector's `bpf_loop` callback.
-extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
+extern "C" fn scan_step<P: GlobalStep>(_index: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer `inspect` gave it, to a
     // `LoopCtx` on its stack.
     let lc = unsafe { &mut *(ctx as *mut LoopCtx) };
@@ -458,7 +568,7 @@ extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
     // result is any value to it; the compiler knows the function returns
     // 0 or 1 and would drop a plain mask, so the result goes through
     // `black_box` first.
-    core::hint::black_box(sipguard_scan_step(lc.xdp)) & STEP_DONE
+    core::hint::black_box(P::global_step(lc.xdp, lc.frame_len)) & STEP_DONE
 }
 
 /// Does nothing: the baseline that benchmarks divide by.
@@ -497,7 +607,7 @@ fn on_drop(
 }
 
 #[inline(always)]
-fn count(ctx: &XdpContext, pkt: &Pkt, out: &Outcome) {
+fn count<P: Frame>(ctx: &XdpContext, pkt: &P, out: &Outcome) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let slot = if ifindex < MAX_IFINDEX {
         IFACE_SLOTS.get(ifindex).copied().unwrap_or(0)

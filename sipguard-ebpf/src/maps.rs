@@ -88,6 +88,11 @@ pub static EXPECTED_USERS: HashMap<UserKey, ListValue> =
 #[map(name = "SCAN")]
 pub static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
 
+/// What the multi-buffer inspector scans, copied out of the frame
+/// (`pkt::Window`).
+#[map(name = "WINDOW")]
+pub static WINDOW: PerCpuArray<crate::pkt::WindowBuf> = PerCpuArray::with_max_entries(1, 0);
+
 /// The request-line reader's state (`any_udp_port`) on this CPU.
 #[map(name = "LINE")]
 pub static LINE: PerCpuArray<sipguard_common::any_port::Line> = PerCpuArray::with_max_entries(1, 0);
@@ -101,6 +106,12 @@ pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> =
 /// `sipguard_anyport`; filled by userspace.
 #[map(name = "INSPECTOR")]
 pub static INSPECTOR: ProgramArray = ProgramArray::with_max_entries(sipguard_common::TAIL_SLOTS, 0);
+
+/// The same slots for the multi-buffer (`xdp.frags`) programs, which the
+/// kernel does not let share a program array with single-buffer ones.
+#[map(name = "INSPECTOR_FRAGS")]
+pub static INSPECTOR_FRAGS: ProgramArray =
+    ProgramArray::with_max_entries(sipguard_common::TAIL_SLOTS, 0);
 
 /// The kernel's source lists. Each lookup is skipped when a hint says it
 /// would miss: the IPv4 /16 bitmaps and IPv6 flags in `Settings` (kept by

@@ -1,7 +1,39 @@
-//! Packet memory as `sipguard_common::packet::Bytes`.
+//! Packet memory as `sipguard_common::packet::Bytes`: [`Pkt`] reads the
+//! frame directly (single-buffer programs, where the whole frame is
+//! between `data` and `data_end`); [`MultiBuf`] reads the linear part the
+//! same way, and [`Window`] the bytes of a multi-buffer frame the SIP
+//! scanner inspects, copied out of its linear part and fragments with
+//! `bpf_xdp_load_bytes`.
 
-use aya_ebpf::programs::XdpContext;
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::generated::{bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
 use sipguard_common::packet::Bytes;
+
+/// How an XDP program of either build sees its frame.
+pub trait Frame: Bytes + Sized {
+    fn new(ctx: &XdpContext) -> Self;
+    /// [`Frame::new`] with the packet pointers loaded anew (see
+    /// [`Pkt::reload`]).
+    fn reload(ctx: &XdpContext) -> Self;
+    /// The frame inside a `bpf_loop` callback, whose caller measured its
+    /// length (`frame_len`) once.
+    fn in_loop(ctx: &XdpContext, frame_len: usize) -> Self;
+    /// Bytes of the whole frame.
+    fn frame_len(&self) -> usize;
+
+    /// What the SIP scanner reads the frame's first `end` bytes through.
+    type Scanned: Bytes;
+    /// Makes those bytes readable by [`Frame::scanned`] (false: they could
+    /// not be, and the scan must not run).
+    fn prepare_scan(&self, end: u32) -> bool;
+    /// The scanner's view inside its `bpf_loop` callback.
+    fn scanned(ctx: &XdpContext, frame_len: usize) -> Option<Self::Scanned>;
+}
 
 /// Offsets above this are refused before any pointer arithmetic, so the
 /// verifier can bound `data + off` (it tracks packet ranges up to 0xffff).
@@ -57,6 +89,35 @@ impl Pkt {
     #[inline(always)]
     pub fn frame_len(&self) -> usize {
         self.end - self.start
+    }
+}
+
+impl Frame for Pkt {
+    #[inline(always)]
+    fn new(ctx: &XdpContext) -> Self {
+        Pkt::new(ctx)
+    }
+    #[inline(always)]
+    fn reload(ctx: &XdpContext) -> Self {
+        Pkt::reload(ctx)
+    }
+    #[inline(always)]
+    fn in_loop(ctx: &XdpContext, _frame_len: usize) -> Self {
+        Pkt::new(ctx)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        Pkt::frame_len(self)
+    }
+
+    type Scanned = Pkt;
+    #[inline(always)]
+    fn prepare_scan(&self, _end: u32) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn scanned(ctx: &XdpContext, _frame_len: usize) -> Option<Pkt> {
+        Some(Pkt::new(ctx))
     }
 }
 
@@ -117,6 +178,183 @@ impl Bytes for Pkt {
             return None;
         }
         // SAFETY: [p, p+16) was just checked to lie inside the frame.
+        Some(unsafe { (load_u64(p), load_u64(p + 8)) })
+    }
+}
+
+/// A multi-buffer frame (`xdp.frags` programs) as the filter and the
+/// any-port reader see it: the linear part read as [`Pkt`] reads it, the
+/// length that of the whole frame. Those programs read the link, IP and
+/// UDP/TCP headers and a request line, which drivers and test runs put in
+/// the linear part (at least its first 2 KiB; 3520 bytes in a test run);
+/// the SIP scanner reads the rest through [`Window`].
+pub struct MultiBuf {
+    linear: Pkt,
+    ctx: *mut xdp_md,
+    len: usize,
+}
+
+impl MultiBuf {
+    #[inline(always)]
+    fn with(ctx: &XdpContext, linear: Pkt, len: usize) -> Self {
+        MultiBuf {
+            linear,
+            ctx: ctx.ctx,
+            len,
+        }
+    }
+
+    /// Copies the frame's first `end` bytes (linear part and fragments)
+    /// into this CPU's `WINDOW` buffer for [`Window`]; false when they
+    /// cannot be copied (the scan then sees no bytes).
+    #[inline(always)]
+    pub fn copy_window(&self, end: u32) -> bool {
+        let Some(buf) = crate::maps::WINDOW.get_ptr_mut(0) else {
+            return false;
+        };
+        let n = end & sipguard_common::scan_io::MAX_SCAN_OFF;
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: `n` < the buffer's size; the helper fails rather than
+        // reading past the frame.
+        unsafe { bpf_xdp_load_bytes(self.ctx, 0, (*buf).bytes.as_mut_ptr() as *mut c_void, n) == 0 }
+    }
+}
+
+#[inline(always)]
+fn buff_len(ctx: &XdpContext) -> usize {
+    // SAFETY: the program's own context.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
+}
+
+impl Frame for MultiBuf {
+    #[inline(always)]
+    fn new(ctx: &XdpContext) -> Self {
+        MultiBuf::with(ctx, Pkt::new(ctx), buff_len(ctx))
+    }
+    #[inline(always)]
+    fn reload(ctx: &XdpContext) -> Self {
+        MultiBuf::with(ctx, Pkt::reload(ctx), buff_len(ctx))
+    }
+    #[inline(always)]
+    fn in_loop(ctx: &XdpContext, frame_len: usize) -> Self {
+        MultiBuf::with(ctx, Pkt::new(ctx), frame_len)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.len
+    }
+
+    type Scanned = Window;
+    #[inline(always)]
+    fn prepare_scan(&self, end: u32) -> bool {
+        self.copy_window(end)
+    }
+    #[inline(always)]
+    fn scanned(_ctx: &XdpContext, frame_len: usize) -> Option<Window> {
+        Window::in_loop(frame_len)
+    }
+}
+
+impl Bytes for MultiBuf {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+    #[inline(always)]
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.linear.read::<N>(off)
+    }
+    #[inline(always)]
+    fn u64_le(&self, off: usize) -> Option<u64> {
+        self.linear.u64_le(off)
+    }
+    #[inline(always)]
+    fn u64x2_le(&self, off: usize) -> Option<(u64, u64)> {
+        self.linear.u64x2_le(off)
+    }
+}
+
+/// Bytes of the `WINDOW` buffer: every offset the scanner reads
+/// (`MAX_SCAN_OFF`), plus the widest read past the last one.
+pub const WINDOW_BYTES: usize = sipguard_common::scan_io::MAX_SCAN_OFF as usize + 1 + 64;
+
+#[repr(C)]
+pub struct WindowBuf {
+    pub bytes: [u8; WINDOW_BYTES],
+}
+
+/// The first bytes of a multi-buffer frame, copied by
+/// [`MultiBuf::copy_window`] up to the end of what the SIP scanner
+/// inspects, read at the frame's own offsets: one helper call per packet
+/// instead of one per read, and map-value reads the verifier bounds with a
+/// mask.
+pub struct Window {
+    buf: *const u8,
+    /// The whole frame's length.
+    len: usize,
+    words: bool,
+}
+
+impl Window {
+    /// This CPU's copy, filled by [`MultiBuf::copy_window`] before the
+    /// scan's `bpf_loop` (which does not run when it failed).
+    #[inline(always)]
+    pub fn in_loop(frame_len: usize) -> Option<Self> {
+        let buf = crate::maps::WINDOW.get_ptr(0)?;
+        Some(Window {
+            // SAFETY: a pointer into this CPU's map value.
+            buf: unsafe { (*buf).bytes.as_ptr() },
+            len: frame_len,
+            words: word_loads(),
+        })
+    }
+
+    /// The address of offset `off` in the copy. Not checked against
+    /// the bytes copied: the scanner, the only reader, never reads past its end,
+    /// which is where the copy ends, and the masked offset keeps every read
+    /// inside the buffer whatever it holds. (A bound compared with another
+    /// unknown value teaches the verifier nothing and doubles its work.)
+    #[inline(always)]
+    fn at(&self, off: usize) -> Option<usize> {
+        if off > MAX_OFF {
+            return None;
+        }
+        Some(self.buf as usize + (off & MAX_OFF))
+    }
+}
+
+impl Bytes for Window {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn read<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let p = self.at(off)?;
+        // SAFETY: the masked offset plus N stays inside the map value.
+        Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn u64_le(&self, off: usize) -> Option<u64> {
+        if !self.words {
+            return self.read::<8>(off).map(u64::from_le_bytes);
+        }
+        let p = self.at(off)?;
+        // SAFETY: as in `read`; unaligned loads are allowed (`WORD_LOADS`).
+        Some(unsafe { load_u64(p) })
+    }
+
+    #[inline(always)]
+    fn u64x2_le(&self, off: usize) -> Option<(u64, u64)> {
+        if !self.words {
+            return Some((self.u64_le(off)?, self.u64_le(off + 8)?));
+        }
+        let p = self.at(off)?;
+        // SAFETY: as in `u64_le`.
         Some(unsafe { (load_u64(p), load_u64(p + 8)) })
     }
 }

@@ -4,9 +4,10 @@
 //! goes on the WAN. Pinned maps of a running daemon are never touched.
 //!
 //! Every packet gets `pass` or `drop` and says which [`Engine`] decided:
-//! the kernel where a test run takes the frame, the host evaluator (the
-//! same sipguard-common code) where it cannot, and the link for runts,
-//! which a NIC discards before XDP runs.
+//! the kernel where a test run takes the frame (frames above a single
+//! buffer through the multi-buffer build), the host evaluator (the same
+//! sipguard-common code) where it cannot, and the link for runts, which a
+//! NIC discards before XDP runs.
 
 use std::{
     collections::BTreeMap,
@@ -34,11 +35,12 @@ use crate::{
 };
 
 /// The bytes of a frame BPF_PROG_TEST_RUN shows a program without
-/// multi-buffer support (kernel 6.18: PAGE_SIZE - headroom -
-/// skb_shared_info). Larger frames (jumbo frames, GRO/TSO super-packets in
-/// captures) would look truncated there although a link delivers them whole,
-/// so replay judges them with the host evaluator instead, and says so.
-pub const MAX_TEST_FRAME: usize = 3520;
+/// multi-buffer support (PAGE_SIZE - headroom - skb_shared_info). Larger
+/// frames (jumbo frames, GRO/TSO super-packets in captures) go through the
+/// multi-buffer build, whose test run carries the rest in fragments
+/// (Linux 5.18+); on older kernels the host evaluator judges them, and says
+/// so.
+pub const MAX_TEST_FRAME: usize = sipguard_common::SINGLE_BUFFER_FRAME;
 
 /// The smallest frame BPF_PROG_TEST_RUN accepts for XDP (`ETH_HLEN`).
 const MIN_TEST_FRAME: usize = packet::ETH_HLEN;
@@ -245,6 +247,7 @@ fn describe_flow(frame: &[u8]) -> String {
 /// no test run takes it, through the host evaluator.
 pub fn replay(policy: &Policy, frames: &[CapturedFrame]) -> Result<Vec<Verdict>> {
     let mut sb = Sandbox::new(policy)?;
+    let multi_buffer = crate::kernel::features::has_multi_buffer();
     let mut out = Vec::with_capacity(frames.len());
     for (index, f) in frames.iter().enumerate() {
         let frame = &f.data;
@@ -277,12 +280,13 @@ pub fn replay(policy: &Policy, frames: &[CapturedFrame]) -> Result<Vec<Verdict>>
                  discards such a frame before XDP runs"
             );
             v.engine = Engine::Link;
-        } else if len > MAX_TEST_FRAME {
+        } else if len > MAX_TEST_FRAME && !multi_buffer {
             host(
                 &mut v,
                 format!(
-                    "{len} bytes: a test run of the program takes at most {MAX_TEST_FRAME}; \
-                     judged by the host evaluator, the same code"
+                    "{len} bytes: a single-buffer test run takes at most {MAX_TEST_FRAME}, and this \
+                     kernel has no multi-buffer XDP (Linux 5.18+); judged by the host evaluator, \
+                     the same code"
                 ),
             );
         } else if len < MIN_TEST_FRAME {

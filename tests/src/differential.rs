@@ -245,6 +245,13 @@ pub fn message(r: &mut ChaCha8Rng) -> Vec<u8> {
             "v=0{eol}User-Agent: friendly-scanner{eol}From: \"sipvicious\"<sip:100@1.1.1.1>{eol}"
         ));
     }
+    if r.gen_bool(0.03) {
+        // A jumbo message: the rest lies past a single XDP buffer (in the
+        // fragments of a multi-buffer frame), often past the 9000-byte
+        // window too.
+        let pad = "j".repeat(r.gen_range(3000..11000));
+        s = s.replacen(eol, &format!("{eol}X-Jumbo: {pad}{eol}"), 1);
+    }
     if r.gen_bool(0.05) {
         let pad = "p".repeat(r.gen_range(1000..2400));
         s = s.replacen(
@@ -398,6 +405,12 @@ fn judge(
 
 /// `packets` SIP-port packets of the corpus through `sb` and the host.
 pub fn random_sip(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome {
+    // Frames above a single buffer need a multi-buffer test run (5.18+).
+    let max_message = if sipguard::kernel::features::has_multi_buffer() {
+        12_000
+    } else {
+        3000
+    };
     let mut r = ChaCha8Rng::seed_from_u64(SEED);
     let mut out = Outcome::empty(packets);
     for i in 0..packets {
@@ -405,7 +418,7 @@ pub fn random_sip(sb: &mut Sandbox, policy: &Policy, packets: usize) -> Outcome 
         if r.gen_bool(0.4) {
             mutate(&mut r, &mut m);
         }
-        m.truncate(3000);
+        m.truncate(max_message);
         let f = frame(&mut r, &m);
         judge(sb, policy, &mut out, &f, || {
             format!("#{i}\n{}", String::from_utf8_lossy(&m).escape_debug())

@@ -6,6 +6,7 @@ pub mod any_port;
 pub mod decisions;
 pub mod host_entries;
 pub mod inspect;
+pub mod jumbo;
 pub mod pppoe;
 pub mod repeated_headers;
 pub mod tcp;
@@ -66,6 +67,7 @@ pub fn all_cases() -> Vec<Case> {
     v.push(decisions::case());
     v.push(host_entries::case());
     v.push(tcp::case());
+    v.push(jumbo::case());
     v
 }
 
@@ -73,7 +75,9 @@ pub fn all_cases() -> Vec<Case> {
 /// Cases that reach the inspector or the any-port reader run against every
 /// build of them this kernel accepts: the ones the daemon installs, the
 /// bounded ones (what kernels before 5.17 run) and the `bpf_loop` ones
-/// (the daemon's fallback).
+/// (the daemon's fallback). Where the kernel has multi-buffer XDP, every
+/// case runs through the multi-buffer build too (a jumbo link sees small
+/// frames as well).
 pub fn check_case(case: &Case) {
     let mut builds = vec![(
         "",
@@ -88,6 +92,12 @@ pub fn check_case(case: &Case) {
         if let Some(sb) = bpf_loop_builds(&case.policy) {
             builds.push((" (inspector and any-port reader under bpf_loop)", sb));
         }
+    }
+    if sipguard::kernel::features::has_multi_buffer() {
+        builds.push((
+            " (multi-buffer build)",
+            Sandbox::multi_buffer(&case.policy).expect("loading the multi-buffer build"),
+        ));
     }
     for (build, mut sb) in builds {
         let failures = case.run(&mut sb);
@@ -104,10 +114,10 @@ pub fn check_case(case: &Case) {
 }
 
 /// A sandbox with the `bpf_loop` builds of the inspector and the any-port
-/// reader, where the kernel has the helper and its verifier accepts them.
-/// A refusal (the 6.18 host kernel refuses the `bpf_loop` inspector at
-/// 1,000,000 instructions) is said once per test process, loudly, and
-/// not tried again: each try costs seconds of verification.
+/// reader, where the kernel has the helper and its verifier accepts them
+/// (the daemon falls back from one build to the other, so a kernel may
+/// refuse one). A refusal is said once per test process, loudly, and not
+/// tried again: each try can cost seconds of verification.
 pub fn bpf_loop_builds(policy: &Policy) -> Option<Sandbox> {
     static REFUSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if !sipguard::kernel::features::has_bpf_loop() || REFUSED.get().is_some() {
@@ -205,8 +215,17 @@ pub fn run_rows_on(
     link: Link,
 ) -> Vec<String> {
     let monitored_mode = policy.settings.monitor();
+    let multi_buffer = sipguard::kernel::features::has_multi_buffer();
     let mut failures = Vec::new();
     for r in rows {
+        if r.frame.len() > sipguard_common::SINGLE_BUFFER_FRAME && !multi_buffer {
+            eprintln!(
+                "{}: skipped, a {}-byte frame needs a multi-buffer test run (Linux 5.18+)",
+                r.name,
+                r.frame.len()
+            );
+            continue;
+        }
         let monitored = monitored_mode && drops(r.reason);
         let want_action = if drops(r.reason) && !monitored {
             XDP_DROP

@@ -7,7 +7,7 @@ use sipguard::{
     kernel::testrun::Sandbox,
     policy::{config::Config, Policy},
 };
-use sipguard_common::Reason;
+use sipguard_common::{packet::Link, Reason};
 use sipguard_tests::{
     fixtures::{row, run_rows, Row},
     frames::v4,
@@ -79,11 +79,12 @@ fn hostile_frames_monitor_mode() {
 /// BPF_PROG_TEST_RUN (kernel 6.18) takes a frame of any size, but a
 /// program without multi-buffer support sees only the first 3520 bytes
 /// (PAGE_SIZE - XDP headroom - skb_shared_info); the rest goes into
-/// fragments it cannot read. A 9000-byte jumbo therefore looks truncated
-/// there, and its IP length is judged a lie. On a real link the kernel hands
-/// the program the whole frame (drivers refuse a non-multi-buffer program
-/// when the MTU needs fragments; generic XDP linearizes), which
-/// tests/tests/e2e_robustness.rs checks with a 9000-MTU veth.
+/// fragments it cannot read. A 9000-byte jumbo therefore looks truncated to
+/// the single-buffer build, and its IP length is judged a lie. The
+/// multi-buffer build, which `Sandbox::run` uses for such frames (as the
+/// daemon attaches it on a jumbo link in native mode), sees it whole; generic
+/// XDP linearizes it for the single-buffer build. tests/tests/jumbo.rs
+/// checks both on a 9000-MTU veth.
 #[test]
 fn jumbo_frames_in_test_run() {
     if !require_root("jumbo_frames_in_test_run") {
@@ -96,7 +97,7 @@ fn jumbo_frames_in_test_run() {
         let jumbo = jumbo_9000(src);
         assert_eq!(jumbo.len(), 9000);
         let k = sb
-            .run(&jumbo)
+            .run_single_buffer(&jumbo, Link::Ethernet)
             .expect("BPF_PROG_TEST_RUN accepts a 9000-byte frame");
         // What the program sees is the linear part; the host agrees on it.
         let host = policy.evaluate(&jumbo[..LINEAR]);
@@ -106,12 +107,17 @@ fn jumbo_frames_in_test_run() {
             "{src:?}"
         );
         assert_eq!(k.reason, Expect::Lying.reason(src, true), "{src:?}");
-        // The whole frame on the host (what a real link delivers) is fine.
+        // The whole frame on the host (what a real link delivers) is fine,
+        // and so it is for the multi-buffer build.
         assert_eq!(
             policy.evaluate(&jumbo).reason,
             Expect::Sip.reason(src, true),
             "{src:?}"
         );
+        if sipguard::kernel::features::has_multi_buffer() {
+            let whole = sb.run(&jumbo).expect("multi-buffer test run");
+            assert_eq!(whole.reason, Expect::Sip.reason(src, true), "{src:?}");
+        }
     }
     // The boundary: 3520 bytes are all visible, 3521 are not.
     for (n, lying) in [(LINEAR, false), (LINEAR + 1, true)] {
@@ -119,7 +125,7 @@ fn jumbo_frames_in_test_run() {
             .udp(40000, 5060)
             .payload(vec![b'x'; n - 42])
             .build();
-        let k = sb.run(&f).expect("run");
+        let k = sb.run_single_buffer(&f, Link::Ethernet).expect("run");
         // The payload is 'x' bytes: not SIP, once the lengths are believed.
         let want = if lying {
             Expect::Lying

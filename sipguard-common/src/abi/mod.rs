@@ -63,6 +63,9 @@ pub mod map_names {
     pub const LEARN_CONFIG: &str = "LEARN_CONFIG";
     /// Program array holding the SIP inspector, tail-called by the filter.
     pub const INSPECTOR: &str = "INSPECTOR";
+    /// The same for the multi-buffer programs. Not pinned (not in
+    /// [`ALL`]): it lives as long as the daemon that filled it.
+    pub const INSPECTOR_FRAGS: &str = "INSPECTOR_FRAGS";
     /// Ring buffer of [`super::DropEvent`].
     pub const EVENTS: &str = "EVENTS";
     /// Per-source event sampling state (LRU hash `AddrKey` -> `SampleState`).
@@ -189,6 +192,20 @@ pub const PROGRAM_NAME: &str = "sipguard";
 /// The same filter for interfaces without an Ethernet header (tun, ppp,
 /// wireguard): under generic XDP their packets start at the IP header.
 pub const PROGRAM_NAME_RAW_IP: &str = "sipguard_rawip";
+
+/// The multi-buffer (`xdp.frags`, Linux 5.18+) builds of the programs
+/// above, for native XDP on links whose frames do not fit one buffer
+/// ([`SINGLE_BUFFER_FRAME`]); they tail-call through `INSPECTOR_FRAGS`.
+pub const PROGRAM_NAME_FRAGS: &str = "sipguard_frags";
+pub const PROGRAM_NAME_RAW_IP_FRAGS: &str = "sipguard_rawip_frags";
+pub const INSPECT_PROGRAM_NAME_FRAGS: &str = "sipguard_inspect_frags";
+pub const ANY_PORT_PROGRAM_NAME_FRAGS: &str = "sipguard_anyport_frags";
+
+/// The largest frame a single-buffer XDP program is given on x86-64 and
+/// arm64 with 4 KiB pages (PAGE_SIZE - XDP headroom - skb_shared_info):
+/// the most BPF_PROG_TEST_RUN takes for it, and, less the link header, the
+/// largest MTU drivers accept it on in native mode.
+pub const SINGLE_BUFFER_FRAME: usize = 3520;
 
 /// TC egress programs that learn registrars (Ethernet and raw IP).
 pub const LEARN_PROGRAM_NAME: &str = "sipguard_learn";

@@ -26,8 +26,9 @@ mod words;
 pub use decide::{decide, SipLists};
 pub use headers::{ADDR_MAX, SV_HOST_HASH, SV_NAME_HASH, WS_MAX};
 pub use state::{
-    Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE, F_NOT_SIP,
-    F_RESPONSE, F_UA, F_UA_DENIED, F_URI_DONE, F_USER_LONG, MAX_STEPS, PH_DONE, WINDOW,
+    max_steps, window, Addr, Scan, Step, A_VALID, F_CUT, F_EOH, F_HAS_USER, F_IP_HOST, F_KEEPALIVE,
+    F_NOT_SIP, F_RESPONSE, F_UA, F_UA_DENIED, F_URI_DONE, F_USER_LONG, JUMBO_MAX_STEPS,
+    JUMBO_WINDOW, MAX_STEPS, PH_DONE, STANDARD_FRAME, WINDOW,
 };
 
 use self::{
@@ -38,7 +39,7 @@ use self::{
 use crate::packet::{Bytes, Flow};
 
 /// One bounded piece of work. Call until it returns [`Step::Done`], at most
-/// [`MAX_STEPS`] times. `lists` judges each User-Agent value as it is read:
+/// [`max_steps`] times. `lists` judges each User-Agent value as it is read:
 /// a request may carry several, and any one of them that matches counts.
 #[inline(always)]
 pub fn step<B: Bytes + ?Sized, L: SipLists>(s: &mut Scan, pkt: &B, lists: &L) -> Step {
@@ -57,7 +58,7 @@ pub fn step<B: Bytes + ?Sized, L: SipLists>(s: &mut Scan, pkt: &B, lists: &L) ->
 /// Runs a whole scan the way the host does.
 pub fn scan<B: Bytes + ?Sized, L: SipLists>(flow: &Flow, pkt: &B, lists: &L) -> Scan {
     let mut s = Scan::new(flow, pkt.len());
-    for _ in 0..MAX_STEPS {
+    for _ in 0..max_steps(pkt.len()) {
         if step(&mut s, pkt, lists) == Step::Done {
             break;
         }

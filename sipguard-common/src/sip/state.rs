@@ -7,16 +7,49 @@ use crate::{
     scan_io::MAX_SCAN_OFF,
 };
 
-/// Payload bytes inspected: a whole message in a 1500-byte MTU datagram.
-/// The header block of larger messages is judged on what fits (see
-/// [`super::decide`]).
+/// Payload bytes inspected in a frame of at most [`STANDARD_FRAME`] bytes:
+/// a whole message in a 1500-byte MTU datagram. The header block of larger
+/// messages is judged on what fits (see [`super::decide`]).
 pub const WINDOW: u32 = 1500;
-/// Upper bound of `step` calls (bpf_loop's `nr_loops`, the host's loop).
-/// A line of a header a rule reads takes five steps (name, colon, value,
-/// check, line end) and at least three bytes (`t:` and LF); every other
-/// step advances by a byte or more. So no scan of [`WINDOW`] bytes needs
-/// more than 5/3 of it.
+/// Upper bound of `step` calls for [`WINDOW`] (bpf_loop's `nr_loops`, the
+/// host's loop). A line of a header a rule reads takes five steps (name,
+/// colon, value, check, line end) and at least three bytes (`t:` and LF);
+/// every other step advances by a byte or more. So no scan of [`WINDOW`]
+/// bytes needs more than 5/3 of it.
 pub const MAX_STEPS: u32 = 2560;
+/// The largest frame inspected with [`WINDOW`]: a 1500-byte MTU Ethernet
+/// frame with a VLAN tag. Larger frames come from jumbo or multi-buffer
+/// links (or generic XDP on them) and get [`JUMBO_WINDOW`].
+pub const STANDARD_FRAME: usize = 1518;
+/// Payload bytes inspected in a larger frame: a whole message in a
+/// 9000-byte MTU datagram (8972 bytes of UDP payload over IPv4).
+pub const JUMBO_WINDOW: u32 = 9000;
+/// [`MAX_STEPS`] for [`JUMBO_WINDOW`]: at least 5/3 of it.
+pub const JUMBO_MAX_STEPS: u32 = 15360;
+
+const _: () = assert!(MAX_STEPS * 3 >= WINDOW * 5 && JUMBO_MAX_STEPS * 3 >= JUMBO_WINDOW * 5);
+
+/// The payload bytes inspected in a frame of `frame_len` bytes; the host
+/// and the kernel both call it, so they read the same bytes of a frame.
+#[inline(always)]
+pub fn window(frame_len: usize) -> u32 {
+    by_frame(frame_len, WINDOW, JUMBO_WINDOW)
+}
+
+/// The step bound for a frame of `frame_len` bytes (see [`MAX_STEPS`]).
+#[inline(always)]
+pub fn max_steps(frame_len: usize) -> u32 {
+    by_frame(frame_len, MAX_STEPS, JUMBO_MAX_STEPS)
+}
+
+#[inline(always)]
+fn by_frame(frame_len: usize, standard: u32, jumbo: u32) -> u32 {
+    if frame_len <= STANDARD_FRAME {
+        standard
+    } else {
+        jumbo
+    }
+}
 
 // Scan phases.
 pub(super) const PH_START: u32 = 0;
@@ -198,7 +231,7 @@ impl Scan {
     fn span(flow: &Flow, frame_len: usize) -> (u32, u32) {
         let start = flow.payload_off;
         let mut end = start.saturating_add(flow.payload_len);
-        let window_end = start.saturating_add(WINDOW);
+        let window_end = start.saturating_add(window(frame_len));
         if end > window_end {
             end = window_end;
         }

@@ -4,7 +4,7 @@
 use super::{
     decide::{decide, SipLists},
     scan,
-    state::{Scan, Step, F_EOH, F_IP_HOST, MAX_STEPS},
+    state::{max_steps, window, Scan, Step, F_EOH, F_IP_HOST},
     step,
     words::{bytes_eq, first_mark, is_ws, line_ends, low_bytes, lower, lower_word, name_ends},
 };
@@ -69,7 +69,7 @@ fn run(msg: &[u8]) -> Scan {
             "no progress at {before:?}"
         );
     }
-    assert!(steps < MAX_STEPS);
+    assert!(steps < max_steps(msg.len()));
     assert_eq!(s, scan(&flow, msg, &LISTS));
     s
 }
@@ -261,12 +261,33 @@ fn partial_messages() {
             let _ = all(&msg[..n]);
         }
     }
-    // Beyond the window the User-Agent is not seen.
+    // Beyond the window the User-Agent is not seen: 1500 payload bytes of
+    // a frame of up to 1518 bytes, 9000 of a larger one.
+    assert_eq!(all(&ua_at(1400)), Reason::DropUserAgent);
+    assert_eq!(ua_at(1495).len(), 1517);
+    assert_eq!(all(&ua_at(1495)), Reason::PassPartial);
+    assert_eq!(all(&ua_at(8900)), Reason::DropUserAgent);
+    assert_eq!(all(&ua_at(8995)), Reason::PassPartial);
     let pad = format!("X-Pad: {}\r\n", "p".repeat(1500));
-    let big = m.replace("User-Agent:", &format!("{pad}User-Agent:"));
-    assert_eq!(all(&big), Reason::PassPartial);
     let early = m.replace("Content-Length: 0\r\n", &pad);
     assert_eq!(all(&early), Reason::DropUserAgent);
+}
+
+/// An INVITE whose `User-Agent: sipcli` line starts at byte `at`.
+fn ua_at(at: usize) -> String {
+    let head = "INVITE sip:alice@example.com SIP/2.0\r\n";
+    let pad = "p".repeat(at - head.len() - "X-Pad: \r\n".len());
+    format!("{head}X-Pad: {pad}\r\nUser-Agent: sipcli\r\n\r\n")
+}
+
+#[test]
+fn window_by_frame_size() {
+    assert_eq!(window(60), 1500);
+    assert_eq!(window(1518), 1500);
+    assert_eq!(window(1519), 9000);
+    assert_eq!(window(9018), 9000);
+    assert_eq!(max_steps(1518), 2560);
+    assert_eq!(max_steps(1519), 15360);
 }
 
 /// A word with byte `i` = `b` and every other byte `fill`.

@@ -55,6 +55,20 @@ const ARPHRD_NONE: u16 = 0xfffe;
 /// The link type of an interface in the current network namespace
 /// (`SIOCGIFHWADDR`; /sys/class/net may belong to another namespace).
 pub fn arphrd(name: &str) -> Result<u16> {
+    let ifr = if_ioctl(name, libc::SIOCGIFHWADDR, "link type")?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// The MTU of an interface in the current network namespace.
+pub fn mtu(name: &str) -> Result<u32> {
+    let ifr = if_ioctl(name, libc::SIOCGIFMTU, "MTU")?;
+    // SAFETY: SIOCGIFMTU filled the mtu member.
+    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// An `ifreq` ioctl on `name` (`what` names the answer in errors).
+fn if_ioctl(name: &str, request: libc::Ioctl, what: &str) -> Result<libc::ifreq> {
     anyhow::ensure!(
         name.len() < libc::IF_NAMESIZE,
         "interface name '{name}' is too long"
@@ -70,13 +84,13 @@ pub fn arphrd(name: &str) -> Result<u16> {
         for (i, b) in name.bytes().enumerate() {
             ifr.ifr_name[i] = b as libc::c_char;
         }
-        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr);
+        let rc = libc::ioctl(fd, request, &mut ifr);
         let err = std::io::Error::last_os_error();
         libc::close(fd);
         if rc < 0 {
-            return Err(anyhow!("cannot read the link type of '{name}': {err}"));
+            return Err(anyhow!("cannot read the {what} of '{name}': {err}"));
         }
-        Ok(ifr.ifr_ifru.ifru_hwaddr.sa_family)
+        Ok(ifr)
     }
 }
 
@@ -104,6 +118,80 @@ pub fn program_for(link: sipguard_common::packet::Link) -> &'static str {
         sipguard_common::packet::Link::Ethernet => sipguard_common::PROGRAM_NAME,
         sipguard_common::packet::Link::RawIp => sipguard_common::PROGRAM_NAME_RAW_IP,
     }
+}
+
+/// The multi-buffer build of [`program_for`].
+pub fn frags_program_for(link: sipguard_common::packet::Link) -> &'static str {
+    match link {
+        sipguard_common::packet::Link::Ethernet => sipguard_common::PROGRAM_NAME_FRAGS,
+        sipguard_common::packet::Link::RawIp => sipguard_common::PROGRAM_NAME_RAW_IP_FRAGS,
+    }
+}
+
+/// The largest Ethernet MTU native XDP runs a single-buffer program at
+/// (veth and most drivers refuse to attach one above it).
+pub const SINGLE_BUFFER_MTU: u32 =
+    (sipguard_common::SINGLE_BUFFER_FRAME - sipguard_common::packet::ETH_HLEN) as u32;
+
+/// Whether native XDP on a `link` interface of MTU `mtu` needs the
+/// multi-buffer build: its frames do not fit one buffer.
+pub fn needs_multi_buffer(link: sipguard_common::packet::Link, mtu: u32) -> bool {
+    let header = match link {
+        sipguard_common::packet::Link::Ethernet => sipguard_common::packet::ETH_HLEN as u32,
+        sipguard_common::packet::Link::RawIp => 0,
+    };
+    mtu + header > sipguard_common::SINGLE_BUFFER_FRAME as u32
+}
+
+/// Which build goes on an interface, in which mode, and what to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub program: &'static str,
+    pub mode: XdpModeSetting,
+    pub note: Option<String>,
+}
+
+/// The build for `iface`: the single-buffer one unless native XDP is
+/// asked for (or tried, `auto`) and its MTU needs multi-buffer frames.
+/// Generic (skb) XDP hands a single-buffer program the whole frame at any
+/// MTU (the kernel linearizes it), so skb mode never needs it. Without
+/// multi-buffer support, `auto` goes to skb mode and `native` is refused.
+pub fn plan(
+    iface: &str,
+    link: sipguard_common::packet::Link,
+    mode: XdpModeSetting,
+    mtu: u32,
+    has_multi_buffer: bool,
+) -> Result<Plan> {
+    let single = Plan {
+        program: program_for(link),
+        mode,
+        note: None,
+    };
+    if mode == XdpModeSetting::Skb || !needs_multi_buffer(link, mtu) {
+        return Ok(single);
+    }
+    if has_multi_buffer {
+        return Ok(Plan {
+            program: frags_program_for(link),
+            mode,
+            note: Some(format!(
+                "{iface}: MTU {mtu} is above the {SINGLE_BUFFER_MTU} bytes a single-buffer XDP program \
+                 takes in native mode: attaching the multi-buffer (xdp.frags) build"
+            )),
+        });
+    }
+    if mode == XdpModeSetting::Native {
+        anyhow::bail!(crate::kernel::features::multi_buffer_missing(iface, mtu));
+    }
+    Ok(Plan {
+        mode: XdpModeSetting::Skb,
+        note: Some(format!(
+            "{iface}: MTU {mtu} needs multi-buffer XDP (Linux 5.18+) in native mode, which this \
+             kernel lacks: attaching in skb mode, where the single-buffer build sees whole frames"
+        )),
+        ..single
+    })
 }
 
 /// The errno at the bottom of an error chain, if any.
@@ -183,6 +271,45 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_buffer_build_only_where_native_xdp_needs_it() {
+        use sipguard_common::packet::Link;
+        let p = |link, mode, mtu, has| plan("wan0", link, mode, mtu, has);
+        assert_eq!(SINGLE_BUFFER_MTU, 3506);
+        let single = p(Link::Ethernet, XdpModeSetting::Native, 3506, true).unwrap();
+        assert_eq!((single.program, single.note), ("sipguard", None));
+        let jumbo = p(Link::Ethernet, XdpModeSetting::Native, 3507, true).unwrap();
+        assert_eq!(jumbo.program, "sipguard_frags");
+        assert!(jumbo.note.unwrap().contains("MTU 3507"));
+        let auto = p(Link::Ethernet, XdpModeSetting::Auto, 9000, true).unwrap();
+        assert_eq!(
+            (auto.program, auto.mode),
+            ("sipguard_frags", XdpModeSetting::Auto)
+        );
+        let raw = p(Link::RawIp, XdpModeSetting::Native, 9000, true).unwrap();
+        assert_eq!(raw.program, "sipguard_rawip_frags");
+        assert_eq!(
+            p(Link::RawIp, XdpModeSetting::Native, 3520, true)
+                .unwrap()
+                .program,
+            "sipguard_rawip"
+        );
+        let skb = p(Link::Ethernet, XdpModeSetting::Skb, 9000, true).unwrap();
+        assert_eq!((skb.program, skb.mode), ("sipguard", XdpModeSetting::Skb));
+        // A kernel without multi-buffer XDP: auto goes to skb mode.
+        let old = p(Link::Ethernet, XdpModeSetting::Auto, 9000, false).unwrap();
+        assert_eq!((old.program, old.mode), ("sipguard", XdpModeSetting::Skb));
+        assert!(old.note.unwrap().contains("skb mode"));
+        let refused = p(Link::Ethernet, XdpModeSetting::Native, 9000, false).unwrap_err();
+        assert!(
+            refused.to_string().contains(
+                "wan0: MTU 9000 is above the 3506 bytes a single-buffer XDP program takes in \
+                 native mode; that needs the XDP multi-buffer (xdp.frags) (Linux 5.18+)"
+            ),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn attach_errors_say_what_to_do() {

@@ -39,12 +39,17 @@ enum Need {
     Nothing,
     /// `learn_registrars`.
     Learner,
+    /// Native XDP on an interface whose MTU a single buffer cannot hold
+    /// (decided per interface when attaching, see [`require_multi_buffer`]).
+    MultiBuffer,
 }
 
 enum Probe {
     Program(ProgramType),
     Map(MapType),
     Helper(ProgramType, BpfHelper),
+    /// An XDP program loaded with `BPF_F_XDP_HAS_FRAGS`.
+    FragsFlag,
 }
 
 /// Every feature, in the order `sipguard check --kernel` prints them: its
@@ -62,7 +67,12 @@ const FEATURES: &[(&str, &str, &str, Need, Probe)] = &[
     ("bpf_ktime_get_boot_ns helper", "5.8", "ban expiry", Need::Always, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_ktime_get_boot_ns)),
     (BPF_LOOP, "5.17", "the SIP inspector and any-port reader under bpf_loop (without it: their bounded builds)", Need::Nothing, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_loop)),
     ("TC classifier programs", "4.1", "learn_registrars (egress learner)", Need::Learner, Probe::Program(ProgramType::SchedClassifier)),
+    (MULTI_BUFFER, "5.18", "native XDP above a 3506-byte MTU (jumbo frames), replay of frames above 3520 B", Need::MultiBuffer, Probe::FragsFlag),
+    (LOAD_BYTES, "5.18", "reading the fragments of a multi-buffer frame", Need::MultiBuffer, Probe::Helper(ProgramType::Xdp, BpfHelper::BPF_FUNC_xdp_load_bytes)),
 ];
+
+const MULTI_BUFFER: &str = "XDP multi-buffer (xdp.frags)";
+const LOAD_BYTES: &str = "bpf_xdp_load_bytes helper";
 
 const BPF_LOOP: &str = "bpf_loop helper";
 
@@ -75,7 +85,53 @@ impl Probe {
             Probe::Program(t) => is_program_supported(*t).map_err(|e| why(&e)),
             Probe::Map(t) => is_map_supported(*t).map_err(|e| why(&e)),
             Probe::Helper(t, h) => is_helper_supported(*t, *h).map_err(|e| why(&e)),
+            Probe::FragsFlag => frags_flag_accepted(),
         }
+    }
+}
+
+/// Loads `r0 = XDP_PASS; exit` as XDP with `BPF_F_XDP_HAS_FRAGS`: kernels
+/// before 5.18 refuse the unknown flag with EINVAL. aya's probes take no
+/// program flags, hence the bare `bpf(BPF_PROG_LOAD)`.
+fn frags_flag_accepted() -> Result<bool, String> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+    let insns: [u64; 2] = [
+        u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
+        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    let license = c"GPL";
+    // The union bpf_attr up to `prog_flags` (offset 44), the rest zero.
+    let mut attr = [0u32; 12];
+    attr[0] = BPF_PROG_TYPE_XDP;
+    attr[1] = insns.len() as u32;
+    let insns_ptr = insns.as_ptr() as u64;
+    let license_ptr = license.as_ptr() as u64;
+    attr[2] = insns_ptr as u32;
+    attr[3] = (insns_ptr >> 32) as u32;
+    attr[4] = license_ptr as u32;
+    attr[5] = (license_ptr >> 32) as u32;
+    attr[11] = BPF_F_XDP_HAS_FRAGS;
+    // SAFETY: `attr` is a valid bpf_attr prefix whose pointers outlive the
+    // call; a returned fd is closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the fd the kernel just returned.
+        unsafe { libc::close(fd as i32) };
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) => Ok(false),
+        _ => Err(format!("loading a probe program: {err}")),
     }
 }
 
@@ -174,6 +230,23 @@ pub fn scanner_builds(scanners: Scanners) -> (Vec<&'static str>, Vec<&'static st
     }
 }
 
+/// Whether the multi-buffer builds of the programs can load here.
+pub fn has_multi_buffer() -> bool {
+    present(MULTI_BUFFER) && present(LOAD_BYTES)
+}
+
+/// Why native XDP on `iface` (MTU `mtu`) cannot run on a kernel without
+/// multi-buffer XDP, naming the feature and the release that has it.
+pub fn multi_buffer_missing(iface: &str, mtu: u32) -> String {
+    let limit = crate::kernel::attach::SINGLE_BUFFER_MTU;
+    format!(
+        "{iface}: MTU {mtu} is above the {limit} bytes a single-buffer XDP program takes in native mode; \
+         that needs the {MULTI_BUFFER} (Linux 5.18+), which this kernel ({}) lacks: \
+         use xdp_mode: skb (or auto), or an MTU of at most {limit}",
+        kernel_release(),
+    )
+}
+
 /// The missing features a policy needs, as (what needs it, feature).
 pub fn missing_for(cfg: &Config) -> Vec<(&'static str, &'static Feature)> {
     probe()
@@ -186,6 +259,7 @@ pub fn missing_for(cfg: &Config) -> Vec<(&'static str, &'static Feature)> {
                 .learn_registrars
                 .enabled
                 .then_some(("learn_registrars", f)),
+            Need::MultiBuffer => None,
         })
         .collect()
 }

@@ -137,17 +137,64 @@ fn install_first(ebpf: &mut Ebpf, builds: &[&str], slot: u32, verbose: bool) -> 
     install(ebpf, last, slot, verbose)
 }
 
+/// Loads the multi-buffer (`xdp.frags`) build of the entry point `name`
+/// (`sipguard_frags` or `sipguard_rawip_frags`) and, the first time, the
+/// multi-buffer inspector and any-port reader into `INSPECTOR_FRAGS`.
+/// Loaded only where an interface or a replayed frame needs them: each
+/// costs a verification. Refused, naming the feature, on kernels without.
+pub fn load_frags(ebpf: &mut Ebpf, name: &str, verbose: bool) -> Result<()> {
+    use sipguard_common::{
+        map_names::INSPECTOR_FRAGS, ANY_PORT_PROGRAM_NAME_FRAGS, ANY_PORT_SLOT, INSPECTOR_SLOT,
+        INSPECT_PROGRAM_NAME_FRAGS,
+    };
+    if xdp_program(ebpf, name)?.fd().is_ok() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        crate::kernel::features::has_multi_buffer(),
+        "{name} needs XDP multi-buffer (xdp.frags, Linux 5.18+), which this kernel ({}) lacks",
+        crate::kernel::features::kernel_release()
+    );
+    if xdp_program(ebpf, INSPECT_PROGRAM_NAME_FRAGS)?.fd().is_err() {
+        install_in(
+            ebpf,
+            INSPECTOR_FRAGS,
+            INSPECT_PROGRAM_NAME_FRAGS,
+            INSPECTOR_SLOT,
+            verbose,
+        )?;
+        install_in(
+            ebpf,
+            INSPECTOR_FRAGS,
+            ANY_PORT_PROGRAM_NAME_FRAGS,
+            ANY_PORT_SLOT,
+            verbose,
+        )?;
+    }
+    load_program(ebpf, name, verbose)
+}
+
 /// Loads program `name` and puts it in `slot` of the INSPECTOR program
 /// array.
 fn install(ebpf: &mut Ebpf, name: &str, slot: u32, verbose: bool) -> Result<()> {
+    install_in(
+        ebpf,
+        sipguard_common::map_names::INSPECTOR,
+        name,
+        slot,
+        verbose,
+    )
+}
+
+fn install_in(ebpf: &mut Ebpf, array: &str, name: &str, slot: u32, verbose: bool) -> Result<()> {
     use aya::maps::ProgramArray;
     load_program(ebpf, name, verbose)?;
     let fd = xdp_program(ebpf, name)?.fd()?.try_clone()?;
-    let map = map_mut(ebpf, sipguard_common::map_names::INSPECTOR)?;
-    let mut array: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
-    array
+    let map = map_mut(ebpf, array)?;
+    let mut programs: ProgramArray<&mut aya::maps::MapData> = ProgramArray::try_from(map)?;
+    programs
         .set(slot, &fd, 0)
-        .with_context(|| format!("installing {name} in slot {slot} of the INSPECTOR program array"))
+        .with_context(|| format!("installing {name} in slot {slot} of the {array} program array"))
 }
 
 /// Takes map `name` out of a loaded object (pin it first if it must outlive

@@ -10,7 +10,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, TestRunResult},
     Ebpf,
 };
-use sipguard_common::{counter_index, map_names, packet::Link, Counter, Reason, PROGRAM_NAME};
+use sipguard_common::{
+    counter_index, map_names, packet::Link, Counter, Reason, PROGRAM_NAME, SINGLE_BUFFER_FRAME,
+};
 
 use super::{
     attach, bans, counters,
@@ -41,6 +43,8 @@ pub struct Sandbox {
     decisions: Option<DecisionMaps>,
     counters: PerCpuArray<MapData, Counter>,
     report_reason: bool,
+    /// `run_link` uses the multi-buffer build for every frame.
+    all_multi_buffer: bool,
 }
 
 /// BPF_PROG_TEST_RUN of program `name` (XDP or TC) on `frame`, `repeat`
@@ -109,6 +113,15 @@ impl Sandbox {
         )
     }
 
+    /// `new` whose `run_link` runs every frame, of any size, through the
+    /// multi-buffer (`xdp.frags`) build, as on a jumbo link; Linux 5.18+.
+    pub fn multi_buffer(policy: &Policy) -> Result<Self> {
+        let mut sb = Self::new(policy)?;
+        sb.load_multi_buffer(Link::Ethernet)?;
+        sb.all_multi_buffer = true;
+        Ok(sb)
+    }
+
     fn with_options(policy: &Policy, report_reason: bool) -> Result<Self> {
         Self::from_object(program::OBJECT, policy, report_reason)
     }
@@ -140,6 +153,7 @@ impl Sandbox {
             decisions,
             counters,
             report_reason,
+            all_multi_buffer: false,
         };
         sb.apply_decisions(policy)?;
         Ok(sb)
@@ -206,16 +220,47 @@ impl Sandbox {
     }
 
     /// Runs one packet through the entry point for `link` (the raw-IP entry
-    /// point is loaded on first use, as the daemon does).
+    /// point is loaded on first use, as the daemon does). A frame larger
+    /// than a single buffer ([`SINGLE_BUFFER_FRAME`]) goes through the
+    /// multi-buffer build, as on a jumbo link: the test run puts what
+    /// exceeds the linear part in fragments.
     pub fn run_link(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
-        anyhow::ensure!(
-            self.report_reason,
-            "Sandbox::production() cannot report reasons; use run_action"
-        );
+        if frame.len() > SINGLE_BUFFER_FRAME || self.all_multi_buffer {
+            return self.run_multi_buffer(frame, link);
+        }
+        self.run_single_buffer(frame, link)
+    }
+
+    /// Runs one packet through the single-buffer entry point for `link`
+    /// whatever its size: of a frame above [`SINGLE_BUFFER_FRAME`] it sees
+    /// only the linear part, as no real link would show it.
+    pub fn run_single_buffer(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
         let name = attach::program_for(link);
         if program::xdp_program(&mut self.ebpf, name)?.fd().is_err() {
             program::load_program(&mut self.ebpf, name, false)?;
         }
+        self.verdict_of(name, frame)
+    }
+
+    /// Runs one packet, of any size, through the multi-buffer
+    /// (`xdp.frags`) entry point for `link`, loaded on first use.
+    pub fn run_multi_buffer(&mut self, frame: &[u8], link: Link) -> Result<KernelVerdict> {
+        let name = self.load_multi_buffer(link)?;
+        self.verdict_of(name, frame)
+    }
+
+    /// Loads the multi-buffer build for `link` (once); its entry point.
+    pub fn load_multi_buffer(&mut self, link: Link) -> Result<&'static str> {
+        let name = attach::frags_program_for(link);
+        program::load_frags(&mut self.ebpf, name, false)?;
+        Ok(name)
+    }
+
+    fn verdict_of(&mut self, name: &str, frame: &[u8]) -> Result<KernelVerdict> {
+        anyhow::ensure!(
+            self.report_reason,
+            "Sandbox::production() cannot report reasons; use run_action"
+        );
         let (rv, _) = self.test_run(name, frame, 1)?;
         let reason = Reason::from_u32((rv >> 8) & 0xff)
             .ok_or_else(|| anyhow!("kernel returned unknown reason in {rv:#x}"))?;

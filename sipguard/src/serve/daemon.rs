@@ -38,6 +38,8 @@ use crate::{
 struct Attached {
     name: String,
     ifindex: u32,
+    /// Runs the multi-buffer build (tail calls through `INSPECTOR_FRAGS`).
+    multi_buffer: bool,
 }
 
 pub struct Daemon {
@@ -177,8 +179,23 @@ impl Daemon {
         // The slot is in place before the first packet is counted.
         self.maps.set_iface_slot(idx, slot, name)?;
         let l2 = attach::link_of(name)?;
-        let program = attach::program_for(l2);
-        if program != PROGRAM_NAME && program::xdp_program(&mut self.ebpf, program)?.fd().is_err() {
+        let plan = attach::plan(
+            name,
+            l2,
+            cfg.xdp_mode,
+            attach::mtu(name)?,
+            crate::kernel::features::has_multi_buffer(),
+        )?;
+        if let Some(note) = &plan.note {
+            log::info!("{note}");
+        }
+        let program = plan.program;
+        let multi_buffer = program == attach::frags_program_for(l2);
+        if multi_buffer {
+            program::load_frags(&mut self.ebpf, program, false)?;
+        } else if program != PROGRAM_NAME
+            && program::xdp_program(&mut self.ebpf, program)?.fd().is_err()
+        {
             program::load_program(&mut self.ebpf, program, false)?;
         }
         let path = pins::link_path(&self.pin_root, name);
@@ -191,7 +208,10 @@ impl Daemon {
             match pins::link_info(&path) {
                 Ok((prog_id, link_if)) if link_if == idx => {
                     let old_tag = program_tag(prog_id);
-                    if old_tag == Some(new_tag) {
+                    // A multi-buffer program tail-calls through this
+                    // daemon's own INSPECTOR_FRAGS (not pinned), so the
+                    // one adopted, even if identical, is swapped for it.
+                    if old_tag == Some(new_tag) && !multi_buffer {
                         log::info!("{name}: adopted the pinned XDP link (program unchanged)");
                     } else {
                         if old_tag.is_none() {
@@ -216,6 +236,7 @@ impl Daemon {
                     self.attached.push(Attached {
                         name: name.to_string(),
                         ifindex: idx,
+                        multi_buffer,
                     });
                     return Ok(());
                 }
@@ -227,16 +248,17 @@ impl Daemon {
             }
         }
         let prog = program::xdp_program(&mut self.ebpf, program)?;
-        let (id, mode) = attach::attach(prog, name, cfg.xdp_mode)?;
+        let (id, mode) = attach::attach(prog, name, plan.mode)?;
         let link = prog.take_link(id)?;
         let fd = FdLink::try_from(link)
             .map_err(|e| anyhow!("{name}: the kernel attached XDP without a bpf_link ({e}); sipguard needs Linux 5.9+ to pin it"))?;
         fd.pin(&path)
             .with_context(|| format!("cannot pin the XDP link of {name} at {}", path.display()))?;
-        let what = if program == PROGRAM_NAME {
-            ""
-        } else {
-            " (no Ethernet header: raw IP entry point)"
+        let what = match (l2, multi_buffer) {
+            (sipguard_common::packet::Link::Ethernet, false) => "",
+            (sipguard_common::packet::Link::Ethernet, true) => " (multi-buffer build)",
+            (_, false) => " (no Ethernet header: raw IP entry point)",
+            (_, true) => " (no Ethernet header: raw IP entry point, multi-buffer build)",
         };
         log::info!(
             "attached to {name} (ifindex {idx}) in {} mode{what}",
@@ -248,6 +270,7 @@ impl Daemon {
         self.attached.push(Attached {
             name: name.to_string(),
             ifindex: idx,
+            multi_buffer,
         });
         Ok(())
     }
@@ -288,7 +311,13 @@ impl Daemon {
     pub fn reload(&mut self, opts: &RunOptions) -> Result<Config> {
         let cfg = opts.source.load()?;
         crate::kernel::features::require_for(&cfg)?;
-        let wanted = interfaces(&cfg, &opts.ifaces)?;
+        // No interface is a state the daemon can be in (it starts idle on
+        // such a config): the new policy applies and every link goes.
+        let wanted = if opts.ifaces.is_empty() {
+            cfg.interfaces.clone()
+        } else {
+            opts.ifaces.clone()
+        };
         for i in &wanted {
             ifindex(i)?;
         }
@@ -315,7 +344,18 @@ impl Daemon {
             }
         }
         self.reload_learning(&cfg)?;
+        if self.attached.is_empty() {
+            log::warn!(
+                "no interface configured: sipguard is attached to none and filters nothing \
+                 until a reload lists one under `interfaces:`"
+            );
+        }
         Ok(cfg)
+    }
+
+    /// Whether a reload left it attached to no interface.
+    pub fn is_idle(&self) -> bool {
+        self.attached.is_empty()
     }
 
     /// A trusted name resolved to a new set of addresses: the same apply
@@ -380,6 +420,14 @@ impl Daemon {
                     "on_exit: keep: the filter stays attached and pinned under {}; `sipguard detach` removes it",
                     pins::versioned_dir(&self.pin_root).display()
                 );
+                for a in self.attached.iter().filter(|a| a.multi_buffer) {
+                    log::warn!(
+                        "{}: the multi-buffer build keeps its lists, bans and decisions, but passes \
+                         SIP uninspected (counted as uninspectable) until the next daemon starts: \
+                         its inspector array lives with this process",
+                        a.name
+                    );
+                }
             }
             OnExit::Detach => {
                 for a in &self.attached {

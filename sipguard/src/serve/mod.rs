@@ -139,6 +139,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     Err(e) => log::error!("reload failed, keeping the running policy: {e:#}"),
                 }
                 systemd::ready();
+                if daemon.is_idle() {
+                    systemd::idle("idle: no interface configured");
+                }
             }
             Some(u) = dns_rx.recv() => {
                 if let Err(e) = daemon.dns_update(u) {

@@ -22,7 +22,8 @@ use std::{
 use sipguard::kernel::{features::Scanners, testrun::Sandbox};
 use sipguard_common::{
     packet::Link, ANY_PORT_BOUNDED_PROGRAM_NAME, ANY_PORT_PROGRAM_NAME,
-    INSPECT_BOUNDED_PROGRAM_NAME, INSPECT_PROGRAM_NAME, LEARN_PROGRAM_NAME, PROGRAM_NAME,
+    ANY_PORT_PROGRAM_NAME_FRAGS, INSPECT_BOUNDED_PROGRAM_NAME, INSPECT_PROGRAM_NAME,
+    INSPECT_PROGRAM_NAME_FRAGS, LEARN_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_NAME_FRAGS,
     PROGRAM_NAME_RAW_IP,
 };
 use sipguard_tests::{addresses, fixtures, vm::RESULT_PREFIX};
@@ -78,6 +79,14 @@ fn load_all(cases: &[fixtures::Case], suite: &str) -> Option<Sandbox> {
     let t = Instant::now();
     let raw_ip = sb.run_link(frame, Link::RawIp).map(drop);
     report_load("rawip-load", t, raw_ip);
+    // The multi-buffer build, for the rows above a single buffer.
+    if sipguard::kernel::features::has_multi_buffer() {
+        let t = Instant::now();
+        let multi = sb.load_multi_buffer(Link::Ethernet).map(drop);
+        report_load("multibuffer-load", t, multi);
+    } else {
+        report("multibuffer-load result=skip needs=xdp.frags");
+    }
     Some(sb)
 }
 
@@ -103,6 +112,9 @@ fn report_verifier(sb: &Sandbox, bounded: Option<&Sandbox>, under_loop: Option<&
         ANY_PORT_BOUNDED_PROGRAM_NAME,
         LEARN_PROGRAM_NAME,
         PROGRAM_NAME_RAW_IP,
+        PROGRAM_NAME_FRAGS,
+        INSPECT_PROGRAM_NAME_FRAGS,
+        ANY_PORT_PROGRAM_NAME_FRAGS,
     ] {
         let sb = match (bounded, under_loop) {
             (Some(b), _)
