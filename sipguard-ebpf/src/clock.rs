@@ -4,50 +4,13 @@
 //! 5.8, below the 5.10 floor): it keeps counting through suspend, so an
 //! expiry set before a suspend is not stretched by it. Userspace reads
 //! CLOCK_BOOTTIME too when it writes or shows these values.
-//!
-//! Read at most once per tick on each CPU: reading the clock source cost a
-//! flood's banned packet about as much as its ban lookup, while
-//! `bpf_jiffies64` is a load the verifier inlines. Within a tick every
-//! packet gets the boot time of the tick's first read, so times here are
-//! at most one tick (1-10 ms) behind, and a ban or decision ends at most one
-//! tick late. A suspend does not stretch that: the tick count moves on at
-//! resume, and the first packet after it reads the clock source again.
 
-use aya_ebpf::{
-    helpers::{bpf_jiffies64, bpf_ktime_get_boot_ns},
-    macros::map,
-    maps::PerCpuArray,
-};
-
-/// The boot time of this CPU's last clock read and the tick count then.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct TickTime {
-    jiffies: u64,
-    boot_ns: u64,
-}
-
-/// Per-CPU scratch, not state: not pinned.
-#[map(name = "CLOCK_CACHE")]
-static CLOCK_CACHE: PerCpuArray<TickTime> = PerCpuArray::with_max_entries(1, 0);
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 
 #[inline(always)]
 pub fn now() -> u64 {
-    // SAFETY: helpers without arguments; a per-CPU value, and the programs
-    // do not nest on one CPU.
-    unsafe {
-        let j = bpf_jiffies64();
-        let Some(c) = CLOCK_CACHE.get_ptr_mut(0) else {
-            return bpf_ktime_get_boot_ns();
-        };
-        if (*c).jiffies == j && (*c).boot_ns != 0 {
-            return (*c).boot_ns;
-        }
-        let t = bpf_ktime_get_boot_ns();
-        (*c).jiffies = j;
-        (*c).boot_ns = t;
-        t
-    }
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
 }
 
 /// The boot clock read at most once per packet: a banned source's packet
