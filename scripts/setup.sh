@@ -46,8 +46,9 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
   APT_PKGS+=(qemu-system-x86 qemu-system-arm busybox-static xz-utils)
   # The package and its test under real systemd (docs/INSTALL.md): lintian
   # checks the .deb, debootstrap + systemd-nspawn boot Debian 12 around it,
-  # the cross gcc links the arm64 build.
-  APT_PKGS+=(lintian debootstrap systemd-container gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  # the cross gcc links the arm64 build, patch mends the older release the
+  # upgrade test builds.
+  APT_PKGS+=(lintian debootstrap systemd-container gcc-aarch64-linux-gnu libc6-dev-arm64-cross patch)
   # The benchmark's XDP peer: xdp-filter's own BPF objects (docs/BENCHMARKS.md).
   APT_PKGS+=(xdp-tools)
   dpkg-query -W -f='${Status}' kamailio 2>/dev/null | grep -q "install ok installed" && had_kamailio=1

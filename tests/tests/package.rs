@@ -77,6 +77,14 @@ fn printed(out: &std::process::Output, ext: &str) -> PathBuf {
 /// release an upgrade across a map ABI version starts from.
 const ABI2_COMMIT: &str = "90a285d7cb816ef7d846a7082f790a47b4ac3561";
 
+/// Applied to [`ABI2_COMMIT`] before it is built: its SIP inspector runs
+/// `sip::step` inside its `bpf_loop` callback, and the verifier of newer
+/// 6.18 kernels (6.18.44-fc-v1272) gives up on that at 1,000,000
+/// instructions, so the release as shipped cannot start there. The patch
+/// moves the step into a global function, as this release does, and
+/// changes nothing else: maps, pins and the map ABI are the release's.
+const ABI2_PATCH: &str = "tests/upgrade/abi2-inspector-global-step.patch";
+
 /// Copies `release` (a target/release) into `target` without anything of
 /// this workspace's own packages. Their artifacts carry the same names in
 /// both trees (cargo hashes a path package by its place in the workspace)
@@ -136,8 +144,9 @@ fn seed_registry_builds(release: &Path, target: &Path) {
     }
 }
 
-/// The package of [`ABI2_COMMIT`], built by that commit's own `cargo xtask
-/// package` from `git archive` in a scratch tree, once: kept under
+/// The package of [`ABI2_COMMIT`] with [`ABI2_PATCH`], built by that
+/// commit's own `cargo xtask package` from `git archive` in a scratch tree,
+/// once: kept under
 /// target/upgrade-from/. The tree's target/release starts with this one's
 /// registry dependencies (same Cargo.lock, same profile), so only its own
 /// crates are built.
@@ -148,7 +157,7 @@ fn abi2_package() -> PathBuf {
     let root = workspace_root();
     let dir = os::target_dir()
         .join("upgrade-from")
-        .join(&ABI2_COMMIT[..8]);
+        .join(format!("{}-global-step", &ABI2_COMMIT[..8]));
     let deb = dir.join("sipguard_0.1.0~abi2-1_amd64.deb");
     if deb.exists() {
         return deb;
@@ -173,6 +182,13 @@ fn abi2_package() -> PathBuf {
         "git archive {ABI2_COMMIT} | tar -x -C '{}'",
         tree.display()
     )));
+    run_ok(
+        Command::new("patch")
+            .args(["-p1", "--forward", "-d"])
+            .arg(&tree)
+            .arg("-i")
+            .arg(root.join(ABI2_PATCH)),
+    );
     seed_registry_builds(&os::target_dir().join("release"), &tree.join("target"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run_ok(
