@@ -212,11 +212,14 @@ impl MultiBuf {
         let Some(buf) = crate::maps::WINDOW.get_ptr_mut(0) else {
             return false;
         };
-        let n = end & sipguard_common::scan_io::MAX_SCAN_OFF;
-        if n == 0 {
+        if end == 0 {
             return true;
         }
-        // SAFETY: `n` < the buffer's size; the helper fails rather than
+        // At least 1 as the verifier sees it (the helper refuses a length
+        // that may be 0, and 6.1 learns nothing from `n != 0`), at most
+        // the buffer's size.
+        let n = ((end - 1) & sipguard_common::scan_io::MAX_SCAN_OFF) + 1;
+        // SAFETY: `n` <= MAX_SCAN_OFF + 1 < the buffer's size; the helper fails rather than
         // reading past the frame.
         unsafe { bpf_xdp_load_bytes(self.ctx, 0, (*buf).bytes.as_mut_ptr() as *mut c_void, n) == 0 }
     }
@@ -224,8 +227,12 @@ impl MultiBuf {
 
 #[inline(always)]
 fn buff_len(ctx: &XdpContext) -> usize {
+    // Bounded for the verifier (a frame has at most 17 pages, 69,632
+    // bytes): an unbounded length made Debian 6.1's verifier take the
+    // multi-buffer inspector to 924,527 instructions.
+    const MAX_FRAME_MASK: usize = (1 << 17) - 1;
     // SAFETY: the program's own context.
-    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
+    (unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize) & MAX_FRAME_MASK
 }
 
 impl Frame for MultiBuf {
