@@ -188,10 +188,12 @@ fn hand_over(ctx: &XdpContext, tails: &ProgramArray, slot: u32) -> Reason {
 }
 
 /// What a tail-called program starts from: the settings and the flow
-/// `hand_over` left in `INSPECT_FLOW`.
+/// `hand_over` left in `INSPECT_FLOW`, read in place. A copy would take
+/// its size of the inspector's stack, which with the step's frame must fit
+/// 512 bytes where kernels before 6.12 round every frame up to 32.
 #[inline(always)]
-fn handed_over() -> Option<(&'static Settings, Flow)> {
-    Some((SETTINGS.get(0)?, *INSPECT_FLOW.get(0)?))
+fn handed_over() -> Option<(&'static Settings, &'static Flow)> {
+    Some((SETTINGS.get(0)?, INSPECT_FLOW.get(0)?))
 }
 
 /// SIP on any UDP port, entered by tail call from `filter` for UDP outside
@@ -222,9 +224,9 @@ fn any_port_program<P: Frame>(
         return xdp_action::XDP_PASS;
     };
     let pkt = P::new(ctx);
-    let request = read_line(ctx, &pkt, &flow);
+    let request = read_line(ctx, &pkt, flow);
     let lists = KernelLists::new(settings);
-    let reason = match any_port_verdict(request, &flow, settings, &lists) {
+    let reason = match any_port_verdict(request, flow, settings, &lists) {
         Judgement::Done(reason) => reason,
         // INSPECT_FLOW still holds the flow.
         Judgement::Inspect(_) => {
@@ -237,7 +239,7 @@ fn any_port_program<P: Frame>(
     finish(
         ctx,
         &pkt,
-        Ok(&flow),
+        Ok(flow),
         reason,
         settings,
         &SipEventInfo::NONE,
@@ -271,7 +273,7 @@ fn inspect_program<P: Frame>(
         return xdp_action::XDP_PASS;
     };
     let pkt = P::new(ctx);
-    let reason = scan(ctx, &pkt, &flow, settings);
+    let reason = scan(ctx, &pkt, flow, settings);
     // Drop events carry what the scan saw (method, User-Agent).
     let info = match SCAN.get(0) {
         Some(scan) if reason.is_drop() => SipEventInfo::from_scan(scan),
@@ -280,7 +282,7 @@ fn inspect_program<P: Frame>(
     finish(
         ctx,
         &pkt,
-        Ok(&flow),
+        Ok(flow),
         reason,
         settings,
         &info,
@@ -440,6 +442,14 @@ fn inspect<P: Frame + GlobalStep>(
         sip::max_steps(frame_len)
     } else {
         0
+    };
+    let Some(count) = STEPS.get_ptr_mut(0) else {
+        return Reason::PassPartial;
+    };
+    // SAFETY: a per-CPU value; see `STEPS`.
+    let steps = unsafe {
+        core::ptr::write_volatile(count, steps);
+        core::ptr::read_volatile(count)
     };
     let mut lc = LoopCtx {
         xdp: ctx.ctx,

@@ -97,6 +97,14 @@ pub static WINDOW: PerCpuArray<crate::pkt::WindowBuf> = PerCpuArray::with_max_en
 #[map(name = "LINE")]
 pub static LINE: PerCpuArray<sipguard_common::any_port::Line> = PerCpuArray::with_max_entries(1, 0);
 
+/// The inspector's step count for the packet being inspected on this CPU,
+/// read back from here so that every count (none, a standard frame's, a
+/// jumbo frame's) reaches `bpf_loop` as one unknown value: held in a
+/// register, each would take the rest of the program through the verifier
+/// once more.
+#[map(name = "STEPS")]
+pub static STEPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The flow handed from the filter to the tail-called inspector.
 #[map(name = "INSPECT_FLOW")]
 pub static INSPECT_FLOW: PerCpuArray<sipguard_common::packet::Flow> =
