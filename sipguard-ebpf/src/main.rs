@@ -434,8 +434,12 @@ fn inspect<P: Frame + GlobalStep>(
     // SAFETY: a per-CPU value; XDP does not nest on one CPU.
     unsafe { (*scan).reset(flow, pkt.frame_len()) };
     let frame_len = pkt.frame_len();
+    // Loaded back, not forwarded from `reset`: the helper that copies the
+    // window needs its length precise, and derived from the frame length
+    // and the flow that precision keeps apart states differing in them
+    // (6.1: 792,197 processed instructions instead of 259,662).
     // SAFETY: as above.
-    let end = unsafe { (*scan).end };
+    let end = sipguard_common::scan_io::ld(unsafe { &(*scan).end });
     // Bytes that cannot be made readable are not scanned: the scan state
     // stays as reset (nothing seen, `inspected_partial`).
     let steps = if pkt.prepare_scan(end) {

@@ -50,13 +50,6 @@ const IPROUTE2: &str = "/usr/bin/ip";
 /// distribution kernel into rejecting the filter.
 const VERIFIER_BUDGET: u64 = 500_000;
 
-/// The one program that does not keep that headroom, on the one kernel:
-/// the multi-buffer inspector on Debian's 6.1 (792,197 processed
-/// instructions; 88,712 on 6.12). It loads only where a native-XDP
-/// interface's MTU needs the multi-buffer builds, and is held here to 85 %
-/// of the limit and named in the output until its frame is made smaller.
-const NARROW_BUDGET: (&str, &str, u64) = ("6.1", "sipguard_inspect_frags", 850_000);
-
 struct Binaries {
     vm_suite: PathBuf,
     sipguard: PathBuf,
@@ -303,17 +296,10 @@ fn check_verifier_budget(kernel: &str, results: &[&str]) {
         let Ok(insns) = field("insns=").parse::<u64>() else {
             continue;
         };
-        let budget = if (kernel, prog) == (NARROW_BUDGET.0, NARROW_BUDGET.1) {
-            eprintln!(
-                "\n*** kernel {kernel}: {prog} at {insns} processed instructions: over the {VERIFIER_BUDGET} headroom, held to {} ***\n",
-                NARROW_BUDGET.2
-            );
-            NARROW_BUDGET.2
-        } else {
-            VERIFIER_BUDGET
-        };
-        if insns > budget {
-            over.push(format!("{prog}: {insns} processed instructions > {budget}"));
+        if insns > VERIFIER_BUDGET {
+            over.push(format!(
+                "{prog}: {insns} processed instructions > {VERIFIER_BUDGET}"
+            ));
         }
     }
     assert!(
