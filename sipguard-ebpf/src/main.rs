@@ -106,8 +106,13 @@ fn filter<P: Frame>(ctx: &XdpContext, link: Link, tails: &ProgramArray) -> u32 {
     }
     let parsed = parse_after(&pkt, link, quick);
     match &parsed {
-        // SAFETY: a per-CPU value; XDP does not nest on one CPU.
-        Ok(flow) => unsafe { *handed = *flow },
+        // A copy the compiler knows does not overlap: an assignment through
+        // the raw pointer is a call of a byte-at-a-time `memmove` (52 bytes,
+        // about 420 instructions on every SIP-port packet), this is 13
+        // word loads and stores.
+        // SAFETY: a per-CPU value; XDP does not nest on one CPU. The flow
+        // is on the stack, `handed` in a map value.
+        Ok(flow) => unsafe { core::ptr::copy_nonoverlapping(flow, handed, 1) },
         Err(stop) => {
             let reason = match stop {
                 Stop::LaterFragment(k) => frags::later(k),
