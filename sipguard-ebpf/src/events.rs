@@ -1,6 +1,7 @@
 //! Drop events: sampled per source in the kernel (at most one per source per
-//! interval, carrying how many were suppressed) and sent through a ring
-//! buffer; a full ring buffer is counted, never silent.
+//! interval, carrying how many were suppressed), limited per CPU per second,
+//! and sent through a ring buffer; a full ring buffer or a used-up budget
+//! is counted, never silent.
 
 use aya_ebpf::{
     macros::map,
@@ -19,6 +20,48 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map(name = "EVENT_SAMPLER")]
 pub static EVENT_SAMPLER: LruHashMap<AddrKey, SampleState> =
     LruHashMap::with_max_entries(SAMPLER_ENTRIES, 0);
+
+/// This CPU's events of the current second, for `events_per_second`:
+/// sampling per source bounds a flood from few sources, this one from many
+/// (65,536 sources below the ban threshold sent 65,536 events a second,
+/// and the daemon logging them took a whole CPU).
+#[map(name = "EVENT_BUDGET")]
+static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct EventBudget {
+    /// When the current second began (0: none yet).
+    second_ns: u64,
+    /// Events let through since.
+    sent: u32,
+    _pad0: u32,
+}
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Takes one event from this CPU's budget; false when it is used up.
+#[inline(always)]
+fn within_budget(ops: &OpsSettings, t: u64) -> bool {
+    let limit = ops.events_per_second;
+    if limit == 0 {
+        return true;
+    }
+    let Some(b) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: a per-CPU value; XDP does not nest on one CPU.
+    unsafe {
+        if t.wrapping_sub((*b).second_ns) >= SECOND_NS {
+            (*b).second_ns = t;
+            (*b).sent = 0;
+        }
+        if (*b).sent >= limit {
+            return false;
+        }
+        (*b).sent += 1;
+    }
+    true
+}
 
 #[map(name = "OPS_STATS")]
 pub static OPS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -98,12 +141,15 @@ pub fn emit(
         stat(STAT_EVENTS_SUPPRESSED);
         return;
     };
-    let sent = send(ctx, a, out, sip, t, suppressed);
     // A lost event (full ring) is counted as lost, and the source is
     // sampled as if it had been sent: otherwise every later packet of a
     // flood would retry (and count as lost) while the ring is full. Its
-    // next event carries this one in `suppressed`.
-    let carried = if sent {
+    // next event carries this one in `suppressed`. An event over this
+    // CPU's budget is held back and carried the same way.
+    let carried = if !within_budget(ops, t) {
+        stat(STAT_EVENTS_OVER_BUDGET);
+        suppressed + 1
+    } else if send(ctx, a, out, sip, t, suppressed) {
         stat(STAT_EVENTS_SENT);
         0
     } else {

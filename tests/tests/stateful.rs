@@ -399,3 +399,99 @@ fn banned_drops_are_sampled_per_ban_in_its_entry() {
     );
     assert_eq!(sb.counter(DropBanned, false).unwrap().packets, 9);
 }
+
+#[test]
+fn events_over_the_per_cpu_budget_are_counted_and_carried_by_their_source() {
+    let test = "events_over_the_per_cpu_budget_are_counted_and_carried_by_their_source";
+    let Some(mut sb) = sandbox(
+        test,
+        OpsSettings {
+            flags: OPS_EVENTS,
+            event_interval_ns: 400_000_000,
+            events_per_second: 3,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let mut ring = sb.take_events().unwrap();
+    // Five sources, one drop each, in one second: three events, two held.
+    // BPF_PROG_TEST_RUN runs on the calling thread's CPU; pinned so all five
+    // meet one CPU's budget.
+    pin_to_one_cpu();
+    let sources: Vec<[u8; 4]> = (1..=5).map(|i| [198, 51, 100, 20 + i]).collect();
+    for s in &sources {
+        assert_eq!(reason(&mut sb, &invite4(*s)), DropUntrusted);
+    }
+    let got = drain(&mut ring);
+    assert_eq!(
+        got.iter().map(|e| e.src.as_str()).collect::<Vec<_>>(),
+        ["198.51.100.21", "198.51.100.22", "198.51.100.23"]
+    );
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SENT).unwrap(), 3);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_OVER_BUDGET).unwrap(), 2);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 0);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_LOST).unwrap(), 0);
+    // A held source is sampled as if sent: within its interval a drop is
+    // suppressed, not retried against the budget.
+    reason(&mut sb, &invite4(sources[4]));
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_SUPPRESSED).unwrap(), 1);
+    assert!(drain(&mut ring).is_empty());
+    // A second later the budget is back; the held source's next event
+    // carries its two unreported drops.
+    std::thread::sleep(Duration::from_millis(1_050));
+    reason(&mut sb, &invite4(sources[4]));
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].src, "198.51.100.25");
+    assert_eq!(
+        got[0].suppressed, 2,
+        "the held event and the suppressed drop"
+    );
+    let counted = [
+        abi::STAT_EVENTS_SENT,
+        abi::STAT_EVENTS_SUPPRESSED,
+        abi::STAT_EVENTS_OVER_BUDGET,
+        abi::STAT_EVENTS_LOST,
+    ]
+    .iter()
+    .map(|i| sb.ops_stat(*i).unwrap())
+    .sum::<u64>();
+    assert_eq!(counted, 7, "one count per drop");
+}
+
+#[test]
+fn no_budget_means_every_due_event_is_sent() {
+    let Some((mut sb, mut ring)) =
+        events_sandbox("no_budget_means_every_due_event_is_sent", 60_000_000_000)
+    else {
+        return;
+    };
+    pin_to_one_cpu();
+    for i in 0..300u32 {
+        reason(&mut sb, &invite4([198, 18, (i >> 8) as u8, i as u8]));
+    }
+    assert_eq!(drain(&mut ring).len(), 300);
+    assert_eq!(sb.ops_stat(abi::STAT_EVENTS_OVER_BUDGET).unwrap(), 0);
+}
+
+/// Pins the calling thread to the first CPU it may run on.
+fn pin_to_one_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t owned here.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|c| libc::CPU_ISSET(*c, &set))
+            .expect("a CPU to run on");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}

@@ -17,6 +17,9 @@ pub const STAT_EVENTS_LOST: u32 = 1;
 pub const STAT_EVENTS_SUPPRESSED: u32 = 2;
 pub const STAT_BANS_CREATED: u32 = 3;
 pub const STAT_FRAGS_REMEMBERED: u32 = 4;
+/// Events not sent because their CPU had sent `events_per_second` in the
+/// current second.
+pub const STAT_EVENTS_OVER_BUDGET: u32 = 5;
 pub const STAT_SLOTS: u32 = 8;
 
 /// Runtime knobs of the operations features (the `OPS` array's one value).
@@ -33,7 +36,13 @@ pub struct OpsSettings {
     pub event_interval_ns: u64,
     /// IPv6 sources are counted and banned per prefix of this length.
     pub ban_v6_prefix: u32,
-    pub _pad0: u32,
+    /// At most this many drop events per second from each CPU, whatever
+    /// the number of sources (0: no limit). Per CPU because a shared count
+    /// would be a contended atomic on every event; a source whose event
+    /// the limit held back has it counted in its next one, as a suppressed
+    /// drop. Was padding (always 0) before: an older daemon's settings
+    /// mean no limit.
+    pub events_per_second: u32,
 }
 const _: () = assert!(core::mem::size_of::<OpsSettings>() == 40);
 

@@ -48,6 +48,12 @@ pub fn do_check(config: Option<PathBuf>, kernel: bool, pin_root: &Path) -> Resul
     } else {
         println!("bans:        automatic bans off (manual `sipguard ban` still works)");
     }
+    let e = &cfg.events;
+    let cap = match e.max_per_second {
+        0 => "no limit per CPU".to_string(),
+        n => format!("at most {n} a second per CPU"),
+    };
+    println!("events:      one per source per {}, {cap}", e.interval);
     println!("fragments:   {:?}", cfg.fragments);
     println!("on exit:     {:?}", cfg.on_exit);
     for f in &cfg.feeds {

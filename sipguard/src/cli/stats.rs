@@ -23,7 +23,8 @@ pub fn do_stats(pin_root: &Path, json: bool, watch: Option<f64>) -> Result<ExitC
             if let Some(o) = o {
                 v["operations"] = serde_json::json!({
                     "events_sent": o.events_sent, "events_lost": o.events_lost,
-                    "events_suppressed": o.events_suppressed, "bans_created": o.bans_created,
+                    "events_suppressed": o.events_suppressed,
+                    "events_over_budget": o.events_over_budget, "bans_created": o.bans_created,
                     "fragments_remembered": o.fragments_remembered, "active_bans": bans,
                 });
             }
@@ -38,8 +39,8 @@ pub fn do_stats(pin_root: &Path, json: bool, watch: Option<f64>) -> Result<ExitC
             print!("{}", snap.to_table());
             if let Some(o) = o {
                 println!(
-                    "events: sent {}, suppressed {}, lost {}; bans: {} active, {} made; fragments remembered {}",
-                    o.events_sent, o.events_suppressed, o.events_lost, bans.unwrap_or(0), o.bans_created, o.fragments_remembered
+                    "events: sent {}, suppressed {}, over budget {}, lost {}; bans: {} active, {} made; fragments remembered {}",
+                    o.events_sent, o.events_suppressed, o.events_over_budget, o.events_lost, bans.unwrap_or(0), o.bans_created, o.fragments_remembered
                 );
             }
             if let Some(l) = learned_summary(&dir) {

@@ -28,7 +28,7 @@ pub fn settings(cfg: &Config) -> OpsSettings {
         ban_ttl_ns: cfg.bans.ttl.0.as_nanos() as u64,
         event_interval_ns: cfg.events.interval.0.as_nanos() as u64,
         ban_v6_prefix: cfg.bans.ipv6_prefix as u32,
-        _pad0: 0,
+        events_per_second: cfg.events.max_per_second,
     }
 }
 
@@ -78,6 +78,7 @@ pub struct OpsStats {
     pub events_sent: u64,
     pub events_lost: u64,
     pub events_suppressed: u64,
+    pub events_over_budget: u64,
     pub bans_created: u64,
     pub fragments_remembered: u64,
 }
@@ -87,6 +88,7 @@ pub fn read_stats(map: &PerCpuArray<MapData, u64>) -> Result<OpsStats> {
         events_sent: stat(map, STAT_EVENTS_SENT)?,
         events_lost: stat(map, STAT_EVENTS_LOST)?,
         events_suppressed: stat(map, STAT_EVENTS_SUPPRESSED)?,
+        events_over_budget: stat(map, STAT_EVENTS_OVER_BUDGET)?,
         bans_created: stat(map, STAT_BANS_CREATED)?,
         fragments_remembered: stat(map, STAT_FRAGS_REMEMBERED)?,
     })

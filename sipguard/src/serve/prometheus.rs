@@ -95,6 +95,12 @@ pub fn render(dir: &Path, signals: Option<&SignalCounters>) -> Result<String> {
     );
     counter(
         &mut reg,
+        "events_over_budget",
+        "Drop events held back by the per-CPU events.max_per_second limit",
+        stats.events_over_budget,
+    );
+    counter(
+        &mut reg,
         "bans_created",
         "Automatic bans made by the kernel",
         stats.bans_created,

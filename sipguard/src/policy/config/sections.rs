@@ -21,6 +21,11 @@ pub struct EventsConfig {
     /// Unix socket `sipguard events` reads from (mode 0600).
     #[serde(default = "default_events_socket")]
     pub socket: std::path::PathBuf,
+    /// At most this many events per second from each CPU, however many
+    /// sources are dropped (0: no limit). The rest are counted
+    /// (`events_over_budget`) and carried in their source's next event.
+    #[serde(default = "default_events_per_second")]
+    pub max_per_second: u32,
 }
 
 impl Default for EventsConfig {
@@ -29,6 +34,7 @@ impl Default for EventsConfig {
             log: EventLog::default(),
             interval: default_event_interval(),
             socket: default_events_socket(),
+            max_per_second: default_events_per_second(),
         }
     }
 }
@@ -37,6 +43,14 @@ pub const DEFAULT_EVENTS_SOCKET: &str = "/run/sipguard/events.sock";
 
 fn default_event_interval() -> Dur {
     Dur(std::time::Duration::from_secs(1))
+}
+/// Enough for every scanner of an ordinary day to be logged as it comes;
+/// a distributed flood's tens of thousands of sources a second are not
+/// worth a CPU of the router to log one by one.
+pub const DEFAULT_EVENTS_PER_SECOND: u32 = 200;
+
+fn default_events_per_second() -> u32 {
+    DEFAULT_EVENTS_PER_SECOND
 }
 fn default_events_socket() -> std::path::PathBuf {
     DEFAULT_EVENTS_SOCKET.into()

@@ -286,7 +286,7 @@ fn trusted_names_and_dns() {
 fn operations_sections_parse() {
     let c = parse(
         "trusted: [192.0.2.1]\nfeeds: [/etc/sipguard/feed.txt]\non_exit: keep\nfragments: pass\n\
-         events:\n  log: json\n  interval: 250ms\n  socket: /tmp/x.sock\n\
+         events:\n  log: json\n  interval: 250ms\n  socket: /tmp/x.sock\n  max_per_second: 50\n\
          bans:\n  threshold: 3\n  window: 10s\n  ttl: 2m\n  ipv6_prefix: 56\nmetrics:\n  listen: 127.0.0.1:9560\n",
     )
     .unwrap();
@@ -294,6 +294,14 @@ fn operations_sections_parse() {
     assert_eq!(c.fragments, FragmentPolicy::Pass);
     assert_eq!(c.events.log, EventLog::Json);
     assert_eq!(c.events.interval.0, std::time::Duration::from_millis(250));
+    assert_eq!(c.events.max_per_second, 50);
+    assert_eq!(
+        parse("events:\n  log: off\n")
+            .unwrap()
+            .events
+            .max_per_second,
+        super::sections::DEFAULT_EVENTS_PER_SECOND
+    );
     assert_eq!(c.bans.ttl.0, std::time::Duration::from_secs(120));
     assert_eq!(c.bans.ipv6_prefix, 56);
     assert!(!c.bans_enabled(), "off by default under policy: drop");
