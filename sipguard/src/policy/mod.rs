@@ -136,6 +136,24 @@ impl Policy {
 mod tests {
     use super::*;
 
+    /// The policy `cfg` assembles to with its feed files as they are and
+    /// `names` resolved.
+    fn assembled(cfg: &Config, names: &NameState) -> Policy {
+        let feeds = FeedWatch::new(&cfg.feeds);
+        assemble(
+            cfg,
+            &Sources {
+                feeds: &feeds,
+                names,
+            },
+        )
+        .unwrap()
+    }
+
+    fn show(v: &[IpNet]) -> Vec<String> {
+        v.iter().map(|n| n.to_string()).collect()
+    }
+
     #[test]
     fn feed_entries_overlapping_resolved_names_are_not_blocked() {
         let feed = testing::TestFile::new(
@@ -160,16 +178,7 @@ mod tests {
             ]
             .into(),
         );
-        let feeds = FeedWatch::new(&cfg.feeds);
-        let p = assemble(
-            &cfg,
-            &Sources {
-                feeds: &feeds,
-                names: &names,
-            },
-        )
-        .unwrap();
-        let show = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let p = assembled(&cfg, &names);
         assert_eq!(show(&p.trusted), ["192.0.2.10/32", "2001:db8:5::10/128"]);
         assert_eq!(show(&p.blocked), ["203.0.113.9/32"]);
         let named: Vec<String> = p.overlaps.iter().map(|o| o.to_string()).collect();
@@ -195,16 +204,7 @@ mod tests {
             "sip.provider.example".into(),
             ["192.0.2.10".parse().unwrap()].into(),
         );
-        let feeds = FeedWatch::new(&cfg.feeds);
-        let p = assemble(
-            &cfg,
-            &Sources {
-                feeds: &feeds,
-                names: &names,
-            },
-        )
-        .unwrap();
-        let show = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let p = assembled(&cfg, &names);
         assert_eq!(show(&p.blocked), ["192.0.2.0/24", "198.51.100.0/24"]);
         let named: Vec<String> = p.overlaps.iter().map(|o| o.to_string()).collect();
         assert_eq!(
