@@ -23,8 +23,8 @@ pub static EVENT_SAMPLER: LruHashMap<AddrKey, SampleState> =
 
 /// This CPU's events of the current second, for `events_per_second`:
 /// sampling per source bounds a flood from few sources, this one from many
-/// (65,536 sources below the ban threshold sent 65,536 events a second,
-/// and the daemon logging them took a whole CPU).
+/// (65,536 sources below the ban threshold are 65,536 events a second,
+/// and logging them takes the daemon a whole CPU).
 #[map(name = "EVENT_BUDGET")]
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
